@@ -1,0 +1,85 @@
+//! `serve`: the daemon. Loads config and templates, starts the delivery workers, listens, and on
+//! SIGTERM/SIGINT stops accepting, finishes in-flight requests and drains within a bound.
+
+use crate::config::{ChannelConfig, Config};
+use crate::deliver::memory::{MemoryOutbox, Target};
+use crate::deliver::rate::RateLimiter;
+use crate::deliver::sender::Sender;
+use crate::deliver::Auth;
+use crate::server::{self, AppState};
+use crate::shutdown;
+use anyhow::Context;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// One limiter per credential: channels posting with the same key or token share a budget, the
+/// smallest `rate_per_minute` among them.
+pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
+    let credential = |c: &ChannelConfig| match &c.endpoint.auth {
+        Auth::ZapiKey(k) => format!("zapikey:{}", k.expose()),
+        Auth::OAuth(t) => format!("oauth:{}", t.expose()),
+        Auth::None => format!("url:{}", c.endpoint.url),
+    };
+    let mut rates: HashMap<String, u32> = HashMap::new();
+    for c in channels {
+        let r = rates.entry(credential(c)).or_insert(c.rate_per_minute);
+        *r = (*r).min(c.rate_per_minute);
+    }
+    let limiters: HashMap<String, Arc<RateLimiter>> = rates
+        .into_iter()
+        .map(|(k, r)| (k, Arc::new(RateLimiter::new(r))))
+        .collect();
+    channels
+        .iter()
+        .filter_map(|c| {
+            limiters.get(&credential(c)).map(|l| Target {
+                name: c.name.clone(),
+                endpoint: c.endpoint.clone(),
+                limiter: Arc::clone(l),
+            })
+        })
+        .collect()
+}
+
+/// Runs the daemon until a stop signal.
+pub async fn run(config: &Path) -> anyhow::Result<i32> {
+    let cfg: Config = super::load_config(config)?;
+    let renderer = super::renderer_or_fail(&cfg)?;
+    let cancel = CancellationToken::new();
+    shutdown::cancel_on_signal(cancel.clone());
+    let tracker = TaskTracker::new();
+    let sender = Sender::new(cfg.retry.timeout)?;
+    let outbox = MemoryOutbox::start(
+        targets(&cfg.channels),
+        sender,
+        cfg.retry,
+        &tracker,
+        cancel.child_token(),
+    );
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    let local = listener.local_addr()?;
+    if cfg.channels.is_empty() {
+        tracing::warn!("no [[channels]] configured: events are acknowledged and dropped");
+    }
+    let state = Arc::new(AppState {
+        secret_token: cfg.server.secret_token.clone(),
+        max_body_bytes: cfg.server.max_body_bytes,
+        channels: cfg.channels.clone(),
+        renderer: Arc::new(renderer),
+        outbox: Arc::new(outbox),
+        counter: Default::default(),
+    });
+    tracing::info!(listen = %local, channels = cfg.channels.len(), path = server::HOOK_PATH, "ready");
+    server::run(listener, state, cancel.clone()).await?;
+    cancel.cancel();
+    if !shutdown::drain(&tracker, shutdown::DRAIN_TIMEOUT).await {
+        tracing::warn!("delivery workers did not stop in time");
+    }
+    tracing::info!("stopped");
+    Ok(0)
+}

@@ -1,0 +1,642 @@
+//! The TOML configuration: file format, loading, secrets from file or environment, validation.
+//!
+//! Raw file types (`Raw*`, serde, unknown keys rejected) are turned into the validated [`Config`]
+//! with every secret wrapped in [`Secret`]. Errors name the key (`channels[1].url`). Relative paths
+//! are resolved against the config file's folder.
+
+use crate::deliver::{Auth, Endpoint, RetryPolicy};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable that, when set, replaces `server.secret_token`.
+pub const SECRET_TOKEN_ENV: &str = "GITLAB_CHAT_BRIDGE_SECRET_TOKEN";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default body limit: GitLab's own payload maximum, 25 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+/// Default timestamp format (`25-Nov-2026 05:30 PM`).
+pub const DEFAULT_DATE_FORMAT: &str = "%d-%b-%Y %I:%M %p";
+/// Default calendar-date format (`25-Nov-2026`).
+pub const DEFAULT_DAY_FORMAT: &str = "%d-%b-%Y";
+/// Default per-credential post budget per minute (Cliq locks a user out above ~50).
+pub const DEFAULT_RATE_PER_MINUTE: u32 = 45;
+
+/// A secret value: never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and key.
+        message: String,
+    },
+    /// A key has an invalid value.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted key (`channels[0].url`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    templates: RawTemplates,
+    #[serde(default)]
+    outbox: RawOutbox,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    channels: Vec<RawChannel>,
+    gitlab: Option<RawGitlab>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    secret_token: Option<String>,
+    secret_token_file: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    signing_token: Option<String>,
+    signing_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTemplates {
+    dir: Option<PathBuf>,
+    timezone: Option<String>,
+    date_format: Option<String>,
+    day_format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutbox {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    timeout_secs: Option<u64>,
+    max_attempts: Option<u32>,
+    initial_backoff_ms: Option<u64>,
+    max_backoff_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    name: String,
+    url: String,
+    zapikey: Option<String>,
+    zapikey_file: Option<PathBuf>,
+    zapikey_env: Option<String>,
+    oauth_token: Option<String>,
+    oauth_token_file: Option<PathBuf>,
+    oauth_token_env: Option<String>,
+    events: Option<Vec<String>>,
+    #[serde(default)]
+    confidential: bool,
+    rate_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGitlab {
+    url: String,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    hook_url: Option<String>,
+}
+
+/// The `[server]` section, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `address:port` to listen on.
+    pub listen: String,
+    /// Shared secret GitLab sends in `X-Gitlab-Token`.
+    pub secret_token: Secret,
+    /// Largest accepted body, in bytes.
+    pub max_body_bytes: usize,
+    /// Standard-Webhooks signing token (`whsec_…`), when configured.
+    pub signing_token: Option<Secret>,
+}
+
+/// The `[templates]` section, validated.
+#[derive(Debug, Clone)]
+pub struct TemplatesConfig {
+    /// Folder of user templates (`*.hbs`), if any.
+    pub dir: Option<PathBuf>,
+    /// Zone dates are shown in.
+    pub timezone: Tz,
+    /// strftime format for timestamps.
+    pub date_format: String,
+    /// strftime format for calendar dates.
+    pub day_format: String,
+}
+
+/// One `[[channels]]` entry, validated.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    /// Unique name, used in logs and the outbox.
+    pub name: String,
+    /// Where and how to post.
+    pub endpoint: Endpoint,
+    /// Event-key globs; `!glob` excludes. Empty means every event.
+    pub events: Vec<String>,
+    /// Whether confidential issues and notes may be posted here.
+    pub confidential: bool,
+    /// Posts per minute allowed for this channel's credential.
+    pub rate_per_minute: u32,
+}
+
+/// The `[gitlab]` section, validated.
+#[derive(Debug, Clone)]
+pub struct GitlabConfig {
+    /// Base URL of the GitLab instance.
+    pub url: String,
+    /// API token (sent as `PRIVATE-TOKEN`), if given.
+    pub token: Option<Secret>,
+    /// The URL GitLab should call (this bridge's `/hooks/gitlab`).
+    pub hook_url: Option<String>,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[templates]`.
+    pub templates: TemplatesConfig,
+    /// `[outbox] path`: the durable store.
+    pub outbox_path: PathBuf,
+    /// `[delivery]`: timeouts and retries.
+    pub retry: RetryPolicy,
+    /// `[[channels]]`.
+    pub channels: Vec<ChannelConfig>,
+    /// `[gitlab]`, if present.
+    pub gitlab: Option<GitlabConfig>,
+}
+
+/// Where a secret may come from.
+struct SecretSources<'a> {
+    key: &'a str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    env: Option<String>,
+}
+
+/// Reads a file and the environment through these functions, so tests need neither.
+pub trait Environment {
+    /// The value of an environment variable.
+    fn var(&self, name: &str) -> Option<String>;
+    /// The text of a file.
+    fn read(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// The process environment and file system.
+pub struct RealEnvironment;
+
+impl Environment for RealEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+impl Config {
+    /// Loads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, &RealEnvironment)
+    }
+
+    /// Loads and validates with an explicit environment.
+    pub fn load_with(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let text = env.read(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path, env)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        let s = raw.server;
+        let secret_token = match env.var(SECRET_TOKEN_ENV).filter(|v| !v.is_empty()) {
+            Some(v) => Secret::new(v),
+            None => secret(
+                SecretSources {
+                    key: "server.secret_token",
+                    inline: s.secret_token,
+                    file: s.secret_token_file.map(&resolve),
+                    env: None,
+                },
+                env,
+            )?
+            .ok_or_else(|| {
+                invalid(
+                    "server.secret_token",
+                    format!("required (or server.secret_token_file, or {SECRET_TOKEN_ENV})"),
+                )
+            })?,
+        };
+        let signing_token = secret(
+            SecretSources {
+                key: "server.signing_token",
+                inline: s.signing_token,
+                file: s.signing_token_file.map(&resolve),
+                env: None,
+            },
+            env,
+        )?;
+        let listen = s.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "server.listen",
+                format!("{listen:?} is not an address:port"),
+            ));
+        }
+        let max_body_bytes = s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be greater than 0"));
+        }
+
+        let t = raw.templates;
+        let tz_name = t.timezone.unwrap_or_else(|| "UTC".to_string());
+        let timezone: Tz = tz_name.parse().map_err(|_| {
+            invalid(
+                "templates.timezone",
+                format!("unknown IANA time zone {tz_name:?}"),
+            )
+        })?;
+        let date_format = t
+            .date_format
+            .unwrap_or_else(|| DEFAULT_DATE_FORMAT.to_string());
+        check_strftime("templates.date_format", &date_format)?;
+        let day_format = t
+            .day_format
+            .unwrap_or_else(|| DEFAULT_DAY_FORMAT.to_string());
+        check_strftime("templates.day_format", &day_format)?;
+
+        let d = raw.delivery;
+        let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            timeout: d.timeout_secs.map_or(defaults.timeout, Duration::from_secs),
+            max_attempts: d.max_attempts.unwrap_or(defaults.max_attempts),
+            initial_backoff: d
+                .initial_backoff_ms
+                .map_or(defaults.initial_backoff, Duration::from_millis),
+            max_backoff: d
+                .max_backoff_secs
+                .map_or(defaults.max_backoff, Duration::from_secs),
+        };
+        if retry.max_attempts == 0 {
+            return Err(invalid("delivery.max_attempts", "must be at least 1"));
+        }
+        if retry.timeout.is_zero() {
+            return Err(invalid("delivery.timeout_secs", "must be at least 1"));
+        }
+
+        let mut names = HashSet::new();
+        let mut channels = Vec::new();
+        for (i, c) in raw.channels.into_iter().enumerate() {
+            let key = |k: &str| format!("channels[{i}].{k}");
+            if c.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            if !names.insert(c.name.clone()) {
+                return Err(invalid(key("name"), format!("{:?} is used twice", c.name)));
+            }
+            let (url, key_in_url) = split_zapikey(&c.url).map_err(|m| invalid(key("url"), m))?;
+            let zapikey = secret(
+                SecretSources {
+                    key: &key("zapikey"),
+                    inline: c.zapikey.or(key_in_url),
+                    file: c.zapikey_file.map(&resolve),
+                    env: c.zapikey_env,
+                },
+                env,
+            )?;
+            let oauth = secret(
+                SecretSources {
+                    key: &key("oauth_token"),
+                    inline: c.oauth_token,
+                    file: c.oauth_token_file.map(&resolve),
+                    env: c.oauth_token_env,
+                },
+                env,
+            )?;
+            let auth = match (zapikey, oauth) {
+                (Some(k), None) => Auth::ZapiKey(k),
+                (None, Some(t)) => Auth::OAuth(t),
+                (None, None) => Auth::None,
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key("zapikey"),
+                        "give a zapikey or an oauth_token, not both",
+                    ))
+                }
+            };
+            let events = c.events.unwrap_or_default();
+            for (j, e) in events.iter().enumerate() {
+                if e.trim_start_matches('!').trim().is_empty() {
+                    return Err(invalid(
+                        format!("channels[{i}].events[{j}]"),
+                        "empty pattern",
+                    ));
+                }
+            }
+            let rate_per_minute = c.rate_per_minute.unwrap_or(DEFAULT_RATE_PER_MINUTE);
+            if rate_per_minute == 0 {
+                return Err(invalid(key("rate_per_minute"), "must be at least 1"));
+            }
+            channels.push(ChannelConfig {
+                name: c.name,
+                endpoint: Endpoint { url, auth },
+                events,
+                confidential: c.confidential,
+                rate_per_minute,
+            });
+        }
+
+        let gitlab = match raw.gitlab {
+            None => None,
+            Some(g) => Some(GitlabConfig {
+                url: g.url.trim_end_matches('/').to_string(),
+                token: secret(
+                    SecretSources {
+                        key: "gitlab.token",
+                        inline: g.token,
+                        file: g.token_file.map(&resolve),
+                        env: g.token_env,
+                    },
+                    env,
+                )?,
+                hook_url: g.hook_url,
+            }),
+        };
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            server: ServerConfig {
+                listen,
+                secret_token,
+                max_body_bytes,
+                signing_token,
+            },
+            templates: TemplatesConfig {
+                dir: t.dir.map(&resolve),
+                timezone,
+                date_format,
+                day_format,
+            },
+            outbox_path: resolve(
+                raw.outbox
+                    .path
+                    .unwrap_or_else(|| PathBuf::from("data/outbox.sqlite")),
+            ),
+            retry,
+            channels,
+            gitlab,
+        })
+    }
+}
+
+/// Reads at most one of a secret's sources; more than one is an error naming the key.
+fn secret(src: SecretSources<'_>, env: &dyn Environment) -> Result<Option<Secret>, ConfigError> {
+    let given = [src.inline.is_some(), src.file.is_some(), src.env.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(invalid(
+            src.key,
+            "give only one of the value, _file or _env for this secret",
+        ));
+    }
+    if let Some(v) = src.inline {
+        return Ok(Some(Secret::new(v.trim())));
+    }
+    if let Some(path) = src.file {
+        let v = env.read(&path).map_err(|e| {
+            invalid(
+                format!("{}_file", src.key),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        return Ok(Some(Secret::new(v.trim())));
+    }
+    if let Some(var) = src.env {
+        let v = env
+            .var(&var)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| invalid(format!("{}_env", src.key), format!("${var} is not set")))?;
+        return Ok(Some(Secret::new(v.trim())));
+    }
+    Ok(None)
+}
+
+/// Validates a channel URL and moves a `zapikey` found in its query out of it.
+fn split_zapikey(raw: &str) -> Result<(String, Option<String>), String> {
+    let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http(s) URL".into());
+    }
+    let mut key = None;
+    let rest: Vec<(String, String)> = url
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == "zapikey" {
+                key = Some(v.into_owned());
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    if rest.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    Ok((url.to_string(), key))
+}
+
+/// Rejects strftime formats chrono cannot render, at load time rather than per message.
+fn check_strftime(key: &str, fmt: &str) -> Result<(), ConfigError> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(fmt).any(|i| matches!(i, Item::Error)) {
+        return Err(invalid(
+            key,
+            format!("{fmt:?} is not a valid strftime format"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeEnv(HashMap<String, String>);
+
+    impl Environment for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+        fn read(&self, path: &Path) -> std::io::Result<String> {
+            self.0
+                .get(&path.display().to_string())
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    }
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = FakeEnv(
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        Config::parse(text, Path::new("/etc/gcb/config.toml"), &env)
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("[server]\nsecret_token='x'\nlisten_port=1\n", &[]).err();
+        let msg = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("listen_port"), "{msg}");
+    }
+
+    #[test]
+    fn secrets_come_from_file_env_or_url_and_stay_hidden() {
+        let cfg = parse(
+            "[server]\nsecret_token_file='tok'\n[[channels]]\nname='a'\nurl='https://cliq.zoho.eu/api/v2/channelsbyname/a/message?zapikey=K1'\n[[channels]]\nname='b'\nurl='https://cliq.zoho.in/x'\nzapikey_env='ZK'\n",
+            &[("/etc/gcb/tok", "s3cret\n"), ("ZK", "K2")],
+        );
+        let cfg = match cfg {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(cfg.server.secret_token.expose(), "s3cret");
+        assert_eq!(
+            cfg.channels[0].endpoint.url,
+            "https://cliq.zoho.eu/api/v2/channelsbyname/a/message"
+        );
+        assert_eq!(
+            cfg.channels[0].endpoint.auth,
+            Auth::ZapiKey(Secret::new("K1"))
+        );
+        assert_eq!(
+            cfg.channels[1].endpoint.auth,
+            Auth::ZapiKey(Secret::new("K2"))
+        );
+        let dbg = format!("{cfg:?}");
+        for s in ["s3cret", "K1", "K2"] {
+            assert!(!dbg.contains(s), "{s} leaked in Debug");
+        }
+    }
+
+    #[test]
+    fn env_token_wins_and_errors_name_keys() {
+        let cfg = parse(
+            "[server]\nsecret_token='file'\n",
+            &[(SECRET_TOKEN_ENV, "env")],
+        );
+        assert_eq!(
+            cfg.map(|c| c.server.secret_token.expose().to_string())
+                .ok()
+                .as_deref(),
+            Some("env")
+        );
+        let missing = parse("", &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(missing.starts_with("server.secret_token"), "{missing}");
+        let tz = parse(
+            "[server]\nsecret_token='x'\n[templates]\ntimezone='Mars/Base'\n",
+            &[],
+        );
+        assert!(tz
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .starts_with("templates.timezone"));
+        let url = parse(
+            "[server]\nsecret_token='x'\n[[channels]]\nname='a'\nurl='ftp://x'\n",
+            &[],
+        );
+        assert!(url
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .starts_with("channels[0].url"));
+        let env = parse("[server]\nsecret_token='x'\n[[channels]]\nname='a'\nurl='https://x.test/'\nzapikey_env='NOPE'\n", &[]);
+        assert!(env
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("$NOPE is not set"));
+    }
+}

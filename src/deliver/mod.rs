@@ -1,0 +1,163 @@
+//! Moving rendered messages to chat endpoints: the outbox interface, the retry policy and the
+//! worker that posts. Knows nothing of GitLab events or templates: a [`Delivery`] is a channel
+//! name, an ordering key and a JSON body.
+//!
+//! The HTTP handler hands deliveries to an [`Outbox`] and answers; workers drain the outbox and
+//! POST with retries. [`memory::MemoryOutbox`] is the in-process implementation.
+
+pub mod memory;
+pub mod rate;
+pub mod sender;
+
+use crate::config::Secret;
+use backon::BackoffBuilder;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// How a channel's endpoint authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `?zapikey=…` appended to the URL (Cliq webhook token).
+    ZapiKey(Secret),
+    /// `Authorization: Zoho-oauthtoken …`.
+    OAuth(Secret),
+    /// Nothing (the URL carries its own authentication, or a test endpoint).
+    None,
+}
+
+/// Where a channel's messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// URL without credentials (safe to log).
+    pub url: String,
+    /// Credentials added at send time.
+    pub auth: Auth,
+}
+
+/// One message for one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Id for logs: the webhook's request id and the channel.
+    pub id: String,
+    /// Channel name (from config).
+    pub channel: String,
+    /// Messages with the same key are posted to a channel in the order received.
+    pub ordering_key: String,
+    /// The Cliq message, as JSON.
+    pub body: String,
+}
+
+/// Everything one webhook produced, committed together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// GitLab's `Idempotency-Key` (or another stable id of the delivery), for de-duplication.
+    pub dedupe_key: Option<String>,
+    /// Human id for logs (`X-Gitlab-Webhook-UUID` or the dedupe key).
+    pub request_id: String,
+    /// The messages, possibly none.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// What the outbox did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Accepted for delivery.
+    Accepted,
+    /// Seen before (same dedupe key): acknowledged, not posted again.
+    Duplicate,
+}
+
+/// Why a batch could not be accepted; the webhook is then answered 503 and GitLab re-sends.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// Too much is waiting already.
+    #[error("outbox is full ({0} messages waiting)")]
+    Full(usize),
+    /// The outbox is shutting down or its worker has stopped.
+    #[error("outbox is closed")]
+    Closed,
+    /// The store failed.
+    #[error("outbox store failed: {0}")]
+    Store(String),
+}
+
+/// A boxed future, so [`Outbox`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the HTTP handler puts deliveries. It returns once the batch is committed.
+pub trait Outbox: Send + Sync + 'static {
+    /// Accepts a batch (committed when this resolves `Ok`).
+    fn enqueue(&self, batch: Batch) -> BoxFuture<'_, Result<Enqueued, OutboxError>>;
+}
+
+/// Retry timing for posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Timeout of one POST. Default 10 s.
+    pub timeout: Duration,
+    /// Attempts before a message is given up (dead). Default 8.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles each time, with jitter. Default 1 s.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts. Default 300 s.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            timeout: Duration::from_secs(10),
+            max_attempts: 8,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Wait before attempt `attempt + 1` after `attempt` failures (1-based), with jitter; a
+    /// server's `Retry-After` wins when longer, capped at `max_backoff`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .nth(attempt.saturating_sub(1) as usize)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff);
+        retry_after.map_or(backoff, |ra| ra.min(self.max_backoff))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_respects_retry_after() {
+        let p = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            ..RetryPolicy::default()
+        };
+        let d1 = p.delay(1, None);
+        let d4 = p.delay(4, None);
+        assert!(
+            d1 >= Duration::from_millis(100) && d1 < Duration::from_millis(250),
+            "{d1:?}"
+        );
+        assert!(d4 >= Duration::from_millis(800), "{d4:?}");
+        assert!(p.delay(30, None) <= Duration::from_secs(10));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(10)
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Per-credential posting budget: at most N posts in any 60-second window.
+//!
+//! Cliq locks a user out for 10 minutes above about 50 posts a minute, so the limit is a sliding
+//! window (never more than `rate_per_minute` posts in any minute), not a token bucket that could
+//! allow a burst plus a refill. Channels sharing a credential share one limiter. A throttle answer
+//! pauses the credential as a whole.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use tokio::time::{Duration, Instant};
+
+/// Length of the budget window.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// A sliding-window limiter (uses tokio's clock, so tests can pause time).
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_window: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sent: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+}
+
+impl RateLimiter {
+    /// At most `per_minute` posts in any 60 s.
+    pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter {
+            per_window: per_minute.max(1) as usize,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Waits until a post is allowed, then records it.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                while st
+                    .sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                {
+                    st.sent.pop_front();
+                }
+                let paused = st.paused_until.filter(|p| *p > now);
+                match (paused, st.sent.front()) {
+                    (Some(p), _) => p - now,
+                    (None, Some(oldest)) if st.sent.len() >= self.per_window => {
+                        (*oldest + WINDOW) - now
+                    }
+                    _ => {
+                        st.sent.push_back(now);
+                        return;
+                    }
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Stops all posts on this credential for `d` (after a throttle answer).
+    pub fn pause(&self, d: Duration) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let until = Instant::now() + d;
+        if st.paused_until.is_none_or(|p| p < until) {
+            st.paused_until = Some(until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_the_budget_in_any_window() {
+        let lim = RateLimiter::new(5);
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..12 {
+            lim.acquire().await;
+            times.push(Instant::now() - start);
+        }
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..].iter().filter(|u| **u - *t < WINDOW).count();
+            assert!(in_window <= 5, "{in_window} posts within a minute of {t:?}");
+        }
+        assert_eq!(times[5], WINDOW);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_holds_everything() {
+        let lim = RateLimiter::new(100);
+        lim.pause(Duration::from_secs(30));
+        let start = Instant::now();
+        lim.acquire().await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,212 @@
+//! One POST to a Cliq endpoint and what its answer means for retrying.
+//!
+//! Any 2xx is success (Cliq answers 204, or 200 with a body). 429, 5xx, 408, network errors and
+//! Cliq's throttle answer (`400 {"code":"request_limit_exceeded"}`) are retried; other 4xx are
+//! permanent and carry Cliq's `message`. Credentials are added here and never appear in an error:
+//! reqwest errors are stripped of their URL.
+
+use super::{Auth, Endpoint};
+use std::time::Duration;
+
+/// Cliq's error code for "too many requests" on older deployments (sent with HTTP 400).
+pub const THROTTLE_CODE: &str = "request_limit_exceeded";
+/// Longest error text kept from an answer body.
+const MAX_REASON_CHARS: usize = 300;
+
+/// The outcome of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Posted (2xx).
+    Delivered(u16),
+    /// Failed for now; try again later.
+    Retry {
+        /// HTTP status, if an answer came.
+        status: Option<u16>,
+        /// The server's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+        /// True for 429 / `request_limit_exceeded`: the whole credential should pause.
+        throttled: bool,
+        /// What happened, without secrets.
+        reason: String,
+    },
+    /// Failed for good (bad channel, bad token, invalid message).
+    Permanent {
+        /// HTTP status.
+        status: u16,
+        /// Cliq's message or the answer's text.
+        reason: String,
+    },
+}
+
+/// Posts messages over HTTP(S).
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+}
+
+/// The HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct SenderError(String);
+
+impl Sender {
+    /// A sender whose posts time out after `timeout`.
+    pub fn new(timeout: Duration) -> Result<Sender, SenderError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("gitlab-chat-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SenderError(e.without_url().to_string()))?;
+        Ok(Sender { client })
+    }
+
+    /// POSTs `body` (JSON) to `endpoint`.
+    pub async fn post(&self, endpoint: &Endpoint, body: &str) -> Attempt {
+        let mut url = match reqwest::Url::parse(&endpoint.url) {
+            Ok(u) => u,
+            Err(e) => {
+                return Attempt::Permanent {
+                    status: 0,
+                    reason: format!("bad endpoint URL: {e}"),
+                }
+            }
+        };
+        let mut req = self.client.post(url.clone());
+        match &endpoint.auth {
+            Auth::ZapiKey(k) => {
+                url.query_pairs_mut().append_pair("zapikey", k.expose());
+                req = self.client.post(url);
+            }
+            Auth::OAuth(t) => {
+                req = req.header("Authorization", format!("Zoho-oauthtoken {}", t.expose()));
+            }
+            Auth::None => {}
+        }
+        let resp = req
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        match resp {
+            Err(e) => Attempt::Retry {
+                status: None,
+                retry_after: None,
+                throttled: false,
+                reason: e.without_url().to_string(),
+            },
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body = r.bytes().await.unwrap_or_default();
+                classify(status, retry_after.as_deref(), &body)
+            }
+        }
+    }
+}
+
+/// Decides what an answer means (pure, so it is tested without a server).
+pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt {
+    if (200..300).contains(&status) {
+        return Attempt::Delivered(status);
+    }
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let code = parsed
+        .as_ref()
+        .and_then(|v| v.get("code"))
+        .and_then(|c| c.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.get("message"))
+        .and_then(|m| m.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+    let mut reason = if code.is_empty() {
+        format!("HTTP {status}: {message}")
+    } else {
+        format!("HTTP {status} {code}: {message}")
+    };
+    if reason.chars().count() > MAX_REASON_CHARS {
+        reason = reason.chars().take(MAX_REASON_CHARS).collect::<String>() + "…";
+    }
+    let throttled = status == 429 || code == THROTTLE_CODE;
+    if throttled || status == 408 || status >= 500 {
+        return Attempt::Retry {
+            status: Some(status),
+            retry_after: retry_after.and_then(parse_retry_after),
+            throttled,
+            reason,
+        };
+    }
+    Attempt::Permanent { status, reason }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
+    Some(Duration::from_secs(secs.unsigned_abs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified() {
+        assert_eq!(classify(204, None, b""), Attempt::Delivered(204));
+        assert!(matches!(
+            classify(429, Some("7"), b""),
+            Attempt::Retry { throttled: true, retry_after: Some(d), .. } if d == Duration::from_secs(7)
+        ));
+        assert!(matches!(
+            classify(
+                400,
+                None,
+                br#"{"code":"request_limit_exceeded","message":"slow down"}"#
+            ),
+            Attempt::Retry {
+                throttled: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(503, None, b"oops"),
+            Attempt::Retry {
+                throttled: false,
+                ..
+            }
+        ));
+        match classify(
+            404,
+            None,
+            br#"{"code":"channel_not_found","message":"No such channel"}"#,
+        ) {
+            Attempt::Permanent {
+                status: 404,
+                reason,
+            } => assert!(reason.contains("No such channel")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_after_dates() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! gitlab-chat-bridge: GitLab webhooks in, Zoho Cliq messages out.
+//!
+//! Layers (imports point down only; see `docs/ARCHITECTURE.md`):
+//! - 0: [`event`] (payload → typed event), [`deliver`] (outbox, retries, posting), [`shutdown`]
+//! - 1: [`config`] (file → validated settings), [`render`] (event → Cliq message)
+//! - 2: [`route`] (event × channels → deliveries)
+//! - 3: [`server`] (HTTP), [`cli`] (argument types)
+//! - 4: [`commands`] (one composition root per subcommand)
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod deliver;
+pub mod event;
+pub mod render;
+pub mod route;
+pub mod server;
+pub mod shutdown;

@@ -1,0 +1,34 @@
+//! The `gitlab-chat-bridge` binary: parse arguments, set up logging, run one subcommand, and turn
+//! its outcome into an exit code (0 ok, 1 problems or failure, 2 bad usage, from clap).
+
+use clap::Parser;
+use gitlab_chat_bridge::cli::{Cli, Command};
+use gitlab_chat_bridge::commands;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match &cli.command {
+        Command::Serve(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::serve::run(&a.config))),
+        Command::Check(a) => commands::check::run(&a.config),
+        Command::Render(a) => commands::render::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

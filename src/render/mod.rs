@@ -1,0 +1,229 @@
+//! [`Event`] → Zoho Cliq message, through Handlebars templates (pure: templates are handed in).
+//!
+//! Templates are compiled once. A template for `merge_request.merge` is looked up as
+//! `merge_request.merge`, then `merge_request`; the built-in defaults (embedded from
+//! `templates/`) are used for any name the user's folder does not provide. Every template may be
+//! used as a partial by its name (`{{> header}}`). Values are escaped for JSON with Cliq markup
+//! neutralised (see [`escape`]); the output is parsed as JSON and held to Cliq's limits ([`cliq`]).
+//! A template whose output is blank posts nothing.
+
+pub mod cliq;
+pub mod escape;
+pub mod helpers;
+
+use crate::event::{Detail, Event};
+use handlebars::Handlebars;
+use std::collections::HashMap;
+
+pub use cliq::Message;
+pub use helpers::{Clock, DateSettings};
+
+/// A template's text and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSource {
+    /// Lookup name: the file name without `.hbs` (`issue`, `merge_request.merge`).
+    pub name: String,
+    /// Where it came from, for messages: a file path or `built-in:NAME.hbs`.
+    pub origin: String,
+    /// Handlebars text.
+    pub text: String,
+}
+
+/// Built-in default templates, embedded from `templates/` at build time.
+const BUILTIN: [(&str, &str); 4] = [
+    ("issue", include_str!("../../templates/issue.hbs")),
+    (
+        "merge_request",
+        include_str!("../../templates/merge_request.hbs"),
+    ),
+    ("note", include_str!("../../templates/note.hbs")),
+    ("push", include_str!("../../templates/push.hbs")),
+];
+
+/// The default templates shipped inside the binary.
+pub fn builtin_templates() -> Vec<TemplateSource> {
+    BUILTIN
+        .iter()
+        .map(|(name, text)| TemplateSource {
+            name: (*name).to_string(),
+            origin: format!("built-in:{name}.hbs"),
+            text: (*text).to_string(),
+        })
+        .collect()
+}
+
+/// A template that does not compile.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{origin}:{line}:{column}: {reason}")]
+pub struct TemplateError {
+    /// File (or built-in name) of the template.
+    pub origin: String,
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// 1-based column, 0 when unknown.
+    pub column: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A template that compiled but failed for one event.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    /// Handlebars failed (a helper error, or a missing value in strict mode).
+    #[error("{origin}:{line}:{column}: {reason}")]
+    Template {
+        /// File of the template.
+        origin: String,
+        /// 1-based line, 0 when unknown.
+        line: usize,
+        /// 1-based column, 0 when unknown.
+        column: usize,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The output is not JSON or not a Cliq message.
+    #[error("{origin}: output is not a valid Cliq message: {reason}")]
+    Output {
+        /// File of the template.
+        origin: String,
+        /// What is wrong with the output.
+        reason: String,
+    },
+}
+
+/// What rendering an event gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendered {
+    /// A message to post, and the template it came from.
+    Message(Message, String),
+    /// The template chose to post nothing (blank output).
+    Skipped(String),
+    /// No template applies to this event.
+    NoTemplate,
+}
+
+/// Compiled templates plus helpers.
+pub struct Renderer {
+    hb: Handlebars<'static>,
+    origins: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("templates", &self.origins.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Renderer {
+    /// Compiles the built-in templates overlaid with `user` ones (same name wins).
+    ///
+    /// Returns every compile error, not just the first. `strict` makes a reference to a missing
+    /// value an error (used by `check`).
+    pub fn new(
+        user: Vec<TemplateSource>,
+        dates: DateSettings,
+        strict: bool,
+    ) -> Result<Renderer, Vec<TemplateError>> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(strict);
+        hb.register_escape_fn(escape::text);
+        helpers::register(&mut hb, dates);
+        let mut by_name: HashMap<String, TemplateSource> = HashMap::new();
+        for t in builtin_templates().into_iter().chain(user) {
+            by_name.insert(t.name.clone(), t);
+        }
+        let mut errors = Vec::new();
+        let mut origins = HashMap::new();
+        for (name, t) in by_name {
+            match hb.register_template_string(&name, &t.text) {
+                Ok(()) => {
+                    origins.insert(name, t.origin);
+                }
+                Err(e) => errors.push(TemplateError {
+                    origin: t.origin,
+                    line: e.pos().map_or(0, |p| p.0),
+                    column: e.pos().map_or(0, |p| p.1),
+                    reason: e.reason().to_string(),
+                }),
+            }
+        }
+        errors.sort_by(|a, b| a.origin.cmp(&b.origin));
+        if errors.is_empty() {
+            Ok(Renderer { hb, origins })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Names of the compiled templates, sorted.
+    pub fn template_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.origins.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Where the template of this name came from.
+    pub fn origin(&self, name: &str) -> Option<&str> {
+        self.origins.get(name).map(String::as_str)
+    }
+
+    /// The template that renders `event`, if any.
+    ///
+    /// Known events fall back from `kind.action` to `kind`; an action we do not know only renders
+    /// with a template named for its exact key, so new GitLab actions are not posted by surprise.
+    pub fn template_for(&self, event: &Event) -> Option<&str> {
+        let fallback = event.known || matches!(event.detail, Detail::Other {});
+        let mut key = event.key.as_str();
+        loop {
+            if let Some((name, _)) = self.origins.get_key_value(key) {
+                return Some(name.as_str());
+            }
+            if !fallback {
+                return None;
+            }
+            key = key.rsplit_once('.')?.0;
+        }
+    }
+
+    /// Renders `event` with its template.
+    pub fn render(&self, event: &Event) -> Result<Rendered, RenderError> {
+        let Some(name) = self.template_for(event) else {
+            return Ok(Rendered::NoTemplate);
+        };
+        self.render_with(name, event)
+    }
+
+    /// Renders `event` with the named template.
+    pub fn render_with(&self, name: &str, event: &Event) -> Result<Rendered, RenderError> {
+        let origin = self.origin(name).unwrap_or(name).to_string();
+        let text = self
+            .hb
+            .render(name, event)
+            .map_err(|e| RenderError::Template {
+                origin: e
+                    .template_name
+                    .as_deref()
+                    .and_then(|n| self.origin(n))
+                    .unwrap_or(&origin)
+                    .to_string(),
+                line: e.line_no.unwrap_or(0),
+                column: e.column_no.unwrap_or(0),
+                reason: e.reason().to_string(),
+            })?;
+        if text.trim().is_empty() {
+            return Ok(Rendered::Skipped(name.to_string()));
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| RenderError::Output {
+                origin: origin.clone(),
+                reason: format!("{e} (output line {}, column {})", e.line(), e.column()),
+            })?;
+        let message = cliq::shape(value).map_err(|reason| RenderError::Output {
+            origin: origin.clone(),
+            reason,
+        })?;
+        Ok(Rendered::Message(message, name.to_string()))
+    }
+}
