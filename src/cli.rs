@@ -21,6 +21,72 @@ pub enum Command {
     Check(ConfigArg),
     /// Print the message body `serve` would post for one payload, per channel.
     Render(RenderArgs),
+    /// Create, update or remove the bridge's webhook on GitLab projects.
+    Setup(SetupArgs),
+    /// Inspect the durable outbox: counts, dead letters, retry, purge.
+    Outbox(OutboxArgs),
+}
+
+/// Arguments of `outbox`.
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// Configuration file (its `[outbox] path` names the store).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: OutboxAction,
+}
+
+/// The `outbox` actions.
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// Pending, retrying and dead messages per channel, and the oldest waiting one.
+    Stats,
+    /// Messages not yet posted, newest first.
+    List {
+        /// Only dead letters.
+        #[arg(long)]
+        dead: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Make dead letters pending again.
+    Retry {
+        /// The message id (from `outbox list`).
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        id: Option<i64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all_dead: bool,
+    },
+    /// Delete dead letters received before a given age.
+    Purge {
+        /// Only dead letters are ever purged; this flag says so explicitly.
+        #[arg(long, required = true)]
+        dead: bool,
+        /// Age such as `7d`, `12h`, `30m` (default 7d).
+        #[arg(long, default_value = "7d", value_parser = parse_age)]
+        older_than: std::time::Duration,
+    },
+}
+
+/// Parses `7d`, `12h`, `30m`, `45s`.
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not an age like 7d, 12h or 30m"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => return Err(format!("{s:?}: the unit must be d, h, m or s")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
 }
 
 /// The configuration file option shared by every subcommand.
@@ -51,4 +117,36 @@ pub struct RenderArgs {
     /// Only this channel; prints the bare body.
     #[arg(long, value_name = "NAME")]
     pub channel: Option<String>,
+}
+
+/// Arguments of `setup`. At least one of `--project`, `--group`, `--all-member-projects`.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("selection")
+        .required(true)
+        .multiple(true)
+        .args(["project", "group", "all_member_projects"])
+))]
+pub struct SetupArgs {
+    /// Configuration file (its `[gitlab]` section and `server.secret_token`).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the plan and stop: send no changing request.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A project ID or full path (`group/project`); repeatable.
+    #[arg(long, value_name = "ID_OR_PATH")]
+    pub project: Vec<String>,
+    /// Every project of this group and its subgroups (ID or full path); repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub group: Vec<String>,
+    /// Every project where the token's user is Maintainer or Owner.
+    #[arg(long)]
+    pub all_member_projects: bool,
+    /// Delete the bridge's hooks (and no other) instead of creating or updating them.
+    #[arg(long)]
+    pub remove: bool,
+    /// Also delete duplicates of the bridge's hook.
+    #[arg(long)]
+    pub yes: bool,
 }

@@ -5,9 +5,10 @@
 //! are resolved against the config file's folder.
 
 use crate::deliver::{Auth, Endpoint, RetryPolicy};
+use crate::gitlab::HookEvent;
 use chrono_tz::Tz;
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,8 +22,16 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 pub const DEFAULT_DATE_FORMAT: &str = "%d-%b-%Y %I:%M %p";
 /// Default calendar-date format (`25-Nov-2026`).
 pub const DEFAULT_DAY_FORMAT: &str = "%d-%b-%Y";
+/// Default outbox file, relative to the config file.
+pub const DEFAULT_OUTBOX_PATH: &str = "data/outbox.sqlite";
+/// Default dedupe window, in hours.
+pub const DEFAULT_DEDUPE_HOURS: u64 = 24;
 /// Default per-credential post budget per minute (Cliq locks a user out above ~50).
 pub const DEFAULT_RATE_PER_MINUTE: u32 = 45;
+/// Default `[gitlab] concurrency`: projects `setup` works on at once.
+pub const DEFAULT_GITLAB_CONCURRENCY: usize = 4;
+/// Largest `[gitlab] concurrency` accepted (GitLab rate-limits API users).
+pub const MAX_GITLAB_CONCURRENCY: usize = 32;
 
 /// A secret value: never shown by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -122,6 +131,8 @@ struct RawTemplates {
 #[serde(deny_unknown_fields)]
 struct RawOutbox {
     path: Option<PathBuf>,
+    dedupe_window_hours: Option<u64>,
+    synchronous: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -131,6 +142,7 @@ struct RawDelivery {
     max_attempts: Option<u32>,
     initial_backoff_ms: Option<u64>,
     max_backoff_secs: Option<u64>,
+    max_age_hours: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +170,10 @@ struct RawGitlab {
     token_file: Option<PathBuf>,
     token_env: Option<String>,
     hook_url: Option<String>,
+    events: Option<Vec<String>>,
+    push_events_branch_filter: Option<String>,
+    enable_ssl_verification: Option<bool>,
+    concurrency: Option<usize>,
 }
 
 /// The `[server]` section, validated.
@@ -201,6 +217,17 @@ pub struct ChannelConfig {
     pub rate_per_minute: u32,
 }
 
+/// The `[outbox]` section, validated.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// SQLite file of the durable outbox.
+    pub path: PathBuf,
+    /// A delivery re-sent within this window (same `Idempotency-Key`) is not posted again.
+    pub dedupe_window: Duration,
+    /// Commit with `synchronous=FULL` (survives power loss) instead of `NORMAL`.
+    pub full_sync: bool,
+}
+
 /// The `[gitlab]` section, validated.
 #[derive(Debug, Clone)]
 pub struct GitlabConfig {
@@ -210,6 +237,14 @@ pub struct GitlabConfig {
     pub token: Option<Secret>,
     /// The URL GitLab should call (this bridge's `/hooks/gitlab`).
     pub hook_url: Option<String>,
+    /// Hook events `setup` subscribes to (default [`HookEvent::DEFAULT`]).
+    pub events: BTreeSet<HookEvent>,
+    /// Branch filter for push events; `None` means every branch.
+    pub push_events_branch_filter: Option<String>,
+    /// Whether GitLab verifies the bridge's TLS certificate (default true).
+    pub enable_ssl_verification: bool,
+    /// Projects `setup` works on at once (default [`DEFAULT_GITLAB_CONCURRENCY`]).
+    pub concurrency: usize,
 }
 
 /// The whole configuration, validated.
@@ -221,8 +256,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[templates]`.
     pub templates: TemplatesConfig,
-    /// `[outbox] path`: the durable store.
-    pub outbox_path: PathBuf,
+    /// `[outbox]`: the durable store.
+    pub outbox: OutboxConfig,
     /// `[delivery]`: timeouts and retries.
     pub retry: RetryPolicy,
     /// `[[channels]]`.
@@ -351,6 +386,9 @@ impl Config {
             max_backoff: d
                 .max_backoff_secs
                 .map_or(defaults.max_backoff, Duration::from_secs),
+            max_age: d
+                .max_age_hours
+                .map_or(defaults.max_age, |h| Duration::from_secs(h * 3600)),
         };
         if retry.max_attempts == 0 {
             return Err(invalid("delivery.max_attempts", "must be at least 1"));
@@ -423,19 +461,7 @@ impl Config {
 
         let gitlab = match raw.gitlab {
             None => None,
-            Some(g) => Some(GitlabConfig {
-                url: g.url.trim_end_matches('/').to_string(),
-                token: secret(
-                    SecretSources {
-                        key: "gitlab.token",
-                        inline: g.token,
-                        file: g.token_file.map(&resolve),
-                        env: g.token_env,
-                    },
-                    env,
-                )?,
-                hook_url: g.hook_url,
-            }),
+            Some(g) => Some(gitlab_section(g, env, &resolve)?),
         };
 
         Ok(Config {
@@ -452,16 +478,103 @@ impl Config {
                 date_format,
                 day_format,
             },
-            outbox_path: resolve(
-                raw.outbox
-                    .path
-                    .unwrap_or_else(|| PathBuf::from("data/outbox.sqlite")),
-            ),
+            outbox: OutboxConfig {
+                path: resolve(
+                    raw.outbox
+                        .path
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX_PATH)),
+                ),
+                dedupe_window: Duration::from_secs(
+                    raw.outbox
+                        .dedupe_window_hours
+                        .unwrap_or(DEFAULT_DEDUPE_HOURS)
+                        * 3600,
+                ),
+                full_sync: match raw.outbox.synchronous.as_deref() {
+                    None | Some("full") => true,
+                    Some("normal") => false,
+                    Some(other) => {
+                        return Err(invalid(
+                            "outbox.synchronous",
+                            format!("{other:?} is not \"full\" or \"normal\""),
+                        ))
+                    }
+                },
+            },
             retry,
             channels,
             gitlab,
         })
     }
+}
+
+/// Validates `[gitlab]`.
+fn gitlab_section(
+    g: RawGitlab,
+    env: &dyn Environment,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<GitlabConfig, ConfigError> {
+    let url = g.url.trim().trim_end_matches('/').to_string();
+    check_http_url(&url).map_err(|m| invalid("gitlab.url", m))?;
+    if let Some(h) = &g.hook_url {
+        check_http_url(h.trim()).map_err(|m| invalid("gitlab.hook_url", m))?;
+    }
+    let events = match g.events {
+        None => HookEvent::DEFAULT.into_iter().collect(),
+        Some(names) => {
+            if names.is_empty() {
+                return Err(invalid("gitlab.events", "must name at least one event"));
+            }
+            let mut events = BTreeSet::new();
+            for (i, name) in names.iter().enumerate() {
+                let e = HookEvent::from_name(name.trim()).ok_or_else(|| {
+                    let known: Vec<&str> = HookEvent::ALL.iter().map(|e| e.name()).collect();
+                    invalid(
+                        format!("gitlab.events[{i}]"),
+                        format!("unknown event {name:?}; known: {}", known.join(", ")),
+                    )
+                })?;
+                events.insert(e);
+            }
+            events
+        }
+    };
+    let concurrency = g.concurrency.unwrap_or(DEFAULT_GITLAB_CONCURRENCY);
+    if !(1..=MAX_GITLAB_CONCURRENCY).contains(&concurrency) {
+        return Err(invalid(
+            "gitlab.concurrency",
+            format!("must be between 1 and {MAX_GITLAB_CONCURRENCY}"),
+        ));
+    }
+    Ok(GitlabConfig {
+        url,
+        token: secret(
+            SecretSources {
+                key: "gitlab.token",
+                inline: g.token,
+                file: g.token_file.map(resolve),
+                env: g.token_env,
+            },
+            env,
+        )?,
+        hook_url: g.hook_url.map(|h| h.trim().to_string()),
+        events,
+        push_events_branch_filter: g
+            .push_events_branch_filter
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty()),
+        enable_ssl_verification: g.enable_ssl_verification.unwrap_or(true),
+        concurrency,
+    })
+}
+
+/// Accepts an absolute http(s) URL with a host.
+fn check_http_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{raw:?} must be an http(s) URL"));
+    }
+    Ok(())
 }
 
 /// Reads at most one of a secret's sources; more than one is an error naming the key.
@@ -595,6 +708,65 @@ mod tests {
         for s in ["s3cret", "K1", "K2"] {
             assert!(!dbg.contains(s), "{s} leaked in Debug");
         }
+    }
+
+    #[test]
+    fn gitlab_section_has_defaults_and_names_bad_keys() {
+        let base = "[server]\nsecret_token='x'\n[gitlab]\nurl='https://gitlab.example.com/'\ntoken_env='GT'\nhook_url='https://b.example.com/hooks/gitlab'\n";
+        let cfg = parse(base, &[("GT", "glpat-1")]);
+        let g = match cfg.map(|c| c.gitlab) {
+            Ok(Some(g)) => g,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(g.url, "https://gitlab.example.com");
+        assert_eq!(g.events, HookEvent::DEFAULT.into_iter().collect());
+        assert!(g.enable_ssl_verification);
+        assert_eq!(g.concurrency, DEFAULT_GITLAB_CONCURRENCY);
+        assert_eq!(g.push_events_branch_filter, None);
+        assert!(!format!("{g:?}").contains("glpat-1"));
+        let err = |extra: &str| {
+            parse(&format!("{base}{extra}"), &[("GT", "t")])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(err("events=['push','pushes']\n")
+            .starts_with("gitlab.events[1]: unknown event \"pushes\""));
+        assert!(err("events=[]\n").starts_with("gitlab.events:"));
+        assert!(err("concurrency=0\n").starts_with("gitlab.concurrency:"));
+        let ok = parse(
+            &format!("{base}events=['job','push']\nenable_ssl_verification=false\npush_events_branch_filter='main'\nconcurrency=8\n"),
+            &[("GT", "t")],
+        );
+        let g = match ok.map(|c| c.gitlab) {
+            Ok(Some(g)) => g,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            g.events,
+            [HookEvent::Push, HookEvent::Job].into_iter().collect()
+        );
+        assert!(!g.enable_ssl_verification);
+        assert_eq!(g.push_events_branch_filter.as_deref(), Some("main"));
+        assert_eq!(g.concurrency, 8);
+        let bad_url = parse(
+            "[server]\nsecret_token='x'\n[gitlab]\nurl='gitlab.example.com'\n",
+            &[],
+        );
+        assert!(bad_url
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .starts_with("gitlab.url"));
+        let bad_hook = parse(
+            "[server]\nsecret_token='x'\n[gitlab]\nurl='https://g.test'\nhook_url='/hooks'\n",
+            &[],
+        );
+        assert!(bad_hook
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .starts_with("gitlab.hook_url"));
     }
 
     #[test]

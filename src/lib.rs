@@ -2,6 +2,7 @@
 //!
 //! Layers (imports point down only; see `docs/ARCHITECTURE.md`):
 //! - 0: [`event`] (payload → typed event), [`deliver`] (outbox, retries, posting), [`shutdown`]
+//! - 0: [`gitlab`] (GitLab REST client and hook reconciling, for `setup` and `check`)
 //! - 1: [`config`] (file → validated settings), [`render`] (event → Cliq message)
 //! - 2: [`route`] (event × channels → deliveries)
 //! - 3: [`server`] (HTTP), [`cli`] (argument types)
@@ -12,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod gitlab;
 pub mod render;
 pub mod route;
 pub mod server;

@@ -6,14 +6,25 @@ use gitlab_chat_bridge::cli::{Cli, Command};
 use gitlab_chat_bridge::commands;
 use std::process::ExitCode;
 
+/// `RUST_LOG` (default `info`). Handlebars' own debug lines print payload values, so they stay
+/// off unless `RUST_LOG` names handlebars explicitly.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+    let spec = if spec.contains("handlebars") {
+        spec
+    } else {
+        format!("{spec},handlebars=warn")
+    };
+    tracing_subscriber::EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,handlebars=warn"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match &cli.command {
         Command::Serve(a) => tokio::runtime::Builder::new_multi_thread()
@@ -23,6 +34,12 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(commands::serve::run(&a.config))),
         Command::Check(a) => commands::check::run(&a.config),
         Command::Render(a) => commands::render::run(a),
+        Command::Outbox(a) => commands::outbox::run(a),
+        Command::Setup(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::setup::run(a))),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

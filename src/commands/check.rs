@@ -156,7 +156,9 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
         );
         return Ok(1);
     }
-    if !problems.is_empty() {
+    // With [gitlab]: the token works, and which Maintainer projects lack the hook.
+    let gitlab_ok = cfg.gitlab.is_none() || super::setup::check_gitlab(&cfg);
+    if !problems.is_empty() || !gitlab_ok {
         return Ok(1);
     }
     println!(

@@ -2,8 +2,10 @@
 //! building the renderer from the configuration.
 
 pub mod check;
+pub mod outbox;
 pub mod render;
 pub mod serve;
+pub mod setup;
 
 use crate::config::Config;
 use crate::render::{DateSettings, Renderer, TemplateError, TemplateSource};

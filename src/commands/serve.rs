@@ -1,10 +1,12 @@
-//! `serve`: the daemon. Loads config and templates, starts the delivery workers, listens, and on
-//! SIGTERM/SIGINT stops accepting, finishes in-flight requests and drains within a bound.
+//! `serve`: the daemon. Loads config and templates, opens the durable outbox, starts one delivery
+//! worker per channel, listens, and on SIGTERM/SIGINT stops accepting, finishes in-flight
+//! requests and posts within a bound, and leaves the rest in the outbox for the next start.
 
 use crate::config::{ChannelConfig, Config};
-use crate::deliver::memory::{MemoryOutbox, Target};
+use crate::deliver::durable::{DurableOutbox, DurableSettings};
 use crate::deliver::rate::RateLimiter;
 use crate::deliver::sender::Sender;
+use crate::deliver::worker::{self, Clock, Post, Target};
 use crate::deliver::Auth;
 use crate::server::{self, AppState};
 use crate::shutdown;
@@ -12,6 +14,7 @@ use anyhow::Context;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -51,14 +54,36 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let cancel = CancellationToken::new();
     shutdown::cancel_on_signal(cancel.clone());
     let tracker = TaskTracker::new();
-    let sender = Sender::new(cfg.retry.timeout)?;
-    let outbox = MemoryOutbox::start(
-        targets(&cfg.channels),
-        sender,
-        cfg.retry,
-        &tracker,
-        cancel.child_token(),
-    );
+    let clock = Clock::new();
+    let names: Vec<String> = cfg.channels.iter().map(|c| c.name.clone()).collect();
+    let (outbox, writer) = DurableOutbox::open(
+        &cfg.outbox.path,
+        DurableSettings {
+            dedupe_window_ms: cfg.outbox.dedupe_window.as_millis() as i64,
+            full_sync: cfg.outbox.full_sync,
+        },
+        &names,
+        clock,
+    )
+    .with_context(|| format!("cannot open the outbox {}", cfg.outbox.path.display()))?;
+    let poster: Arc<dyn Post> = Arc::new(Sender::new(cfg.retry.timeout)?);
+    let workers = cancel.child_token();
+    for t in targets(&cfg.channels) {
+        tracker.spawn(worker::run_channel(
+            t,
+            outbox.clone(),
+            Arc::clone(&poster),
+            cfg.retry,
+            clock,
+            workers.clone(),
+        ));
+    }
+    tracker.spawn(prune_dedupe(
+        outbox.clone(),
+        cfg.outbox.dedupe_window,
+        clock,
+        workers.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
@@ -71,15 +96,44 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         max_body_bytes: cfg.server.max_body_bytes,
         channels: cfg.channels.clone(),
         renderer: Arc::new(renderer),
-        outbox: Arc::new(outbox),
+        outbox: Arc::new(outbox.clone()),
         counter: Default::default(),
     });
     tracing::info!(listen = %local, channels = cfg.channels.len(), path = server::HOOK_PATH, "ready");
     server::run(listener, state, cancel.clone()).await?;
     cancel.cancel();
     if !shutdown::drain(&tracker, shutdown::DRAIN_TIMEOUT).await {
-        tracing::warn!("delivery workers did not stop in time");
+        tracing::warn!("delivery workers did not stop in time; unsent messages stay in the outbox");
+    }
+    // The writer thread ends once the last handle is gone, after its final commit.
+    drop(outbox);
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(WRITER_STOP_TIMEOUT, joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the outbox writer did not stop in time");
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// How long `serve` waits for the outbox writer's last commit at shutdown.
+const WRITER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often old dedupe keys are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+async fn prune_dedupe(
+    outbox: DurableOutbox,
+    window: Duration,
+    clock: Clock,
+    cancel: CancellationToken,
+) {
+    loop {
+        outbox.prune(clock.now_ms() - window.as_millis() as i64);
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
 }

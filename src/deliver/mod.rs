@@ -2,12 +2,15 @@
 //! worker that posts. Knows nothing of GitLab events or templates: a [`Delivery`] is a channel
 //! name, an ordering key and a JSON body.
 //!
-//! The HTTP handler hands deliveries to an [`Outbox`] and answers; workers drain the outbox and
-//! POST with retries. [`memory::MemoryOutbox`] is the in-process implementation.
+//! The HTTP handler hands deliveries to an [`Outbox`] and answers once they are committed;
+//! [`durable::DurableOutbox`] keeps them in SQLite ([`store`]) and [`worker`]s drain it, posting
+//! with [`sender`] under the credential's [`rate`] limit.
 
-pub mod memory;
+pub mod durable;
 pub mod rate;
 pub mod sender;
+pub mod store;
+pub mod worker;
 
 use crate::config::Secret;
 use backon::BackoffBuilder;
@@ -71,9 +74,6 @@ pub enum Enqueued {
 /// Why a batch could not be accepted; the webhook is then answered 503 and GitLab re-sends.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    /// Too much is waiting already.
-    #[error("outbox is full ({0} messages waiting)")]
-    Full(usize),
     /// The outbox is shutting down or its worker has stopped.
     #[error("outbox is closed")]
     Closed,
@@ -102,6 +102,8 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Longest wait between attempts. Default 300 s.
     pub max_backoff: Duration,
+    /// A message older than this is given up after its next failure. Default 24 h.
+    pub max_age: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -111,6 +113,7 @@ impl Default for RetryPolicy {
             max_attempts: 8,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            max_age: Duration::from_secs(24 * 3600),
         }
     }
 }

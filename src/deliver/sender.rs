@@ -93,7 +93,7 @@ impl Sender {
                 status: None,
                 retry_after: None,
                 throttled: false,
-                reason: e.without_url().to_string(),
+                reason: describe(e),
             },
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -107,6 +107,22 @@ impl Sender {
             }
         }
     }
+}
+
+/// A reqwest error with its causes ("error sending request: connection refused"), never the URL.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Decides what an answer means (pure, so it is tested without a server).

@@ -711,7 +711,8 @@ pub struct Event {
     /// The kind-specific part.
     #[serde(flatten)]
     pub detail: Detail,
-    /// The payload exactly as received.
+    /// The payload exactly as received (put into template contexts only when a template uses it).
+    #[serde(skip)]
     pub raw: Value,
 }
 
@@ -774,7 +775,12 @@ pub fn parse(header: Option<&str>, body: Value) -> Result<Event, ParseError> {
             let mr = MergeRequest::from_attrs(a, Some(v));
             let known = !matches!(act, MergeRequestAction::Unknown(_));
             let key = format!("merge_request.{}", key_word(act.as_str()));
-            (key, act.verb().to_string(), known, Detail::MergeRequest(Box::new(mr)))
+            (
+                key,
+                act.verb().to_string(),
+                known,
+                Detail::MergeRequest(Box::new(mr)),
+            )
         }
         (Kind::Push, _) => {
             let push = push(v, &project);
@@ -800,7 +806,12 @@ pub fn parse(header: Option<&str>, body: Value) -> Result<Event, ParseError> {
             confidential |= n.issue.as_ref().is_some_and(|i| i.confidential);
             let known = !matches!(target, NoteTarget::Unknown(_));
             let key = format!("note.{}", n.target);
-            (key, "commented on".to_string(), known, Detail::Note(Box::new(n)))
+            (
+                key,
+                "commented on".to_string(),
+                known,
+                Detail::Note(Box::new(n)),
+            )
         }
         _ => {
             let key = match &action {

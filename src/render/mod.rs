@@ -91,6 +91,16 @@ pub enum RenderError {
     },
 }
 
+/// True when a template may read `raw` (a word-level look: `raw` inside another name does not count).
+fn mentions_raw(text: &str) -> bool {
+    text.match_indices("raw").any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + 3..].chars().next();
+        let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !ident(before) && !ident(after)
+    })
+}
+
 /// What rendering an event gave.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rendered {
@@ -106,6 +116,9 @@ pub enum Rendered {
 pub struct Renderer {
     hb: Handlebars<'static>,
     origins: HashMap<String, String>,
+    /// Whether any template mentions `raw`: copying the payload into every context halves
+    /// rendering speed, so it is done only when a template can use it.
+    uses_raw: bool,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -136,6 +149,7 @@ impl Renderer {
         }
         let mut errors = Vec::new();
         let mut origins = HashMap::new();
+        let uses_raw = by_name.values().any(|t| mentions_raw(&t.text));
         for (name, t) in by_name {
             match hb.register_template_string(&name, &t.text) {
                 Ok(()) => {
@@ -151,7 +165,11 @@ impl Renderer {
         }
         errors.sort_by(|a, b| a.origin.cmp(&b.origin));
         if errors.is_empty() {
-            Ok(Renderer { hb, origins })
+            Ok(Renderer {
+                hb,
+                origins,
+                uses_raw,
+            })
         } else {
             Err(errors)
         }
@@ -198,9 +216,17 @@ impl Renderer {
     /// Renders `event` with the named template.
     pub fn render_with(&self, name: &str, event: &Event) -> Result<Rendered, RenderError> {
         let origin = self.origin(name).unwrap_or(name).to_string();
+        let mut value = serde_json::to_value(event).map_err(|e| RenderError::Output {
+            origin: origin.clone(),
+            reason: format!("cannot build the template context: {e}"),
+        })?;
+        if self.uses_raw {
+            value["raw"] = event.raw.clone();
+        }
+        let ctx = handlebars::Context::from(value);
         let text = self
             .hb
-            .render(name, event)
+            .render_with_context(name, &ctx)
             .map_err(|e| RenderError::Template {
                 origin: e
                     .template_name

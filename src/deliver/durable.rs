@@ -1,0 +1,265 @@
+//! The durable [`Outbox`]: one writer thread owns the SQLite [`Store`] and groups whatever
+//! arrived meanwhile (new batches, leases, outcomes) into one transaction, so throughput does not
+//! fall to one fsync per webhook. A webhook's batch is acknowledged only after its commit.
+
+use super::store::{self, Leased, Outcome, Store, StoreError};
+use super::worker::Clock;
+use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Most operations grouped into one transaction.
+pub const MAX_GROUP: usize = 1024;
+
+/// Settings of the durable outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableSettings {
+    /// A repeated dedupe key within this many milliseconds is a duplicate.
+    pub dedupe_window_ms: i64,
+    /// `synchronous=FULL` (survives power loss) rather than `NORMAL` (survives a process crash).
+    pub full_sync: bool,
+}
+
+enum Cmd {
+    Enqueue(Batch, i64, oneshot::Sender<Result<Enqueued, OutboxError>>),
+    Lease {
+        channel: String,
+        now: i64,
+        lease_ms: i64,
+        reply: oneshot::Sender<Result<LeaseAnswer, OutboxError>>,
+    },
+    Record(i64, Outcome, oneshot::Sender<Result<(), OutboxError>>),
+    Prune(i64),
+}
+
+/// What a lease request gives: maybe a message, and when the channel next has one due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseAnswer {
+    /// The message to post now, if any.
+    pub message: Option<Leased>,
+    /// When (unix ms) something is next due on the channel, if anything is pending.
+    pub next_due: Option<i64>,
+}
+
+/// Handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct DurableOutbox {
+    tx: mpsc::UnboundedSender<Cmd>,
+    wake: Arc<HashMap<String, Arc<Notify>>>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for DurableOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableOutbox").finish_non_exhaustive()
+    }
+}
+
+fn store_err(e: StoreError) -> OutboxError {
+    OutboxError::Store(e.to_string())
+}
+
+impl DurableOutbox {
+    /// Opens the store at `path` and starts the writer thread. `channels` are the channel names
+    /// workers will ask for; each gets a wake-up signal when new messages for it are committed.
+    /// Returns the handle and the thread's join handle (it ends when every handle is dropped).
+    pub fn open(
+        path: &Path,
+        settings: DurableSettings,
+        channels: &[String],
+        clock: Clock,
+    ) -> Result<(DurableOutbox, std::thread::JoinHandle<()>), OutboxError> {
+        let store = Store::open(path, settings.full_sync).map_err(store_err)?;
+        let released = store.clear_leases().map_err(store_err)?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "picked up messages left in flight by the previous run"
+            );
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let wake: Arc<HashMap<String, Arc<Notify>>> = Arc::new(
+            channels
+                .iter()
+                .map(|c| (c.clone(), Arc::new(Notify::new())))
+                .collect(),
+        );
+        let thread_wake = Arc::clone(&wake);
+        let handle = std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || writer(store, rx, settings, thread_wake))
+            .map_err(|e| OutboxError::Store(format!("cannot start the writer thread: {e}")))?;
+        Ok((DurableOutbox { tx, wake, clock }, handle))
+    }
+
+    /// The wake-up signal of `channel`.
+    pub fn waker(&self, channel: &str) -> Arc<Notify> {
+        self.wake
+            .get(channel)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Notify::new()))
+    }
+
+    /// Leases the next message of `channel` (ordering respected).
+    pub async fn lease(
+        &self,
+        channel: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<LeaseAnswer, OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Lease {
+                channel: channel.to_string(),
+                now,
+                lease_ms,
+                reply,
+            })
+            .map_err(|_| OutboxError::Closed)?;
+        rx.await.map_err(|_| OutboxError::Closed)?
+    }
+
+    /// Records the outcome of an attempt (committed when this resolves).
+    pub async fn record(&self, id: i64, outcome: Outcome) -> Result<(), OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Record(id, outcome, reply))
+            .map_err(|_| OutboxError::Closed)?;
+        rx.await.map_err(|_| OutboxError::Closed)?
+    }
+
+    /// Forgets dedupe keys older than `before` (unix ms); fire and forget.
+    pub fn prune(&self, before: i64) {
+        let _ = self.tx.send(Cmd::Prune(before));
+    }
+
+    /// Enqueues with an explicit receive time (unix ms).
+    pub async fn enqueue_at(&self, batch: Batch, now: i64) -> Result<Enqueued, OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Enqueue(batch, now, reply))
+            .map_err(|_| OutboxError::Closed)?;
+        rx.await.map_err(|_| OutboxError::Closed)?
+    }
+}
+
+impl Outbox for DurableOutbox {
+    fn enqueue(&self, batch: Batch) -> BoxFuture<'_, Result<Enqueued, OutboxError>> {
+        Box::pin(self.enqueue_at(batch, self.clock.now_ms()))
+    }
+}
+
+/// A reply to send once the transaction is committed.
+enum Reply {
+    Enqueue(
+        oneshot::Sender<Result<Enqueued, OutboxError>>,
+        Result<Enqueued, OutboxError>,
+    ),
+    Lease(
+        oneshot::Sender<Result<LeaseAnswer, OutboxError>>,
+        Result<LeaseAnswer, OutboxError>,
+    ),
+    Record(
+        oneshot::Sender<Result<(), OutboxError>>,
+        Result<(), OutboxError>,
+    ),
+}
+
+impl Reply {
+    fn fail(self, e: &OutboxError) {
+        let err = || OutboxError::Store(e.to_string());
+        match self {
+            Reply::Enqueue(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Lease(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Record(tx, _) => drop(tx.send(Err(err()))),
+        }
+    }
+
+    fn send(self) {
+        match self {
+            Reply::Enqueue(tx, r) => drop(tx.send(r)),
+            Reply::Lease(tx, r) => drop(tx.send(r)),
+            Reply::Record(tx, r) => drop(tx.send(r)),
+        }
+    }
+}
+
+fn writer(
+    mut store: Store,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    settings: DurableSettings,
+    wake: Arc<HashMap<String, Arc<Notify>>>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(c) => group.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(group.len());
+        let mut woken: Vec<String> = Vec::new();
+        let result = (|| -> Result<(), StoreError> {
+            let tx = store.transaction()?;
+            for cmd in group.drain(..) {
+                match cmd {
+                    Cmd::Enqueue(batch, now, reply) => {
+                        let since = now - settings.dedupe_window_ms;
+                        let r = store::insert_batch(&tx, &batch, now, since).map_err(store_err);
+                        if matches!(r, Ok(Enqueued::Accepted)) {
+                            woken.extend(batch.deliveries.iter().map(|d| d.channel.clone()));
+                        }
+                        replies.push(Reply::Enqueue(reply, r));
+                    }
+                    Cmd::Lease {
+                        channel,
+                        now,
+                        lease_ms,
+                        reply,
+                    } => {
+                        let r = store::lease_next(&tx, &channel, now, lease_ms).and_then(|m| {
+                            Ok(LeaseAnswer {
+                                message: m,
+                                next_due: store::next_due(&tx, &channel)?,
+                            })
+                        });
+                        replies.push(Reply::Lease(reply, r.map_err(store_err)));
+                    }
+                    Cmd::Record(id, outcome, reply) => {
+                        let r = store::record(&tx, id, &outcome).map_err(store_err);
+                        replies.push(Reply::Record(reply, r));
+                    }
+                    Cmd::Prune(before) => {
+                        if let Err(error) = store::prune_dedupe(&tx, before) {
+                            tracing::warn!(%error, "cannot prune old dedupe keys");
+                        }
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                replies.into_iter().for_each(Reply::send);
+                woken.sort();
+                woken.dedup();
+                for c in woken {
+                    if let Some(n) = wake.get(&c) {
+                        n.notify_one();
+                    }
+                }
+            }
+            Err(e) => {
+                let e = store_err(e);
+                tracing::error!(error = %e, "outbox commit failed; the webhooks in it were refused");
+                replies.into_iter().for_each(|r| r.fail(&e));
+            }
+        }
+    }
+    tracing::debug!("outbox writer stopped");
+}

@@ -1,0 +1,474 @@
+//! The durable outbox store: SQLite (WAL) through rusqlite, used from one writer thread.
+//!
+//! A message row is `pending` until posted (then deleted) or `dead` (given up, kept for
+//! inspection). Rows of one `(channel, ordering_key)` are handed out strictly in id order: a row
+//! is leased only when no older pending row of the same key exists, so a retrying message holds
+//! back later messages about the same object and nothing else. Schema changes are versioned with
+//! `PRAGMA user_version`.
+
+use super::{Batch, Enqueued};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::path::Path;
+
+/// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE messages (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id   TEXT    NOT NULL,
+    delivery_id  TEXT    NOT NULL,
+    channel      TEXT    NOT NULL,
+    ordering_key TEXT    NOT NULL,
+    body         TEXT    NOT NULL,
+    state        TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'dead')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL,
+    next_at      INTEGER NOT NULL,
+    lease_until  INTEGER,
+    last_status  INTEGER,
+    last_error   TEXT
+);
+CREATE INDEX messages_due ON messages (channel, state, next_at);
+CREATE INDEX messages_order ON messages (channel, ordering_key, state, id);
+CREATE TABLE dedupe (
+    key         TEXT    PRIMARY KEY,
+    received_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX dedupe_age ON dedupe (received_at);
+"#];
+
+/// A store failure, with SQLite's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// A message handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// Row id.
+    pub id: i64,
+    /// Id for logs (`request/channel`).
+    pub delivery_id: String,
+    /// The Cliq message.
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// When it was received (unix ms).
+    pub created_at: i64,
+}
+
+/// A message as `outbox list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRow {
+    /// Row id (for `outbox retry ID`).
+    pub id: i64,
+    /// `pending` or `dead`.
+    pub state: String,
+    /// When the next attempt is due (unix ms), for pending messages.
+    pub next_at: i64,
+    /// Id for logs.
+    pub delivery_id: String,
+    /// Channel.
+    pub channel: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was received (unix ms).
+    pub created_at: i64,
+    /// Last HTTP status, if any.
+    pub last_status: Option<u16>,
+    /// Last error text.
+    pub last_error: Option<String>,
+}
+
+/// Counts for one channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Channel name.
+    pub channel: String,
+    /// Waiting for a first attempt.
+    pub pending: u64,
+    /// Failed at least once, waiting for another attempt.
+    pub retrying: u64,
+    /// Given up.
+    pub dead: u64,
+    /// Receive time (unix ms) of the oldest message not yet posted (pending or retrying).
+    pub oldest_created_at: Option<i64>,
+}
+
+/// How the outcome of one attempt is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Posted: the row is removed.
+    Sent,
+    /// Try again at `next_at` (unix ms).
+    Retry {
+        /// When to try again.
+        next_at: i64,
+        /// HTTP status, if any.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+    },
+    /// Give up: the row becomes dead.
+    Dead {
+        /// HTTP status, if any.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+    },
+    /// Not attempted (shutdown): release the lease, keep the attempt count.
+    Release,
+}
+
+/// The SQLite-backed store. Not `Sync`: one thread owns it.
+pub struct Store {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and migrates it. `full_sync` makes every
+    /// commit survive power loss, not just a process crash.
+    pub fn open(path: &Path, full_sync: bool) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if full_sync { "FULL" } else { "NORMAL" },
+        )?;
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: usize = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?
+            .try_into()
+            .unwrap_or(0);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError(format!(
+                "the outbox was written by a newer version (schema {version}); upgrade gitlab-chat-bridge"
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a transaction (the writer groups many operations in one commit).
+    pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self.conn.transaction()?)
+    }
+
+    /// Forgets every lease: called at start, when no worker can hold one.
+    pub fn clear_leases(&self) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE messages SET lease_until = NULL WHERE lease_until IS NOT NULL",
+            [],
+        )?)
+    }
+
+    /// Counts per channel.
+    pub fn stats(&self) -> Result<Vec<ChannelStats>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT channel,
+                    SUM(state = 'pending' AND attempts = 0),
+                    SUM(state = 'pending' AND attempts > 0),
+                    SUM(state = 'dead'),
+                    MIN(CASE WHEN state = 'pending' THEN created_at END)
+             FROM messages GROUP BY channel ORDER BY channel",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ChannelStats {
+                channel: r.get(0)?,
+                pending: r.get::<_, i64>(1)?.max(0) as u64,
+                retrying: r.get::<_, i64>(2)?.max(0) as u64,
+                dead: r.get::<_, i64>(3)?.max(0) as u64,
+                oldest_created_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Messages not yet posted, newest first: only dead ones with `dead_only`.
+    pub fn list(&self, dead_only: bool, limit: usize) -> Result<Vec<ListedRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, state, next_at, delivery_id, channel, attempts, created_at, last_status, last_error
+             FROM messages WHERE (?1 = 0 OR state = 'dead') ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![dead_only as i64, limit as i64], |r| {
+            Ok(ListedRow {
+                id: r.get(0)?,
+                state: r.get(1)?,
+                next_at: r.get(2)?,
+                delivery_id: r.get(3)?,
+                channel: r.get(4)?,
+                attempts: r.get::<_, i64>(5)?.max(0) as u32,
+                created_at: r.get(6)?,
+                last_status: r.get::<_, Option<i64>>(7)?.map(|s| s.clamp(0, 999) as u16),
+                last_error: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Makes dead messages pending again (one id, or all when `id` is `None`), due at `now`.
+    pub fn retry_dead(&self, id: Option<i64>, now: i64) -> Result<usize, StoreError> {
+        let sql =
+            "UPDATE messages SET state = 'pending', attempts = 0, next_at = ?1, lease_until = NULL
+                   WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)";
+        Ok(self.conn.execute(sql, params![now, id])?)
+    }
+
+    /// Deletes dead messages received before `before` (unix ms).
+    pub fn purge_dead(&self, before: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM messages WHERE state = 'dead' AND created_at < ?1",
+            [before],
+        )?)
+    }
+}
+
+/// Inserts a batch unless its dedupe key was seen after `dedupe_since` (unix ms).
+pub fn insert_batch(
+    tx: &Transaction<'_>,
+    batch: &Batch,
+    now: i64,
+    dedupe_since: i64,
+) -> Result<Enqueued, StoreError> {
+    if let Some(key) = &batch.dedupe_key {
+        let seen: Option<i64> = tx
+            .query_row(
+                "SELECT received_at FROM dedupe WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if seen.is_some_and(|t| t >= dedupe_since) {
+            return Ok(Enqueued::Duplicate);
+        }
+        tx.execute(
+            "INSERT INTO dedupe (key, received_at) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at",
+            params![key, now],
+        )?;
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO messages (request_id, delivery_id, channel, ordering_key, body, created_at, next_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?;
+    for d in &batch.deliveries {
+        stmt.execute(params![
+            batch.request_id,
+            d.id,
+            d.channel,
+            d.ordering_key,
+            d.body,
+            now
+        ])?;
+    }
+    Ok(Enqueued::Accepted)
+}
+
+/// Leases the oldest due message of `channel` whose object has no older pending message.
+pub fn lease_next(
+    tx: &Transaction<'_>,
+    channel: &str,
+    now: i64,
+    lease_ms: i64,
+) -> Result<Option<Leased>, StoreError> {
+    let row = tx
+        .prepare_cached(
+            "SELECT m.id, m.delivery_id, m.body, m.attempts, m.created_at FROM messages m
+             WHERE m.channel = ?1 AND m.state = 'pending' AND m.next_at <= ?2
+               AND (m.lease_until IS NULL OR m.lease_until <= ?2)
+               AND NOT EXISTS (SELECT 1 FROM messages p
+                               WHERE p.channel = m.channel AND p.ordering_key = m.ordering_key
+                                 AND p.state = 'pending' AND p.id < m.id)
+             ORDER BY m.id LIMIT 1",
+        )?
+        .query_row(params![channel, now], |r| {
+            Ok(Leased {
+                id: r.get(0)?,
+                delivery_id: r.get(1)?,
+                body: r.get(2)?,
+                attempts: r.get::<_, i64>(3)?.max(0) as u32,
+                created_at: r.get(4)?,
+            })
+        })
+        .optional()?;
+    if let Some(l) = &row {
+        tx.execute(
+            "UPDATE messages SET lease_until = ?2 WHERE id = ?1",
+            params![l.id, now + lease_ms],
+        )?;
+    }
+    Ok(row)
+}
+
+/// When `channel` next has a message it may post (unix ms): the earliest due time among
+/// messages not held back by an older message of their object.
+pub fn next_due(tx: &Transaction<'_>, channel: &str) -> Result<Option<i64>, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT MIN(MAX(m.next_at, COALESCE(m.lease_until, 0))) FROM messages m
+             WHERE m.channel = ?1 AND m.state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM messages p
+                               WHERE p.channel = m.channel AND p.ordering_key = m.ordering_key
+                                 AND p.state = 'pending' AND p.id < m.id)",
+        )?
+        .query_row([channel], |r| r.get(0))?)
+}
+
+/// Records the outcome of an attempt on row `id`.
+pub fn record(tx: &Transaction<'_>, id: i64, outcome: &Outcome) -> Result<(), StoreError> {
+    match outcome {
+        Outcome::Sent => {
+            tx.execute("DELETE FROM messages WHERE id = ?1", [id])?;
+        }
+        Outcome::Retry {
+            next_at,
+            status,
+            error,
+        } => {
+            tx.execute(
+                "UPDATE messages SET attempts = attempts + 1, next_at = ?2, lease_until = NULL,
+                        last_status = ?3, last_error = ?4 WHERE id = ?1",
+                params![id, next_at, status, error],
+            )?;
+        }
+        Outcome::Dead { status, error } => {
+            tx.execute(
+                "UPDATE messages SET attempts = attempts + 1, state = 'dead', lease_until = NULL,
+                        last_status = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, status, error],
+            )?;
+        }
+        Outcome::Release => {
+            tx.execute("UPDATE messages SET lease_until = NULL WHERE id = ?1", [id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets dedupe keys received before `before` (unix ms).
+pub fn prune_dedupe(tx: &Transaction<'_>, before: i64) -> Result<usize, StoreError> {
+    Ok(tx.execute("DELETE FROM dedupe WHERE received_at < ?1", [before])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::Delivery;
+
+    fn store() -> Store {
+        let dir = std::env::temp_dir().join(format!(
+            "gcb-store-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        match Store::open(&dir.join("o.sqlite"), false) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn batch(key: &str, items: &[(&str, &str)]) -> Batch {
+        Batch {
+            dedupe_key: Some(key.into()),
+            request_id: key.into(),
+            deliveries: items
+                .iter()
+                .map(|(obj, body)| Delivery {
+                    id: format!("{key}/c"),
+                    channel: "c".into(),
+                    ordering_key: (*obj).into(),
+                    body: (*body).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn dedupe_ordering_retry_and_dead() -> Result<(), StoreError> {
+        let mut s = store();
+        let tx = s.transaction()?;
+        assert_eq!(
+            insert_batch(&tx, &batch("k1", &[("A", "a1")]), 0, 0)?,
+            Enqueued::Accepted
+        );
+        assert_eq!(
+            insert_batch(&tx, &batch("k1", &[("A", "a1")]), 1, 0)?,
+            Enqueued::Duplicate
+        );
+        insert_batch(&tx, &batch("k2", &[("A", "a2"), ("B", "b1")]), 2, 0)?;
+        // a1 first; while a1 is out, a2 waits but b1 goes.
+        let a1 = lease_next(&tx, "c", 10, 1000)?.map(|l| l.body);
+        assert_eq!(a1.as_deref(), Some("a1"));
+        let b1 = lease_next(&tx, "c", 10, 1000)?.map(|l| l.body);
+        assert_eq!(b1.as_deref(), Some("b1"));
+        assert_eq!(lease_next(&tx, "c", 10, 1000)?, None);
+        // a1 fails: it is retried later, and a2 still waits behind it.
+        let id = tx.query_row("SELECT id FROM messages WHERE body = 'a1'", [], |r| {
+            r.get(0)
+        })?;
+        record(
+            &tx,
+            id,
+            &Outcome::Retry {
+                next_at: 500,
+                status: Some(503),
+                error: "x".into(),
+            },
+        )?;
+        assert_eq!(lease_next(&tx, "c", 20, 1000)?, None);
+        let again = lease_next(&tx, "c", 500, 1000)?;
+        assert_eq!(
+            again.as_ref().map(|l| (l.body.as_str(), l.attempts)),
+            Some(("a1", 1))
+        );
+        record(
+            &tx,
+            id,
+            &Outcome::Dead {
+                status: Some(404),
+                error: "gone".into(),
+            },
+        )?;
+        // Dead messages do not block their object.
+        let a2 = lease_next(&tx, "c", 600, 1000)?.map(|l| l.body);
+        assert_eq!(a2.as_deref(), Some("a2"));
+        tx.commit()?;
+        let stats = s.stats()?;
+        assert_eq!((stats[0].dead, stats[0].pending), (1, 2));
+        assert_eq!(s.list(true, 10)?[0].last_status, Some(404));
+        assert_eq!(s.list(false, 10)?.len(), 3);
+        assert_eq!(s.retry_dead(None, 700)?, 1);
+        assert_eq!(s.purge_dead(i64::MAX)?, 0);
+        Ok(())
+    }
+}

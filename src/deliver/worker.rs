@@ -1,0 +1,182 @@
+//! Delivery workers: one task per channel leases its next message from the durable outbox,
+//! waits for the credential's rate limit, posts, and records the outcome.
+//!
+//! A failed post is rescheduled with the retry policy (exponential backoff with jitter, the
+//! server's `Retry-After`, a cap); a throttle answer pauses the whole credential; permanent
+//! failures, the last attempt and messages older than the maximum age become dead letters.
+//! On shutdown a worker finishes the post in progress (bounded by the post timeout) and stops;
+//! everything else stays in the outbox for the next start.
+
+use super::durable::DurableOutbox;
+use super::rate::RateLimiter;
+use super::sender::{Attempt, Sender};
+use super::store::Outcome;
+use super::{BoxFuture, Endpoint, RetryPolicy};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Longest a worker sleeps with nothing due before looking again.
+pub const IDLE_POLL: Duration = Duration::from_secs(5);
+/// Shortest sleep between two empty looks, so a worker never spins.
+pub const MIN_IDLE: Duration = Duration::from_millis(20);
+/// Wait after a failed store operation before trying again.
+pub const STORE_RETRY: Duration = Duration::from_millis(500);
+
+/// Wall-clock milliseconds that advance with tokio's clock, so tests can pause time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base_ms: i64,
+    base: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+impl Clock {
+    /// A clock starting at the current wall time.
+    pub fn new() -> Clock {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Clock {
+            base_ms: wall,
+            base: Instant::now(),
+        }
+    }
+
+    /// Now, in unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.base_ms + Instant::now().duration_since(self.base).as_millis() as i64
+    }
+
+    /// The tokio instant of a unix-millisecond time.
+    pub fn instant_at(&self, ms: i64) -> Instant {
+        self.base + Duration::from_millis((ms - self.base_ms).max(0) as u64)
+    }
+}
+
+/// Something that can post a message (the HTTP [`Sender`], or a fake in tests).
+pub trait Post: Send + Sync + 'static {
+    /// Posts `body` to `endpoint`.
+    fn post<'a>(&'a self, endpoint: &'a Endpoint, body: &'a str) -> BoxFuture<'a, Attempt>;
+}
+
+impl Post for Sender {
+    fn post<'a>(&'a self, endpoint: &'a Endpoint, body: &'a str) -> BoxFuture<'a, Attempt> {
+        Box::pin(Sender::post(self, endpoint, body))
+    }
+}
+
+/// A channel as its worker sees it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Channel name.
+    pub name: String,
+    /// Where to post.
+    pub endpoint: Endpoint,
+    /// The budget of the channel's credential (shared by channels with one credential).
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// Runs one channel's worker until `cancel` fires.
+pub async fn run_channel(
+    target: Target,
+    outbox: DurableOutbox,
+    poster: Arc<dyn Post>,
+    policy: RetryPolicy,
+    clock: Clock,
+    cancel: CancellationToken,
+) {
+    let wake = outbox.waker(&target.name);
+    let lease_ms = (policy.timeout * 2 + Duration::from_secs(30)).as_millis() as i64;
+    let max_age_ms = policy.max_age.as_millis() as i64;
+    while !cancel.is_cancelled() {
+        let now = clock.now_ms();
+        let answer = match outbox.lease(&target.name, now, lease_ms).await {
+            Ok(a) => a,
+            Err(error) => {
+                tracing::error!(channel = %target.name, %error, "cannot read the outbox");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(STORE_RETRY) => continue,
+                }
+            }
+        };
+        let Some(msg) = answer.message else {
+            let idle_until = Instant::now() + IDLE_POLL;
+            let until = answer
+                .next_due
+                .map_or(idle_until, |t| clock.instant_at(t).min(idle_until))
+                .max(Instant::now() + MIN_IDLE);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+            continue;
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = outbox.record(msg.id, Outcome::Release).await;
+                break;
+            }
+            _ = target.limiter.acquire() => {}
+        }
+        // Not cancelled: the post in progress finishes (within the post timeout) and is recorded.
+        let attempt = poster.post(&target.endpoint, &msg.body).await;
+        let attempts = msg.attempts + 1;
+        let now = clock.now_ms();
+        let d = &msg.delivery_id;
+        let ch = &target.name;
+        let outcome = match attempt {
+            Attempt::Delivered(status) => {
+                tracing::info!(delivery = %d, channel = %ch, status, attempts, "delivered");
+                Outcome::Sent
+            }
+            Attempt::Permanent { status, reason } => {
+                tracing::error!(delivery = %d, channel = %ch, status, %reason, "rejected by the chat endpoint; kept as a dead letter");
+                Outcome::Dead {
+                    status: Some(status),
+                    error: reason,
+                }
+            }
+            Attempt::Retry {
+                status,
+                retry_after,
+                throttled,
+                reason,
+            } => {
+                let too_old = max_age_ms > 0 && now - msg.created_at > max_age_ms;
+                if attempts >= policy.max_attempts || too_old {
+                    tracing::error!(delivery = %d, channel = %ch, ?status, %reason, attempts, "giving up; kept as a dead letter");
+                    Outcome::Dead {
+                        status,
+                        error: format!("gave up after {attempts} attempts: {reason}"),
+                    }
+                } else {
+                    let wait = policy.delay(attempts, retry_after);
+                    if throttled {
+                        target.limiter.pause(wait);
+                    }
+                    tracing::warn!(delivery = %d, channel = %ch, ?status, %reason, attempts, wait_ms = wait.as_millis() as u64, throttled, "post failed; will retry");
+                    Outcome::Retry {
+                        next_at: now + wait.as_millis() as i64,
+                        status,
+                        error: reason,
+                    }
+                }
+            }
+        };
+        if let Err(error) = outbox.record(msg.id, outcome).await {
+            // The lease expires and the message is tried again: at least once, never lost.
+            tracing::error!(delivery = %d, channel = %ch, %error, "cannot record the outcome");
+        }
+    }
+    tracing::debug!(channel = %target.name, "worker stopped");
+}
