@@ -1,0 +1,576 @@
+//! Rendering tests over GitLab's real payloads: every fixture parses, each rendered kind passes the
+//! Cliq shape check and shows the actor, the object and its link; hostile text stays inert; dates
+//! follow the configured zone; `check` and `render` behave as documented.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use gitlab_chat_bridge::event::{self, Event, Kind};
+use gitlab_chat_bridge::render::{DateSettings, Rendered, Renderer, TemplateSource};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitlab")
+}
+
+/// (file name, X-Gitlab-Event, object_kind) from INDEX.tsv.
+fn index() -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(fixtures_dir().join("INDEX.tsv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            (
+                cols[0].to_string(),
+                cols[1].to_string(),
+                cols[2].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn load(file: &str, header: &str) -> Event {
+    let text = std::fs::read_to_string(fixtures_dir().join(file)).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    event::parse(Some(header), v).unwrap()
+}
+
+fn settings(tz: &str, now: DateTime<Utc>) -> DateSettings {
+    DateSettings {
+        timezone: tz.parse().unwrap(),
+        date_format: "%d-%b-%Y %I:%M %p".into(),
+        day_format: "%d-%b-%Y".into(),
+        clock: Arc::new(move || now),
+    }
+}
+
+fn renderer_with(user: Vec<TemplateSource>, tz: &str, now: DateTime<Utc>) -> Renderer {
+    Renderer::new(user, settings(tz, now), false).unwrap()
+}
+
+fn default_renderer() -> Renderer {
+    renderer_with(Vec::new(), "UTC", Utc::now())
+}
+
+fn message(r: &Renderer, ev: &Event) -> Value {
+    match r.render(ev) {
+        Ok(Rendered::Message(m, _)) => serde_json::from_str(&m.to_json()).unwrap(),
+        other => panic!("{}: expected a message, got {other:?}", ev.key),
+    }
+}
+
+/// Violations of the Cliq message contract (CONTRACTS.md, "What Zoho Cliq accepts").
+fn cliq_violations(m: &Value) -> Vec<String> {
+    let mut v = Vec::new();
+    let chars = |s: &Value| s.as_str().map(|s| s.chars().count());
+    match chars(&m["text"]) {
+        Some(n) if (1..=5000).contains(&n) => {}
+        other => v.push(format!("text length {other:?}")),
+    }
+    if let Some(card) = m.get("card") {
+        match chars(&card["title"]) {
+            Some(n) if n <= 200 => {}
+            other => v.push(format!("card.title length {other:?}")),
+        }
+        if let Some(theme) = card.get("theme") {
+            if !["modern-inline", "poll", "prompt"].contains(&theme.as_str().unwrap_or("")) {
+                v.push(format!("card.theme {theme}"));
+            }
+        }
+    }
+    if let Some(b) = m.get("buttons") {
+        let b = b.as_array().cloned().unwrap_or_default();
+        if b.len() > 5 {
+            v.push(format!("{} buttons", b.len()));
+        }
+        for button in b {
+            if chars(&button["label"]).is_none_or(|n| n > 20) {
+                v.push(format!("button label {}", button["label"]));
+            }
+            if chars(&button["action"]["data"]["web"]).is_some_and(|n| n > 256) {
+                v.push("button url too long".into());
+            }
+        }
+    }
+    v
+}
+
+/// Lines like `*Assignees:*` with nothing after them.
+fn empty_field_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| {
+            let l = l.trim();
+            l.ends_with(':') || l.ends_with(":*")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_fixture_parses_with_the_right_kind() {
+    let idx = index();
+    assert!(idx.len() >= 28, "fixtures missing: {}", idx.len());
+    for (file, header, object_kind) in &idx {
+        let ev = load(file, header);
+        let want = match object_kind.as_str() {
+            "build" => "job".to_string(),
+            "-" => header.trim_end_matches(" Hook").to_lowercase(),
+            k => k.to_string(),
+        };
+        let want = if want == "resource access token" {
+            "access_token".into()
+        } else {
+            want
+        };
+        assert_eq!(ev.kind.as_str(), want, "{file}");
+        assert!(!matches!(ev.kind, Kind::Unknown(_)), "{file}: unknown kind");
+        assert!(!ev.key.is_empty());
+    }
+}
+
+#[test]
+fn shared_fixtures_parse_too_when_present() {
+    // The shared folder beside the checkout may hold newer payloads than our copy.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/gitlab");
+    let Ok(entries) = std::fs::read_dir(&shared) else {
+        eprintln!("no {} here; covered by our copy", shared.display());
+        return;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|e| e.to_str()) == Some("json") {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            assert!(event::parse(None, v).is_ok(), "{}", p.display());
+        }
+    }
+}
+
+#[test]
+fn the_four_kinds_render_what_a_user_needs() {
+    let r = default_renderer();
+    // (file, header, expected key, strings the message must show)
+    let cases: [(&str, &str, &str, &[&str]); 7] = [
+        (
+            "issue__open.json",
+            "Issue Hook",
+            "issue.open",
+            &[
+                "Administrator",
+                "New API: create/update/delete file",
+                "http://example.com/diaspora/issues/23",
+                "gitlabhq/gitlab-test",
+                "User1",
+                "opened",
+            ],
+        ),
+        (
+            "merge_request__open.json",
+            "Merge Request Hook",
+            "merge_request.open",
+            &[
+                "Administrator",
+                "MS-Viewport",
+                "http://example.com/diaspora/merge_requests/1",
+                "ms-viewport → master",
+                "User1",
+            ],
+        ),
+        (
+            "push__basic.json",
+            "Push Hook",
+            "push",
+            &[
+                "John Smith",
+                "fixed readme",
+                "http://example.com/mike/diaspora/commit/da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+                "4 commits",
+                "master",
+                "2 more commits",
+            ],
+        ),
+        (
+            "note__issue.json",
+            "Note Hook",
+            "note.issue",
+            &[
+                "Administrator",
+                "Hello world",
+                "http://example.com/gitlab-org/gitlab-test/issues/17#note_1241",
+                "issue #17",
+            ],
+        ),
+        (
+            "note__merge_request.json",
+            "Note Hook",
+            "note.merge_request",
+            &[
+                "Administrator",
+                "This MR needs work.",
+                "merge request !1",
+                "#note_1244",
+            ],
+        ),
+        (
+            "note__commit.json",
+            "Note Hook",
+            "note.commit",
+            &[
+                "Administrator",
+                "This is a commit comment. How does this work?",
+                "commit cfe32cf6",
+                "#note_1243",
+            ],
+        ),
+        (
+            "note__snippet.json",
+            "Note Hook",
+            "note.snippet",
+            &[
+                "Administrator",
+                "Is this snippet doing what it",
+                "snippet $53",
+                "#note_1245",
+            ],
+        ),
+    ];
+    for (file, header, key, needles) in cases {
+        let ev = load(file, header);
+        assert_eq!(ev.key, key, "{file}");
+        let m = message(&r, &ev);
+        assert_eq!(cliq_violations(&m), Vec::<String>::new(), "{file}");
+        assert_eq!(m["card"]["theme"], "modern-inline", "{file}");
+        let all = m.to_string();
+        let text = m["text"].as_str().unwrap();
+        for n in needles {
+            assert!(all.contains(n), "{file}: {n:?} missing from {all}");
+        }
+        for bad in ["null", "{{", "}}", "undefined"] {
+            assert!(!text.contains(bad), "{file}: {bad:?} in {text}");
+            assert!(
+                !m["card"]["title"].as_str().unwrap().contains(bad),
+                "{file}"
+            );
+        }
+        assert_eq!(empty_field_lines(text), Vec::<String>::new(), "{file}");
+    }
+}
+
+#[test]
+fn every_sample_variant_renders_valid_cards() {
+    let r = default_renderer();
+    let samples = gitlab_chat_bridge::commands::check::sample_events();
+    assert!(samples.len() >= 20);
+    for (label, ev) in samples {
+        let m = message(&r, &ev);
+        assert_eq!(cliq_violations(&m), Vec::<String>::new(), "{label}");
+        let text = m["text"].as_str().unwrap();
+        assert!(
+            !text.contains("null") && !text.contains("{{"),
+            "{label}: {text}"
+        );
+        assert!(text.contains(&ev.actor.name), "{label}: no actor in {text}");
+        assert_eq!(empty_field_lines(text), Vec::<String>::new(), "{label}");
+    }
+}
+
+#[test]
+fn unknown_actions_and_kinds_are_not_posted() {
+    let r = default_renderer();
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("issue__open.json")).unwrap(),
+    )
+    .unwrap();
+    v["object_attributes"]["action"] = "teleport".into();
+    let ev = event::parse(Some("Issue Hook"), v).unwrap();
+    assert_eq!(r.render(&ev).unwrap(), Rendered::NoTemplate);
+    let pipeline = load("pipeline__basic.json", "Pipeline Hook");
+    assert_eq!(r.render(&pipeline).unwrap(), Rendered::NoTemplate);
+}
+
+const HOSTILE: [&str; 8] = [
+    "quote \" and backslash \\ and \\\" both",
+    "line one\nline two\r\n\ttabbed",
+    "*bold* _italic_ ~strike~ `code` [click](https://evil.example/x)",
+    "{@all} {@available} {@12345678} {@boss@example.com} hello",
+    "# heading\n!quote\n> also\n---",
+    "naïve café — 日本語 ✓ 🎉 עברית",
+    "\u{0}\u{1}\u{1f}\u{2028}\u{2029} control",
+    "{{title}} {{{raw}}} {{#if x}}",
+];
+
+fn hostile_issue(text: &str) -> Event {
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("issue__open.json")).unwrap(),
+    )
+    .unwrap();
+    v["object_attributes"]["title"] = text.into();
+    v["user"]["name"] = text.into();
+    v["assignees"][0]["name"] = text.into();
+    v["labels"][0]["title"] = text.into();
+    v["project"]["path_with_namespace"] = text.into();
+    event::parse(Some("Issue Hook"), v).unwrap()
+}
+
+#[test]
+fn hostile_text_gives_valid_inert_json() {
+    let r = default_renderer();
+    for h in HOSTILE {
+        let m = message(&r, &hostile_issue(h));
+        assert_eq!(cliq_violations(&m), Vec::<String>::new(), "{h:?}");
+        let text = m["text"].as_str().unwrap();
+        // No mention survives, and user text cannot make its own link.
+        assert!(!text.contains("{@"), "mention in {text:?}");
+        assert!(!text.contains("[click]"), "link injected: {text:?}");
+        assert!(
+            !text.contains("*bold*") && !text.contains("`code`"),
+            "{text:?}"
+        );
+        assert!(!text.contains("\n# heading"), "{text:?}");
+        // The card title keeps the text as typed (titles are not markup), only cut to size.
+        let title = m["card"]["title"].as_str().unwrap();
+        assert!(title.chars().count() <= 200);
+    }
+    let m = message(&r, &hostile_issue("{@all} please look"));
+    assert!(m["text"].as_str().unwrap().contains("please look"));
+}
+
+#[test]
+fn huge_values_are_cut_to_cliq_limits() {
+    let r = default_renderer();
+    let long: String = "ab*{@all} ".repeat(1000);
+    let m = message(&r, &hostile_issue(&long));
+    assert_eq!(cliq_violations(&m), Vec::<String>::new());
+    assert!(m["text"].as_str().unwrap().chars().count() <= 5000);
+    assert_eq!(m["card"]["title"].as_str().unwrap().chars().count(), 200);
+    // A push listing many long commits stays within the text limit and ends cleanly.
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("push__basic.json")).unwrap(),
+    )
+    .unwrap();
+    let commit = v["commits"][0].clone();
+    let commits: Vec<Value> = (0..20)
+        .map(|i| {
+            let mut c = commit.clone();
+            c["message"] = format!("{i} {}", "long commit message ".repeat(30)).into();
+            c
+        })
+        .collect();
+    v["commits"] = Value::Array(commits);
+    v["total_commits_count"] = 250.into();
+    let m = message(&r, &event::parse(Some("Push Hook"), v).unwrap());
+    let text = m["text"].as_str().unwrap();
+    assert!(text.chars().count() <= 5000);
+    assert!(
+        text.contains("250 commits") && text.contains("230 more commits"),
+        "{text}"
+    );
+}
+
+fn issue_due(due: &str, updated_at: &str) -> Event {
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("issue__open.json")).unwrap(),
+    )
+    .unwrap();
+    v["object_attributes"]["due_date"] = due.into();
+    v["object_attributes"]["updated_at"] = updated_at.into();
+    event::parse(Some("Issue Hook"), v).unwrap()
+}
+
+#[test]
+fn due_dates_stay_on_their_day_in_every_zone() {
+    // 2026-11-24 20:00 UTC: already the 25th in Kolkata, still the 24th in Los Angeles.
+    let now = Utc.with_ymd_and_hms(2026, 11, 24, 20, 0, 0).unwrap();
+    let ev = issue_due("2026-11-25", "2026-11-24T20:00:00Z");
+    for (tz, phrase) in [
+        ("UTC", "due tomorrow"),
+        ("Asia/Kolkata", "due today"),
+        ("America/Los_Angeles", "due tomorrow"),
+    ] {
+        let text = message(&renderer_with(Vec::new(), tz, now), &ev)["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("*Due:* 25-Nov-2026 (") && text.contains(phrase),
+            "{tz}: {text}"
+        );
+    }
+    let overdue = issue_due("2026-11-20", "2026-11-24T20:00:00Z");
+    let text = message(&renderer_with(Vec::new(), "UTC", now), &overdue)["text"].to_string();
+    assert!(text.contains("overdue by 4 days"), "{text}");
+}
+
+#[test]
+fn timestamps_follow_the_zone_across_a_dst_change() {
+    // US clocks went forward on 2026-03-08 at 02:00 local time.
+    let tpl = TemplateSource {
+        name: "issue".into(),
+        origin: "test:issue.hbs".into(),
+        text: r#"{"text": "{{date issue.updated_at}} | {{date issue.due_date}} | {{date issue.updated_at tz="Asia/Kolkata" format="%H:%M %Z"}}"}"#.into(),
+    };
+    let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let cases = [
+        ("UTC", "2026-03-08T09:30:00Z", "08-Mar-2026 09:30 AM"),
+        (
+            "America/Los_Angeles",
+            "2026-03-08T09:30:00Z",
+            "08-Mar-2026 01:30 AM",
+        ),
+        (
+            "America/Los_Angeles",
+            "2026-03-08 10:30:00 UTC",
+            "08-Mar-2026 03:30 AM",
+        ),
+        (
+            "Asia/Kolkata",
+            "2026-03-08T10:30:00+00:00",
+            "08-Mar-2026 04:00 PM",
+        ),
+    ];
+    for (tz, updated, want) in cases {
+        let r = renderer_with(vec![tpl.clone()], tz, now);
+        let text = message(&r, &issue_due("2026-03-08", updated))["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let parts: Vec<&str> = text.split(" | ").collect();
+        assert_eq!(parts[0], want, "{tz} {updated}");
+        assert_eq!(parts[1], "08-Mar-2026", "{tz}: calendar date moved");
+        assert!(parts[2].ends_with(" IST"), "{text}");
+    }
+    // An unparseable date degrades to the raw text instead of failing the event.
+    let r = renderer_with(vec![tpl], "UTC", now);
+    let text = message(&r, &issue_due("someday", "2015-04-08T21: 00:25-07:00"))["text"].to_string();
+    assert!(
+        text.contains("09-Apr-2015 04:00 AM") && text.contains("someday"),
+        "{text}"
+    );
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gitlab-chat-bridge"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gcb-render-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    d
+}
+
+fn write_config(dir: &Path) -> PathBuf {
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nsecret_token = \"t\"\n[templates]\ndir = \"templates\"\ntimezone = \"Asia/Kolkata\"\n\
+         [[channels]]\nname = \"dev\"\nurl = \"http://127.0.0.1:9/x\"\nzapikey = \"k\"\n",
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn check_names_file_and_line_of_a_broken_template() {
+    let dir = temp_dir("broken");
+    let cfg = write_config(&dir);
+    let ok = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    std::fs::write(
+        dir.join("templates/issue.hbs"),
+        "{\n  \"text\": \"{{#if issue.title}}oops\"\n}\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let path = dir.join("templates/issue.hbs").display().to_string();
+    assert!(stdout.contains(&format!("{path}:")), "{stdout}");
+    let line_no: Option<u32> = stdout
+        .split(&format!("{path}:"))
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok());
+    assert!(line_no.is_some_and(|n| n >= 2), "{stdout}");
+
+    // Compiles, but uses a value that does not exist: strict mode names the line.
+    std::fs::write(
+        dir.join("templates/push.hbs"),
+        "{\n  \"text\": \"{{actor.name}}\",\n  \"card\": {\"title\": \"{{push.no_such_field}}\"}\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("templates/issue.hbs"),
+        "{\"text\": \"{{actor.name}}\"}",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("push.hbs:3:"), "{stdout}");
+}
+
+#[test]
+fn render_prints_the_body_serve_would_post() {
+    let dir = temp_dir("print");
+    let cfg = write_config(&dir);
+    let out = bin()
+        .args(["render", "--channel", "dev", "--config"])
+        .arg(&cfg)
+        .arg("--event")
+        .arg(fixtures_dir().join("merge_request__open.json"))
+        .args(["--event-header", "Merge Request Hook"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(body["text"].as_str().unwrap().contains("MS-Viewport"));
+    assert_eq!(cliq_violations(&body), Vec::<String>::new());
+
+    let missing = bin()
+        .args(["render", "--config"])
+        .arg(&cfg)
+        .args(["--event", "/nonexistent.json"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.json"));
+    let usage = bin().args(["render"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn templates_can_read_the_raw_payload() {
+    let tpl = TemplateSource {
+        name: "issue".into(),
+        origin: "test:issue.hbs".into(),
+        text: r#"{"text": "severity {{raw.object_attributes.severity}} via {{raw.object_attributes.escalation_policy.name}}"}"#.into(),
+    };
+    let r = renderer_with(vec![tpl], "UTC", Utc::now());
+    let m = message(&r, &load("issue__open.json", "Issue Hook"));
+    assert_eq!(m["text"], "severity high via Engineering On-call");
+}
