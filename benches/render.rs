@@ -3,6 +3,8 @@
 //!
 //! `cargo bench --bench render`. Target: ≥ 50 000 messages/s per core.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use gitlab_chat_bridge::commands::check::sample_events;
 use gitlab_chat_bridge::render::{DateSettings, Rendered, Renderer};
 use std::sync::Arc;

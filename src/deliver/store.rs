@@ -261,20 +261,17 @@ pub fn insert_batch(
 ) -> Result<Enqueued, StoreError> {
     if let Some(key) = &batch.dedupe_key {
         let seen: Option<i64> = tx
-            .query_row(
-                "SELECT received_at FROM dedupe WHERE key = ?1",
-                [key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT received_at FROM dedupe WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
             .optional()?;
         if seen.is_some_and(|t| t >= dedupe_since) {
             return Ok(Enqueued::Duplicate);
         }
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO dedupe (key, received_at) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at",
-            params![key, now],
-        )?;
+        )?
+        .execute(params![key, now])?;
     }
     let mut stmt = tx.prepare_cached(
         "INSERT INTO messages (request_id, delivery_id, channel, ordering_key, body, created_at, next_at)
@@ -347,7 +344,8 @@ pub fn next_due(tx: &Transaction<'_>, channel: &str) -> Result<Option<i64>, Stor
 pub fn record(tx: &Transaction<'_>, id: i64, outcome: &Outcome) -> Result<(), StoreError> {
     match outcome {
         Outcome::Sent => {
-            tx.execute("DELETE FROM messages WHERE id = ?1", [id])?;
+            tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+                .execute([id])?;
         }
         Outcome::Retry {
             next_at,

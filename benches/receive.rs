@@ -1,0 +1,442 @@
+//! Receive-path benchmark: the real `serve` binary (token check, parse, route, render, durable
+//! commit to the SQLite outbox, answer) against a bare hyper server that reads the body and
+//! answers 200, both driven by `wrk` on this machine in one run, so the result is a ratio.
+//!
+//! Also measured: start-to-ready time, resident memory idle and under load, and acknowledgement
+//! latency (p50/p99) at a fixed 1 000 requests/s from an in-process paced client.
+//!
+//! `cargo bench --bench receive` (needs `wrk`: `apt-get install wrk`; without it the throughput
+//! part uses an in-process closed-loop client instead). Only loopback addresses are used and every
+//! load phase is bounded in time.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Length of each throughput run.
+const LOAD_SECS: u64 = 8;
+/// Connections the load generator keeps open.
+const CONNECTIONS: usize = 32;
+/// Requests per second of the latency run, and its length.
+const PACED_RATE: u64 = 1_000;
+const PACED_SECS: u64 = 8;
+const TOKEN: &str = "bench-secret";
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("gcb-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitlab/issue__open.json");
+    let body = std::fs::read(&fixture).expect("fixture");
+
+    // The bridge: one channel that takes every event, posting to a closed loopback port (so its
+    // worker stays idle-ish at the default 45 posts/min while the receive path is measured).
+    let config = dir.join("config.toml");
+    // GCB_BENCH_SYNC=normal measures with synchronous=NORMAL (survives a crash, not power loss).
+    let sync = std::env::var("GCB_BENCH_SYNC").unwrap_or_else(|_| "full".into());
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nsecret_token = \"{TOKEN}\"\n\
+             [outbox]\npath = \"outbox.sqlite\"\nsynchronous = \"{sync}\"\n\
+             [delivery]\nmax_attempts = 1\n\
+             [[channels]]\nname = \"bench\"\nurl = \"http://127.0.0.1:9/api/v2/channelsbyname/bench/message\"\nzapikey = \"k\"\n"
+        ),
+    )
+    .expect("config");
+    let started = Instant::now();
+    let (mut bridge, port) = spawn_bridge(&config);
+    let bridge_addr = format!("127.0.0.1:{port}");
+    wait_healthz(&bridge_addr);
+    let ready = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_idle = rss_kib(bridge.id());
+
+    // The baseline: bare hyper on its own runtime in this process.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let bare_addr = rt.block_on(bare_server());
+
+    let body_file = dir.join("body.json");
+    std::fs::write(&body_file, &body).expect("body");
+    let script = dir.join("post.lua");
+    std::fs::write(&script, lua_script(&body_file)).expect("lua");
+
+    let have_wrk = Command::new("wrk").arg("--version").output().is_ok();
+    let (bare, bridge_load, rss_load) = if have_wrk {
+        let bare = wrk(&bare_addr, &script);
+        let sampling = RssSampler::start(bridge.id());
+        let b = wrk(&bridge_addr, &script);
+        (bare, b, sampling.stop())
+    } else {
+        eprintln!("wrk not found: using the in-process closed-loop client");
+        let bare = rt.block_on(closed_loop(&bare_addr, &body));
+        let sampling = RssSampler::start(bridge.id());
+        let b = rt.block_on(closed_loop(&bridge_addr, &body));
+        (bare, b, sampling.stop())
+    };
+    let paced = rt.block_on(paced(&bridge_addr, &body));
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+
+    println!();
+    println!(
+        "receive path (wrk {CONNECTIONS} connections, {LOAD_SECS} s each, same machine, one run)"
+    );
+    println!(
+        "  bare hyper (read body, 200):   {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
+        bare.rps,
+        fmt(bare.p50),
+        fmt(bare.p99)
+    );
+    println!(
+        "  gitlab-chat-bridge (durable):  {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
+        bridge_load.rps,
+        fmt(bridge_load.p50),
+        fmt(bridge_load.p99)
+    );
+    println!(
+        "  ratio bridge / bare:           {:>9.2}   (target ≥ 0.5)",
+        bridge_load.rps / bare.rps.max(1.0)
+    );
+    println!(
+        "ack latency at {PACED_RATE} req/s for {PACED_SECS} s ({} requests, {} errors)",
+        paced.sent, paced.errors
+    );
+    println!(
+        "  p50 {}  p99 {}  max {}   (target p99 < 5 ms)",
+        fmt(paced.p50),
+        fmt(paced.p99),
+        fmt(paced.max)
+    );
+    println!(
+        "start to ready: {:.1} ms (target < 100 ms)",
+        ready.as_secs_f64() * 1000.0
+    );
+    println!(
+        "RSS idle: {:.1} MiB (target < 30)   RSS under load (max): {:.1} MiB (target < 80)",
+        rss_idle as f64 / 1024.0,
+        rss_load as f64 / 1024.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn spawn_bridge(config: &Path) -> (Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitlab-chat-bridge"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn,gitlab_chat_bridge::commands::serve=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bridge");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                let port = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse::<u16>().ok());
+                if let Some(p) = port {
+                    let _ = tx.send(p);
+                }
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("bridge did not report its port");
+    (child, port)
+}
+
+fn wait_healthz(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("bridge not ready");
+}
+
+async fn bare_server() -> String {
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(hyper::body::Bytes::from_static(b"ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn lua_script(body: &Path) -> String {
+    format!(
+        r#"local f = assert(io.open("{}", "rb"))
+local body = f:read("*a")
+f:close()
+local n = 0
+local tag = tostring(math.random(1, 1000000000))
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Gitlab-Event"] = "Issue Hook"
+wrk.headers["X-Gitlab-Token"] = "{TOKEN}"
+request = function()
+  n = n + 1
+  wrk.headers["Idempotency-Key"] = "bench-" .. tag .. "-" .. n
+  return wrk.format("POST", "/hooks/gitlab", nil, body)
+end
+"#,
+        body.display()
+    )
+}
+
+struct Load {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn wrk(addr: &str, script: &PathBuf) -> Load {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{CONNECTIONS}"),
+            &format!("-d{LOAD_SECS}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(format!("http://{addr}/hooks/gitlab"))
+        .output()
+        .expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let pct = |p: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(p)
+                    .map(|v| parse_wrk_duration(v.trim()))
+            })
+            .unwrap_or_default()
+    };
+    let non2xx = text
+        .lines()
+        .find(|l| l.contains("Non-2xx"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if !non2xx.is_empty() {
+        eprintln!("{addr}: {non2xx}");
+    }
+    Load {
+        rps,
+        p50: pct("50%"),
+        p99: pct("99%"),
+    }
+}
+
+fn parse_wrk_duration(v: &str) -> Duration {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num.parse().unwrap_or(0.0);
+    let secs = match unit {
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => 0.0,
+    };
+    Duration::from_secs_f64(secs)
+}
+
+fn request(
+    client: &reqwest::Client,
+    addr: &str,
+    body: &[u8],
+    key: String,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("http://{addr}/hooks/gitlab"))
+        .header("Content-Type", "application/json")
+        .header("X-Gitlab-Event", "Issue Hook")
+        .header("X-Gitlab-Token", TOKEN)
+        .header("Idempotency-Key", key)
+        .body(body.to_vec())
+}
+
+async fn closed_loop(addr: &str, body: &[u8]) -> Load {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(LOAD_SECS);
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let (client, addr, body, count) = (
+            client.clone(),
+            addr.to_string(),
+            body.to_vec(),
+            count.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                i += 1;
+                let t = Instant::now();
+                if request(&client, &addr, &body, format!("cl-{c}-{i}"))
+                    .send()
+                    .await
+                    .is_ok()
+                {
+                    lat.push(t.elapsed());
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all.sort();
+    Load {
+        rps: count.load(Ordering::Relaxed) as f64 / LOAD_SECS as f64,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+    }
+}
+
+struct Paced {
+    sent: u64,
+    errors: u64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+async fn paced(addr: &str, body: &[u8]) -> Paced {
+    let client = reqwest::Client::new();
+    let total = PACED_RATE * PACED_SECS;
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / PACED_RATE));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        ticker.tick().await;
+        let req = request(&client, addr, body, format!("paced-{i}"));
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            match req.send().await {
+                Ok(r) if r.status().is_success() => Some(t.elapsed()),
+                _ => None,
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        match t.await.ok().flatten() {
+            Some(d) => lat.push(d),
+            None => errors += 1,
+        }
+    }
+    lat.sort();
+    Paced {
+        sent: total,
+        errors,
+        p50: percentile(&lat, 0.50),
+        p99: percentile(&lat, 0.99),
+        max: lat.last().copied().unwrap_or_default(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn fmt(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{}µs", d.as_micros())
+    } else {
+        format!("{:.2}ms", d.as_secs_f64() * 1000.0)
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples a process's RSS every 50 ms on a thread and keeps the maximum.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut max = 0;
+            while !flag.load(Ordering::Relaxed) {
+                max = max.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            max
+        });
+        RssSampler { stop, handle }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or(0)
+    }
+}
