@@ -109,8 +109,16 @@ pub struct RenderArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// A GitLab webhook payload (JSON file).
-    #[arg(long, value_name = "PAYLOAD.json")]
-    pub event: PathBuf,
+    #[arg(
+        long,
+        value_name = "PAYLOAD.json",
+        required_unless_present = "all_fixtures"
+    )]
+    pub event: Option<PathBuf>,
+    /// Render every `*.json` in a folder (headers from its INDEX.tsv when present), flagging
+    /// empty fields; exit 1 on any problem.
+    #[arg(long, value_name = "DIR", conflicts_with = "event")]
+    pub all_fixtures: Option<PathBuf>,
     /// The `X-Gitlab-Event` header it came with (default: inferred from the body).
     #[arg(long, value_name = "HEADER")]
     pub event_header: Option<String>,

@@ -1,21 +1,29 @@
-//! Event × channels × renderer → deliveries (pure; `serve` and `render` share it).
+//! Event × routes × renderers → deliveries (pure; `serve`, `check` and `render` share it).
 //!
-//! A channel takes an event when its `events` globs match the event key and, for confidential
-//! issues and notes, when it opted in with `confidential = true`. The event is rendered once; a
-//! template that fails at render time still tells the channel something happened, with a plain
+//! A [`RouteTable`] holds the channels and the routes. A route matches an event by its key
+//! (globs, `!glob` excludes), project path, ref (branch or tag; `default`, `protected`), labels
+//! (any / all) and acting user (excluded username globs); confidential issues and comments take
+//! only routes that opt in (`confidential = true`) and reach only channels that opt in too. One
+//! event may go to several channels; each channel gets it once (the first matching route wins),
+//! rendered with that route's templates and time zone. Without `[[routes]]`, every channel is its
+//! own route, filtered by the channel's `events` and `confidential` keys.
+//!
+//! A template that fails at render time still tells the channel something happened, with a plain
 //! fallback message naming the template error, so nothing accepted silently disappears.
 
-use crate::config::ChannelConfig;
+use crate::config::{ChannelConfig, RouteConfig};
 use crate::deliver::Delivery;
-use crate::event::Event;
+use crate::event::{Event, Kind};
 use crate::render::{RenderError, Rendered, Renderer};
+use serde_json::Value;
+use std::sync::Arc;
 
 /// Why an event produced no delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ignored {
-    /// No channel's filter matches the key.
+    /// No route or channel filter lets the event through.
     NoChannel,
-    /// Confidential, and no matching channel opted in.
+    /// Confidential, and no matching route and channel opted in.
     Confidential,
     /// No template for this key (unknown kind or action).
     NoTemplate,
@@ -48,7 +56,62 @@ pub struct Routing {
     pub render_error: Option<RenderError>,
 }
 
-/// Does `key` pass a channel's `events` list? Empty lists take everything; `!glob` excludes.
+/// A route with its compiled templates.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// What it matches and where it sends.
+    pub config: RouteConfig,
+    /// Its templates (shared between routes with the same folder and zone).
+    pub renderer: Arc<Renderer>,
+}
+
+/// Channels and routes, ready to route events.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    /// Every configured channel.
+    pub channels: Vec<ChannelConfig>,
+    /// The routes, in config order.
+    pub routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Without explicit routes: one route per channel, taking that channel's filters.
+    pub fn per_channel(channels: Vec<ChannelConfig>, renderer: Arc<Renderer>) -> RouteTable {
+        let routes = channels
+            .iter()
+            .map(|c| Route {
+                config: RouteConfig {
+                    name: c.name.clone(),
+                    channels: vec![c.name.clone()],
+                    events: c.events.clone(),
+                    projects: Vec::new(),
+                    refs: Vec::new(),
+                    labels_any: Vec::new(),
+                    labels_all: Vec::new(),
+                    exclude_users: Vec::new(),
+                    confidential: c.confidential,
+                    templates: None,
+                    timezone: None,
+                },
+                renderer: Arc::clone(&renderer),
+            })
+            .collect();
+        RouteTable { channels, routes }
+    }
+
+    /// Every distinct renderer, for checks.
+    pub fn renderers(&self) -> Vec<(String, Arc<Renderer>)> {
+        let mut out: Vec<(String, Arc<Renderer>)> = Vec::new();
+        for r in &self.routes {
+            if !out.iter().any(|(_, x)| Arc::ptr_eq(x, &r.renderer)) {
+                out.push((r.config.name.clone(), Arc::clone(&r.renderer)));
+            }
+        }
+        out
+    }
+}
+
+/// Does `key` pass an `events` list? Empty lists take everything; `!glob` excludes.
 pub fn wants(patterns: &[String], key: &str) -> bool {
     let mut positives = patterns.iter().filter(|p| !p.starts_with('!')).peekable();
     let included = positives.peek().is_none() || positives.any(|p| glob(p.trim(), key));
@@ -59,7 +122,7 @@ pub fn wants(patterns: &[String], key: &str) -> bool {
     included && !excluded
 }
 
-/// `*` matches any run of characters (including dots); everything else matches itself.
+/// `*` matches any run of characters (including dots and slashes); everything else matches itself.
 pub fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
@@ -82,52 +145,169 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Routes and renders `event` for `channels`. `request_id` goes into each delivery's id.
-pub fn route(
-    event: &Event,
-    channels: &[ChannelConfig],
-    renderer: &Renderer,
-    request_id: &str,
-) -> Routing {
-    let subscribed: Vec<&ChannelConfig> = channels
-        .iter()
-        .filter(|c| wants(&c.events, &event.key))
-        .collect();
-    let targets: Vec<&ChannelConfig> = subscribed
-        .iter()
-        .copied()
-        .filter(|c| !event.confidential || c.confidential)
-        .collect();
-    let nothing = |why| Routing {
-        deliveries: Vec::new(),
-        ignored: Some(why),
-        render_error: None,
-    };
-    if targets.is_empty() {
-        return nothing(if subscribed.is_empty() {
-            Ignored::NoChannel
-        } else {
-            Ignored::Confidential
-        });
+/// The branch or tag an event is about, without `refs/heads/` / `refs/tags/`.
+pub fn event_ref(event: &Event) -> Option<String> {
+    let raw = &event.raw;
+    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let r = match event.kind {
+        Kind::Push | Kind::TagPush | Kind::Job | Kind::Deployment => text(&raw["ref"]),
+        Kind::Pipeline => text(&raw["object_attributes"]["ref"]),
+        Kind::MergeRequest => text(&raw["object_attributes"]["target_branch"]),
+        Kind::Note => text(&raw["merge_request"]["target_branch"]),
+        _ => None,
+    }?;
+    let r = r
+        .strip_prefix("refs/heads/")
+        .or_else(|| r.strip_prefix("refs/tags/"))
+        .unwrap_or(&r);
+    Some(r.to_string())
+}
+
+/// Label titles on the event's issue or merge request (or the one a comment is on).
+pub fn event_labels(event: &Event) -> Vec<String> {
+    let raw = &event.raw;
+    let mut out = Vec::new();
+    for list in [
+        &raw["labels"],
+        &raw["object_attributes"]["labels"],
+        &raw["issue"]["labels"],
+        &raw["merge_request"]["labels"],
+    ] {
+        for l in list.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let title = l["title"].as_str().or_else(|| l.as_str());
+            if let Some(t) = title.filter(|t| !out.iter().any(|o: &String| o == t)) {
+                out.push(t.to_string());
+            }
+        }
     }
-    let (body, render_error) = match renderer.render(event) {
-        Ok(Rendered::Message(m, _)) => (m.to_json(), None),
-        Ok(Rendered::Skipped(_)) => return nothing(Ignored::Skipped),
-        Ok(Rendered::NoTemplate) => return nothing(Ignored::NoTemplate),
-        Err(e) => (fallback_message(event, &e), Some(e)),
-    };
+    out
+}
+
+fn protected(event: &Event) -> bool {
+    event.raw["ref_protected"].as_bool().unwrap_or(false)
+        || event.raw["object_attributes"]["protected_ref"]
+            .as_bool()
+            .unwrap_or(false)
+}
+
+/// Does `route` take `event`, confidentiality aside?
+pub fn matches(route: &RouteConfig, event: &Event) -> bool {
+    if !wants(&route.events, &event.key) {
+        return false;
+    }
+    if !route.projects.is_empty() && !route.projects.iter().any(|p| glob(p, &event.project.path)) {
+        return false;
+    }
+    let user = event.actor.username.as_deref().unwrap_or(&event.actor.name);
+    if route.exclude_users.iter().any(|p| glob(p, user)) {
+        return false;
+    }
+    if !route.refs.is_empty() {
+        if let Some(r) = event_ref(event) {
+            let ok = route.refs.iter().any(|p| match p.as_str() {
+                "default" => event.project.default_branch.as_deref() == Some(r.as_str()),
+                "protected" => protected(event),
+                _ => glob(p, &r),
+            });
+            if !ok {
+                return false;
+            }
+        }
+    }
+    if !route.labels_any.is_empty() || !route.labels_all.is_empty() {
+        let labels = event_labels(event);
+        let has = |l: &String| labels.iter().any(|x| x == l);
+        if !route.labels_any.is_empty() && !route.labels_any.iter().any(has) {
+            return false;
+        }
+        if !route.labels_all.iter().all(has) {
+            return false;
+        }
+    }
+    true
+}
+
+fn channel_accepts(c: &ChannelConfig, event: &Event) -> bool {
+    wants(&c.events, &event.key) && (!event.confidential || c.confidential)
+}
+
+/// Routes and renders `event`. `request_id` goes into each delivery's id.
+pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
     let ordering_key = event.object_key();
-    Routing {
-        deliveries: targets
-            .into_iter()
-            .map(|c| Delivery {
+    let mut deliveries: Vec<Delivery> = Vec::new();
+    let mut render_error = None;
+    let mut blocked_confidential = false;
+    let mut ignored_render: Option<Ignored> = None;
+    // (renderer, body) already rendered for this event, so routes sharing templates render once.
+    let mut rendered: Vec<(&Arc<Renderer>, Option<String>)> = Vec::new();
+    for r in &table.routes {
+        if !matches(&r.config, event) {
+            continue;
+        }
+        if event.confidential && !r.config.confidential {
+            blocked_confidential = true;
+            continue;
+        }
+        let targets: Vec<&ChannelConfig> = r
+            .config
+            .channels
+            .iter()
+            .filter_map(|name| table.channels.iter().find(|c| &c.name == name))
+            .filter(|c| !deliveries.iter().any(|d| d.channel == c.name))
+            .filter(|c| {
+                let ok = channel_accepts(c, event);
+                blocked_confidential |= !ok && event.confidential && wants(&c.events, &event.key);
+                ok
+            })
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let body = match rendered.iter().find(|(x, _)| Arc::ptr_eq(x, &r.renderer)) {
+            Some((_, b)) => b.clone(),
+            None => {
+                let b = match r.renderer.render(event) {
+                    Ok(Rendered::Message(m, _)) => Some(m.to_json()),
+                    Ok(Rendered::Skipped(_)) => {
+                        ignored_render = Some(Ignored::Skipped);
+                        None
+                    }
+                    Ok(Rendered::NoTemplate) => {
+                        ignored_render.get_or_insert(Ignored::NoTemplate);
+                        None
+                    }
+                    Err(e) => {
+                        let fallback = fallback_message(event, &e);
+                        render_error = Some(e);
+                        Some(fallback)
+                    }
+                };
+                rendered.push((&r.renderer, b.clone()));
+                b
+            }
+        };
+        let Some(body) = body else { continue };
+        for c in targets {
+            deliveries.push(Delivery {
                 id: format!("{request_id}/{}", c.name),
                 channel: c.name.clone(),
                 ordering_key: ordering_key.clone(),
                 body: body.clone(),
-            })
-            .collect(),
-        ignored: None,
+            });
+        }
+    }
+    let ignored = if deliveries.is_empty() {
+        Some(ignored_render.unwrap_or(if blocked_confidential {
+            Ignored::Confidential
+        } else {
+            Ignored::NoChannel
+        }))
+    } else {
+        None
+    };
+    Routing {
+        deliveries,
+        ignored,
         render_error,
     }
 }

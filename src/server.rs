@@ -6,11 +6,10 @@
 //! object: unknown kinds and actions are answered 200 and logged at debug, because GitLab pauses
 //! and then disables hooks that keep failing.
 
-use crate::config::{ChannelConfig, Secret};
+use crate::config::Secret;
 use crate::deliver::{Batch, Enqueued, Outbox, OutboxError};
 use crate::event;
-use crate::render::Renderer;
-use crate::route::{self, Ignored};
+use crate::route::{self, Ignored, RouteTable};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,7 +19,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -34,14 +33,24 @@ pub struct AppState {
     pub secret_token: Secret,
     /// Largest accepted body, in bytes.
     pub max_body_bytes: usize,
-    /// Channels and their filters.
-    pub channels: Vec<ChannelConfig>,
-    /// Compiled templates.
-    pub renderer: Arc<Renderer>,
+    /// Channels, routes and their compiled templates; swapped whole when templates are reloaded.
+    pub routes: RwLock<Arc<RouteTable>>,
     /// Where deliveries go.
     pub outbox: Arc<dyn Outbox>,
     /// Fallback request ids for deliveries without GitLab's ids.
     pub counter: AtomicU64,
+}
+
+impl AppState {
+    /// The current route table (cheap: clones an `Arc`).
+    pub fn route_table(&self) -> Arc<RouteTable> {
+        Arc::clone(&self.routes.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the route table (template reload); requests in flight finish with the old one.
+    pub fn replace_routes(&self, table: RouteTable) {
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+    }
 }
 
 /// Why a request was refused; each maps to one HTTP status.
@@ -132,7 +141,8 @@ async fn receive(
         .map(str::to_string)
         .unwrap_or_else(|| format!("req-{}", state.counter.fetch_add(1, Ordering::Relaxed)));
 
-    let routing = route::route(&event, &state.channels, &state.renderer, &request_id);
+    let table = state.route_table();
+    let routing = route::route(&event, &table, &request_id);
     if let Some(error) = &routing.render_error {
         tracing::error!(request = %request_id, key = %event.key, %error, "template failed; posting a fallback message");
     }

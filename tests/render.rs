@@ -574,3 +574,39 @@ fn templates_can_read_the_raw_payload() {
     let m = message(&r, &load("issue__open.json", "Issue Hook"));
     assert_eq!(m["text"], "severity high via Engineering On-call");
 }
+
+#[test]
+fn render_all_fixtures_renders_a_folder_and_flags_empty_fields() {
+    let dir = temp_dir("all");
+    let cfg = write_config(&dir);
+    let out = bin()
+        .args(["render", "--config"])
+        .arg(&cfg)
+        .arg("--all-fixtures")
+        .arg(fixtures_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let files = index().len();
+    assert!(stdout.contains(&format!("{files} payload(s):")), "{stdout}");
+    assert!(stdout.contains("==> issue__open.json (issue.open) <=="), "{stdout}");
+    assert!(stdout.contains("0 problem(s)"), "{stdout}");
+
+    // A template that leaves a field empty is flagged, and the exit code says so.
+    std::fs::write(
+        dir.join("templates/issue.hbs"),
+        "{\"text\": \"{{actor.name}}\\n*Milestone:* {{issue.milestone_title_that_is_missing}}\"}",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["render", "--config"])
+        .arg(&cfg)
+        .arg("--all-fixtures")
+        .arg(fixtures_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("! empty field: \"*Milestone:*\""), "{stdout}");
+}

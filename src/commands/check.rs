@@ -132,7 +132,7 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    let renderer = match super::build_renderer(&cfg, true) {
+    let table = match super::build_routes(&cfg, true) {
         Err(e) => {
             println!("{e:#}");
             return Ok(1);
@@ -145,7 +145,14 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
         }
         Ok(Ok(r)) => r,
     };
-    let problems = template_problems(&renderer);
+    let mut problems = Vec::new();
+    let mut templates = 0;
+    for (_, renderer) in table.renderers() {
+        problems.extend(template_problems(&renderer));
+        templates += renderer.template_names().len();
+    }
+    problems.sort();
+    problems.dedup();
     for p in &problems {
         println!("{p}");
     }
@@ -164,7 +171,7 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
     println!(
         "ok: {} channel(s), {} template(s) checked against {} sample events",
         cfg.channels.len(),
-        renderer.template_names().len(),
+        templates,
         sample_events().len()
     );
     Ok(0)

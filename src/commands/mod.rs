@@ -9,8 +9,9 @@ pub mod setup;
 
 use crate::config::Config;
 use crate::render::{DateSettings, Renderer, TemplateError, TemplateSource};
+use crate::route::{Route, RouteTable};
 use anyhow::Context;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Reads every `*.hbs` in `dir` (not recursive). The file stem is the template name.
@@ -50,24 +51,92 @@ pub fn date_settings(cfg: &Config) -> DateSettings {
     }
 }
 
-/// Builds the renderer the config describes; template errors come back one per entry.
-pub fn build_renderer(
+/// Builds the route table the config describes: one renderer per distinct (template folder,
+/// time zone); a route's folder overlays `[templates] dir`, which overlays the built-in templates.
+/// Template errors come back one per entry.
+pub fn build_routes(
     cfg: &Config,
     strict: bool,
-) -> anyhow::Result<Result<Renderer, Vec<TemplateError>>> {
-    let user = match &cfg.templates.dir {
+) -> anyhow::Result<Result<RouteTable, Vec<TemplateError>>> {
+    let base = match &cfg.templates.dir {
         Some(dir) => read_template_dir(dir)?,
         None => Vec::new(),
     };
-    Ok(Renderer::new(user, date_settings(cfg), strict))
+    let default = match Renderer::new(base.clone(), date_settings(cfg), strict) {
+        Ok(r) => Arc::new(r),
+        Err(e) => return Ok(Err(e)),
+    };
+    if cfg.routes.is_empty() {
+        return Ok(Ok(RouteTable::per_channel(cfg.channels.clone(), default)));
+    }
+    // Renderers already built, by (template folder, zone name).
+    type Built = Vec<((Option<PathBuf>, String), Arc<Renderer>)>;
+    let mut built: Built = Vec::new();
+    let mut routes = Vec::new();
+    let mut errors = Vec::new();
+    for rc in &cfg.routes {
+        let tz = rc.timezone.unwrap_or(cfg.templates.timezone);
+        let key = (rc.templates.clone(), tz.name().to_string());
+        let renderer = if rc.templates.is_none() && rc.timezone.is_none() {
+            Arc::clone(&default)
+        } else if let Some((_, r)) = built.iter().find(|(k, _)| *k == key) {
+            Arc::clone(r)
+        } else {
+            let mut sources = base.clone();
+            if let Some(dir) = &rc.templates {
+                for t in read_template_dir(dir)? {
+                    sources.retain(|s| s.name != t.name);
+                    sources.push(t);
+                }
+            }
+            let mut dates = date_settings(cfg);
+            dates.timezone = tz;
+            match Renderer::new(sources, dates, strict) {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    built.push((key, Arc::clone(&r)));
+                    r
+                }
+                Err(e) => {
+                    errors.extend(e);
+                    continue;
+                }
+            }
+        };
+        routes.push(Route {
+            config: rc.clone(),
+            renderer,
+        });
+    }
+    if !errors.is_empty() {
+        errors.dedup();
+        return Ok(Err(errors));
+    }
+    Ok(Ok(RouteTable {
+        channels: cfg.channels.clone(),
+        routes,
+    }))
 }
 
-/// Builds the renderer or fails with every template error listed.
-pub fn renderer_or_fail(cfg: &Config) -> anyhow::Result<Renderer> {
-    build_renderer(cfg, false)?.map_err(|errors| {
+/// Builds the routes or fails with every template error listed.
+pub fn routes_or_fail(cfg: &Config) -> anyhow::Result<RouteTable> {
+    build_routes(cfg, false)?.map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("templates do not compile:\n{}", lines.join("\n"))
     })
+}
+
+/// Every template folder the config reads (for the reload watch).
+pub fn template_dirs(cfg: &Config) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = cfg.templates.dir.iter().cloned().collect();
+    for r in &cfg.routes {
+        if let Some(d) = &r.templates {
+            if !dirs.contains(d) {
+                dirs.push(d.clone());
+            }
+        }
+    }
+    dirs
 }
 
 /// Loads the config with the path in the error.

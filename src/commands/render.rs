@@ -1,40 +1,45 @@
-//! `render`: print the body `serve` would post for one payload, per channel.
+//! `render`: print the body `serve` would post for one payload, per channel; or, with
+//! `--all-fixtures DIR`, render a whole folder of payloads and flag empty fields.
 
 use crate::cli::RenderArgs;
-use crate::event;
+use crate::event::{self, Event};
 use crate::render::Rendered;
-use crate::route;
+use crate::route::{self, RouteTable};
 use anyhow::{bail, Context};
+use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
 
 /// Runs `render`. Returns the process exit code.
 pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
-    let renderer = super::renderer_or_fail(&cfg)?;
-    let text = std::fs::read_to_string(&args.event)
-        .with_context(|| format!("cannot read {}", args.event.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not JSON", args.event.display()))?;
-    let ev = event::parse(args.event_header.as_deref(), value)
-        .with_context(|| format!("{} is not a GitLab event", args.event.display()))?;
-    let mut channels = cfg.channels.clone();
+    let mut table = super::routes_or_fail(&cfg)?;
     if let Some(name) = &args.channel {
-        channels.retain(|c| &c.name == name);
-        if channels.is_empty() {
+        if !table.channels.iter().any(|c| &c.name == name) {
             bail!("no channel named {name:?} in {}", cfg.path.display());
         }
+        table.channels.retain(|c| &c.name == name);
     }
-    let routing = route::route(&ev, &channels, &renderer, "render");
+    if let Some(dir) = &args.all_fixtures {
+        return all_fixtures(dir, &table);
+    }
+    let Some(path) = &args.event else {
+        bail!("give --event PAYLOAD.json or --all-fixtures DIR");
+    };
+    let ev = load_event(path, args.event_header.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    let routing = route::route(&ev, &table, "render");
     if let Some(e) = &routing.render_error {
         eprintln!("template error: {e}");
     }
-    let mut out = std::io::stdout().lock();
     if let Some(why) = routing.ignored {
         eprintln!("{}: nothing would be posted: {}", ev.key, why.as_str());
-        // Still show what the template makes of it, when there is one.
-        if let Ok(Rendered::Message(m, name)) = renderer.render(&ev) {
-            writeln!(out, "==> preview ({name}) <==")?;
-            writeln!(out, "{}", m.to_json())?;
+        // Still show what the default templates make of it, when there is one.
+        if let Some((_, renderer)) = table.renderers().first() {
+            if let Ok(Rendered::Message(m, name)) = renderer.render(&ev) {
+                writeln!(out, "==> preview ({name}) <==")?;
+                writeln!(out, "{}", m.to_json())?;
+            }
         }
         return Ok(0);
     }
@@ -45,4 +50,107 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
         writeln!(out, "{}", d.body)?;
     }
     Ok(if routing.render_error.is_some() { 1 } else { 0 })
+}
+
+fn load_event(path: &Path, header: Option<&str>) -> anyhow::Result<Event> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    event::parse(header, value).with_context(|| format!("{} is not a GitLab event", path.display()))
+}
+
+/// Headers by file name from an `INDEX.tsv` (file, X-Gitlab-Event, …), if the folder has one.
+fn index_headers(dir: &Path) -> HashMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("INDEX.tsv")) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cols = l.split('\t');
+            Some((cols.next()?.to_string(), cols.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// What looks wrong in a rendered body: empty `Label:` lines, `null`, empty titles or links.
+pub fn empty_fields(body: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return vec!["not JSON".into()];
+    };
+    let mut flags = Vec::new();
+    let text = v["text"].as_str().unwrap_or_default();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.ends_with(':') || l.ends_with(":*") || l.ends_with(": ") {
+            flags.push(format!("empty field: {l:?}"));
+        }
+        if l.contains("null") || l.contains("undefined") {
+            flags.push(format!("null value: {l:?}"));
+        }
+        if l.contains("[](") || l.contains("]()") {
+            flags.push(format!("empty link: {l:?}"));
+        }
+    }
+    if let Some(card) = v.get("card") {
+        if card["title"]
+            .as_str()
+            .is_none_or(|t| t.trim().is_empty() || t.ends_with(": "))
+        {
+            flags.push("empty card title".into());
+        }
+    }
+    flags
+}
+
+fn all_fixtures(dir: &Path, table: &RouteTable) -> anyhow::Result<i32> {
+    let headers = index_headers(dir);
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+        .collect();
+    files.sort();
+    let mut out = std::io::stdout().lock();
+    let (mut problems, mut posted, mut ignored) = (0, 0, 0);
+    for path in &files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let ev = match load_event(path, headers.get(name).map(String::as_str)) {
+            Ok(ev) => ev,
+            Err(e) => {
+                writeln!(out, "==> {name} <==\n  ! {e:#}")?;
+                problems += 1;
+                continue;
+            }
+        };
+        let routing = route::route(&ev, table, "render");
+        writeln!(out, "==> {name} ({}) <==", ev.key)?;
+        if let Some(e) = &routing.render_error {
+            writeln!(out, "  ! template error: {e}")?;
+            problems += 1;
+        }
+        if let Some(why) = routing.ignored {
+            writeln!(out, "  (not posted: {})", why.as_str())?;
+            ignored += 1;
+        }
+        for d in &routing.deliveries {
+            writeln!(out, "-- {}\n{}", d.channel, d.body)?;
+            for f in empty_fields(&d.body) {
+                writeln!(out, "  ! {f}")?;
+                problems += 1;
+            }
+            posted += 1;
+        }
+    }
+    writeln!(
+        out,
+        "{} payload(s): {posted} message(s), {ignored} not posted, {problems} problem(s)",
+        files.len()
+    )?;
+    Ok(if problems > 0 { 1 } else { 0 })
 }

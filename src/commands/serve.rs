@@ -12,8 +12,10 @@ use crate::server::{self, AppState};
 use crate::shutdown;
 use anyhow::Context;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,7 +52,7 @@ pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
 /// Runs the daemon until a stop signal.
 pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let cfg: Config = super::load_config(config)?;
-    let renderer = super::renderer_or_fail(&cfg)?;
+    let table = super::routes_or_fail(&cfg)?;
     let cancel = CancellationToken::new();
     shutdown::cancel_on_signal(cancel.clone());
     let tracker = TaskTracker::new();
@@ -94,11 +96,15 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let state = Arc::new(AppState {
         secret_token: cfg.server.secret_token.clone(),
         max_body_bytes: cfg.server.max_body_bytes,
-        channels: cfg.channels.clone(),
-        renderer: Arc::new(renderer),
+        routes: RwLock::new(Arc::new(table)),
         outbox: Arc::new(outbox.clone()),
         counter: Default::default(),
     });
+    tracker.spawn(watch_templates(
+        cfg.clone(),
+        Arc::clone(&state),
+        workers.clone(),
+    ));
     tracing::info!(listen = %local, channels = cfg.channels.len(), path = server::HOOK_PATH, "ready");
     server::run(listener, state, cancel.clone()).await?;
     cancel.cancel();
@@ -136,4 +142,75 @@ async fn prune_dedupe(
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
         }
     }
+}
+
+/// Reloads the templates on SIGHUP and when a template file changes (polled every
+/// `templates.watch_interval`). A broken edit keeps the previous templates and logs each error with
+/// its file and line. Configuration changes other than templates need a restart.
+async fn watch_templates(cfg: Config, state: Arc<AppState>, cancel: CancellationToken) {
+    let dirs = super::template_dirs(&cfg);
+    let mut last = fingerprint(&dirs);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let interval = cfg.templates.watch_interval;
+    let watching = !interval.is_zero() && !dirs.is_empty();
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = hangup => {
+                last = fingerprint(&dirs);
+                reload(&cfg, &state, "SIGHUP");
+            }
+            _ = tokio::time::sleep(interval), if watching => {
+                let now = fingerprint(&dirs);
+                if now != last {
+                    last = now;
+                    reload(&cfg, &state, "a template file changed");
+                }
+            }
+        }
+    }
+}
+
+fn reload(cfg: &Config, state: &AppState, why: &str) {
+    match super::build_routes(cfg, false) {
+        Ok(Ok(table)) => {
+            state.replace_routes(table);
+            tracing::info!(reason = why, "templates reloaded");
+        }
+        Ok(Err(errors)) => {
+            for error in &errors {
+                tracing::error!(reason = why, %error, "template reload failed; keeping the previous templates");
+            }
+        }
+        Err(error) => {
+            tracing::error!(reason = why, error = %format!("{error:#}"), "template reload failed; keeping the previous templates");
+        }
+    }
+}
+
+/// A hash of every `*.hbs` file's name and content in `dirs` (small files; cheap to read).
+fn fingerprint(dirs: &[PathBuf]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for dir in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().and_then(|e| e.to_str()) == Some("hbs"));
+        files.sort();
+        for f in files {
+            f.hash(&mut h);
+            std::fs::read(&f).unwrap_or_default().hash(&mut h);
+        }
+    }
+    h.finish()
 }

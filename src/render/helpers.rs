@@ -12,6 +12,7 @@
 //! | `plain` | `"title": "{{plain issue.title}}"` | JSON-escaped, markup kept as typed (card titles) |
 //! | `url` | `{{url issue.url}}` | the URL if it is http(s), else nothing |
 //! | `concat` | `{{link (concat "#" issue.iid " " issue.title) issue.url}}` | the arguments as one text |
+//! | `skip` | `{{#if push.protected}}{{else}}{{skip}}{{/if}}` | posts nothing for this event |
 //! | `link` | `{{link issue.title issue.url}}` | `[title](url)`, or just the title without a usable URL |
 //!
 //! Helpers that return text are escaped like any `{{value}}`; `plain`, `url` and `link` write
@@ -60,6 +61,7 @@ pub fn register(hb: &mut Handlebars<'static>, dates: DateSettings) {
     hb.register_helper("url", Box::new(url));
     hb.register_helper("link", Box::new(link));
     hb.register_helper("concat", Box::new(concat));
+    hb.register_helper("skip", Box::new(skip));
 }
 
 /// Text of a JSON value as a template shows it: strings as-is, `null` as nothing.
@@ -296,6 +298,21 @@ fn concat<'rc>(
 ) -> HelperResult {
     let s: String = h.params().iter().map(|p| as_text(p.value())).collect();
     write_text(rc, out, &s)
+}
+
+/// Written by `{{skip}}`; the escape function can never produce it from data (control
+/// characters are escaped), so only a template can ask to skip.
+pub const SKIP_MARK: &str = "\u{1}gcb:skip\u{1}";
+
+fn skip<'rc>(
+    _: &Helper<'rc>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(SKIP_MARK)?;
+    Ok(())
 }
 
 fn plain<'rc>(

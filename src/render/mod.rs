@@ -5,7 +5,7 @@
 //! `templates/`) are used for any name the user's folder does not provide. Every template may be
 //! used as a partial by its name (`{{> header}}`). Values are escaped for JSON with Cliq markup
 //! neutralised (see [`escape`]); the output is parsed as JSON and held to Cliq's limits ([`cliq`]).
-//! A template whose output is blank posts nothing.
+//! A template whose output is blank, or that calls `{{skip}}`, posts nothing.
 
 pub mod cliq;
 pub mod escape;
@@ -238,7 +238,7 @@ impl Renderer {
                 column: e.column_no.unwrap_or(0),
                 reason: e.reason().to_string(),
             })?;
-        if text.trim().is_empty() {
+        if text.trim().is_empty() || text.contains(helpers::SKIP_MARK) {
             return Ok(Rendered::Skipped(name.to_string()));
         }
         let value: serde_json::Value =
