@@ -49,10 +49,12 @@ fn main() {
     let headers: Vec<Option<&str>> = raw
         .iter()
         .map(|(k, _)| match k.as_str() {
-            "issue" => Some("Issue Hook"),
+            "issue" | "work_item" => Some("Issue Hook"),
             "merge_request" => Some("Merge Request Hook"),
             "push" => Some("Push Hook"),
-            _ => Some("Note Hook"),
+            "note" => Some("Note Hook"),
+            // Every other kind is told by its body, as for a System Hook.
+            _ => None,
         })
         .collect();
     let (n, secs) = measure(|| {

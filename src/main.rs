@@ -4,6 +4,7 @@
 use clap::Parser;
 use gitlab_chat_bridge::cli::{Cli, Command};
 use gitlab_chat_bridge::commands;
+use gitlab_chat_bridge::config::LogFormat;
 use std::process::ExitCode;
 
 /// mimalloc: the receive path allocates many small JSON values per request, and glibc's malloc
@@ -26,11 +27,24 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let format = match &cli.command {
+        Command::Serve(a) => commands::serve::log_format(&a.config),
+        _ => LogFormat::Text,
+    };
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(log_filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One JSON object per line: timestamp, level, target and the event's fields at the top.
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(log_filter())
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     let result = match &cli.command {
         Command::Serve(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -1,17 +1,27 @@
-//! HTTP: `POST /hooks/gitlab` (verify, read, parse, route, commit to the outbox, answer) and
-//! `GET /healthz`.
+//! HTTP: `POST /hooks/gitlab` (verify, read, parse, route, commit to the outbox, answer),
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`; the listener itself is in [`listen`]
+//! (connection limit, timeouts, TLS), who may post in [`verify`].
 //!
-//! The handler never calls the chat API. Order of checks: the token (401, body left unread), the
-//! declared and actual body size (413), JSON (400), then the event, which never fails for a JSON
+//! The handler never calls the chat API. Order of checks: the peer's network (403), the token
+//! (401, body left unread), the signing headers and timestamp when a signing token is configured
+//! (401, body left unread), the declared and actual body size (413), the signature over the raw
+//! body and the replay memory (401), JSON (400), then the event, which never fails for a JSON
 //! object: unknown kinds and actions are answered 200 and logged at debug, because GitLab pauses
 //! and then disables hooks that keep failing.
 
-use crate::config::Secret;
+pub mod listen;
+pub mod verify;
+
+pub use listen::{ListenOptions, Peer};
+pub use verify::Verifier;
+
 use crate::deliver::{Batch, Enqueued, Outbox, OutboxError};
-use crate::event;
+use crate::event::{self, Kind};
+use crate::metrics::{self, Metrics, Received, Rejected};
+use crate::render::RenderError;
 use crate::route::{self, Ignored, RouteTable};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,17 +30,24 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use subtle::ConstantTimeEq;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use verify::SignatureError;
 
 /// Path GitLab posts to.
 pub const HOOK_PATH: &str = "/hooks/gitlab";
+/// Longest `/readyz` and `/metrics` wait for the outbox's answer.
+pub const OUTBOX_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the handler needs.
 pub struct AppState {
-    /// The shared secret expected in `X-Gitlab-Token`.
-    pub secret_token: Secret,
+    /// Who may post: accepted tokens and signing keys, replay memory, allowed networks.
+    pub verifier: Verifier,
+    /// Connection limit, timeouts and TLS of the listener.
+    pub listen: ListenOptions,
+    /// The Prometheus recorder behind `GET /metrics` (`None`: answered 404).
+    pub metrics: Option<Metrics>,
     /// Largest accepted body, in bytes.
     pub max_body_bytes: usize,
     /// Channels, routes and their compiled templates; swapped whole when templates are reloaded.
@@ -56,9 +73,15 @@ impl AppState {
 /// Why a request was refused; each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// The TCP peer is outside `server.allow_networks`.
+    #[error("webhooks are not accepted from this address")]
+    Forbidden,
     /// `X-Gitlab-Token` missing or wrong.
     #[error("missing or wrong X-Gitlab-Token")]
     Unauthorized,
+    /// The Standard-Webhooks signature is missing, wrong, stale or replayed.
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
     /// Body larger than `server.max_body_bytes`.
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
@@ -76,32 +99,164 @@ pub enum RequestError {
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         let status = match &self {
-            RequestError::Unauthorized => StatusCode::UNAUTHORIZED,
+            RequestError::Forbidden => StatusCode::FORBIDDEN,
+            RequestError::Unauthorized | RequestError::Signature(_) => StatusCode::UNAUTHORIZED,
             RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::Body(_) | RequestError::Malformed(_) => StatusCode::BAD_REQUEST,
             RequestError::Outbox(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let mut r = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        // Refused before its body was read (or read in full): the server closes the connection,
+        // so say so, or a keep-alive client sends its next request on a dead connection.
+        if matches!(
+            self,
+            RequestError::Forbidden | RequestError::Unauthorized | RequestError::TooLarge(_)
+        ) {
+            r.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        r
     }
 }
 
-/// The router with both endpoints.
+impl RequestError {
+    /// The `reason` label of the rejection metric.
+    pub fn reason(&self) -> Rejected {
+        match self {
+            RequestError::Forbidden => Rejected::Network,
+            RequestError::Unauthorized => Rejected::Token,
+            RequestError::Signature(SignatureError::Replayed) => Rejected::Replay,
+            RequestError::Signature(_) => Rejected::Signature,
+            RequestError::TooLarge(_) => Rejected::Size,
+            RequestError::Body(_) => Rejected::Body,
+            RequestError::Malformed(_) => Rejected::Json,
+            RequestError::Outbox(_) => Rejected::Outbox,
+        }
+    }
+}
+
+/// Marks a server that is shutting down (`/readyz` then answers 503).
+#[derive(Debug, Clone)]
+struct Stopping(CancellationToken);
+
+/// The router with every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(HOOK_PATH, post(receive))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown` fires, then finishes in-flight requests.
+/// Serves on `listener` until `shutdown` fires, then finishes in-flight requests; see
+/// [`listen`] for the limits.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let opts = state.listen.clone();
+    let app = router(state).layer(Extension(Stopping(shutdown.clone())));
+    listen::serve(listener, app, opts, shutdown).await
+}
+
+/// `GET /readyz`: 200 when the outbox commits (a round trip through its writer) and templates
+/// are loaded; 503 with the reason otherwise, and while shutting down.
+async fn readyz(
+    State(state): State<Arc<AppState>>,
+    stopping: Option<Extension<Stopping>>,
+) -> Response {
+    let not_ready = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not ready", "reason": reason })),
+        )
+            .into_response()
+    };
+    if stopping.is_some_and(|Extension(s)| s.0.is_cancelled()) {
+        return not_ready("shutting down".into());
+    }
+    match tokio::time::timeout(OUTBOX_PROBE_TIMEOUT, state.outbox.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return not_ready(format!("outbox: {error}")),
+        Err(_) => {
+            return not_ready(format!(
+                "outbox: no answer within {} s",
+                OUTBOX_PROBE_TIMEOUT.as_secs()
+            ))
+        }
+    }
+    let table = state.route_table();
+    let templates = table.renderers().len();
+    if templates == 0 && !table.channels.is_empty() {
+        return not_ready("templates: not loaded".into());
+    }
+    (
+        StatusCode::OK,
+        Json(json!({ "status": "ready", "outbox": "ok", "template_sets": templates })),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus text; the outbox gauges are refreshed from the store first (at
+/// most once a second).
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let Some(m) = &state.metrics else {
+        return (StatusCode::NOT_FOUND, "metrics are off\n").into_response();
+    };
+    if m.due_for_refresh() {
+        match tokio::time::timeout(OUTBOX_PROBE_TIMEOUT, state.outbox.stats()).await {
+            Ok(Ok(stats)) => {
+                let now = unix_ms();
+                // Channels with nothing stored have no row: their gauges go to zero.
+                let idle = state
+                    .route_table()
+                    .channels
+                    .iter()
+                    .filter(|c| !stats.iter().any(|s| s.channel == c.name))
+                    .map(|c| metrics::OutboxGauge {
+                        channel: c.name.clone(),
+                        pending: 0,
+                        dead: 0,
+                        oldest_age: Duration::ZERO,
+                    })
+                    .collect::<Vec<_>>();
+                let gauges: Vec<metrics::OutboxGauge> = stats
+                    .into_iter()
+                    .map(|c| metrics::OutboxGauge {
+                        oldest_age: Duration::from_millis(
+                            c.oldest_created_at
+                                .map_or(0, |t| now.saturating_sub(t).max(0) as u64),
+                        ),
+                        channel: c.channel,
+                        pending: c.pending + c.retrying,
+                        dead: c.dead,
+                    })
+                    .chain(idle)
+                    .collect();
+                metrics::outbox(&gauges);
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot read the outbox for /metrics"),
+            Err(_) => tracing::warn!("the outbox did not answer in time for /metrics"),
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -111,26 +266,88 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn token_ok(expected: &Secret, got: Option<&str>) -> bool {
-    got.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.expose().as_bytes())))
+/// A webhook answered 2xx, for the metrics.
+struct Answered {
+    kind: String,
+    known: bool,
+    outcome: Received,
+    response: Response,
 }
 
-async fn receive(
-    State(state): State<Arc<AppState>>,
+async fn receive(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let started = Instant::now();
+    // The webhook-id remembered against replays, forgotten again if the request fails after
+    // all, so that GitLab's re-send is not taken for a replay.
+    let mut remembered: Option<String> = None;
+    match accept(&state, req, &mut remembered).await {
+        Ok(a) => {
+            metrics::webhook_received(&a.kind, a.known, a.outcome, started.elapsed());
+            a.response
+        }
+        Err(error) => {
+            if let Some(id) = remembered {
+                state.verifier.forget(&id);
+            }
+            metrics::webhook_rejected(error.reason(), started.elapsed());
+            error.into_response()
+        }
+    }
+}
+
+async fn accept(
+    state: &AppState,
     req: Request,
-) -> Result<Response, RequestError> {
+    remembered: &mut Option<String>,
+) -> Result<Answered, RequestError> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
-    if !token_ok(&state.secret_token, header(headers, "x-gitlab-token")) {
-        tracing::warn!("refused a webhook with a missing or wrong X-Gitlab-Token");
+    let peer = parts.extensions.get::<Peer>().map(|p| p.0);
+    // Ids for logs, known before anything is read: GitLab's per-request UUID and its
+    // Idempotency-Key (the same across re-sends).
+    let uuid = header(headers, "x-gitlab-webhook-uuid").unwrap_or("-");
+    let idempotency_key = header(headers, "idempotency-key").unwrap_or("-");
+    if !state.verifier.network_ok(peer.map(|p| p.ip())) {
+        tracing::warn!(peer = ?peer, request = %uuid, idempotency_key = %idempotency_key, "refused a webhook from outside server.allow_networks");
+        return Err(RequestError::Forbidden);
+    }
+    if !state.verifier.token_ok(header(headers, "x-gitlab-token")) {
+        tracing::warn!(peer = ?peer, request = %uuid, idempotency_key = %idempotency_key, "refused a webhook with a missing or wrong X-Gitlab-Token");
         return Err(RequestError::Unauthorized);
     }
+    let now_secs = unix_ms() / 1000;
+    let signed = if state.verifier.signature_required() {
+        match state
+            .verifier
+            .signed_headers(|name| header(headers, name), now_secs)
+        {
+            Ok(s) => Some(s),
+            Err(error) => {
+                tracing::warn!(peer = ?peer, request = %uuid, idempotency_key = %idempotency_key, %error, "refused a webhook: bad signature headers");
+                return Err(error.into());
+            }
+        }
+    } else {
+        None
+    };
     let bytes = read_body(body, headers, state.max_body_bytes).await?;
+    if let Some(signed) = &signed {
+        let checked = state
+            .verifier
+            .verify(signed, &bytes)
+            .and_then(|()| state.verifier.remember(&signed.id, now_secs));
+        if let Err(error) = checked {
+            tracing::warn!(peer = ?peer, request = %uuid, idempotency_key = %idempotency_key, webhook_id = %signed.id, %error, "refused a webhook: signature");
+            return Err(error.into());
+        }
+        *remembered = Some(signed.id.clone());
+    }
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| RequestError::Malformed(e.to_string()))?;
     let gitlab_event = header(headers, "x-gitlab-event");
     let event =
         event::parse(gitlab_event, value).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let kind = event.kind.as_str().to_string();
+    let known = !matches!(event.kind, Kind::Unknown(_));
 
     let dedupe_key = header(headers, "idempotency-key")
         .or_else(|| header(headers, "x-gitlab-webhook-uuid"))
@@ -140,41 +357,61 @@ async fn receive(
         .or_else(|| header(headers, "idempotency-key"))
         .map(str::to_string)
         .unwrap_or_else(|| format!("req-{}", state.counter.fetch_add(1, Ordering::Relaxed)));
+    let key = &dedupe_key;
 
     let table = state.route_table();
     let routing = route::route(&event, &table, &request_id);
     if let Some(error) = &routing.render_error {
-        tracing::error!(request = %request_id, key = %event.key, %error, "template failed; posting a fallback message");
+        let template = match error {
+            RenderError::Template { origin, .. } | RenderError::Output { origin, .. } => origin,
+        };
+        metrics::render_error(template);
+        tracing::error!(request = %request_id, idempotency_key = %key, key = %event.key, %error, "template failed; posting a fallback message");
     }
     if let Some(why) = routing.ignored {
         let level_debug = matches!(why, Ignored::NoTemplate | Ignored::NoChannel);
         if level_debug {
-            tracing::debug!(request = %request_id, key = %event.key, reason = why.as_str(), "event ignored");
+            tracing::debug!(request = %request_id, idempotency_key = %key, key = %event.key, reason = why.as_str(), "event ignored");
         } else {
-            tracing::info!(request = %request_id, key = %event.key, reason = why.as_str(), "event not posted");
+            tracing::info!(request = %request_id, idempotency_key = %key, key = %event.key, reason = why.as_str(), "event not posted");
         }
-        return Ok(answer("ignored", &event.key, 0, Some(why.as_str())));
+        return Ok(Answered {
+            kind,
+            known,
+            outcome: Received::Ignored,
+            response: answer("ignored", &event.key, 0, Some(why.as_str())),
+        });
     }
     let n = routing.deliveries.len();
     let outcome = state
         .outbox
         .enqueue(Batch {
-            dedupe_key: Some(dedupe_key),
+            dedupe_key: Some(dedupe_key.clone()),
             request_id: request_id.clone(),
             deliveries: routing.deliveries,
         })
         .await;
     match outcome {
         Ok(Enqueued::Accepted) => {
-            tracing::info!(request = %request_id, key = %event.key, deliveries = n, "queued");
-            Ok(answer("queued", &event.key, n, None))
+            tracing::info!(request = %request_id, idempotency_key = %key, key = %event.key, deliveries = n, "queued");
+            Ok(Answered {
+                kind,
+                known,
+                outcome: Received::Queued,
+                response: answer("queued", &event.key, n, None),
+            })
         }
         Ok(Enqueued::Duplicate) => {
-            tracing::info!(request = %request_id, key = %event.key, "duplicate delivery; already queued once");
-            Ok(answer("duplicate", &event.key, 0, None))
+            tracing::info!(request = %request_id, idempotency_key = %key, key = %event.key, "duplicate delivery; already queued once");
+            Ok(Answered {
+                kind,
+                known,
+                outcome: Received::Duplicate,
+                response: answer("duplicate", &event.key, 0, None),
+            })
         }
         Err(error) => {
-            tracing::error!(request = %request_id, key = %event.key, %error, "cannot queue; GitLab will re-send");
+            tracing::error!(request = %request_id, idempotency_key = %key, key = %event.key, %error, "cannot queue; GitLab will re-send");
             Err(error.into())
         }
     }

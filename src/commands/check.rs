@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// Bundled sample payloads: (file name, `X-Gitlab-Event` header, JSON text).
-const SAMPLES: [(&str, &str, &str); 7] = [
+const SAMPLES: [(&str, &str, &str); 22] = [
     (
         "issue__open.json",
         "Issue Hook",
@@ -44,6 +44,81 @@ const SAMPLES: [(&str, &str, &str); 7] = [
         "Note Hook",
         include_str!("../../samples/note__snippet.json"),
     ),
+    (
+        "tag_push__basic.json",
+        "Tag Push Hook",
+        include_str!("../../samples/tag_push__basic.json"),
+    ),
+    (
+        "pipeline__basic.json",
+        "Pipeline Hook",
+        include_str!("../../samples/pipeline__basic.json"),
+    ),
+    (
+        "job__basic.json",
+        "Job Hook",
+        include_str!("../../samples/job__basic.json"),
+    ),
+    (
+        "release__create.json",
+        "Release Hook",
+        include_str!("../../samples/release__create.json"),
+    ),
+    (
+        "wiki_page__create.json",
+        "Wiki Page Hook",
+        include_str!("../../samples/wiki_page__create.json"),
+    ),
+    (
+        "deployment__basic.json",
+        "Deployment Hook",
+        include_str!("../../samples/deployment__basic.json"),
+    ),
+    (
+        "milestone__create.json",
+        "Milestone Hook",
+        include_str!("../../samples/milestone__create.json"),
+    ),
+    (
+        "emoji__award.json",
+        "Emoji Hook",
+        include_str!("../../samples/emoji__award.json"),
+    ),
+    (
+        "feature_flag__basic.json",
+        "Feature Flag Hook",
+        include_str!("../../samples/feature_flag__basic.json"),
+    ),
+    (
+        "access_token__project.json",
+        "Resource Access Token Hook",
+        include_str!("../../samples/access_token__project.json"),
+    ),
+    (
+        "access_token__group.json",
+        "Resource Access Token Hook",
+        include_str!("../../samples/access_token__group.json"),
+    ),
+    (
+        "member__add_to_group.json",
+        "Member Hook",
+        include_str!("../../samples/member__add_to_group.json"),
+    ),
+    (
+        "project__create.json",
+        "Project Hook",
+        include_str!("../../samples/project__create.json"),
+    ),
+    (
+        "subgroup__create.json",
+        "Subgroup Hook",
+        include_str!("../../samples/subgroup__create.json"),
+    ),
+    (
+        "vulnerability__basic.json",
+        "Vulnerability Hook",
+        include_str!("../../samples/vulnerability__basic.json"),
+    ),
 ];
 
 const ISSUE_ACTIONS: [&str; 4] = ["open", "close", "reopen", "update"];
@@ -58,44 +133,206 @@ const MR_ACTIONS: [&str; 9] = [
     "approval",
     "unapproval",
 ];
+/// Pipeline and job statuses (each is a key: `pipeline.failed`, `job.running`, …).
+const STATUSES: [&str; 12] = [
+    "created",
+    "waiting_for_resource",
+    "preparing",
+    "pending",
+    "running",
+    "success",
+    "failed",
+    "canceling",
+    "canceled",
+    "skipped",
+    "manual",
+    "scheduled",
+];
+const DEPLOYMENT_STATUSES: [&str; 7] = [
+    "created", "running", "success", "failed", "canceled", "skipped", "blocked",
+];
 const ZERO: &str = "0000000000000000000000000000000000000000";
 
-/// Every sample event, with each action of each kind derived from the bundled payloads.
+/// `base` with `path` set to `value` (objects along the path are created).
+fn with(base: &Value, path: &[&str], value: Value) -> Value {
+    let mut v = base.clone();
+    let mut cur = &mut v;
+    for key in path {
+        if !cur.is_object() {
+            *cur = Value::Object(serde_json::Map::new());
+        }
+        cur = &mut cur[*key];
+    }
+    *cur = value;
+    v
+}
+
+fn without(base: &Value, parent: &[&str], key: &str) -> Value {
+    let mut v = base.clone();
+    let mut cur = &mut v;
+    for p in parent {
+        cur = &mut cur[*p];
+    }
+    if let Some(o) = cur.as_object_mut() {
+        o.remove(key);
+    }
+    v
+}
+
+/// The variants of one sample: each action or status of its kind, and the odd shapes GitLab sends.
+fn variants(file: &str, header: &str, base: &Value) -> Vec<(String, Value)> {
+    let s = |x: &str| Value::String(x.to_string());
+    let label = |what: String| format!("{file} ({what})");
+    let mut out: Vec<(String, Value)> = vec![(file.to_string(), base.clone())];
+    let mut each = |path: &[&str], words: &[&str], what: &str| {
+        for w in words {
+            out.push((label(format!("{what} {w}")), with(base, path, s(w))));
+        }
+    };
+    match (header, file) {
+        ("Issue Hook", _) => {
+            each(&["object_attributes", "action"], &ISSUE_ACTIONS, "action");
+            out.push((
+                label("no action: Test button".into()),
+                without(base, &["object_attributes"], "action"),
+            ));
+            // The same payload as a work item (a task).
+            let task = with(
+                &with(base, &["object_kind"], s("work_item")),
+                &["object_attributes", "type"],
+                s("Task"),
+            );
+            for a in ISSUE_ACTIONS {
+                out.push((
+                    label(format!("work item, action {a}")),
+                    with(&task, &["object_attributes", "action"], s(a)),
+                ));
+            }
+        }
+        ("Merge Request Hook", _) => {
+            each(&["object_attributes", "action"], &MR_ACTIONS, "action");
+            out.push((
+                label("no action: Test button".into()),
+                without(base, &["object_attributes"], "action"),
+            ));
+        }
+        ("Push Hook", _) => {
+            out.push((
+                label("branch created".into()),
+                with(base, &["before"], s(ZERO)),
+            ));
+            let deleted = with(
+                &with(
+                    &with(base, &["after"], s(ZERO)),
+                    &["commits"],
+                    Value::Array(Vec::new()),
+                ),
+                &["total_commits_count"],
+                Value::from(0),
+            );
+            out.push((label("branch deleted".into()), deleted));
+            let empty = with(
+                &with(base, &["commits"], Value::Array(Vec::new())),
+                &["total_commits_count"],
+                Value::from(0),
+            );
+            out.push((label("no new commits".into()), empty));
+        }
+        ("Tag Push Hook", _) => {
+            let deleted = with(
+                &with(base, &["before"], base["after"].clone()),
+                &["after"],
+                s(ZERO),
+            );
+            out.push((label("tag deleted".into()), deleted));
+        }
+        ("Pipeline Hook", _) => {
+            each(&["object_attributes", "status"], &STATUSES, "status");
+            let child = with(
+                &with(base, &["object_attributes", "source"], s("parent_pipeline")),
+                &["object_attributes", "status"],
+                s("failed"),
+            );
+            out.push((label("child pipeline, failed".into()), child));
+        }
+        ("Job Hook", _) => {
+            each(&["build_status"], &STATUSES, "status");
+        }
+        ("Release Hook", _) => {
+            each(&["action"], &["create", "update", "delete"], "action");
+            out.push((label("no action".into()), without(base, &[], "action")));
+        }
+        ("Wiki Page Hook", _) => {
+            each(
+                &["object_attributes", "action"],
+                &["create", "update", "delete"],
+                "action",
+            );
+        }
+        ("Deployment Hook", _) => each(&["status"], &DEPLOYMENT_STATUSES, "status"),
+        ("Milestone Hook", _) => {
+            each(
+                &["action"],
+                &["create", "close", "reopen", "delete"],
+                "action",
+            );
+            let group = with(
+                &with(base, &["project"], Value::Null),
+                &["group"],
+                serde_json::json!({"group_name": "g", "group_path": "g", "group_id": 1, "full_path": "g"}),
+            );
+            out.push((label("group milestone".into()), group));
+        }
+        ("Emoji Hook", _) => each(
+            &["object_attributes", "action"],
+            &["award", "revoke"],
+            "action",
+        ),
+        ("Feature Flag Hook", _) => {
+            out.push((
+                label("turned off".into()),
+                with(base, &["object_attributes", "active"], Value::Bool(false)),
+            ));
+        }
+        ("Member Hook", _) => each(
+            &["event_name"],
+            &[
+                "user_add_to_group",
+                "user_remove_from_group",
+                "user_update_for_group",
+                "user_access_request_to_group",
+                "user_access_request_denied_for_group",
+            ],
+            "event",
+        ),
+        ("Project Hook", _) => each(
+            &["event_name"],
+            &["project_create", "project_destroy"],
+            "event",
+        ),
+        ("Subgroup Hook", _) => each(
+            &["event_name"],
+            &["subgroup_create", "subgroup_destroy"],
+            "event",
+        ),
+        ("Vulnerability Hook", _) => each(
+            &["object_attributes", "state"],
+            &["detected", "confirmed", "resolved", "dismissed"],
+            "state",
+        ),
+        _ => {}
+    }
+    out
+}
+
+/// Every sample event, with each action or status of each kind derived from the bundled payloads.
 pub fn sample_events() -> Vec<(String, Event)> {
     let mut out = Vec::new();
     for (file, header, text) in SAMPLES {
         let Ok(base) = serde_json::from_str::<Value>(text) else {
             continue;
         };
-        let mut variants: Vec<(String, Value)> = vec![(file.to_string(), base.clone())];
-        let actions: &[&str] = match header {
-            "Issue Hook" => &ISSUE_ACTIONS,
-            "Merge Request Hook" => &MR_ACTIONS,
-            _ => &[],
-        };
-        for a in actions {
-            let mut v = base.clone();
-            v["object_attributes"]["action"] = Value::String((*a).to_string());
-            variants.push((format!("{file} (action {a})"), v));
-        }
-        if !actions.is_empty() {
-            let mut v = base.clone();
-            if let Some(o) = v["object_attributes"].as_object_mut() {
-                o.remove("action");
-            }
-            variants.push((format!("{file} (no action: Test button)"), v));
-        }
-        if header == "Push Hook" {
-            let mut created = base.clone();
-            created["before"] = Value::String(ZERO.into());
-            variants.push((format!("{file} (branch created)"), created));
-            let mut deleted = base.clone();
-            deleted["after"] = Value::String(ZERO.into());
-            deleted["commits"] = Value::Array(Vec::new());
-            deleted["total_commits_count"] = Value::from(0);
-            variants.push((format!("{file} (branch deleted)"), deleted));
-        }
-        for (label, v) in variants {
+        for (label, v) in variants(file, header, &base) {
             if let Ok(ev) = event::parse(Some(header), v) {
                 out.push((label, ev));
             }
@@ -146,6 +383,13 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
         Ok(Ok(r)) => r,
     };
     let mut problems = Vec::new();
+    // Signing tokens must decode and the TLS files must load, or `serve` would refuse to start.
+    if let Err(e) = crate::server::Verifier::new(&cfg.server) {
+        problems.push(format!("{}: {e}", config.display()));
+    }
+    if let Err(e) = crate::server::ListenOptions::from_config(&cfg.server) {
+        problems.push(format!("{}: {e}", config.display()));
+    }
     let mut templates = 0;
     for (_, renderer) in table.renderers() {
         problems.extend(template_problems(&renderer));

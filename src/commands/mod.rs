@@ -8,7 +8,9 @@ pub mod serve;
 pub mod setup;
 
 use crate::config::Config;
-use crate::render::{DateSettings, Renderer, TemplateError, TemplateSource};
+use crate::render::{
+    DateSettings, Mentions, RenderSettings, Renderer, TemplateError, TemplateSource,
+};
 use crate::route::{Route, RouteTable};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,14 @@ pub fn date_settings(cfg: &Config) -> DateSettings {
     }
 }
 
+/// Date settings and `[mentions]` from the config: what every renderer is built with.
+pub fn render_settings(cfg: &Config) -> RenderSettings {
+    RenderSettings {
+        dates: date_settings(cfg),
+        mentions: Mentions::new(&cfg.mentions),
+    }
+}
+
 /// Builds the route table the config describes: one renderer per distinct (template folder,
 /// time zone); a route's folder overlays `[templates] dir`, which overlays the built-in templates.
 /// Template errors come back one per entry.
@@ -62,7 +72,7 @@ pub fn build_routes(
         Some(dir) => read_template_dir(dir)?,
         None => Vec::new(),
     };
-    let default = match Renderer::new(base.clone(), date_settings(cfg), strict) {
+    let default = match Renderer::new(base.clone(), render_settings(cfg), strict) {
         Ok(r) => Arc::new(r),
         Err(e) => return Ok(Err(e)),
     };
@@ -89,9 +99,9 @@ pub fn build_routes(
                     sources.push(t);
                 }
             }
-            let mut dates = date_settings(cfg);
-            dates.timezone = tz;
-            match Renderer::new(sources, dates, strict) {
+            let mut settings = render_settings(cfg);
+            settings.dates.timezone = tz;
+            match Renderer::new(sources, settings, strict) {
                 Ok(r) => {
                     let r = Arc::new(r);
                     built.push((key, Arc::clone(&r)));

@@ -2,14 +2,15 @@
 //! worker per channel, listens, and on SIGTERM/SIGINT stops accepting, finishes in-flight
 //! requests and posts within a bound, and leaves the rest in the outbox for the next start.
 
-use crate::config::{ChannelConfig, Config};
+use crate::config::{ChannelConfig, Config, LogFormat};
 use crate::deliver::durable::{DurableOutbox, DurableSettings};
 use crate::deliver::rate::RateLimiter;
 use crate::deliver::sender::Sender;
 use crate::deliver::worker::{self, Clock, Post, Target};
 use crate::deliver::Auth;
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, ListenOptions, Verifier};
 use crate::shutdown;
+use crate::systemd;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -49,10 +50,19 @@ pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
         .collect()
 }
 
+/// The `[log] format` of the config at `path`, read before logging starts; text when the file
+/// cannot be loaded (`run` then reports why).
+pub fn log_format(path: &Path) -> LogFormat {
+    Config::load(path).map(|c| c.log.format).unwrap_or_default()
+}
+
 /// Runs the daemon until a stop signal.
 pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let cfg: Config = super::load_config(config)?;
     let table = super::routes_or_fail(&cfg)?;
+    let verifier = Verifier::new(&cfg.server)?;
+    let listen = ListenOptions::from_config(&cfg.server)?;
+    let metrics = crate::metrics::install()?;
     let cancel = CancellationToken::new();
     shutdown::cancel_on_signal(cancel.clone());
     let tracker = TaskTracker::new();
@@ -94,7 +104,9 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         tracing::warn!("no [[channels]] configured: events are acknowledged and dropped");
     }
     let state = Arc::new(AppState {
-        secret_token: cfg.server.secret_token.clone(),
+        verifier,
+        listen,
+        metrics: Some(metrics),
         max_body_bytes: cfg.server.max_body_bytes,
         routes: RwLock::new(Arc::new(table)),
         outbox: Arc::new(outbox.clone()),
@@ -105,12 +117,20 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         Arc::clone(&state),
         workers.clone(),
     ));
-    tracing::info!(listen = %local, channels = cfg.channels.len(), path = server::HOOK_PATH, "ready");
+    tracing::info!(listen = %local, channels = cfg.channels.len(), path = server::HOOK_PATH, tls = cfg.server.tls.is_some(), "ready");
+    let notified = CancellationToken::new();
+    let notifier = tokio::spawn(notify_systemd(
+        outbox.clone(),
+        cancel.clone(),
+        notified.clone(),
+    ));
     server::run(listener, state, cancel.clone()).await?;
     cancel.cancel();
     if !shutdown::drain(&tracker, shutdown::DRAIN_TIMEOUT).await {
         tracing::warn!("delivery workers did not stop in time; unsent messages stay in the outbox");
     }
+    notified.cancel();
+    let _ = notifier.await;
     // The writer thread ends once the last handle is gone, after its final commit.
     drop(outbox);
     let joined = tokio::task::spawn_blocking(move || writer.join());
@@ -123,6 +143,47 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     tracing::info!("stopped");
     Ok(0)
 }
+
+/// Tells systemd `READY=1` (the listener is bound and the outbox open), then, when the unit has
+/// `WatchdogSec=`, `WATCHDOG=1` at half that interval as long as the outbox still commits (a
+/// stuck writer thread gets the daemon restarted), and `STOPPING=1` once `stop` fires; after
+/// that it keeps the watchdog fed (in-flight work is finishing) until `done` fires.
+async fn notify_systemd(outbox: DurableOutbox, stop: CancellationToken, done: CancellationToken) {
+    systemd::ready();
+    let every = systemd::watchdog_interval();
+    if let Some(every) = every {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+            match tokio::time::timeout(every, crate::deliver::Outbox::ping(&outbox)).await {
+                Ok(Ok(())) => systemd::watchdog(),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "outbox cannot commit; not pinging the systemd watchdog")
+                }
+                Err(_) => tracing::warn!("outbox did not answer; not pinging the systemd watchdog"),
+            }
+        }
+    } else {
+        stop.cancelled().await;
+    }
+    systemd::stopping();
+    // `outbox` is dropped here, so the writer thread may stop once `serve` lets go of it too.
+    drop(outbox);
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => break,
+            _ = tokio::time::sleep(every.unwrap_or(IDLE_NOTIFY)) => {}
+        }
+        if every.is_some() {
+            systemd::watchdog();
+        }
+    }
+}
+
+/// How long the systemd notifier sleeps between looks at `done` when there is no watchdog.
+const IDLE_NOTIFY: Duration = Duration::from_secs(3600);
 
 /// How long `serve` waits for the outbox writer's last commit at shutdown.
 const WRITER_STOP_TIMEOUT: Duration = Duration::from_secs(5);

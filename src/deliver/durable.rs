@@ -28,17 +28,26 @@ enum Cmd {
         channel: String,
         now: i64,
         lease_ms: i64,
+        digest_over: usize,
         reply: oneshot::Sender<Result<LeaseAnswer, OutboxError>>,
     },
     Record(i64, Outcome, oneshot::Sender<Result<(), OutboxError>>),
     Prune(i64),
+    /// Readiness: write the probe row, answer after the commit.
+    Ping(i64, oneshot::Sender<Result<(), OutboxError>>),
+    /// Counts per channel, for the metrics.
+    Stats(oneshot::Sender<Result<Vec<store::ChannelStats>, OutboxError>>),
 }
 
-/// What a lease request gives: maybe a message, and when the channel next has one due.
+/// Most messages one digest combines.
+pub const DIGEST_MAX: usize = 20;
+
+/// What a lease request gives: messages to post now (one, or several for a digest), and when
+/// the channel next has one due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseAnswer {
-    /// The message to post now, if any.
-    pub message: Option<Leased>,
+    /// The messages to post now, oldest first: empty, one, or a digest's worth.
+    pub messages: Vec<Leased>,
     /// When (unix ms) something is next due on the channel, if anything is pending.
     pub next_due: Option<i64>,
 }
@@ -102,12 +111,15 @@ impl DurableOutbox {
             .unwrap_or_else(|| Arc::new(Notify::new()))
     }
 
-    /// Leases the next message of `channel` (ordering respected).
+    /// Leases the next message of `channel` (ordering respected). When more than `digest_over`
+    /// messages are due (0: never), leases up to [`DIGEST_MAX`] of the oldest at once, to be
+    /// posted as one digest.
     pub async fn lease(
         &self,
         channel: &str,
         now: i64,
         lease_ms: i64,
+        digest_over: usize,
     ) -> Result<LeaseAnswer, OutboxError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -115,6 +127,7 @@ impl DurableOutbox {
                 channel: channel.to_string(),
                 now,
                 lease_ms,
+                digest_over,
                 reply,
             })
             .map_err(|_| OutboxError::Closed)?;
@@ -148,6 +161,26 @@ impl DurableOutbox {
 impl Outbox for DurableOutbox {
     fn enqueue(&self, batch: Batch) -> BoxFuture<'_, Result<Enqueued, OutboxError>> {
         Box::pin(self.enqueue_at(batch, self.clock.now_ms()))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), OutboxError>> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .send(Cmd::Ping(self.clock.now_ms(), reply))
+                .map_err(|_| OutboxError::Closed)?;
+            rx.await.map_err(|_| OutboxError::Closed)?
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<Vec<store::ChannelStats>, OutboxError>> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .send(Cmd::Stats(reply))
+                .map_err(|_| OutboxError::Closed)?;
+            rx.await.map_err(|_| OutboxError::Closed)?
+        })
     }
 }
 
@@ -204,12 +237,20 @@ fn writer(
         let mut replies = Vec::with_capacity(group.len());
         let mut woken: Vec<String> = Vec::new();
         let result = (|| -> Result<(), StoreError> {
-            let tx = store.transaction()?;
+            let mut tx = store.transaction()?;
             for cmd in group.drain(..) {
                 match cmd {
                     Cmd::Enqueue(batch, now, reply) => {
                         let since = now - settings.dedupe_window_ms;
-                        let r = store::insert_batch(&tx, &batch, now, since).map_err(store_err);
+                        // A savepoint per webhook: a failed insert leaves none of its rows (nor
+                        // its dedupe key) behind, so GitLab's re-send is not taken for a duplicate.
+                        let mut sp = tx.savepoint()?;
+                        let r = store::insert_batch(&sp, &batch, now, since).map_err(store_err);
+                        if r.is_ok() {
+                            sp.commit()?;
+                        } else {
+                            sp.rollback()?;
+                        }
                         if matches!(r, Ok(Enqueued::Accepted)) {
                             woken.extend(batch.deliveries.iter().map(|d| d.channel.clone()));
                         }
@@ -219,14 +260,25 @@ fn writer(
                         channel,
                         now,
                         lease_ms,
+                        digest_over,
                         reply,
                     } => {
-                        let r = store::lease_next(&tx, &channel, now, lease_ms).and_then(|m| {
+                        let r = (|| {
+                            let mut messages = Vec::new();
+                            if digest_over > 0
+                                && store::due_count(&tx, &channel, now)? > digest_over as u64
+                            {
+                                messages =
+                                    store::lease_prefix(&tx, &channel, now, lease_ms, DIGEST_MAX)?;
+                            }
+                            if messages.is_empty() {
+                                messages.extend(store::lease_next(&tx, &channel, now, lease_ms)?);
+                            }
                             Ok(LeaseAnswer {
-                                message: m,
+                                messages,
                                 next_due: store::next_due(&tx, &channel)?,
                             })
-                        });
+                        })();
                         replies.push(Reply::Lease(reply, r.map_err(store_err)));
                     }
                     Cmd::Record(id, outcome, reply) => {
@@ -237,6 +289,14 @@ fn writer(
                         if let Err(error) = store::prune_dedupe(&tx, before) {
                             tracing::warn!(%error, "cannot prune old dedupe keys");
                         }
+                    }
+                    Cmd::Ping(now, reply) => {
+                        let r = store::touch(&tx, now).map_err(store_err);
+                        replies.push(Reply::Record(reply, r));
+                    }
+                    Cmd::Stats(reply) => {
+                        // A read: answered at once, it need not wait for the commit.
+                        let _ = reply.send(store::stats(&tx).map_err(store_err));
                     }
                 }
             }

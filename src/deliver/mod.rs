@@ -6,6 +6,7 @@
 //! [`durable::DurableOutbox`] keeps them in SQLite ([`store`]) and [`worker`]s drain it, posting
 //! with [`sender`] under the credential's [`rate`] limit.
 
+pub mod digest;
 pub mod durable;
 pub mod rate;
 pub mod sender;
@@ -89,6 +90,16 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Outbox: Send + Sync + 'static {
     /// Accepts a batch (committed when this resolves `Ok`).
     fn enqueue(&self, batch: Batch) -> BoxFuture<'_, Result<Enqueued, OutboxError>>;
+
+    /// Checks that the outbox can commit (for `GET /readyz`). The default: always.
+    fn ping(&self) -> BoxFuture<'_, Result<(), OutboxError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Counts per channel (for the metrics' gauges). The default: nothing known.
+    fn stats(&self) -> BoxFuture<'_, Result<Vec<store::ChannelStats>, OutboxError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// Retry timing for posts.

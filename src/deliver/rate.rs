@@ -34,6 +34,11 @@ impl RateLimiter {
         }
     }
 
+    /// The budget: posts allowed in any 60 s.
+    pub fn per_minute(&self) -> u32 {
+        self.per_window as u32
+    }
+
     /// Waits until a post is allowed, then records it.
     pub async fn acquire(&self) {
         loop {

@@ -11,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::Path;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id   TEXT    NOT NULL,
@@ -34,7 +35,11 @@ CREATE TABLE dedupe (
     received_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX dedupe_age ON dedupe (received_at);
-"#];
+"#,
+    // The webhook's Idempotency-Key (or other dedupe key), so every log line about a delivery
+    // names it next to the request id.
+    "ALTER TABLE messages ADD COLUMN idempotency_key TEXT;",
+];
 
 /// A store failure, with SQLite's message.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,9 @@ pub struct Leased {
     pub id: i64,
     /// Id for logs (`request/channel`).
     pub delivery_id: String,
+    /// The webhook's `Idempotency-Key` (or other dedupe key), for logs; `None` for rows written
+    /// before it was kept.
+    pub idempotency_key: Option<String>,
     /// The Cliq message.
     pub body: String,
     /// Attempts made before this one.
@@ -193,24 +201,7 @@ impl Store {
 
     /// Counts per channel.
     pub fn stats(&self) -> Result<Vec<ChannelStats>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT channel,
-                    SUM(state = 'pending' AND attempts = 0),
-                    SUM(state = 'pending' AND attempts > 0),
-                    SUM(state = 'dead'),
-                    MIN(CASE WHEN state = 'pending' THEN created_at END)
-             FROM messages GROUP BY channel ORDER BY channel",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ChannelStats {
-                channel: r.get(0)?,
-                pending: r.get::<_, i64>(1)?.max(0) as u64,
-                retrying: r.get::<_, i64>(2)?.max(0) as u64,
-                dead: r.get::<_, i64>(3)?.max(0) as u64,
-                oldest_created_at: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        stats(&self.conn)
     }
 
     /// Messages not yet posted, newest first: only dead ones with `dead_only`.
@@ -252,9 +243,45 @@ impl Store {
     }
 }
 
+/// Counts per channel (on the writer's transaction, or any connection).
+pub fn stats(conn: &Connection) -> Result<Vec<ChannelStats>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel,
+                SUM(state = 'pending' AND attempts = 0),
+                SUM(state = 'pending' AND attempts > 0),
+                SUM(state = 'dead'),
+                MIN(CASE WHEN state = 'pending' THEN created_at END)
+         FROM messages GROUP BY channel ORDER BY channel",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ChannelStats {
+            channel: r.get(0)?,
+            pending: r.get::<_, i64>(1)?.max(0) as u64,
+            retrying: r.get::<_, i64>(2)?.max(0) as u64,
+            dead: r.get::<_, i64>(3)?.max(0) as u64,
+            oldest_created_at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Key of the row `GET /readyz` writes to prove the store takes commits; it starts with a NUL,
+/// which no HTTP header can carry, so it never meets a real `Idempotency-Key`.
+pub const PROBE_KEY: &str = "\u{0}readyz";
+
+/// Writes the readiness probe row (a real write, so a full disk or a read-only file fails).
+pub fn touch(tx: &Transaction<'_>, now: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO dedupe (key, received_at) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at",
+    )?
+    .execute(params![PROBE_KEY, now])?;
+    Ok(())
+}
+
 /// Inserts a batch unless its dedupe key was seen after `dedupe_since` (unix ms).
 pub fn insert_batch(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     batch: &Batch,
     now: i64,
     dedupe_since: i64,
@@ -274,8 +301,8 @@ pub fn insert_batch(
         .execute(params![key, now])?;
     }
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO messages (request_id, delivery_id, channel, ordering_key, body, created_at, next_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO messages (request_id, delivery_id, channel, ordering_key, body, created_at, next_at, idempotency_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
     )?;
     for d in &batch.deliveries {
         stmt.execute(params![
@@ -284,7 +311,8 @@ pub fn insert_batch(
             d.channel,
             d.ordering_key,
             d.body,
-            now
+            now,
+            batch.dedupe_key
         ])?;
     }
     Ok(Enqueued::Accepted)
@@ -299,7 +327,7 @@ pub fn lease_next(
 ) -> Result<Option<Leased>, StoreError> {
     let row = tx
         .prepare_cached(
-            "SELECT m.id, m.delivery_id, m.body, m.attempts, m.created_at FROM messages m
+            "SELECT m.id, m.delivery_id, m.body, m.attempts, m.created_at, m.idempotency_key FROM messages m
              WHERE m.channel = ?1 AND m.state = 'pending' AND m.next_at <= ?2
                AND (m.lease_until IS NULL OR m.lease_until <= ?2)
                AND NOT EXISTS (SELECT 1 FROM messages p
@@ -314,6 +342,7 @@ pub fn lease_next(
                 body: r.get(2)?,
                 attempts: r.get::<_, i64>(3)?.max(0) as u32,
                 created_at: r.get(4)?,
+                idempotency_key: r.get(5)?,
             })
         })
         .optional()?;
@@ -324,6 +353,64 @@ pub fn lease_next(
         )?;
     }
     Ok(row)
+}
+
+/// How many messages of `channel` are due now (a backlog measure).
+pub fn due_count(tx: &Transaction<'_>, channel: &str, now: i64) -> Result<u64, StoreError> {
+    let n: i64 = tx
+        .prepare_cached(
+            "SELECT COUNT(*) FROM messages WHERE channel = ?1 AND state = 'pending' AND next_at <= ?2",
+        )?
+        .query_row(params![channel, now], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+/// Leases the oldest pending messages of `channel`, up to `max`, as long as they form an unbroken
+/// prefix of its queue that is due, not leased and never tried: posted together in id order they
+/// keep every object's order. Returns nothing when fewer than two qualify.
+pub fn lease_prefix(
+    tx: &Transaction<'_>,
+    channel: &str,
+    now: i64,
+    lease_ms: i64,
+    max: usize,
+) -> Result<Vec<Leased>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, delivery_id, body, attempts, created_at, next_at, lease_until, idempotency_key FROM messages
+         WHERE channel = ?1 AND state = 'pending' ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![channel, max as i64], |r| {
+        let ready = r.get::<_, i64>(3)? == 0
+            && r.get::<_, i64>(5)? <= now
+            && r.get::<_, Option<i64>>(6)?.is_none_or(|l| l <= now);
+        Ok((
+            ready,
+            Leased {
+                id: r.get(0)?,
+                delivery_id: r.get(1)?,
+                body: r.get(2)?,
+                attempts: 0,
+                created_at: r.get(4)?,
+                idempotency_key: r.get(7)?,
+            },
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (ready, leased) = row?;
+        if !ready {
+            break;
+        }
+        out.push(leased);
+    }
+    if out.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let mut lease = tx.prepare_cached("UPDATE messages SET lease_until = ?2 WHERE id = ?1")?;
+    for l in &out {
+        lease.execute(params![l.id, now + lease_ms])?;
+    }
+    Ok(out)
 }
 
 /// When `channel` next has a message it may post (unix ms): the earliest due time among
@@ -383,8 +470,12 @@ mod tests {
     use crate::deliver::Delivery;
 
     fn store() -> Store {
+        store_named("main")
+    }
+
+    fn store_named(name: &str) -> Store {
         let dir = std::env::temp_dir().join(format!(
-            "gcb-store-{}-{:?}",
+            "gcb-store-{name}-{}-{:?}",
             std::process::id(),
             std::thread::current().id()
         ));
@@ -467,6 +558,24 @@ mod tests {
         assert_eq!(s.list(false, 10)?.len(), 3);
         assert_eq!(s.retry_dead(None, 700)?, 1);
         assert_eq!(s.purge_dead(i64::MAX)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn digests_take_an_untried_due_prefix() -> Result<(), StoreError> {
+        let mut s = store_named("prefix");
+        let tx = s.transaction()?;
+        for (k, obj) in [("p1", "A"), ("p2", "B"), ("p3", "A"), ("p4", "C")] {
+            insert_batch(&tx, &batch(k, &[(obj, k)]), 0, 0)?;
+        }
+        assert_eq!(due_count(&tx, "c", 10)?, 4);
+        let got: Vec<String> = lease_prefix(&tx, "c", 10, 1000, 3)?
+            .into_iter()
+            .map(|l| l.body)
+            .collect();
+        assert_eq!(got, ["p1", "p2", "p3"]);
+        // Leased rows stop the next prefix; a lone row is not a digest.
+        assert!(lease_prefix(&tx, "c", 10, 1000, 3)?.is_empty());
         Ok(())
     }
 }

@@ -4,14 +4,18 @@
 //! A failed post is rescheduled with the retry policy (exponential backoff with jitter, the
 //! server's `Retry-After`, a cap); a throttle answer pauses the whole credential; permanent
 //! failures, the last attempt and messages older than the maximum age become dead letters.
+//! When more messages are due than the credential may post in a minute, the oldest are combined
+//! into one digest card (see [`digest`]) rather than waiting their turn for many minutes.
 //! On shutdown a worker finishes the post in progress (bounded by the post timeout) and stops;
 //! everything else stays in the outbox for the next start.
 
+use super::digest;
 use super::durable::DurableOutbox;
 use super::rate::RateLimiter;
 use super::sender::{Attempt, Sender};
 use super::store::Outcome;
 use super::{BoxFuture, Endpoint, RetryPolicy};
+use crate::metrics::{self, Attempted};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::{Duration, Instant};
@@ -98,7 +102,8 @@ pub async fn run_channel(
     let max_age_ms = policy.max_age.as_millis() as i64;
     while !cancel.is_cancelled() {
         let now = clock.now_ms();
-        let answer = match outbox.lease(&target.name, now, lease_ms).await {
+        let digest_over = target.limiter.per_minute() as usize;
+        let answer = match outbox.lease(&target.name, now, lease_ms, digest_over).await {
             Ok(a) => a,
             Err(error) => {
                 tracing::error!(channel = %target.name, %error, "cannot read the outbox");
@@ -108,7 +113,7 @@ pub async fn run_channel(
                 }
             }
         };
-        let Some(msg) = answer.message else {
+        if answer.messages.is_empty() {
             let idle_until = Instant::now() + IDLE_POLL;
             let until = answer
                 .next_due
@@ -120,27 +125,42 @@ pub async fn run_channel(
                 _ = tokio::time::sleep_until(until) => {}
             }
             continue;
+        }
+        // One message, or (over the budget) the oldest ones combined into a digest.
+        let mut batch = answer.messages;
+        let (body, used) = if batch.len() == 1 {
+            (batch[0].body.clone(), 1)
+        } else {
+            let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
+            digest::combine(&bodies)
         };
+        for rest in batch.split_off(used) {
+            let _ = outbox.record(rest.id, Outcome::Release).await;
+        }
         tokio::select! {
             _ = cancel.cancelled() => {
-                let _ = outbox.record(msg.id, Outcome::Release).await;
+                for m in &batch {
+                    let _ = outbox.record(m.id, Outcome::Release).await;
+                }
                 break;
             }
-            _ = target.limiter.acquire() => {}
+            _ = acquire_measured(&target) => {}
         }
         // Not cancelled: the post in progress finishes (within the post timeout) and is recorded.
-        let attempt = poster.post(&target.endpoint, &msg.body).await;
-        let attempts = msg.attempts + 1;
+        let attempt = poster.post(&target.endpoint, &body).await;
+        let first = &batch[0];
+        let attempts = first.attempts + 1;
         let now = clock.now_ms();
-        let d = &msg.delivery_id;
+        let d = &first.delivery_id;
+        let key = first.idempotency_key.as_deref().unwrap_or("-");
         let ch = &target.name;
         let outcome = match attempt {
             Attempt::Delivered(status) => {
-                tracing::info!(delivery = %d, channel = %ch, status, attempts, "delivered");
+                tracing::info!(delivery = %d, idempotency_key = %key, channel = %ch, status, attempts, digest = used, "delivered");
                 Outcome::Sent
             }
             Attempt::Permanent { status, reason } => {
-                tracing::error!(delivery = %d, channel = %ch, status, %reason, "rejected by the chat endpoint; kept as a dead letter");
+                tracing::error!(delivery = %d, idempotency_key = %key, channel = %ch, status, %reason, digest = used, "rejected by the chat endpoint; kept as a dead letter");
                 Outcome::Dead {
                     status: Some(status),
                     error: reason,
@@ -152,9 +172,9 @@ pub async fn run_channel(
                 throttled,
                 reason,
             } => {
-                let too_old = max_age_ms > 0 && now - msg.created_at > max_age_ms;
+                let too_old = max_age_ms > 0 && now - first.created_at > max_age_ms;
                 if attempts >= policy.max_attempts || too_old {
-                    tracing::error!(delivery = %d, channel = %ch, ?status, %reason, attempts, "giving up; kept as a dead letter");
+                    tracing::error!(delivery = %d, idempotency_key = %key, channel = %ch, ?status, %reason, attempts, "giving up; kept as a dead letter");
                     Outcome::Dead {
                         status,
                         error: format!("gave up after {attempts} attempts: {reason}"),
@@ -164,7 +184,7 @@ pub async fn run_channel(
                     if throttled {
                         target.limiter.pause(wait);
                     }
-                    tracing::warn!(delivery = %d, channel = %ch, ?status, %reason, attempts, wait_ms = wait.as_millis() as u64, throttled, "post failed; will retry");
+                    tracing::warn!(delivery = %d, idempotency_key = %key, channel = %ch, ?status, %reason, attempts, wait_ms = wait.as_millis() as u64, throttled, "post failed; will retry");
                     Outcome::Retry {
                         next_at: now + wait.as_millis() as i64,
                         status,
@@ -173,10 +193,38 @@ pub async fn run_channel(
                 }
             }
         };
-        if let Err(error) = outbox.record(msg.id, outcome).await {
-            // The lease expires and the message is tried again: at least once, never lost.
-            tracing::error!(delivery = %d, channel = %ch, %error, "cannot record the outcome");
+        if let Some(attempted) = attempted(&outcome) {
+            for m in &batch {
+                let age = Duration::from_millis(now.saturating_sub(m.created_at).max(0) as u64);
+                metrics::delivery(ch, attempted, m.attempts + 1, age);
+            }
+        }
+        for m in &batch {
+            if let Err(error) = outbox.record(m.id, outcome.clone()).await {
+                // The lease expires and the message is tried again: at least once, never lost.
+                tracing::error!(delivery = %m.delivery_id, idempotency_key = m.idempotency_key.as_deref().unwrap_or("-"), channel = %ch, %error, "cannot record the outcome");
+            }
         }
     }
     tracing::debug!(channel = %target.name, "worker stopped");
+}
+
+/// Waits for the credential's rate limit; a wait longer than [`MIN_IDLE`] is counted.
+async fn acquire_measured(target: &Target) {
+    let started = Instant::now();
+    target.limiter.acquire().await;
+    let waited = started.elapsed();
+    if waited >= MIN_IDLE {
+        metrics::rate_limit_wait(&target.name, waited);
+    }
+}
+
+/// The metrics' name for an attempt's outcome.
+fn attempted(outcome: &Outcome) -> Option<Attempted> {
+    match outcome {
+        Outcome::Sent => Some(Attempted::Delivered),
+        Outcome::Retry { .. } => Some(Attempted::Retry),
+        Outcome::Dead { .. } => Some(Attempted::Dead),
+        Outcome::Release => None,
+    }
 }

@@ -5,14 +5,24 @@
 //! `*::Unknown`, missing objects and odd dates degrade to `None` or the raw text. The event keeps
 //! the original payload as `raw` so templates can reach any field we do not model.
 
+mod changes;
+mod kinds;
 pub mod time;
 mod value;
+mod variables;
 
 use serde::Serialize;
 use serde_json::Value;
 use value::{arr_at, bool_at, obj_at, str_at, u64_at, url_at};
 
+pub use changes::Change;
+pub use kinds::{
+    duration_text, AccessToken, Deployment, Emoji, FeatureFlag, Group, Job, JobSummary, Member,
+    MergeRequestRef, Milestone, Pipeline, ProjectEvent, Release, ReleaseLink, Subgroup, TagPush,
+    UpstreamPipeline, Vulnerability, WikiPage, FAILED_JOBS_SHOWN,
+};
 pub use value::clean_url;
+pub use variables::{serialized_paths, variables};
 
 /// A Git object id made only of zeros: `before` of a branch creation, `after` of a deletion.
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
@@ -428,7 +438,15 @@ impl Project {
         let name = get("name")
             .or_else(|| repo.and_then(|r| str_at(r, &["name"])))
             .unwrap_or_default();
-        let path = get("path_with_namespace").unwrap_or_else(|| name.clone());
+        // Old job payloads have no `project` object, only `project_name: "group/project"`.
+        let path = get("path_with_namespace")
+            .or_else(|| {
+                p.is_none()
+                    .then(|| str_at(v, &["project_name"]))
+                    .flatten()
+                    .filter(|n| n.contains('/'))
+            })
+            .unwrap_or_else(|| name.clone());
         Project {
             id: p
                 .and_then(|p| u64_at(p, &["id"]))
@@ -503,7 +521,7 @@ pub struct Issue {
     pub labels: Vec<String>,
     /// Assigned people.
     pub assignees: Vec<User>,
-    /// Issue type (`Issue`, `Incident`, …).
+    /// Issue type (`Issue`, `Incident`, …); for work items their type (`Task`, `Epic`, …).
     pub issue_type: Option<String>,
     /// Whether the issue is confidential.
     pub confidential: bool,
@@ -511,6 +529,8 @@ pub struct Issue {
     pub created_at: Option<String>,
     /// Last update time (RFC 3339 when parseable).
     pub updated_at: Option<String>,
+    /// What this event changed (see [`Change`]); empty for comments' issues.
+    pub changes: Vec<Change>,
 }
 
 impl Issue {
@@ -530,6 +550,7 @@ impl Issue {
             confidential: bool_at(a, &["confidential"]).unwrap_or(false),
             created_at: str_at(a, &["created_at"]).map(|t| time::normalize(&t)),
             updated_at: str_at(a, &["updated_at"]).map(|t| time::normalize(&t)),
+            changes: payload.map(changes::detect).unwrap_or_default(),
         }
     }
 }
@@ -569,6 +590,8 @@ pub struct MergeRequest {
     pub created_at: Option<String>,
     /// Last update time (RFC 3339 when parseable).
     pub updated_at: Option<String>,
+    /// What this event changed (see [`Change`]); empty for comments' merge requests.
+    pub changes: Vec<Change>,
 }
 
 impl MergeRequest {
@@ -590,18 +613,14 @@ impl MergeRequest {
             labels: label_titles(a, payload),
             assignees: payload.map(assignees).unwrap_or_default(),
             reviewers: payload
-                .map(|p| {
-                    arr_at(p, &["reviewers"])
-                        .iter()
-                        .map(User::from_obj)
-                        .collect()
-                })
+                .map(|p| changes::people_at(p, &["reviewers"]))
                 .unwrap_or_default(),
             merge_status: str_at(a, &["detailed_merge_status"])
                 .or_else(|| str_at(a, &["merge_status"])),
             last_commit: obj_at(a, &["last_commit"]).map(Commit::from_obj),
             created_at: str_at(a, &["created_at"]).map(|t| time::normalize(&t)),
             updated_at: str_at(a, &["updated_at"]).map(|t| time::normalize(&t)),
+            changes: payload.map(changes::detect).unwrap_or_default(),
         }
     }
 }
@@ -685,7 +704,38 @@ pub enum Detail {
     Push(Push),
     /// A comment.
     Note(Box<Note>),
-    /// A kind we acknowledge but do not model yet; templates can still use `raw`.
+    /// A work item event (task, epic, …): an issue by another name.
+    WorkItem(Box<Issue>),
+    /// A tag pushed or deleted.
+    TagPush(Box<TagPush>),
+    /// A pipeline's status change.
+    Pipeline(Box<Pipeline>),
+    /// A job's status change.
+    Job(Box<Job>),
+    /// A release created, edited or deleted.
+    Release(Box<Release>),
+    /// A wiki page created, edited or deleted.
+    WikiPage(Box<WikiPage>),
+    /// A deployment's status change.
+    Deployment(Box<Deployment>),
+    /// A milestone created, closed, reopened or deleted.
+    Milestone(Box<Milestone>),
+    /// An emoji reaction added or removed.
+    Emoji(Box<Emoji>),
+    /// A feature flag turned on or off.
+    FeatureFlag(Box<FeatureFlag>),
+    /// A project or group access token about to expire.
+    AccessToken(Box<AccessToken>),
+    /// A group membership change.
+    Member(Box<Member>),
+    /// A project created, deleted, renamed or moved in a group (the project is the event's
+    /// `project`; serialised as `project_event`).
+    ProjectEvent(Box<ProjectEvent>),
+    /// A subgroup created or deleted.
+    Subgroup(Box<Subgroup>),
+    /// A vulnerability found or changing state.
+    Vulnerability(Box<Vulnerability>),
+    /// A kind we acknowledge but do not model; templates can still use `raw`.
     Other {},
 }
 
@@ -696,7 +746,9 @@ pub struct Event {
     pub key: String,
     /// The kind.
     pub kind: Kind,
-    /// The action word GitLab sent, if any (`open`, `merge`, …).
+    /// The action: GitLab's word (`open`, `merge`, …), or for kinds that send none the key's last
+    /// part (a pipeline's status, `create`/`delete` of a tag, `on`/`off` of a feature flag, …).
+    /// Absent when the payload has none (GitLab's *Test* button).
     pub action: Option<String>,
     /// Past-tense verb for people (`opened`, `merged`, `pushed to`, …).
     pub verb: String,
@@ -732,6 +784,29 @@ impl Event {
                 (_, Some(m)) => format!("{p}/mr/{}", m.iid.unwrap_or(0)),
                 _ => format!("{p}/note/{}", n.target_label),
             },
+            Detail::WorkItem(i) => format!("{p}/issue/{}", i.iid.unwrap_or(0)),
+            Detail::TagPush(t) => format!("{p}/ref/{}", t.git_ref),
+            Detail::Pipeline(x) => format!("{p}/pipeline/{}", x.id.unwrap_or(0)),
+            Detail::Job(j) => format!("{p}/pipeline/{}", j.pipeline_id.unwrap_or(0)),
+            Detail::Release(r) => format!("{p}/release/{}", r.tag),
+            Detail::WikiPage(w) => format!("{p}/wiki/{}", w.slug.as_deref().unwrap_or(&w.title)),
+            Detail::Deployment(d) => format!("{p}/deployment/{}", d.id.unwrap_or(0)),
+            Detail::Milestone(m) => match &m.group {
+                Some(g) if p.is_empty() => {
+                    format!("group/{}/milestone/{}", g.full_path, m.iid.unwrap_or(0))
+                }
+                _ => format!("{p}/milestone/{}", m.iid.unwrap_or(0)),
+            },
+            Detail::Emoji(e) => format!("{p}/emoji/{}", e.target_label),
+            Detail::FeatureFlag(f) => format!("{p}/feature_flag/{}", f.name),
+            Detail::AccessToken(t) => match &t.group {
+                Some(g) if p.is_empty() => format!("group/{}/access_token/{}", g.full_path, t.name),
+                _ => format!("{p}/access_token/{}", t.name),
+            },
+            Detail::Member(m) => format!("group/{}/member/{}", m.group.full_path, m.user.name),
+            Detail::ProjectEvent(_) => format!("{p}/project"),
+            Detail::Subgroup(g) => format!("group/{}", g.full_path),
+            Detail::Vulnerability(v) => format!("{p}/vulnerability/{}", v.title),
             Detail::Other {} => format!("{p}/{}", self.kind.as_str()),
         }
     }
@@ -755,9 +830,9 @@ pub fn parse(header: Option<&str>, body: Value) -> Result<Event, ParseError> {
     let header_confidential = header.is_some_and(|h| h.trim().starts_with("Confidential "));
     let mut confidential = header_confidential || event_type.starts_with("confidential_");
     let actor = actor(v);
-    let project = Project::from_payload(v);
+    let mut project = Project::from_payload(v);
     let attrs = obj_at(v, &["object_attributes"]);
-    let action = attrs
+    let mut action = attrs
         .and_then(|a| str_at(a, &["action"]))
         .or_else(|| str_at(v, &["action"]));
 
@@ -813,13 +888,51 @@ pub fn parse(header: Option<&str>, body: Value) -> Result<Event, ParseError> {
                 Detail::Note(Box::new(n)),
             )
         }
+        (Kind::WorkItem, Some(a)) => {
+            let act = IssueAction::parse(action.as_deref());
+            let item = Issue::from_attrs(a, Some(v));
+            confidential |= item.confidential;
+            let known = !matches!(act, IssueAction::Unknown(_));
+            let key = format!("work_item.{}", key_word(act.as_str()));
+            (
+                key,
+                act.verb().to_string(),
+                known,
+                Detail::WorkItem(Box::new(item)),
+            )
+        }
         _ => {
-            let key = match &action {
-                Some(a) if !a.is_empty() => format!("{}.{}", kind.as_str(), key_word(a)),
-                _ => kind.as_str().to_string(),
+            let parsed = match &kind {
+                Kind::TagPush => Some(kinds::parse_tag_push(v, &project)),
+                Kind::Pipeline => Some(kinds::parse_pipeline(v, &project)),
+                Kind::Job => Some(kinds::parse_job(v, &project)),
+                Kind::Release => Some(kinds::parse_release(v, action.as_deref())),
+                Kind::WikiPage => Some(kinds::parse_wiki_page(v, action.as_deref())),
+                Kind::Deployment => Some(kinds::parse_deployment(v)),
+                Kind::Milestone => Some(kinds::parse_milestone(v, &project, action.as_deref())),
+                Kind::Emoji => Some(kinds::parse_emoji(v, action.as_deref())),
+                Kind::FeatureFlag => Some(kinds::parse_feature_flag(v, &project)),
+                Kind::AccessToken => Some(kinds::parse_access_token(v, &project)),
+                Kind::Member => Some(kinds::parse_member(v, &actor)),
+                Kind::Project => Some(kinds::parse_project_event(v, &mut project)),
+                Kind::Subgroup => Some(kinds::parse_subgroup(v)),
+                Kind::Vulnerability => Some(kinds::parse_vulnerability(v, &mut project)),
+                _ => None,
             };
-            let verb = action.clone().unwrap_or_default();
-            (key, verb, false, Detail::Other {})
+            match parsed {
+                Some(p) => {
+                    action = p.action;
+                    (p.key, p.verb, p.known, p.detail)
+                }
+                None => {
+                    let key = match &action {
+                        Some(a) if !a.is_empty() => format!("{}.{}", kind.as_str(), key_word(a)),
+                        _ => kind.as_str().to_string(),
+                    };
+                    let verb = action.clone().unwrap_or_default();
+                    (key, verb, false, Detail::Other {})
+                }
+            }
         }
     };
 
@@ -1122,6 +1235,175 @@ mod tests {
         assert_eq!(b.kind, Kind::Job);
         let m = parse(None, json!({"event_name":"user_add_to_group"}));
         assert_eq!(m.map(|e| e.kind).ok(), Some(Kind::Member));
+    }
+
+    #[test]
+    fn new_kinds_are_keyed_by_action_or_status() {
+        let cases = [
+            (
+                "Tag Push Hook",
+                json!({"object_kind":"tag_push","before":ZERO_SHA,"after":"abc","ref":"refs/tags/v1"}),
+                "tag_push.create",
+                true,
+            ),
+            (
+                "Tag Push Hook",
+                json!({"object_kind":"tag_push","before":"abc","after":ZERO_SHA,"ref":"refs/tags/v1"}),
+                "tag_push.delete",
+                true,
+            ),
+            (
+                "Tag Push Hook",
+                json!({"object_kind":"tag_push","before":"abc","after":"def","ref":"refs/tags/v1"}),
+                "tag_push.update",
+                true,
+            ),
+            (
+                "Pipeline Hook",
+                json!({"object_kind":"pipeline","object_attributes":{"status":"failed"}}),
+                "pipeline.failed",
+                true,
+            ),
+            (
+                "Pipeline Hook",
+                json!({"object_kind":"pipeline","object_attributes":{"status":"Weird Status"}}),
+                "pipeline.weird_status",
+                false,
+            ),
+            (
+                "Pipeline Hook",
+                json!({"object_kind":"pipeline"}),
+                "pipeline",
+                true,
+            ),
+            (
+                "Job Hook",
+                json!({"object_kind":"build","build_status":"running"}),
+                "job.running",
+                true,
+            ),
+            (
+                "Release Hook",
+                json!({"object_kind":"release","action":"update"}),
+                "release.update",
+                true,
+            ),
+            (
+                "Wiki Page Hook",
+                json!({"object_kind":"wiki_page","object_attributes":{"action":"delete"}}),
+                "wiki_page.delete",
+                true,
+            ),
+            (
+                "Deployment Hook",
+                json!({"object_kind":"deployment","status":"blocked"}),
+                "deployment.blocked",
+                true,
+            ),
+            (
+                "Milestone Hook",
+                json!({"object_kind":"milestone","action":"reopen","object_attributes":{}}),
+                "milestone.reopen",
+                true,
+            ),
+            (
+                "Emoji Hook",
+                json!({"object_kind":"emoji","event_type":"revoke","object_attributes":{}}),
+                "emoji.revoke",
+                true,
+            ),
+            (
+                "Feature Flag Hook",
+                json!({"object_kind":"feature_flag","object_attributes":{"active":false}}),
+                "feature_flag.off",
+                true,
+            ),
+            (
+                "Resource Access Token Hook",
+                json!({"object_kind":"access_token","event_name":"expiring_access_token"}),
+                "access_token.expiring",
+                true,
+            ),
+            (
+                "Member Hook",
+                json!({"event_name":"user_update_for_group"}),
+                "member.update",
+                true,
+            ),
+            (
+                "Project Hook",
+                json!({"event_name":"project_rename"}),
+                "project.rename",
+                true,
+            ),
+            (
+                "Subgroup Hook",
+                json!({"event_name":"subgroup_destroy"}),
+                "subgroup.destroy",
+                true,
+            ),
+            (
+                "Vulnerability Hook",
+                json!({"object_kind":"vulnerability","object_attributes":{"state":"resolved"}}),
+                "vulnerability.resolved",
+                true,
+            ),
+            (
+                "Issue Hook",
+                json!({"object_kind":"work_item","object_attributes":{"action":"close"}}),
+                "work_item.close",
+                true,
+            ),
+        ];
+        for (header, body, key, known) in cases {
+            let e = ev(header, body);
+            assert_eq!((e.key.as_str(), e.known), (key, known), "{header}");
+            assert!(!matches!(e.detail, Detail::Other {}), "{header}: not typed");
+            // Without a header (System Hook), the body alone gives the same key.
+            let again = parse(
+                Some("System Hook"),
+                serde_json::to_value(&e.raw).unwrap_or_default(),
+            );
+            assert_eq!(
+                again.map(|a| a.key).ok().as_deref(),
+                Some(key),
+                "{header} as System Hook"
+            );
+        }
+    }
+
+    #[test]
+    fn pipelines_list_failed_jobs_capped_and_spot_children() {
+        let builds: Vec<Value> = (0..13)
+            .map(|i| json!({"id": 100 - i, "name": format!("j{i}"), "status": if i % 4 == 3 { "success" } else { "failed" }}))
+            .collect();
+        let e = ev(
+            "Pipeline Hook",
+            json!({"object_kind":"pipeline","project":{"id":7,"web_url":"https://g.test/a/b","path_with_namespace":"a/b"},
+                   "object_attributes":{"id":9,"status":"failed","source":"pipeline","duration":3725.4},
+                   "source_pipeline":{"project":{"id":7,"path_with_namespace":"a/b","web_url":"https://g.test/a/b"},"pipeline_id":8},
+                   "builds": builds}),
+        );
+        let Detail::Pipeline(p) = &e.detail else {
+            panic!("{:?}", e.detail)
+        };
+        assert_eq!(p.failed_jobs_total, 10);
+        assert_eq!(p.failed_jobs.len(), FAILED_JOBS_SHOWN);
+        assert_eq!(p.more_failed_jobs, 0);
+        // Oldest (lowest id) first, with a link built from the project.
+        assert_eq!(p.failed_jobs[0].id, Some(88));
+        assert_eq!(
+            p.failed_jobs[0].url.as_deref(),
+            Some("https://g.test/a/b/-/jobs/88")
+        );
+        assert!(p.child, "upstream in the same project");
+        assert_eq!(
+            p.upstream.as_ref().and_then(|u| u.url.as_deref()),
+            Some("https://g.test/a/b/-/pipelines/8")
+        );
+        assert_eq!(p.url.as_deref(), Some("https://g.test/a/b/-/pipelines/9"));
+        assert_eq!(p.duration_text.as_deref(), Some("1h 2m"));
+        assert_eq!(e.object_key(), "7/pipeline/9");
     }
 
     #[test]

@@ -30,6 +30,16 @@ pub fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
     }
 }
 
+/// A number at `path` (integer or decimal); numeric strings are accepted.
+pub fn f64_at(v: &Value, path: &[&str]) -> Option<f64> {
+    match at(v, path)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|f: &f64| f.is_finite())
+}
+
 /// A boolean at `path`; `"true"`/`"false"` strings and 0/1 are accepted.
 pub fn bool_at(v: &Value, path: &[&str]) -> Option<bool> {
     match at(v, path)? {

@@ -1,19 +1,6 @@
 //! Handlebars helpers available to every template.
 //!
-//! | helper | example | result |
-//! |---|---|---|
-//! | `date` | `{{date issue.due_date}}`, `{{date ts tz="Asia/Kolkata" format="%H:%M"}}` | time in the configured zone; a calendar date stays on its own day |
-//! | `due_in` | `{{due_in issue.due_date}}` | `due today`, `due in 3 days`, `overdue by 2 days` |
-//! | `join` | `{{join assignees}}`, `{{join labels " · "}}`, `{{join assignees key="username"}}` | `Ann, Bob` |
-//! | `first_line` | `{{first_line commit.message}}` | first non-empty line |
-//! | `truncate` | `{{truncate title 80}}` | at most 80 characters, `…` when cut |
-//! | `pluralize` | `{{pluralize push.total_commits "commit"}}` | `1 commit`, `4 commits` |
-//! | `default` | `{{default milestone "none"}}` | the value, or the fallback when empty |
-//! | `plain` | `"title": "{{plain issue.title}}"` | JSON-escaped, markup kept as typed (card titles) |
-//! | `url` | `{{url issue.url}}` | the URL if it is http(s), else nothing |
-//! | `concat` | `{{link (concat "#" issue.iid " " issue.title) issue.url}}` | the arguments as one text |
-//! | `skip` | `{{#if push.protected}}{{else}}{{skip}}{{/if}}` | posts nothing for this event |
-//! | `link` | `{{link issue.title issue.url}}` | `[title](url)`, or just the title without a usable URL |
+//! The list, with examples, is [`HELPERS`] (it also goes into `docs/templates.md`).
 //!
 //! Helpers that return text are escaped like any `{{value}}`; `plain`, `url` and `link` write
 //! their own escaping.
@@ -31,6 +18,24 @@ use handlebars::{
 };
 use serde_json::Value;
 use std::sync::Arc;
+
+/// Every helper: (name, example, what it gives). Kept next to the code; documented from here.
+pub const HELPERS: &[(&str, &str, &str)] = &[
+    ("date", "{{date issue.due_date}}, {{date ts tz=\"Asia/Kolkata\" format=\"%H:%M\"}}", "a timestamp in the configured zone and `date_format`; a calendar date (due dates) in `day_format`, on its own day in every zone; unparseable dates as they came"),
+    ("due_in", "{{due_in issue.due_date}}", "`due today`, `due tomorrow`, `due in 3 days`, `overdue by 2 days`, against today in the zone"),
+    ("join", "{{join issue.assignees}}, {{join issue.labels \" · \"}}, {{join x key=\"username\"}}", "a list as text (`name` of objects unless `key=`)"),
+    ("first_line", "{{first_line commit.message}}", "the first non-empty line"),
+    ("truncate", "{{truncate note.body 200}}", "at most 200 characters, `…` when cut"),
+    ("pluralize", "{{pluralize push.total_commits \"commit\"}}", "`1 commit`, `4 commits` (a third argument gives an irregular plural)"),
+    ("default", "{{default issue.state \"unknown\"}}", "the value, or the fallback when it is empty"),
+    ("concat", "{{concat \"#\" issue.iid \" \" issue.title}}", "its arguments as one text"),
+    ("link", "{{link issue.title issue.url}}", "`[title](url)`; only the title when the URL is missing or not http(s)"),
+    ("url", "\"web\": \"{{url issue.url}}\"", "the URL if it is http(s), else nothing"),
+    ("plain", "\"title\": \"{{plain issue.title}}\"", "JSON-escaped only, markup characters kept (card titles)"),
+    ("skip", "{{#unless push.protected}}{{skip}}{{/unless}}", "post nothing for this event"),
+    ("mention", "{{mention merge_request.reviewers}}, {{mention actor}}, {{mention \"alice\"}}", "`{@id}` for people mapped in `[mentions]` (by username, then e-mail), the name otherwise; lists joined with `, ` (or the second argument)"),
+    ("mention_text", "{{mention_text (truncate note.body 1500)}}", "the text escaped as usual, with `@username` turned into `{@id}` for usernames mapped in `[mentions]`"),
+];
 
 /// A source of "now", so relative dates can be tested.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -365,11 +370,14 @@ fn link<'rc>(
     Ok(())
 }
 
-/// Percent-encodes the characters that would end a Markdown link target early.
+/// Percent-encodes the characters that would end a Markdown link target early, and the braces
+/// (`{@all}` in a URL would otherwise reach Cliq as a mention; raw braces are not valid in a URL).
 fn markdown_safe_url(u: &str) -> String {
     u.replace('(', "%28")
         .replace(')', "%29")
         .replace(' ', "%20")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
 }
 
 /// Writes helper output the way `{{value}}` would be written: escaped unless in `{{{…}}}`.

@@ -10,6 +10,8 @@
 pub mod cliq;
 pub mod escape;
 pub mod helpers;
+pub mod mentions;
+pub mod reference;
 
 use crate::event::{Detail, Event};
 use handlebars::Handlebars;
@@ -17,6 +19,26 @@ use std::collections::HashMap;
 
 pub use cliq::Message;
 pub use helpers::{Clock, DateSettings};
+pub use mentions::Mentions;
+
+/// Everything a renderer needs besides its templates: how dates are shown and who can be
+/// mentioned. A bare [`DateSettings`] converts into one with no mentions.
+#[derive(Clone)]
+pub struct RenderSettings {
+    /// Time zone and formats of the date helpers.
+    pub dates: DateSettings,
+    /// GitLab people → Cliq ids for the `mention` helpers (`[mentions]`).
+    pub mentions: Mentions,
+}
+
+impl From<DateSettings> for RenderSettings {
+    fn from(dates: DateSettings) -> RenderSettings {
+        RenderSettings {
+            dates,
+            mentions: Mentions::default(),
+        }
+    }
+}
 
 /// A template's text and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +52,7 @@ pub struct TemplateSource {
 }
 
 /// Built-in default templates, embedded from `templates/` at build time.
-const BUILTIN: [(&str, &str); 4] = [
+const BUILTIN: [(&str, &str); 19] = [
     ("issue", include_str!("../../templates/issue.hbs")),
     (
         "merge_request",
@@ -38,6 +60,30 @@ const BUILTIN: [(&str, &str); 4] = [
     ),
     ("note", include_str!("../../templates/note.hbs")),
     ("push", include_str!("../../templates/push.hbs")),
+    ("work_item", include_str!("../../templates/work_item.hbs")),
+    ("tag_push", include_str!("../../templates/tag_push.hbs")),
+    ("pipeline", include_str!("../../templates/pipeline.hbs")),
+    ("job", include_str!("../../templates/job.hbs")),
+    ("release", include_str!("../../templates/release.hbs")),
+    ("wiki_page", include_str!("../../templates/wiki_page.hbs")),
+    ("deployment", include_str!("../../templates/deployment.hbs")),
+    ("milestone", include_str!("../../templates/milestone.hbs")),
+    ("emoji", include_str!("../../templates/emoji.hbs")),
+    (
+        "feature_flag",
+        include_str!("../../templates/feature_flag.hbs"),
+    ),
+    (
+        "access_token",
+        include_str!("../../templates/access_token.hbs"),
+    ),
+    ("member", include_str!("../../templates/member.hbs")),
+    ("project", include_str!("../../templates/project.hbs")),
+    ("subgroup", include_str!("../../templates/subgroup.hbs")),
+    (
+        "vulnerability",
+        include_str!("../../templates/vulnerability.hbs"),
+    ),
 ];
 
 /// The default templates shipped inside the binary.
@@ -136,13 +182,15 @@ impl Renderer {
     /// value an error (used by `check`).
     pub fn new(
         user: Vec<TemplateSource>,
-        dates: DateSettings,
+        settings: impl Into<RenderSettings>,
         strict: bool,
     ) -> Result<Renderer, Vec<TemplateError>> {
+        let settings = settings.into();
         let mut hb = Handlebars::new();
         hb.set_strict_mode(strict);
         hb.register_escape_fn(escape::text);
-        helpers::register(&mut hb, dates);
+        helpers::register(&mut hb, settings.dates);
+        mentions::register(&mut hb, settings.mentions);
         let mut by_name: HashMap<String, TemplateSource> = HashMap::new();
         for t in builtin_templates().into_iter().chain(user) {
             by_name.insert(t.name.clone(), t);
