@@ -13,6 +13,7 @@
 //! escaping.
 
 use super::escape;
+use super::helpers::write_text;
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
     RenderErrorReason,
@@ -132,16 +133,6 @@ fn push_mention(out: &mut String, id: &str) {
 pub fn register(hb: &mut Handlebars<'static>, mentions: Mentions) {
     hb.register_helper("mention", Box::new(MentionHelper(mentions.clone())));
     hb.register_helper("mention_text", Box::new(MentionTextHelper(mentions)));
-}
-
-/// Writes `s` as `{{value}}` would: escaped, unless escaping is off (`{{{…}}}`, subexpressions).
-fn write_text(rc: &RenderContext<'_, '_>, out: &mut dyn Output, s: &str) -> HelperResult {
-    if rc.is_disable_escape() {
-        out.write(s)?;
-    } else {
-        out.write(&escape::text(s))?;
-    }
-    Ok(())
 }
 
 struct MentionHelper(Mentions);
