@@ -381,7 +381,11 @@ fn markdown_safe_url(u: &str) -> String {
 }
 
 /// Writes helper output the way `{{value}}` would be written: escaped unless in `{{{…}}}`.
-pub(crate) fn write_text(rc: &RenderContext<'_, '_>, out: &mut dyn Output, s: &str) -> HelperResult {
+pub(crate) fn write_text(
+    rc: &RenderContext<'_, '_>,
+    out: &mut dyn Output,
+    s: &str,
+) -> HelperResult {
     if rc.is_disable_escape() {
         out.write(s)?;
     } else {
