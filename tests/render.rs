@@ -490,6 +490,21 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gitlab-chat-bridge"))
 }
 
+/// Runs `SUB --config CFG EXTRA…`; returns the exit code and stdout.
+fn run(sub: &str, cfg: &Path, extra: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let out = bin()
+        .arg(sub)
+        .arg("--config")
+        .arg(cfg)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("gcb-render-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -512,30 +527,16 @@ fn write_config(dir: &Path) -> PathBuf {
 fn check_names_file_and_line_of_a_broken_template() {
     let dir = temp_dir("broken");
     let cfg = write_config(&dir);
-    let ok = bin()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    let (code, stdout) = run("check", &cfg, &[]);
+    assert_eq!(code, Some(0), "{stdout}");
 
     std::fs::write(
         dir.join("templates/issue.hbs"),
         "{\n  \"text\": \"{{#if issue.title}}oops\"\n}\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = run("check", &cfg, &[]);
+    assert_eq!(code, Some(1), "{stdout}");
     let path = dir.join("templates/issue.hbs").display().to_string();
     assert!(stdout.contains(&format!("{path}:")), "{stdout}");
     let line_no: Option<u32> = stdout
@@ -556,13 +557,8 @@ fn check_names_file_and_line_of_a_broken_template() {
         "{\"text\": \"{{actor.name}}\"}",
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = run("check", &cfg, &[]);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("push.hbs:3:"), "{stdout}");
 }
 
@@ -616,15 +612,10 @@ fn templates_can_read_the_raw_payload() {
 fn render_all_fixtures_renders_a_folder_and_flags_empty_fields() {
     let dir = temp_dir("all");
     let cfg = write_config(&dir);
-    let out = bin()
-        .args(["render", "--config"])
-        .arg(&cfg)
-        .arg("--all-fixtures")
-        .arg(fixtures_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let fixtures = fixtures_dir();
+    let all = [std::ffi::OsStr::new("--all-fixtures"), fixtures.as_os_str()];
+    let (code, stdout) = run("render", &cfg, &all);
+    assert_eq!(code, Some(0), "{stdout}");
     let files = index().len();
     assert!(stdout.contains(&format!("{files} payload(s):")), "{stdout}");
     assert!(
@@ -639,15 +630,8 @@ fn render_all_fixtures_renders_a_folder_and_flags_empty_fields() {
         "{\"text\": \"{{actor.name}}\\n*Milestone:* {{issue.milestone_title_that_is_missing}}\"}",
     )
     .unwrap();
-    let out = bin()
-        .args(["render", "--config"])
-        .arg(&cfg)
-        .arg("--all-fixtures")
-        .arg(fixtures_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = run("render", &cfg, &all);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("! empty field: \"*Milestone:*\""),
         "{stdout}"
