@@ -637,3 +637,33 @@ fn render_all_fixtures_renders_a_folder_and_flags_empty_fields() {
         "{stdout}"
     );
 }
+
+/// Every fixture's rendered body, as recorded before the code-shape rework (issue 9). A reshaping
+/// must leave each body byte-identical; a deliberate change re-records it with
+/// `UPDATE_SNAPSHOTS=1` and says why in its commit.
+#[test]
+fn render_all_fixtures_matches_the_recorded_snapshot() {
+    let dir = temp_dir("snapshot");
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nsecret_token = \"t\"\n[outbox]\npath = \"outbox.sqlite\"\n\
+         [[channels]]\nname = \"all\"\nurl = \"https://cliq.zoho.com/api/v2/channelsbyname/all/message\"\n\
+         zapikey = \"k\"\nconfidential = true\n",
+    )
+    .unwrap();
+    let fixtures = fixtures_dir();
+    let all = [std::ffi::OsStr::new("--all-fixtures"), fixtures.as_os_str()];
+    let (code, stdout) = run("render", &cfg, &all);
+    assert_eq!(code, Some(0), "{stdout}");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/render_all_fixtures.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &stdout).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    for (i, (got, want)) in stdout.lines().zip(want.lines()).enumerate() {
+        assert_eq!(got, want, "snapshot line {} differs", i + 1);
+    }
+    assert_eq!(stdout.lines().count(), want.lines().count(), "line count");
+}
