@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Seeds fuzz/corpus/parse_render/ (or the folder given as $1) from GitLab's real payloads
-# (tests/fixtures/gitlab): each one with its X-Gitlab-Event header as the first line, and once
+# (samples): each one with its X-Gitlab-Event header as the first line, and once
 # without a header. The corpus is not committed (cargo fuzz adds thousands of files to it); run
 # this before `cargo fuzz run`.
 set -euo pipefail
 cd "$(dirname "$0")"
-fixtures=../tests/fixtures/gitlab
+fixtures=../samples
 out="${1:-corpus/parse_render}"
 mkdir -p "$out"
 n=0

@@ -177,7 +177,7 @@ fn renderer() -> Renderer {
 
 /// Every GitLab fixture as (label, event), using INDEX.tsv's `X-Gitlab-Event` column.
 fn fixture_events() -> Vec<(String, Event)> {
-    let dir = Path::new(MANIFEST_DIR).join("tests/fixtures/gitlab");
+    let dir = Path::new(MANIFEST_DIR).join("samples");
     let index = std::fs::read_to_string(dir.join("INDEX.tsv")).unwrap();
     index
         .lines()

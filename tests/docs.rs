@@ -28,7 +28,7 @@ fn templates_doc_is_current() {
 }
 
 fn fixture_events() -> Vec<(String, Event)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitlab");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
     let index = std::fs::read_to_string(dir.join("INDEX.tsv")).unwrap();
     let mut out = Vec::new();
     for line in index.lines().skip(1) {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitlab")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
 }
 
 /// (file, X-Gitlab-Event) from INDEX.tsv.

@@ -1,6 +1,6 @@
 //! Property tests (proptest) over JSON shaped like GitLab webhooks (issue 6, "Fuzzing").
 //!
-//! Inputs are GitLab's real payloads (`tests/fixtures/gitlab`) mutated at random nodes (null,
+//! Inputs are GitLab's real payloads (`samples`) mutated at random nodes (null,
 //! wrong types, hostile or 10 000-character text, removed fields, empty arrays, 500 commits), plus
 //! fully arbitrary objects built from GitLab's key names and arbitrary non-objects, each sent with
 //! an `X-Gitlab-Event` header from `INDEX.tsv`, a `Confidential` one, none, or a random one.
@@ -40,7 +40,7 @@ struct Fixture {
 }
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitlab")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
 }
 
 fn fixtures() -> &'static [Fixture] {

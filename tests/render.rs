@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitlab")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
 }
 
 /// (file name, X-Gitlab-Event, object_kind) from INDEX.tsv.

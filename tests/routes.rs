@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 fn load(file: &str, header: &str) -> Event {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gitlab")
+        .join("samples")
         .join(file);
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     event::parse(Some(header), v).unwrap()
@@ -22,7 +22,7 @@ fn load(file: &str, header: &str) -> Event {
 
 fn edited(file: &str, header: &str, edit: impl FnOnce(&mut Value)) -> Event {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gitlab")
+        .join("samples")
         .join(file);
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     edit(&mut v);

@@ -51,7 +51,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitlab")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
 }
 
 /// A fixture's bytes.
