@@ -6,6 +6,7 @@
 
 use crate::deliver::{Auth, Endpoint, RetryPolicy};
 use crate::gitlab::HookEvent;
+use crate::secret::Secret;
 use chrono_tz::Tz;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -41,28 +42,6 @@ pub const DEFAULT_SIGNATURE_TOLERANCE_SECS: u64 = 300;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 /// Default `server.max_connections`: open connections at once; more wait in the listen backlog.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-
-/// A secret value: never shown by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself; call only where it is used.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(****)")
-    }
-}
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

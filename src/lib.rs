@@ -18,6 +18,7 @@ pub mod gitlab;
 pub mod metrics;
 pub mod render;
 pub mod route;
+pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod systemd;

@@ -8,7 +8,7 @@
 
 mod support;
 
-use gitlab_chat_bridge::config::Secret;
+use gitlab_chat_bridge::secret::Secret;
 use gitlab_chat_bridge::server::verify::SigningKey;
 use serde_json::Value;
 use std::io::{Read, Write};

@@ -2,10 +2,16 @@
 //! against the bundled sample events (every action of every kind). Exit 1 with one line per
 //! problem, each naming the file and line.
 
+use super::setup::{connect, plan, Planned, ProgressKind, Target};
+use crate::config::Config;
 use crate::event::{self, Event};
+use crate::gitlab::{Mode, Op, ProjectRef};
 use crate::render::{Rendered, Renderer};
 use serde_json::Value;
 use std::path::Path;
+
+/// Most project names listed on one line by the GitLab part of `check`.
+const MAX_NAMES_LISTED: usize = 20;
 
 /// Bundled sample payloads: (file name, `X-Gitlab-Event` header, JSON text).
 const SAMPLES: [(&str, &str, &str); 22] = [
@@ -408,7 +414,7 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
         return Ok(1);
     }
     // With [gitlab]: the token works, and which Maintainer projects lack the hook.
-    let gitlab_ok = cfg.gitlab.is_none() || super::setup::check_gitlab(&cfg);
+    let gitlab_ok = cfg.gitlab.is_none() || check_gitlab(&cfg);
     if !problems.is_empty() || !gitlab_ok {
         return Ok(1);
     }
@@ -419,4 +425,110 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
         sample_events().len()
     );
     Ok(0)
+}
+
+/// The GitLab part of `check`: verifies the token (`GET /user`) and lists the Maintainer
+/// projects that lack the bridge's hook or have a stale one. Prints one line per finding;
+/// returns false when something is wrong (missing key, bad token, unreadable projects).
+fn check_gitlab(cfg: &Config) -> bool {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("gitlab: cannot start the async runtime: {e}");
+            return false;
+        }
+    };
+    runtime.block_on(check_gitlab_async(cfg))
+}
+
+async fn check_gitlab_async(cfg: &Config) -> bool {
+    let (gitlab, client, desired) = match connect(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{e:#}");
+            return false;
+        }
+    };
+    match client.current_user().await {
+        Ok(u) => println!("gitlab: token ok (user @{}, id {})", u.username, u.id),
+        Err(e) => {
+            println!("gitlab: {e}");
+            return false;
+        }
+    }
+    let projects = match client.member_projects().await {
+        Ok(p) => p,
+        Err(e) => {
+            println!("gitlab: {e}");
+            return false;
+        }
+    };
+    let targets: Vec<Target> = projects
+        .iter()
+        .map(|p| Target {
+            project: ProjectRef::from_project(p),
+            archived: false,
+        })
+        .collect();
+    let mode = Mode::Install {
+        delete_duplicates: false,
+    };
+    let plans = plan(
+        &client,
+        &desired,
+        mode,
+        targets,
+        gitlab.concurrency,
+        ProgressKind::Lines,
+    )
+    .await;
+    let (mut missing, mut stale, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for p in &plans {
+        match &p.planned {
+            Planned::Ops(ops) if ops.contains(&Op::Create) => missing.push(p.project.label.clone()),
+            Planned::Ops(ops) if ops.iter().any(|o| matches!(o, Op::Update { .. })) => {
+                stale.push(p.project.label.clone());
+            }
+            Planned::Ops(_) | Planned::Skip(_) => {}
+            Planned::Failed(e) => errors.push(e.to_string()),
+        }
+    }
+    let total = plans.len();
+    if missing.is_empty() && stale.is_empty() && errors.is_empty() {
+        println!("gitlab: the hook is present and current on all {total} Maintainer project(s)");
+    }
+    if !missing.is_empty() {
+        println!(
+            "gitlab: {} of {total} Maintainer project(s) lack the hook (run `setup`): {}",
+            missing.len(),
+            names(&missing)
+        );
+    }
+    if !stale.is_empty() {
+        println!(
+            "gitlab: the hook is out of date on {} project(s) (run `setup`): {}",
+            stale.len(),
+            names(&stale)
+        );
+    }
+    for e in &errors {
+        println!("gitlab: {e}");
+    }
+    errors.is_empty()
+}
+
+/// `a, b, c` with at most [`MAX_NAMES_LISTED`] names.
+fn names(list: &[String]) -> String {
+    let shown: Vec<&str> = list
+        .iter()
+        .take(MAX_NAMES_LISTED)
+        .map(String::as_str)
+        .collect();
+    match list.len().saturating_sub(MAX_NAMES_LISTED) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
 }

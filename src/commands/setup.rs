@@ -18,9 +18,6 @@ use std::future::Future;
 use std::io::IsTerminal;
 use tokio::task::JoinSet;
 
-/// Most project names listed on one line by `check`.
-const MAX_NAMES_LISTED: usize = 20;
-
 /// Runs `setup`. Returns the process exit code.
 pub async fn run(args: &SetupArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
@@ -91,7 +88,7 @@ pub async fn run(args: &SetupArgs) -> anyhow::Result<i32> {
 
 /// The `[gitlab]` section, a client for it, and the hook the config describes; errors name the
 /// missing key.
-fn connect(cfg: &Config) -> anyhow::Result<(&GitlabConfig, Client, DesiredHook)> {
+pub(super) fn connect(cfg: &Config) -> anyhow::Result<(&GitlabConfig, Client, DesiredHook)> {
     let gitlab = cfg.gitlab.as_ref().with_context(|| {
         format!(
             "{}: no [gitlab] section: setup needs gitlab.url, gitlab.token and gitlab.hook_url",
@@ -119,9 +116,9 @@ fn connect(cfg: &Config) -> anyhow::Result<(&GitlabConfig, Client, DesiredHook)>
 
 /// One selected project.
 #[derive(Debug, Clone)]
-struct Target {
-    project: ProjectRef,
-    archived: bool,
+pub(super) struct Target {
+    pub(super) project: ProjectRef,
+    pub(super) archived: bool,
 }
 
 /// The projects named by the arguments, each once: explicit ones first (as given, not looked
@@ -182,7 +179,7 @@ async fn select(
 
 /// What will happen to one project.
 #[derive(Debug)]
-enum Planned {
+pub(super) enum Planned {
     /// Steps from [`reconcile`].
     Ops(Vec<Op>),
     /// Left alone, with the reason.
@@ -193,13 +190,13 @@ enum Planned {
 
 /// One project's plan.
 #[derive(Debug)]
-struct ProjectPlan {
-    project: ProjectRef,
-    planned: Planned,
+pub(super) struct ProjectPlan {
+    pub(super) project: ProjectRef,
+    pub(super) planned: Planned,
 }
 
 /// Lists every target's hooks and reconciles them, `concurrency` projects at a time.
-async fn plan(
+pub(super) async fn plan(
     client: &Client,
     desired: &DesiredHook,
     mode: Mode,
@@ -488,7 +485,7 @@ impl Summary {
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy)]
-enum ProgressKind {
+pub(super) enum ProgressKind {
     /// A bar on stderr: stdout and stderr are terminals.
     Bar,
     /// Plain lines on stdout.
@@ -561,110 +558,4 @@ where
         }
     }
     results
-}
-
-/// The GitLab part of `check`: verifies the token (`GET /user`) and lists the Maintainer
-/// projects that lack the bridge's hook or have a stale one. Prints one line per finding;
-/// returns false when something is wrong (missing key, bad token, unreadable projects).
-pub fn check_gitlab(cfg: &Config) -> bool {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            println!("gitlab: cannot start the async runtime: {e}");
-            return false;
-        }
-    };
-    runtime.block_on(check_gitlab_async(cfg))
-}
-
-async fn check_gitlab_async(cfg: &Config) -> bool {
-    let (gitlab, client, desired) = match connect(cfg) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("{e:#}");
-            return false;
-        }
-    };
-    match client.current_user().await {
-        Ok(u) => println!("gitlab: token ok (user @{}, id {})", u.username, u.id),
-        Err(e) => {
-            println!("gitlab: {e}");
-            return false;
-        }
-    }
-    let projects = match client.member_projects().await {
-        Ok(p) => p,
-        Err(e) => {
-            println!("gitlab: {e}");
-            return false;
-        }
-    };
-    let targets: Vec<Target> = projects
-        .iter()
-        .map(|p| Target {
-            project: ProjectRef::from_project(p),
-            archived: false,
-        })
-        .collect();
-    let mode = Mode::Install {
-        delete_duplicates: false,
-    };
-    let plans = plan(
-        &client,
-        &desired,
-        mode,
-        targets,
-        gitlab.concurrency,
-        ProgressKind::Lines,
-    )
-    .await;
-    let (mut missing, mut stale, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    for p in &plans {
-        match &p.planned {
-            Planned::Ops(ops) if ops.contains(&Op::Create) => missing.push(p.project.label.clone()),
-            Planned::Ops(ops) if ops.iter().any(|o| matches!(o, Op::Update { .. })) => {
-                stale.push(p.project.label.clone());
-            }
-            Planned::Ops(_) | Planned::Skip(_) => {}
-            Planned::Failed(e) => errors.push(e.to_string()),
-        }
-    }
-    let total = plans.len();
-    if missing.is_empty() && stale.is_empty() && errors.is_empty() {
-        println!("gitlab: the hook is present and current on all {total} Maintainer project(s)");
-    }
-    if !missing.is_empty() {
-        println!(
-            "gitlab: {} of {total} Maintainer project(s) lack the hook (run `setup`): {}",
-            missing.len(),
-            names(&missing)
-        );
-    }
-    if !stale.is_empty() {
-        println!(
-            "gitlab: the hook is out of date on {} project(s) (run `setup`): {}",
-            stale.len(),
-            names(&stale)
-        );
-    }
-    for e in &errors {
-        println!("gitlab: {e}");
-    }
-    errors.is_empty()
-}
-
-/// `a, b, c` with at most [`MAX_NAMES_LISTED`] names.
-fn names(list: &[String]) -> String {
-    let shown: Vec<&str> = list
-        .iter()
-        .take(MAX_NAMES_LISTED)
-        .map(String::as_str)
-        .collect();
-    match list.len().saturating_sub(MAX_NAMES_LISTED) {
-        0 => shown.join(", "),
-        more => format!("{} and {more} more", shown.join(", ")),
-    }
 }

@@ -14,7 +14,7 @@
 
 use super::error::GitlabError;
 use super::hooks::{DesiredHook, Project, ProjectHook, User};
-use crate::config::Secret;
+use crate::secret::Secret;
 use backon::BackoffBuilder;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};

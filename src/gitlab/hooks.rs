@@ -3,7 +3,7 @@
 //!
 //! No I/O here: the client fetches the hooks, `commands::setup` applies the plan.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeSet;
 

@@ -8,7 +8,7 @@
 //! - [`hooks`]: hook event kinds, the hook the bridge wants, URL matching, and [`reconcile`]
 //!   (pure: hooks + desired hook → plan).
 //!
-//! Layer 0: knows nothing of events, templates or delivery; it takes [`crate::config::Secret`]
+//! Layer 0: knows nothing of events, templates or delivery; it takes [`crate::secret::Secret`]
 //! for the tokens, like `deliver` does.
 
 pub mod client;

@@ -8,7 +8,8 @@
 //! GitLab's requests in between. Secrets stay in [`Secret`] or [`SigningKey`]; neither shows its
 //! value in `Debug`.
 
-use crate::config::{Secret, ServerConfig};
+use crate::config::ServerConfig;
+use crate::secret::Secret;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
