@@ -277,7 +277,7 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
                         None
                     }
                     Err(e) => {
-                        let fallback = fallback_message(event, &e);
+                        let fallback = crate::render::cliq::fallback(event, &e).to_json();
                         render_error = Some(e);
                         Some(fallback)
                     }
@@ -310,20 +310,6 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
         ignored,
         render_error,
     }
-}
-
-/// A plain message saying an event could not be rendered, and why.
-pub fn fallback_message(event: &Event, error: &RenderError) -> String {
-    let project = if event.project.path.is_empty() {
-        String::new()
-    } else {
-        format!(" in {}", event.project.path)
-    };
-    let text = format!(
-        "gitlab-chat-bridge could not render {}{project} by {}: {error}",
-        event.key, event.actor.name
-    );
-    serde_json::json!({ "text": crate::render::helpers::truncate(&text, 1000) }).to_string()
 }
 
 #[cfg(test)]

@@ -3,14 +3,16 @@
 //! per-object order while retrying, throttling, dead letters, dedupe, restart (short real waits).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use gitlab_chat_bridge::deliver::clock::Clock;
 use gitlab_chat_bridge::deliver::durable::{DurableOutbox, DurableSettings};
 use gitlab_chat_bridge::deliver::rate::RateLimiter;
 use gitlab_chat_bridge::deliver::sender::Attempt;
 use gitlab_chat_bridge::deliver::store::Store;
-use gitlab_chat_bridge::deliver::worker::{run_channel, Clock, Post, Target};
+use gitlab_chat_bridge::deliver::worker::{run_channel, Post, Target};
 use gitlab_chat_bridge::deliver::{
     Auth, Batch, BoxFuture, Delivery, Endpoint, Enqueued, Outbox, RetryPolicy,
 };
+use gitlab_chat_bridge::render::cliq;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -149,6 +151,7 @@ impl Harness {
                     auth: Auth::None,
                 },
                 limiter,
+                digest: Arc::new(cliq::digest),
             };
             let p: Arc<dyn Post> = poster.clone();
             tasks.push(tokio::spawn(run_channel(
@@ -434,6 +437,7 @@ async fn messages_survive_a_restart_and_keep_their_order() {
             auth: Auth::None,
         },
         limiter: Arc::new(RateLimiter::new(1000)),
+        digest: Arc::new(cliq::digest),
     };
     let p: Arc<dyn Post> = poster.clone();
     let task = tokio::spawn(run_channel(

@@ -3,11 +3,13 @@
 //! requests and posts within a bound, and leaves the rest in the outbox for the next start.
 
 use crate::config::{ChannelConfig, Config, LogFormat};
+use crate::deliver::clock::Clock;
 use crate::deliver::durable::{DurableOutbox, DurableSettings};
 use crate::deliver::rate::RateLimiter;
 use crate::deliver::sender::Sender;
-use crate::deliver::worker::{self, Clock, Post, Target};
+use crate::deliver::worker::{self, Post, Target};
 use crate::deliver::Auth;
+use crate::render::cliq;
 use crate::server::{self, AppState, ListenOptions, Verifier};
 use crate::shutdown;
 use crate::systemd;
@@ -45,6 +47,7 @@ pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
                 name: c.name.clone(),
                 endpoint: c.endpoint.clone(),
                 limiter: Arc::clone(l),
+                digest: Arc::new(cliq::digest),
             })
         })
         .collect()

@@ -2,8 +2,8 @@
 //! arrived meanwhile (new batches, leases, outcomes) into one transaction, so throughput does not
 //! fall to one fsync per webhook. A webhook's batch is acknowledged only after its commit.
 
+use super::clock::Clock;
 use super::store::{self, Leased, Outcome, Store, StoreError};
-use super::worker::Clock;
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
 use std::collections::HashMap;
 use std::path::Path;

@@ -6,14 +6,14 @@
 //! [`durable::DurableOutbox`] keeps them in SQLite ([`store`]) and [`worker`]s drain it, posting
 //! with [`sender`] under the credential's [`rate`] limit.
 
-pub mod digest;
+pub mod clock;
 pub mod durable;
 pub mod rate;
 pub mod sender;
 pub mod store;
 pub mod worker;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use backon::BackoffBuilder;
 use std::future::Future;
 use std::pin::Pin;

@@ -5,11 +5,12 @@
 //! server's `Retry-After`, a cap); a throttle answer pauses the whole credential; permanent
 //! failures, the last attempt and messages older than the maximum age become dead letters.
 //! When more messages are due than the credential may post in a minute, the oldest are combined
-//! into one digest card (see [`digest`]) rather than waiting their turn for many minutes.
+//! into one digest (built by the channel's [`Digest`]) rather than waiting their turn for many
+//! minutes.
 //! On shutdown a worker finishes the post in progress (bounded by the post timeout) and stops;
 //! everything else stays in the outbox for the next start.
 
-use super::digest;
+use super::clock::Clock;
 use super::durable::DurableOutbox;
 use super::rate::RateLimiter;
 use super::sender::{Attempt, Sender};
@@ -17,7 +18,6 @@ use super::store::Outcome;
 use super::{BoxFuture, Endpoint, RetryPolicy};
 use crate::metrics::{self, Attempted};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -27,43 +27,6 @@ pub const IDLE_POLL: Duration = Duration::from_secs(5);
 pub const MIN_IDLE: Duration = Duration::from_millis(20);
 /// Wait after a failed store operation before trying again.
 pub const STORE_RETRY: Duration = Duration::from_millis(500);
-
-/// Wall-clock milliseconds that advance with tokio's clock, so tests can pause time.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    base_ms: i64,
-    base: Instant,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
-    }
-}
-
-impl Clock {
-    /// A clock starting at the current wall time.
-    pub fn new() -> Clock {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        Clock {
-            base_ms: wall,
-            base: Instant::now(),
-        }
-    }
-
-    /// Now, in unix milliseconds.
-    pub fn now_ms(&self) -> i64 {
-        self.base_ms + Instant::now().duration_since(self.base).as_millis() as i64
-    }
-
-    /// The tokio instant of a unix-millisecond time.
-    pub fn instant_at(&self, ms: i64) -> Instant {
-        self.base + Duration::from_millis((ms - self.base_ms).max(0) as u64)
-    }
-}
 
 /// Something that can post a message (the HTTP [`Sender`], or a fake in tests).
 pub trait Post: Send + Sync + 'static {
@@ -77,8 +40,26 @@ impl Post for Sender {
     }
 }
 
+/// Combines the bodies of a channel's oldest due messages into one digest body. `deliver` moves
+/// opaque bodies; the message format's owner (for Cliq, `render::cliq::digest`) is passed in by
+/// `serve`.
+pub trait Digest: Send + Sync + 'static {
+    /// Combines the leading `bodies` (oldest first, at least two) into one body; returns it and
+    /// how many bodies it holds (at least one).
+    fn combine(&self, bodies: &[&str]) -> (String, usize);
+}
+
+impl<F> Digest for F
+where
+    F: Fn(&[&str]) -> (String, usize) + Send + Sync + 'static,
+{
+    fn combine(&self, bodies: &[&str]) -> (String, usize) {
+        self(bodies)
+    }
+}
+
 /// A channel as its worker sees it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     /// Channel name.
     pub name: String,
@@ -86,6 +67,8 @@ pub struct Target {
     pub endpoint: Endpoint,
     /// The budget of the channel's credential (shared by channels with one credential).
     pub limiter: Arc<RateLimiter>,
+    /// How several of this channel's messages become one digest.
+    pub digest: Arc<dyn Digest>,
 }
 
 /// Runs one channel's worker until `cancel` fires.
@@ -132,7 +115,7 @@ pub async fn run_channel(
             (batch[0].body.clone(), 1)
         } else {
             let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
-            digest::combine(&bodies)
+            target.digest.combine(&bodies)
         };
         for rest in batch.split_off(used) {
             let _ = outbox.record(rest.id, Outcome::Release).await;

@@ -4,9 +4,17 @@
 //! here, after rendering, so no template can produce a message Cliq would refuse for its size:
 //! `text` ≤ 5 000 characters, card title ≤ 200, ≤ 5 buttons with labels ≤ 20 and URLs ≤ 256,
 //! ≤ 20 slides totalling ≤ 10 000 characters.
+//!
+//! This module is the only builder of Cliq message bodies outside the templates: the digest that
+//! stands for a backlog ([`digest`]) and the message that stands for an event whose template
+//! failed ([`fallback`]) are built here from typed parts, with every GitLab value neutralised
+//! ([`escape::neutralize`](super::escape::neutralize)) and the result held to the same [`shape`].
 
+use super::escape::neutralize;
 use super::helpers::truncate;
-use serde_json::{Map, Value};
+use crate::event::Event;
+use serde_json::{json, Map, Value};
+use std::fmt::Display;
 
 /// Longest `text` Cliq accepts, in characters.
 pub const MAX_TEXT_CHARS: usize = 5_000;
@@ -24,6 +32,10 @@ pub const MAX_SLIDES: usize = 20;
 pub const MAX_SLIDES_CHARS: usize = 10_000;
 /// Card themes Cliq documents today.
 pub const THEMES: [&str; 3] = ["modern-inline", "poll", "prompt"];
+/// Longest fallback message text, in characters: enough for the template error, short in a channel.
+pub const MAX_FALLBACK_CHARS: usize = 1_000;
+/// Separator between the messages of a digest.
+const DIGEST_SEPARATOR: &str = "\n\n";
 
 /// A message ready to post: a JSON object that fits Cliq's shape and limits.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +132,78 @@ pub fn shape(v: Value) -> Result<Message, String> {
     Ok(Message(m))
 }
 
+/// Combines the leading `bodies` (rendered Cliq messages, oldest first) into one digest message
+/// for a channel whose backlog is larger than its credential may post in a minute. Returns the
+/// body and how many messages it stands for: at least one, as many as fit in Cliq's `text`
+/// limit. One message alone is returned as it was rendered.
+///
+/// Each message becomes its card title in bold (neutralised: a title is GitLab text that the
+/// templates only JSON-escape, since Cliq shows titles literally) followed by its text, which
+/// the renderer already escaped.
+pub fn digest(bodies: &[&str]) -> (String, usize) {
+    let Some(first) = bodies.first() else {
+        return (String::new(), 0);
+    };
+    let mut text = String::new();
+    let mut chars = 0;
+    let mut used = 0;
+    for body in bodies {
+        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let part_text = v["text"].as_str().unwrap_or_default();
+        let part = match v["card"]["title"].as_str().filter(|t| !t.trim().is_empty()) {
+            Some(title) => format!("*{}*\n{part_text}", neutralize(title.trim())),
+            None => part_text.to_string(),
+        };
+        let part_chars = part.chars().count() + DIGEST_SEPARATOR.len();
+        if used > 0 && chars + part_chars > MAX_TEXT_CHARS {
+            break;
+        }
+        if used > 0 {
+            text.push_str(DIGEST_SEPARATOR);
+        }
+        text.push_str(&part);
+        chars += part_chars;
+        used += 1;
+    }
+    if used == 1 {
+        return ((*first).to_string(), 1);
+    }
+    let digest = json!({
+        "text": text,
+        "card": {
+            "title": format!("{used} updates (digest: more were waiting than the rate limit allows)"),
+            "theme": "modern-inline",
+        },
+    });
+    match shape(digest) {
+        Ok(m) => (m.to_json(), used),
+        // Only when no message had any text: post them one by one instead.
+        Err(_) => ((*first).to_string(), 1),
+    }
+}
+
+/// The plain message a channel receives instead of `event` when its template failed with
+/// `error`: what could not be rendered, where and by whom, and why. Every part is neutralised.
+pub fn fallback(event: &Event, error: &dyn Display) -> Message {
+    let project = if event.project.path.is_empty() {
+        String::new()
+    } else {
+        format!(" in {}", neutralize(&event.project.path))
+    };
+    let text = format!(
+        "gitlab-chat-bridge could not render {}{project} by {}: {}",
+        neutralize(&event.key),
+        neutralize(&event.actor.name),
+        neutralize(&error.to_string())
+    );
+    let mut m = Map::new();
+    m.insert(
+        "text".into(),
+        Value::String(truncate(&text, MAX_FALLBACK_CHARS)),
+    );
+    Message(m)
+}
+
 /// A button survives when it has a label and, for URL actions, a usable URL within Cliq's limit.
 fn button_fits(b: &Value) -> bool {
     let has_label = b
@@ -153,7 +237,83 @@ fn cut_text(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::parse;
+    use crate::render::{DateSettings, Rendered, Renderer};
     use serde_json::json;
+    use std::sync::Arc;
+
+    /// GitLab text that would mention, bold or link if it reached Cliq live.
+    const HOSTILE: [&str; 4] = ["{@all}", "{@12345}", "*bold*", "[x](http://evil)"];
+
+    fn hostile_text() -> String {
+        format!("{} {}", HOSTILE.join(" "), "y".repeat(10_000))
+    }
+
+    fn renderer() -> Renderer {
+        let dates = DateSettings {
+            timezone: chrono_tz::UTC,
+            date_format: "%d-%b-%Y %I:%M %p".into(),
+            day_format: "%d-%b-%Y".into(),
+            clock: Arc::new(chrono::Utc::now),
+        };
+        match Renderer::new(Vec::new(), dates, false) {
+            Ok(r) => r,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    /// Events whose titles, descriptions and branch names (10 000 characters), people and
+    /// project (short, so a fallback shows them whole) hold [`HOSTILE`] text.
+    fn hostile_events() -> Vec<Event> {
+        let h = hostile_text();
+        let short = HOSTILE.join(" ");
+        let user = json!({"name": short, "username": "{@all}"});
+        let project = json!({"id": 1, "name": short, "path_with_namespace": short,
+            "web_url": "https://g.test/a/b"});
+        let bodies = [
+            (
+                "Issue Hook",
+                json!({"object_kind": "issue", "user": user, "project": project,
+                "object_attributes": {"action": "open", "iid": 1, "title": h, "description": h,
+                "url": "https://g.test/a/b/-/issues/1"}, "labels": [{"title": h}]}),
+            ),
+            (
+                "Merge Request Hook",
+                json!({"object_kind": "merge_request", "user": user, "project": project,
+                "object_attributes": {"action": "open", "iid": 2, "title": h, "source_branch": h,
+                "target_branch": "main", "url": "https://g.test/a/b/-/merge_requests/2"}}),
+            ),
+            (
+                "Note Hook",
+                json!({"object_kind": "note", "user": user, "project": project,
+                "object_attributes": {"noteable_type": "Issue", "note": h, "url": "https://g.test/a/b/-/issues/1#note_1"},
+                "issue": {"iid": 1, "title": h}}),
+            ),
+        ];
+        bodies
+            .into_iter()
+            .map(|(header, body)| match parse(Some(header), body) {
+                Ok(e) => e,
+                Err(e) => panic!("{e}"),
+            })
+            .collect()
+    }
+
+    /// Asserts that `body` is a Cliq message within every limit whose `text` (what Cliq reads as
+    /// markup) holds none of [`HOSTILE`] live.
+    fn assert_inert_and_within_limits(body: &str) {
+        let v: Value = match serde_json::from_str(body) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}: {body}"),
+        };
+        let Ok(again) = shape(v.clone()) else {
+            panic!("not a Cliq message: {body}")
+        };
+        assert_eq!(Value::Object(again.as_map().clone()), v, "over a limit");
+        for h in HOSTILE {
+            assert!(!again.text().contains(h), "{h} is live in {body}");
+        }
+    }
 
     #[test]
     fn limits_are_enforced() {
@@ -190,6 +350,70 @@ mod tests {
         assert!(out.ends_with("\n…"));
         let last_line = out.lines().rev().nth(1).unwrap_or_default();
         assert!(last_line.ends_with(')'), "{last_line}");
+    }
+
+    #[test]
+    fn digests_neutralise_titles_and_keep_within_limits() {
+        let r = renderer();
+        let mut bodies: Vec<String> = hostile_events()
+            .iter()
+            .map(|e| match r.render(e) {
+                Ok(Rendered::Message(m, _)) => m.to_json(),
+                other => panic!("{}: {other:?}", e.key),
+            })
+            .collect();
+        // A card title is only JSON-escaped by the templates: the digest must neutralise it.
+        let raw_title =
+            json!({"text": "t", "card": {"title": HOSTILE.join(" "), "theme": "modern-inline"}});
+        bodies.insert(0, raw_title.to_string());
+        bodies.insert(1, json!({"text": "short"}).to_string());
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let (combined, used) = digest(&refs);
+        assert!(used >= 2, "{used}");
+        assert_inert_and_within_limits(&combined);
+        for h in HOSTILE {
+            assert!(!combined.contains(h), "{h} is live in {combined}");
+        }
+        assert!(
+            combined.contains("{＠all}"),
+            "the title is readable: {combined}"
+        );
+        // The rest follow in later digests, each inert too.
+        let (next, _) = digest(&refs[used..]);
+        assert_inert_and_within_limits(&next);
+    }
+
+    #[test]
+    fn digests_keep_order_and_fit_the_limit() {
+        let a = r#"{"text":"first","card":{"title":"A","theme":"modern-inline"}}"#;
+        let b = r#"{"text":"second"}"#;
+        let (body, used) = digest(&[a, b]);
+        assert_eq!(used, 2);
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        assert_eq!(v["text"], "*A*\nfirst\n\nsecond");
+        assert!(v["card"]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2 updates")));
+
+        let long = format!(r#"{{"text":"{}"}}"#, "x".repeat(3000));
+        let (_, used) = digest(&[&long, &long, &long]);
+        assert_eq!(used, 1);
+        let (alone, used) = digest(&[a]);
+        assert_eq!((alone.as_str(), used), (a, 1));
+    }
+
+    #[test]
+    fn fallbacks_neutralise_the_actor_project_and_error() {
+        for e in hostile_events() {
+            let m = fallback(
+                &e,
+                &format!("template issue.hbs:1:2: {}", HOSTILE.join(" ")),
+            );
+            assert_inert_and_within_limits(&m.to_json());
+            assert_eq!(m.as_map().len(), 1, "text only");
+            assert!(m.text().starts_with("gitlab-chat-bridge could not render"));
+            assert!(m.text().chars().count() <= MAX_FALLBACK_CHARS);
+        }
     }
 
     #[test]

@@ -36,10 +36,24 @@ pub fn json(s: &str) -> String {
 /// Escapes `s` for a JSON string literal and neutralises Cliq markup and mentions in it.
 pub fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
+    for c in neutral_chars(s) {
+        push_json_char(&mut out, c);
+    }
+    out
+}
+
+/// Neutralises Cliq markup and mentions in `s` without JSON escaping, for text that a message is
+/// built from as a value (digests, fallback messages) rather than written into a template.
+pub fn neutralize(s: &str) -> String {
+    neutral_chars(s).collect()
+}
+
+/// The characters of `s` with markup replaced by look-alikes and `{@` mentions broken.
+fn neutral_chars(s: &str) -> impl Iterator<Item = char> + '_ {
     // A value's first character follows template text, so only lines inside the value count.
     let mut at_line_start = false;
     let mut prev = '\0';
-    for c in s.chars() {
+    s.chars().map(move |c| {
         let mut c2 = c;
         if let Some((_, l)) = LOOKALIKES.iter().find(|(m, _)| *m == c) {
             c2 = *l;
@@ -50,11 +64,10 @@ pub fn text(s: &str) -> String {
                 c2 = *l;
             }
         }
-        push_json_char(&mut out, c2);
         at_line_start = c == '\n' || (at_line_start && (c == ' ' || c == '\t'));
         prev = c;
-    }
-    out
+        c2
+    })
 }
 
 fn push_json_char(out: &mut String, c: char) {
@@ -99,5 +112,12 @@ mod tests {
         }
         assert!(out.contains("bold") && out.contains("head"));
         assert_eq!(roundtrip(&text("naïve 日本 ✓")), "naïve 日本 ✓");
+    }
+
+    #[test]
+    fn neutralize_is_text_without_json_escaping() {
+        let hostile = "*b* {@all} \"q\"\n> quote [x](http://evil)";
+        assert_eq!(roundtrip(&text(hostile)), neutralize(hostile));
+        assert!(!neutralize(hostile).contains("{@"));
     }
 }
