@@ -1,13 +1,15 @@
 //! gitlab-chat-bridge: GitLab webhooks in, Zoho Cliq messages out.
 //!
-//! Layers (imports point down only; see `docs/ARCHITECTURE.md`):
-//! - 0: [`event`] (payload → typed event), [`deliver`] (outbox, retries, posting), [`shutdown`]
-//! - 0: [`metrics`] (counters and `GET /metrics`), [`systemd`] (service notifications)
-//! - 0: [`gitlab`] (GitLab REST client and hook reconciling, for `setup` and `check`)
-//! - 1: [`config`] (file → validated settings), [`render`] (event → Cliq message)
-//! - 2: [`route`] (event × channels → deliveries)
-//! - 3: [`server`] (HTTP), [`cli`] (argument types)
-//! - 4: [`commands`] (one composition root per subcommand)
+//! Layers (imports point down only; the table in `docs/ARCHITECTURE.md` is the truth, and
+//! `tests/tidy.rs` enforces it):
+//! - 0: [`secret`] (wrapped credentials), [`metrics`] (counters and `GET /metrics`), [`shutdown`],
+//!   [`systemd`] (service notifications)
+//! - 1: [`event`] (payload → typed event), [`deliver`] (outbox, retries, posting),
+//!   [`gitlab`] (GitLab REST client and hook reconciling, for `setup` and `check`)
+//! - 2: [`config`] (file → validated settings), [`render`] (event → Cliq message)
+//! - 3: [`route`] (event × channels → deliveries)
+//! - 4: [`server`] (HTTP), [`cli`] (argument types)
+//! - 5: [`commands`] (one composition root per subcommand)
 
 pub mod cli;
 pub mod commands;
