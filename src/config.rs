@@ -28,6 +28,8 @@ pub const DEFAULT_DAY_FORMAT: &str = "%d-%b-%Y";
 pub const DEFAULT_OUTBOX_PATH: &str = "data/outbox.sqlite";
 /// Default dedupe window, in hours.
 pub const DEFAULT_DEDUPE_HOURS: u64 = 24;
+/// Default `events.retention_days`: how long received deliveries are kept for `events` and replays.
+pub const DEFAULT_EVENTS_RETENTION_DAYS: u64 = 7;
 /// Default per-credential post budget per minute (Cliq locks a user out above ~50).
 pub const DEFAULT_RATE_PER_MINUTE: u32 = 45;
 /// Default `[gitlab] concurrency`: projects `setup` works on at once.
@@ -88,6 +90,8 @@ struct RawConfig {
     templates: RawTemplates,
     #[serde(default)]
     outbox: RawOutbox,
+    #[serde(default)]
+    events: RawEvents,
     #[serde(default)]
     delivery: RawDelivery,
     #[serde(default)]
@@ -161,6 +165,12 @@ struct RawOutbox {
     path: Option<PathBuf>,
     dedupe_window_hours: Option<u64>,
     synchronous: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    retention_days: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -329,6 +339,9 @@ pub struct OutboxConfig {
     pub dedupe_window: Duration,
     /// Commit with `synchronous=FULL` (survives power loss) instead of `NORMAL`.
     pub full_sync: bool,
+    /// `events.retention_days`: received deliveries (and the sent messages of them) are kept
+    /// this long for `events list/show/replay`, then pruned. Default 7 days; at least 1.
+    pub events_retention: Duration,
 }
 
 /// The `[gitlab]` section, validated.
@@ -568,6 +581,16 @@ impl Config {
                             format!("{other:?} is not \"full\" or \"normal\""),
                         ))
                     }
+                },
+                events_retention: match raw.events.retention_days {
+                    None => Duration::from_secs(DEFAULT_EVENTS_RETENTION_DAYS * 86_400),
+                    Some(0) => {
+                        return Err(invalid(
+                            "events.retention_days",
+                            "must be at least 1: the router stage reads events from the store",
+                        ))
+                    }
+                    Some(d) => Duration::from_secs(d.min(3650) * 86_400),
                 },
             },
             retry,

@@ -18,6 +18,7 @@ pub mod deliver;
 pub mod event;
 pub mod gitlab;
 pub mod metrics;
+pub mod pipeline;
 pub mod render;
 pub mod route;
 pub mod secret;

@@ -15,8 +15,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Webhooks accepted with a 2xx answer, by event kind and outcome.
+/// Webhooks answered 2xx, by outcome (accepted, duplicate).
 pub const WEBHOOKS_RECEIVED: &str = "gcb_webhooks_received_total";
+/// Events the router stage handled, by event kind and outcome (queued, ignored).
+pub const EVENTS_ROUTED: &str = "gcb_events_routed_total";
+/// Seconds from a webhook's arrival to its messages' commit by the router stage.
+pub const ROUTE_LATENCY: &str = "gcb_event_route_seconds";
 /// Webhooks refused, by reason.
 pub const WEBHOOKS_REJECTED: &str = "gcb_webhooks_rejected_total";
 /// Events whose template failed at render time (a fallback message was posted), by template.
@@ -56,21 +60,37 @@ const DELIVERY_BUCKETS: [f64; 14] = [
 /// What became of a webhook that was answered 2xx.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
-    /// Its messages were committed to the outbox.
-    Queued,
-    /// Seen before (same `Idempotency-Key`); not queued again.
+    /// Stored as a new event, to be routed.
+    Accepted,
+    /// Seen before (same `Idempotency-Key`); not stored again.
     Duplicate,
-    /// Nothing to post (no template, no channel, confidential, skipped).
-    Ignored,
 }
 
 impl Received {
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
-            Received::Queued => "queued",
+            Received::Accepted => "accepted",
             Received::Duplicate => "duplicate",
-            Received::Ignored => "ignored",
+        }
+    }
+}
+
+/// What the router stage made of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Messages were queued for at least one channel.
+    Queued,
+    /// Nothing to post (no template, no channel, confidential, skipped).
+    Ignored,
+}
+
+impl Routed {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routed::Queued => "queued",
+            Routed::Ignored => "ignored",
         }
     }
 }
@@ -222,7 +242,15 @@ impl Metrics {
 fn describe() {
     describe_counter!(
         WEBHOOKS_RECEIVED,
-        "Webhooks answered 2xx, by event kind and outcome (queued, duplicate, ignored)"
+        "Webhooks answered 2xx, by outcome (accepted, duplicate)"
+    );
+    describe_counter!(
+        EVENTS_ROUTED,
+        "Events routed, by event kind and outcome (queued, ignored)"
+    );
+    describe_histogram!(
+        ROUTE_LATENCY,
+        "Seconds from a webhook's arrival to the commit of its messages"
     );
     describe_counter!(
         WEBHOOKS_REJECTED,
@@ -273,12 +301,19 @@ fn kind_label(kind: &str, known: bool) -> String {
     }
 }
 
-/// A webhook answered 2xx: `kind` is the event kind (`issue`, `push`, …); `known` is false for
-/// kinds this version does not know (counted as `unknown`).
-pub fn webhook_received(kind: &str, known: bool, outcome: Received, took: Duration) {
-    counter!(WEBHOOKS_RECEIVED, "kind" => kind_label(kind, known), "outcome" => outcome.as_str())
-        .increment(1);
+/// A webhook answered 2xx after `took`.
+pub fn webhook_received(outcome: Received, took: Duration) {
+    counter!(WEBHOOKS_RECEIVED, "outcome" => outcome.as_str()).increment(1);
     histogram!(ACK_LATENCY, "outcome" => outcome.as_str()).record(took.as_secs_f64());
+}
+
+/// The router stage handled an event: `kind` is the event kind (`issue`, `push`, …); `known` is
+/// false for kinds this version does not know (counted as `unknown`); `since_received` is the
+/// time since its webhook arrived.
+pub fn event_routed(kind: &str, known: bool, outcome: Routed, since_received: Duration) {
+    counter!(EVENTS_ROUTED, "kind" => kind_label(kind, known), "outcome" => outcome.as_str())
+        .increment(1);
+    histogram!(ROUTE_LATENCY).record(since_received.as_secs_f64());
 }
 
 /// A webhook refused.
@@ -343,11 +378,13 @@ mod tests {
         let handle = recorder.handle();
         ::metrics::with_local_recorder(&recorder, || {
             describe();
-            webhook_received("issue", true, Received::Queued, Duration::from_millis(3));
-            webhook_received(
+            webhook_received(Received::Accepted, Duration::from_millis(3));
+            webhook_received(Received::Duplicate, Duration::ZERO);
+            event_routed("issue", true, Routed::Queued, Duration::from_millis(20));
+            event_routed(
                 "whatever_gitlab_adds",
                 false,
-                Received::Ignored,
+                Routed::Ignored,
                 Duration::ZERO,
             );
             webhook_rejected(Rejected::Token, Duration::ZERO);
@@ -363,8 +400,11 @@ mod tests {
         });
         let text = handle.render();
         for line in [
-            "gcb_webhooks_received_total{kind=\"issue\",outcome=\"queued\"} 1",
-            "gcb_webhooks_received_total{kind=\"unknown\",outcome=\"ignored\"} 1",
+            "gcb_webhooks_received_total{outcome=\"accepted\"} 1",
+            "gcb_webhooks_received_total{outcome=\"duplicate\"} 1",
+            "gcb_events_routed_total{kind=\"issue\",outcome=\"queued\"} 1",
+            "gcb_events_routed_total{kind=\"unknown\",outcome=\"ignored\"} 1",
+            "gcb_event_route_seconds_count 2",
             "gcb_webhooks_rejected_total{reason=\"token\"} 1",
             "gcb_deliveries_total{channel=\"dev\",outcome=\"retry\"} 1",
             "gcb_deliveries_total{channel=\"dev\",outcome=\"delivered\"} 1",
@@ -374,7 +414,7 @@ mod tests {
             "gcb_outbox_pending{channel=\"dev\"} 3",
             "gcb_outbox_dead_letters{channel=\"dev\"} 1",
             "gcb_outbox_oldest_pending_age_seconds{channel=\"dev\"} 42",
-            "gcb_webhook_ack_seconds_bucket{outcome=\"queued\",le=\"0.005\"} 1",
+            "gcb_webhook_ack_seconds_bucket{outcome=\"accepted\",le=\"0.005\"} 1",
             "# HELP gcb_webhooks_rejected_total",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");

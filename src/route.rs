@@ -16,7 +16,29 @@ use crate::deliver::Delivery;
 use crate::event::{Event, Kind};
 use crate::render::{RenderError, Rendered, Renderer};
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+/// The route table in force, shared by the server and the router stage and swapped whole when
+/// templates are reloaded (work in progress finishes with the table it started with).
+#[derive(Debug, Clone)]
+pub struct SharedRoutes(Arc<RwLock<Arc<RouteTable>>>);
+
+impl SharedRoutes {
+    /// Shares `table`.
+    pub fn new(table: RouteTable) -> SharedRoutes {
+        SharedRoutes(Arc::new(RwLock::new(Arc::new(table))))
+    }
+
+    /// The table in force now (cheap: clones an `Arc`).
+    pub fn get(&self) -> Arc<RouteTable> {
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts `table` in force.
+    pub fn replace(&self, table: RouteTable) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+    }
+}
 
 /// Why an event produced no delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,16 @@
-//! HTTP: `POST /hooks/gitlab` (verify, read, parse, route, commit to the outbox, answer),
+//! HTTP: `POST /hooks/gitlab` (verify, read, check, store the raw delivery, answer),
 //! `GET /healthz`, `GET /readyz` and `GET /metrics`; the listener itself is in [`listen`]
 //! (connection limit, timeouts, TLS), who may post in [`verify`].
 //!
-//! The handler never calls the chat API. Order of checks: the peer's network (403), the token
-//! (401, body left unread), the signing headers and timestamp when a signing token is configured
-//! (401, body left unread), the declared and actual body size (413), the signature over the raw
-//! body and the replay memory (401), JSON (400), then the event, which never fails for a JSON
-//! object: unknown kinds and actions are answered 200 and logged at debug, because GitLab pauses
-//! and then disables hooks that keep failing.
+//! The handler never calls the chat API, and does not parse, route or render either: it stores
+//! the delivery as received and answers once that is committed; the router stage does the rest
+//! (`deliver::router`, with the pipeline `serve` hands it). Order of checks: the peer's network
+//! (403), the token (401, body left unread), the signing headers and timestamp when a signing
+//! token is configured (401, body left unread), the declared and actual body size (413), the
+//! signature over the raw body and the replay memory (401), one JSON object (400: validated
+//! without building a tree), dedupe, commit, 200. Unknown kinds and actions are stored like any
+//! other event and ignored by the router stage, because GitLab pauses and then disables hooks
+//! that keep failing.
 
 pub mod listen;
 pub mod verify;
@@ -15,11 +18,10 @@ pub mod verify;
 pub use listen::{ListenOptions, Peer};
 pub use verify::Verifier;
 
-use crate::deliver::{Batch, Enqueued, Outbox, OutboxError};
-use crate::event::{self, Kind};
+use crate::deliver::store::{Ingested, RawEvent, KEPT_HEADERS};
+use crate::deliver::{Outbox, OutboxError};
 use crate::metrics::{self, Metrics, Received, Rejected};
-use crate::render::RenderError;
-use crate::route::{self, Ignored, RouteTable};
+use crate::route::{RouteTable, SharedRoutes};
 use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -29,7 +31,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -50,8 +52,9 @@ pub struct AppState {
     pub metrics: Option<Metrics>,
     /// Largest accepted body, in bytes.
     pub max_body_bytes: usize,
-    /// Channels, routes and their compiled templates; swapped whole when templates are reloaded.
-    pub routes: RwLock<Arc<RouteTable>>,
+    /// Channels, routes and their compiled templates (shared with the router stage); swapped
+    /// whole when templates are reloaded.
+    pub routes: SharedRoutes,
     /// Where deliveries go.
     pub outbox: Arc<dyn Outbox>,
     /// Fallback request ids for deliveries without GitLab's ids.
@@ -61,12 +64,7 @@ pub struct AppState {
 impl AppState {
     /// The current route table (cheap: clones an `Arc`).
     pub fn route_table(&self) -> Arc<RouteTable> {
-        Arc::clone(&self.routes.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Replaces the route table (template reload); requests in flight finish with the old one.
-    pub fn replace_routes(&self, table: RouteTable) {
-        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        self.routes.get()
     }
 }
 
@@ -266,23 +264,15 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// A webhook answered 2xx, for the metrics.
-struct Answered {
-    kind: String,
-    known: bool,
-    outcome: Received,
-    response: Response,
-}
-
 async fn receive(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
     // The webhook-id remembered against replays, forgotten again if the request fails after
     // all, so that GitLab's re-send is not taken for a replay.
     let mut remembered: Option<String> = None;
     match accept(&state, req, &mut remembered).await {
-        Ok(a) => {
-            metrics::webhook_received(&a.kind, a.known, a.outcome, started.elapsed());
-            a.response
+        Ok((outcome, response)) => {
+            metrics::webhook_received(outcome, started.elapsed());
+            response
         }
         Err(error) => {
             if let Some(id) = remembered {
@@ -298,7 +288,7 @@ async fn accept(
     state: &AppState,
     req: Request,
     remembered: &mut Option<String>,
-) -> Result<Answered, RequestError> {
+) -> Result<(Received, Response), RequestError> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let peer = parts.extensions.get::<Peer>().map(|p| p.0);
@@ -341,14 +331,11 @@ async fn accept(
         }
         *remembered = Some(signed.id.clone());
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    if let Err(error) = one_json_object(&bytes) {
+        tracing::warn!(peer = ?peer, request = %uuid, idempotency_key = %idempotency_key, %error, "refused a webhook: not one JSON object");
+        return Err(error);
+    }
     let gitlab_event = header(headers, "x-gitlab-event");
-    let event =
-        event::parse(gitlab_event, value).map_err(|e| RequestError::Malformed(e.to_string()))?;
-    let kind = event.kind.as_str().to_string();
-    let known = !matches!(event.kind, Kind::Unknown(_));
-
     let dedupe_key = header(headers, "idempotency-key")
         .or_else(|| header(headers, "x-gitlab-webhook-uuid"))
         .map(str::to_string)
@@ -357,72 +344,49 @@ async fn accept(
         .or_else(|| header(headers, "idempotency-key"))
         .map(str::to_string)
         .unwrap_or_else(|| format!("req-{}", state.counter.fetch_add(1, Ordering::Relaxed)));
-    let key = &dedupe_key;
-
-    let table = state.route_table();
-    let routing = route::route(&event, &table, &request_id);
-    if let Some(error) = &routing.render_error {
-        let template = match error {
-            RenderError::Template { origin, .. } | RenderError::Output { origin, .. } => origin,
-        };
-        metrics::render_error(template);
-        tracing::error!(request = %request_id, idempotency_key = %key, key = %event.key, %error, "template failed; posting a fallback message");
-    }
-    if let Some(why) = routing.ignored {
-        let level_debug = matches!(why, Ignored::NoTemplate | Ignored::NoChannel);
-        if level_debug {
-            tracing::debug!(request = %request_id, idempotency_key = %key, key = %event.key, reason = why.as_str(), "event ignored");
-        } else {
-            tracing::info!(request = %request_id, idempotency_key = %key, key = %event.key, reason = why.as_str(), "event not posted");
+    let kept = KEPT_HEADERS
+        .iter()
+        .filter_map(|name| header(headers, name).map(|v| (name.to_string(), v.to_string())))
+        .collect();
+    let raw = RawEvent {
+        request_id,
+        dedupe_key: Some(dedupe_key),
+        headers: kept,
+        body: bytes.to_vec(),
+    };
+    match state.outbox.ingest(raw).await {
+        Ok(Ingested::Accepted(id)) => {
+            tracing::debug!(request = %uuid, idempotency_key = %idempotency_key, event_id = id, "accepted");
+            let body = json!({ "status": "accepted", "event_id": id });
+            Ok((Received::Accepted, (StatusCode::OK, Json(body)).into_response()))
         }
-        return Ok(Answered {
-            kind,
-            known,
-            outcome: Received::Ignored,
-            response: answer("ignored", &event.key, 0, Some(why.as_str())),
-        });
-    }
-    let n = routing.deliveries.len();
-    let outcome = state
-        .outbox
-        .enqueue(Batch {
-            dedupe_key: Some(dedupe_key.clone()),
-            request_id: request_id.clone(),
-            deliveries: routing.deliveries,
-        })
-        .await;
-    match outcome {
-        Ok(Enqueued::Accepted) => {
-            tracing::info!(request = %request_id, idempotency_key = %key, key = %event.key, deliveries = n, "queued");
-            Ok(Answered {
-                kind,
-                known,
-                outcome: Received::Queued,
-                response: answer("queued", &event.key, n, None),
-            })
-        }
-        Ok(Enqueued::Duplicate) => {
-            tracing::info!(request = %request_id, idempotency_key = %key, key = %event.key, "duplicate delivery; already queued once");
-            Ok(Answered {
-                kind,
-                known,
-                outcome: Received::Duplicate,
-                response: answer("duplicate", &event.key, 0, None),
-            })
+        Ok(Ingested::Duplicate) => {
+            tracing::info!(request = %uuid, idempotency_key = %idempotency_key, "duplicate delivery; already accepted once");
+            let body = json!({ "status": "duplicate" });
+            Ok((Received::Duplicate, (StatusCode::OK, Json(body)).into_response()))
         }
         Err(error) => {
-            tracing::error!(request = %request_id, idempotency_key = %key, key = %event.key, %error, "cannot queue; GitLab will re-send");
+            tracing::error!(request = %uuid, idempotency_key = %idempotency_key, %error, "cannot store the delivery; GitLab will re-send");
             Err(error.into())
         }
     }
 }
 
-fn answer(status: &str, key: &str, deliveries: usize, reason: Option<&str>) -> Response {
-    let mut body = json!({ "status": status, "event": key, "deliveries": deliveries });
-    if let Some(r) = reason {
-        body["reason"] = json!(r);
-    }
-    (StatusCode::OK, Json(body)).into_response()
+/// Checks, without building a tree, that `bytes` are exactly one JSON object.
+fn one_json_object(bytes: &[u8]) -> Result<(), RequestError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let what = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => return Ok(()),
+        Some(b'[') => "array",
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        _ => "number",
+    };
+    Err(RequestError::Malformed(format!(
+        "payload is a JSON {what}, not an object"
+    )))
 }
 
 /// Reads at most `limit` bytes; a larger declared or actual body is refused with 413.

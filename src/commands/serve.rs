@@ -1,15 +1,19 @@
-//! `serve`: the daemon. Loads config and templates, opens the durable outbox, starts one delivery
-//! worker per channel, listens, and on SIGTERM/SIGINT stops accepting, finishes in-flight
-//! requests and posts within a bound, and leaves the rest in the outbox for the next start.
+//! `serve`: the daemon. Loads config and templates, opens the durable outbox, starts the router
+//! stage (stored events → messages) and one delivery worker per channel, listens, and on
+//! SIGTERM/SIGINT stops accepting, finishes in-flight requests, the routing batch and the posts
+//! in progress within a bound, and leaves the rest in the store for the next start.
 
 use crate::config::{ChannelConfig, Config, LogFormat};
 use crate::deliver::clock::Clock;
 use crate::deliver::durable::{DurableOutbox, DurableSettings};
 use crate::deliver::rate::RateLimiter;
+use crate::deliver::router;
 use crate::deliver::sender::Sender;
 use crate::deliver::worker::{self, Post, Target};
 use crate::deliver::Auth;
+use crate::pipeline::Pipeline;
 use crate::render::cliq;
+use crate::route::SharedRoutes;
 use crate::server::{self, AppState, ListenOptions, Verifier};
 use crate::shutdown;
 use crate::systemd;
@@ -18,7 +22,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -81,6 +85,15 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         clock,
     )
     .with_context(|| format!("cannot open the outbox {}", cfg.outbox.path.display()))?;
+    let routes = SharedRoutes::new(table);
+    let stage_stop = CancellationToken::new();
+    let stage = router::spawn(
+        &cfg.outbox.path,
+        outbox.clone(),
+        Arc::new(Pipeline::new(routes.clone())),
+        stage_stop.clone(),
+    )
+    .context("cannot start the router stage")?;
     let poster: Arc<dyn Post> = Arc::new(Sender::new(cfg.retry.timeout)?);
     let workers = cancel.child_token();
     for t in targets(&cfg.channels) {
@@ -93,9 +106,10 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
             workers.clone(),
         ));
     }
-    tracker.spawn(prune_dedupe(
+    tracker.spawn(prune(
         outbox.clone(),
         cfg.outbox.dedupe_window,
+        cfg.outbox.events_retention,
         clock,
         workers.clone(),
     ));
@@ -111,7 +125,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         listen,
         metrics: Some(metrics),
         max_body_bytes: cfg.server.max_body_bytes,
-        routes: RwLock::new(Arc::new(table)),
+        routes,
         outbox: Arc::new(outbox.clone()),
         counter: Default::default(),
     });
@@ -134,6 +148,10 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     }
     notified.cancel();
     let _ = notifier.await;
+    // The router stage finishes the batch it is routing (committed whole or not at all).
+    stage_stop.cancel();
+    outbox.router_bell().ring();
+    let _ = tokio::task::spawn_blocking(move || stage.join()).await;
     // The writer thread ends once the last handle is gone, after its final commit.
     drop(outbox);
     let joined = tokio::task::spawn_blocking(move || writer.join());
@@ -190,17 +208,22 @@ const IDLE_NOTIFY: Duration = Duration::from_secs(3600);
 
 /// How long `serve` waits for the outbox writer's last commit at shutdown.
 const WRITER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often old dedupe keys are forgotten.
+/// How often old dedupe keys, and events past their retention, are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-async fn prune_dedupe(
+async fn prune(
     outbox: DurableOutbox,
     window: Duration,
+    retention: Duration,
     clock: Clock,
     cancel: CancellationToken,
 ) {
     loop {
-        outbox.prune(clock.now_ms() - window.as_millis() as i64);
+        let now = clock.now_ms();
+        outbox.prune(
+            now - window.as_millis() as i64,
+            now - retention.as_millis() as i64,
+        );
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
@@ -248,7 +271,7 @@ async fn watch_templates(cfg: Config, state: Arc<AppState>, cancel: Cancellation
 fn reload(cfg: &Config, state: &AppState, why: &str) {
     match super::build_routes(cfg, false) {
         Ok(Ok(table)) => {
-            state.replace_routes(table);
+            state.routes.replace(table);
             tracing::info!(reason = why, "templates reloaded");
         }
         Ok(Err(errors)) => {

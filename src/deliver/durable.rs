@@ -1,9 +1,13 @@
 //! The durable [`Outbox`]: one writer thread owns the SQLite [`Store`] and groups whatever
-//! arrived meanwhile (new batches, leases, outcomes) into one transaction, so throughput does not
-//! fall to one fsync per webhook. A webhook's batch is acknowledged only after its commit.
+//! arrived meanwhile (received deliveries, routed events, leases, outcomes) into one
+//! transaction, so throughput does not fall to one fsync per webhook. A webhook is acknowledged
+//! only after its raw delivery is committed; the router stage ([`super::router`]) is woken then,
+//! reads new events on its own connection, and hands back their messages, which are committed
+//! together with the event's `routed` mark.
 
 use super::clock::Clock;
-use super::store::{self, Leased, Outcome, Store, StoreError};
+use super::router::Bell;
+use super::store::{self, Ingested, Leased, Outcome, RawEvent, RoutedEvent, Store, StoreError};
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,16 +27,22 @@ pub struct DurableSettings {
 }
 
 enum Cmd {
+    Ingest(RawEvent, i64, oneshot::Sender<Result<Ingested, OutboxError>>),
     Enqueue(Batch, i64, oneshot::Sender<Result<Enqueued, OutboxError>>),
+    Routed(Vec<RoutedEvent>, i64, oneshot::Sender<Result<(), OutboxError>>),
     Lease {
         channel: String,
         now: i64,
         lease_ms: i64,
         digest_over: usize,
+        max: usize,
         reply: oneshot::Sender<Result<LeaseAnswer, OutboxError>>,
     },
-    Record(i64, Outcome, oneshot::Sender<Result<(), OutboxError>>),
-    Prune(i64),
+    Record(i64, Outcome, i64, oneshot::Sender<Result<(), OutboxError>>),
+    Prune {
+        dedupe_before: i64,
+        events_before: i64,
+    },
     /// Readiness: write the probe row, answer after the commit.
     Ping(i64, oneshot::Sender<Result<(), OutboxError>>),
     /// Counts per channel, for the metrics.
@@ -46,8 +56,10 @@ pub const DIGEST_MAX: usize = 20;
 /// the channel next has one due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseAnswer {
-    /// The messages to post now, oldest first: empty, one, or a digest's worth.
+    /// The messages to post now, oldest first: empty, some to post one by one, or a digest's worth.
     pub messages: Vec<Leased>,
+    /// Whether `messages` are to be combined into one digest.
+    pub digest: bool,
     /// When (unix ms) something is next due on the channel, if anything is pending.
     pub next_due: Option<i64>,
 }
@@ -57,6 +69,7 @@ pub struct LeaseAnswer {
 pub struct DurableOutbox {
     tx: mpsc::UnboundedSender<Cmd>,
     wake: Arc<HashMap<String, Arc<Notify>>>,
+    router: Arc<Bell>,
     clock: Clock,
 }
 
@@ -95,12 +108,61 @@ impl DurableOutbox {
                 .map(|c| (c.clone(), Arc::new(Notify::new())))
                 .collect(),
         );
+        let router = Arc::new(Bell::default());
         let thread_wake = Arc::clone(&wake);
+        let thread_router = Arc::clone(&router);
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
-            .spawn(move || writer(store, rx, settings, thread_wake))
+            .spawn(move || writer(store, rx, settings, thread_wake, thread_router))
             .map_err(|e| OutboxError::Store(format!("cannot start the writer thread: {e}")))?;
-        Ok((DurableOutbox { tx, wake, clock }, handle))
+        Ok((
+            DurableOutbox {
+                tx,
+                wake,
+                router,
+                clock,
+            },
+            handle,
+        ))
+    }
+
+    /// Rung after every commit that stored new events (the router stage waits on it).
+    pub fn router_bell(&self) -> Arc<Bell> {
+        Arc::clone(&self.router)
+    }
+
+    /// The clock the outbox stamps rows with.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    async fn call<T>(
+        &self,
+        cmd: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Cmd,
+    ) -> Result<T, OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(cmd(reply)).map_err(|_| OutboxError::Closed)?;
+        rx.await.map_err(|_| OutboxError::Closed)?
+    }
+
+    /// Stores a received delivery as a new event (committed when this resolves).
+    pub async fn ingest_at(&self, ev: RawEvent, now: i64) -> Result<Ingested, OutboxError> {
+        self.call(|reply| Cmd::Ingest(ev, now, reply)).await
+    }
+
+    /// Commits routed events: each is marked routed and its messages inserted, together.
+    pub async fn routed(&self, events: Vec<RoutedEvent>) -> Result<(), OutboxError> {
+        let now = self.clock.now_ms();
+        self.call(|reply| Cmd::Routed(events, now, reply)).await
+    }
+
+    /// [`Self::routed`] from a thread outside the async runtime (the router stage).
+    pub fn routed_blocking(&self, events: Vec<RoutedEvent>) -> Result<(), OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Routed(events, self.clock.now_ms(), reply))
+            .map_err(|_| OutboxError::Closed)?;
+        rx.blocking_recv().map_err(|_| OutboxError::Closed)?
     }
 
     /// The wake-up signal of `channel`.
@@ -111,81 +173,72 @@ impl DurableOutbox {
             .unwrap_or_else(|| Arc::new(Notify::new()))
     }
 
-    /// Leases the next message of `channel` (ordering respected). When more than `digest_over`
-    /// messages are due (0: never), leases up to [`DIGEST_MAX`] of the oldest at once, to be
-    /// posted as one digest.
+    /// Leases up to `max` messages of `channel` to post one by one (ordering respected). When
+    /// more than `digest_over` messages are due (0: never), leases up to [`DIGEST_MAX`] of the
+    /// oldest at once instead, to be posted as one digest.
     pub async fn lease(
         &self,
         channel: &str,
         now: i64,
         lease_ms: i64,
         digest_over: usize,
+        max: usize,
     ) -> Result<LeaseAnswer, OutboxError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Lease {
-                channel: channel.to_string(),
-                now,
-                lease_ms,
-                digest_over,
-                reply,
-            })
-            .map_err(|_| OutboxError::Closed)?;
-        rx.await.map_err(|_| OutboxError::Closed)?
+        let channel = channel.to_string();
+        self.call(|reply| Cmd::Lease {
+            channel,
+            now,
+            lease_ms,
+            digest_over,
+            max,
+            reply,
+        })
+        .await
     }
 
     /// Records the outcome of an attempt (committed when this resolves).
     pub async fn record(&self, id: i64, outcome: Outcome) -> Result<(), OutboxError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Record(id, outcome, reply))
-            .map_err(|_| OutboxError::Closed)?;
-        rx.await.map_err(|_| OutboxError::Closed)?
+        let now = self.clock.now_ms();
+        self.call(|reply| Cmd::Record(id, outcome, now, reply)).await
     }
 
-    /// Forgets dedupe keys older than `before` (unix ms); fire and forget.
-    pub fn prune(&self, before: i64) {
-        let _ = self.tx.send(Cmd::Prune(before));
+    /// Forgets dedupe keys older than `dedupe_before` and routed events (with their sent
+    /// messages) received before `events_before` (unix ms); fire and forget.
+    pub fn prune(&self, dedupe_before: i64, events_before: i64) {
+        let _ = self.tx.send(Cmd::Prune {
+            dedupe_before,
+            events_before,
+        });
     }
 
-    /// Enqueues with an explicit receive time (unix ms).
+    /// Enqueues messages directly, with an explicit receive time (unix ms): deduplicated on the
+    /// batch's key, not tied to a stored event.
     pub async fn enqueue_at(&self, batch: Batch, now: i64) -> Result<Enqueued, OutboxError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Enqueue(batch, now, reply))
-            .map_err(|_| OutboxError::Closed)?;
-        rx.await.map_err(|_| OutboxError::Closed)?
+        self.call(|reply| Cmd::Enqueue(batch, now, reply)).await
     }
 }
 
 impl Outbox for DurableOutbox {
-    fn enqueue(&self, batch: Batch) -> BoxFuture<'_, Result<Enqueued, OutboxError>> {
-        Box::pin(self.enqueue_at(batch, self.clock.now_ms()))
+    fn ingest(&self, ev: RawEvent) -> BoxFuture<'_, Result<Ingested, OutboxError>> {
+        Box::pin(self.ingest_at(ev, self.clock.now_ms()))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), OutboxError>> {
-        Box::pin(async move {
-            let (reply, rx) = oneshot::channel();
-            self.tx
-                .send(Cmd::Ping(self.clock.now_ms(), reply))
-                .map_err(|_| OutboxError::Closed)?;
-            rx.await.map_err(|_| OutboxError::Closed)?
-        })
+        let now = self.clock.now_ms();
+        Box::pin(self.call(move |reply| Cmd::Ping(now, reply)))
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<Vec<store::ChannelStats>, OutboxError>> {
-        Box::pin(async move {
-            let (reply, rx) = oneshot::channel();
-            self.tx
-                .send(Cmd::Stats(reply))
-                .map_err(|_| OutboxError::Closed)?;
-            rx.await.map_err(|_| OutboxError::Closed)?
-        })
+        Box::pin(self.call(Cmd::Stats))
     }
 }
 
 /// A reply to send once the transaction is committed.
 enum Reply {
+    Ingest(
+        oneshot::Sender<Result<Ingested, OutboxError>>,
+        Result<Ingested, OutboxError>,
+    ),
     Enqueue(
         oneshot::Sender<Result<Enqueued, OutboxError>>,
         Result<Enqueued, OutboxError>,
@@ -204,6 +257,7 @@ impl Reply {
     fn fail(self, e: &OutboxError) {
         let err = || OutboxError::Store(e.to_string());
         match self {
+            Reply::Ingest(tx, _) => drop(tx.send(Err(err()))),
             Reply::Enqueue(tx, _) => drop(tx.send(Err(err()))),
             Reply::Lease(tx, _) => drop(tx.send(Err(err()))),
             Reply::Record(tx, _) => drop(tx.send(Err(err()))),
@@ -212,6 +266,7 @@ impl Reply {
 
     fn send(self) {
         match self {
+            Reply::Ingest(tx, r) => drop(tx.send(r)),
             Reply::Enqueue(tx, r) => drop(tx.send(r)),
             Reply::Lease(tx, r) => drop(tx.send(r)),
             Reply::Record(tx, r) => drop(tx.send(r)),
@@ -224,6 +279,7 @@ fn writer(
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     settings: DurableSettings,
     wake: Arc<HashMap<String, Arc<Notify>>>,
+    router: Arc<Bell>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -236,10 +292,39 @@ fn writer(
         }
         let mut replies = Vec::with_capacity(group.len());
         let mut woken: Vec<String> = Vec::new();
+        let mut new_events = false;
         let result = (|| -> Result<(), StoreError> {
             let mut tx = store.transaction()?;
             for cmd in group.drain(..) {
                 match cmd {
+                    Cmd::Ingest(ev, now, reply) => {
+                        let since = now - settings.dedupe_window_ms;
+                        let r = store::insert_event(&tx, &ev, now, since).map_err(store_err);
+                        new_events |= matches!(r, Ok(Ingested::Accepted(_)));
+                        replies.push(Reply::Ingest(reply, r));
+                    }
+                    Cmd::Routed(events, now, reply) => {
+                        // A savepoint for the lot: a failure leaves every event `new`, to be
+                        // routed again, and no half of its messages.
+                        let mut sp = tx.savepoint()?;
+                        let mut r = Ok(());
+                        for ev in &events {
+                            match store::mark_routed(&sp, ev, now) {
+                                Ok(true) => woken.extend(ev.deliveries.iter().map(|d| d.channel.clone())),
+                                Ok(false) => {}
+                                Err(e) => {
+                                    r = Err(store_err(e));
+                                    break;
+                                }
+                            }
+                        }
+                        if r.is_ok() {
+                            sp.commit()?;
+                        } else {
+                            sp.rollback()?;
+                        }
+                        replies.push(Reply::Record(reply, r));
+                    }
                     Cmd::Enqueue(batch, now, reply) => {
                         let since = now - settings.dedupe_window_ms;
                         // A savepoint per webhook: a failed insert leaves none of its rows (nor
@@ -261,6 +346,7 @@ fn writer(
                         now,
                         lease_ms,
                         digest_over,
+                        max,
                         reply,
                     } => {
                         let r = (|| {
@@ -271,23 +357,40 @@ fn writer(
                                 messages =
                                     store::lease_prefix(&tx, &channel, now, lease_ms, DIGEST_MAX)?;
                             }
-                            if messages.is_empty() {
-                                messages.extend(store::lease_next(&tx, &channel, now, lease_ms)?);
+                            let digest = !messages.is_empty();
+                            if !digest {
+                                messages =
+                                    store::lease_batch(&tx, &channel, now, lease_ms, max.max(1))?;
                             }
+                            // Only asked for when there is nothing to do now.
+                            let next_due = if messages.is_empty() {
+                                store::next_due(&tx, &channel)?
+                            } else {
+                                None
+                            };
                             Ok(LeaseAnswer {
                                 messages,
-                                next_due: store::next_due(&tx, &channel)?,
+                                digest,
+                                next_due,
                             })
                         })();
                         replies.push(Reply::Lease(reply, r.map_err(store_err)));
                     }
-                    Cmd::Record(id, outcome, reply) => {
-                        let r = store::record(&tx, id, &outcome).map_err(store_err);
+                    Cmd::Record(id, outcome, now, reply) => {
+                        let r = store::record(&tx, id, &outcome, now).map_err(store_err);
                         replies.push(Reply::Record(reply, r));
                     }
-                    Cmd::Prune(before) => {
-                        if let Err(error) = store::prune_dedupe(&tx, before) {
+                    Cmd::Prune {
+                        dedupe_before,
+                        events_before,
+                    } => {
+                        if let Err(error) = store::prune_dedupe(&tx, dedupe_before) {
                             tracing::warn!(%error, "cannot prune old dedupe keys");
+                        }
+                        match store::prune_events(&tx, events_before) {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(events = n, "pruned events past their retention"),
+                            Err(error) => tracing::warn!(%error, "cannot prune old events"),
                         }
                     }
                     Cmd::Ping(now, reply) => {
@@ -306,6 +409,9 @@ fn writer(
         match result {
             Ok(()) => {
                 replies.into_iter().for_each(Reply::send);
+                if new_events {
+                    router.ring();
+                }
                 woken.sort();
                 woken.dedup();
                 for c in woken {

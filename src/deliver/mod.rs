@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod durable;
 pub mod rate;
+pub mod router;
 pub mod sender;
 pub mod store;
 pub mod worker;
@@ -86,10 +87,11 @@ pub enum OutboxError {
 /// A boxed future, so [`Outbox`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where the HTTP handler puts deliveries. It returns once the batch is committed.
+/// Where the HTTP handler puts what it received. It returns once the delivery is committed.
 pub trait Outbox: Send + Sync + 'static {
-    /// Accepts a batch (committed when this resolves `Ok`).
-    fn enqueue(&self, batch: Batch) -> BoxFuture<'_, Result<Enqueued, OutboxError>>;
+    /// Stores a received delivery as a new event, to be routed (committed when this resolves
+    /// `Ok`), or recognises it as a duplicate.
+    fn ingest(&self, ev: store::RawEvent) -> BoxFuture<'_, Result<store::Ingested, OutboxError>>;
 
     /// Checks that the outbox can commit (for `GET /readyz`). The default: always.
     fn ping(&self) -> BoxFuture<'_, Result<(), OutboxError>> {

@@ -1,7 +1,10 @@
-//! The durable outbox store: SQLite (WAL) through rusqlite, used from one writer thread.
+//! The durable outbox store: SQLite (WAL) through rusqlite, written from one writer thread.
 //!
-//! A message row is `pending` until posted (then deleted) or `dead` (given up, kept for
-//! inspection). Rows of one `(channel, ordering_key)` are handed out strictly in id order: a row
+//! Two tables carry the pipeline. `events` holds each webhook delivery as received (the headers
+//! that matter and the body bytes): `new` until the router stage has turned it into messages,
+//! then `routed`, kept for `events.retention_days` for `events list/show/replay`. `messages` holds
+//! what goes to each channel: a row is `pending` until posted (then `sent`, kept as long as its
+//! event) or `dead` (given up, kept for inspection). Rows of one `(channel, ordering_key)` are handed out strictly in id order: a row
 //! is leased only when no older pending row of the same key exists, so a retrying message holds
 //! back later messages about the same object and nothing else. Schema changes are versioned with
 //! `PRAGMA user_version`.
@@ -11,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::Path;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -39,6 +42,67 @@ CREATE INDEX dedupe_age ON dedupe (received_at);
     // The webhook's Idempotency-Key (or other dedupe key), so every log line about a delivery
     // names it next to the request id.
     "ALTER TABLE messages ADD COLUMN idempotency_key TEXT;",
+    // The staged pipeline: raw deliveries in `events`, routed later; messages remember their
+    // event and are kept as `sent` (SQLite cannot change a CHECK, so the table is rebuilt with
+    // every row and id as it was).
+    r#"
+CREATE TABLE messages_v3 (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id      TEXT    NOT NULL,
+    delivery_id     TEXT    NOT NULL,
+    channel         TEXT    NOT NULL,
+    ordering_key    TEXT    NOT NULL,
+    body            TEXT    NOT NULL,
+    state           TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'dead', 'sent')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    next_at         INTEGER NOT NULL,
+    lease_until     INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    idempotency_key TEXT,
+    event_id        INTEGER,
+    sent_at         INTEGER
+);
+INSERT INTO messages_v3 (id, request_id, delivery_id, channel, ordering_key, body, state, attempts,
+                         created_at, next_at, lease_until, last_status, last_error, idempotency_key)
+    SELECT id, request_id, delivery_id, channel, ordering_key, body, state, attempts,
+           created_at, next_at, lease_until, last_status, last_error, idempotency_key
+    FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v3 RENAME TO messages;
+CREATE INDEX messages_due ON messages (channel, state, next_at);
+CREATE INDEX messages_order ON messages (channel, ordering_key, state, id);
+CREATE INDEX messages_event ON messages (event_id);
+CREATE INDEX messages_sent ON messages (sent_at) WHERE state = 'sent';
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    request_id  TEXT    NOT NULL,
+    dedupe_key  TEXT,
+    headers     TEXT    NOT NULL,
+    body        BLOB    NOT NULL,
+    state       TEXT    NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'routed')),
+    routed_at   INTEGER,
+    kind        TEXT,
+    key         TEXT,
+    project     TEXT,
+    outcome     TEXT,
+    replay_of   INTEGER
+);
+CREATE INDEX events_new ON events (id) WHERE state = 'new';
+CREATE INDEX events_received ON events (received_at);
+"#,
+];
+
+/// Headers of a webhook kept with its body: what routing, dedupe and `events show` need.
+pub const KEPT_HEADERS: [&str; 6] = [
+    "x-gitlab-event",
+    "idempotency-key",
+    "x-gitlab-webhook-uuid",
+    "x-gitlab-event-uuid",
+    "x-gitlab-instance",
+    "user-agent",
 ];
 
 /// A store failure, with SQLite's message.
@@ -111,7 +175,7 @@ pub struct ChannelStats {
 /// How the outcome of one attempt is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Posted: the row is removed.
+    /// Posted: the row is kept as `sent` (with its event) until the event is pruned.
     Sent,
     /// Try again at `next_at` (unix ms).
     Retry {
@@ -131,6 +195,105 @@ pub enum Outcome {
     },
     /// Not attempted (shutdown): release the lease, keep the attempt count.
     Release,
+}
+
+/// A webhook delivery as received, before routing: what the HTTP handler stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    /// Human id for logs (`X-Gitlab-Webhook-UUID`, else the dedupe key, else a counter).
+    pub request_id: String,
+    /// `Idempotency-Key`, else `X-Gitlab-Webhook-UUID`, else a hash of the body: a second
+    /// delivery with the same key within the dedupe window is a duplicate.
+    pub dedupe_key: Option<String>,
+    /// The [`KEPT_HEADERS`] that were present, lower-case names, as received.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes, exactly as received (checked to be one JSON object).
+    pub body: Vec<u8>,
+}
+
+impl RawEvent {
+    /// The value of header `name` (lower case), if it was kept.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the store did with a received delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored as event `id`, to be routed.
+    Accepted(i64),
+    /// Seen before (same dedupe key within the window): acknowledged, not stored again.
+    Duplicate,
+}
+
+/// An event as the router stage reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Event id (arrival order).
+    pub id: i64,
+    /// When it was received (unix ms).
+    pub received_at: i64,
+    /// The delivery as received.
+    pub raw: RawEvent,
+    /// The event this one replays, for `events replay`.
+    pub replay_of: Option<i64>,
+}
+
+/// What routing made of one event: its summary for `events list`, and its messages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoutedEvent {
+    /// The event.
+    pub event_id: i64,
+    /// Event kind (`issue`), for `events list --kind`.
+    pub kind: String,
+    /// Event key (`issue.open`).
+    pub key: String,
+    /// Project path, for `events list --project`.
+    pub project: String,
+    /// What happened, in words (`queued 2`, `ignored: no channel subscribes to this event`).
+    pub outcome: String,
+    /// One message per channel.
+    pub deliveries: Vec<super::Delivery>,
+}
+
+/// An event as `events list` and `events show` describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// Event id.
+    pub id: i64,
+    /// When it was received (unix ms).
+    pub received_at: i64,
+    /// `new` (not routed yet) or `routed`.
+    pub state: String,
+    /// Kind, key, project and outcome, once routed.
+    pub kind: Option<String>,
+    /// Event key.
+    pub key: Option<String>,
+    /// Project path.
+    pub project: Option<String>,
+    /// What routing did.
+    pub outcome: Option<String>,
+    /// The event this one replays.
+    pub replay_of: Option<i64>,
+    /// Request id for logs.
+    pub request_id: String,
+}
+
+/// What `events list` selects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only projects whose path contains this.
+    pub project: Option<String>,
+    /// Only events received at or after this time (unix ms).
+    pub since: Option<i64>,
+    /// At most this many (newest first).
+    pub limit: usize,
 }
 
 /// The SQLite-backed store. Not `Sync`: one thread owns it.
@@ -208,21 +371,10 @@ impl Store {
     pub fn list(&self, dead_only: bool, limit: usize) -> Result<Vec<ListedRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, state, next_at, delivery_id, channel, attempts, created_at, last_status, last_error
-             FROM messages WHERE (?1 = 0 OR state = 'dead') ORDER BY id DESC LIMIT ?2",
+             FROM messages WHERE state IN ('pending', 'dead') AND (?1 = 0 OR state = 'dead')
+             ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![dead_only as i64, limit as i64], |r| {
-            Ok(ListedRow {
-                id: r.get(0)?,
-                state: r.get(1)?,
-                next_at: r.get(2)?,
-                delivery_id: r.get(3)?,
-                channel: r.get(4)?,
-                attempts: r.get::<_, i64>(5)?.max(0) as u32,
-                created_at: r.get(6)?,
-                last_status: r.get::<_, Option<i64>>(7)?.map(|s| s.clamp(0, 999) as u16),
-                last_error: r.get(8)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![dead_only as i64, limit as i64], listed_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -234,12 +386,61 @@ impl Store {
         Ok(self.conn.execute(sql, params![now, id])?)
     }
 
+    /// The connection, for reads by the `events` commands and the router stage.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Deletes dead messages received before `before` (unix ms).
     pub fn purge_dead(&self, before: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
             "DELETE FROM messages WHERE state = 'dead' AND created_at < ?1",
             [before],
         )?)
+    }
+}
+
+fn listed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ListedRow> {
+    Ok(ListedRow {
+        id: r.get(0)?,
+        state: r.get(1)?,
+        next_at: r.get(2)?,
+        delivery_id: r.get(3)?,
+        channel: r.get(4)?,
+        attempts: r.get::<_, i64>(5)?.max(0) as u32,
+        created_at: r.get(6)?,
+        last_status: r.get::<_, Option<i64>>(7)?.map(|s| s.clamp(0, 999) as u16),
+        last_error: r.get(8)?,
+    })
+}
+
+/// A read-only connection of its own (WAL lets it read while the writer commits): the router
+/// stage's and the `events` commands' view of the store.
+pub struct Reader {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+impl Reader {
+    /// Opens the store at `path` for reading; it must exist (the writer creates and migrates it).
+    pub fn open(path: &Path) -> Result<Reader, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Reader { conn })
+    }
+
+    /// Events not routed yet with an id above `after`, oldest first, at most `limit`.
+    pub fn new_events(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        new_events(&self.conn, after, limit)
     }
 }
 
@@ -270,7 +471,7 @@ pub fn stats(conn: &Connection) -> Result<Vec<ChannelStats>, StoreError> {
 pub const PROBE_KEY: &str = "\u{0}readyz";
 
 /// Writes the readiness probe row (a real write, so a full disk or a read-only file fails).
-pub fn touch(tx: &Transaction<'_>, now: i64) -> Result<(), StoreError> {
+pub fn touch(tx: &Connection, now: i64) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO dedupe (key, received_at) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at",
@@ -287,76 +488,330 @@ pub fn insert_batch(
     dedupe_since: i64,
 ) -> Result<Enqueued, StoreError> {
     if let Some(key) = &batch.dedupe_key {
-        let seen: Option<i64> = tx
-            .prepare_cached("SELECT received_at FROM dedupe WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))
-            .optional()?;
-        if seen.is_some_and(|t| t >= dedupe_since) {
+        if seen_before(tx, key, now, dedupe_since)? {
             return Ok(Enqueued::Duplicate);
         }
-        tx.prepare_cached(
-            "INSERT INTO dedupe (key, received_at) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at",
-        )?
-        .execute(params![key, now])?;
     }
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO messages (request_id, delivery_id, channel, ordering_key, body, created_at, next_at, idempotency_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+    insert_messages(
+        tx,
+        None,
+        &batch.request_id,
+        batch.dedupe_key.as_deref(),
+        &batch.deliveries,
+        now,
     )?;
-    for d in &batch.deliveries {
+    Ok(Enqueued::Accepted)
+}
+
+/// Inserts messages for one webhook (of event `event_id`, when routed from one).
+fn insert_messages(
+    tx: &Connection,
+    event_id: Option<i64>,
+    request_id: &str,
+    idempotency_key: Option<&str>,
+    deliveries: &[super::Delivery],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO messages (request_id, delivery_id, channel, ordering_key, body, created_at, next_at,
+                               idempotency_key, event_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+    )?;
+    for d in deliveries {
         stmt.execute(params![
-            batch.request_id,
+            request_id,
             d.id,
             d.channel,
             d.ordering_key,
             d.body,
             now,
-            batch.dedupe_key
+            idempotency_key,
+            event_id
         ])?;
     }
-    Ok(Enqueued::Accepted)
+    Ok(())
+}
+
+/// Whether `key` was seen at or after `since` (unix ms); remembers it at `now` when not.
+fn seen_before(tx: &Connection, key: &str, now: i64, since: i64) -> Result<bool, StoreError> {
+    let seen: Option<i64> = tx
+        .prepare_cached("SELECT received_at FROM dedupe WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    if seen.is_some_and(|t| t >= since) {
+        return Ok(true);
+    }
+    tx.prepare_cached(
+        "INSERT INTO dedupe (key, received_at) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at",
+    )?
+    .execute(params![key, now])?;
+    Ok(false)
+}
+
+/// Stores a received delivery as a new event, unless its dedupe key was seen after
+/// `dedupe_since` (unix ms).
+pub fn insert_event(
+    tx: &Connection,
+    ev: &RawEvent,
+    now: i64,
+    dedupe_since: i64,
+) -> Result<Ingested, StoreError> {
+    if let Some(key) = &ev.dedupe_key {
+        if seen_before(tx, key, now, dedupe_since)? {
+            return Ok(Ingested::Duplicate);
+        }
+    }
+    insert_event_row(tx, ev, now, None)
+}
+
+fn insert_event_row(
+    tx: &Connection,
+    ev: &RawEvent,
+    now: i64,
+    replay_of: Option<i64>,
+) -> Result<Ingested, StoreError> {
+    let headers = serde_json::to_string(
+        &ev.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .map_err(|e| StoreError(e.to_string()))?;
+    tx.prepare_cached(
+        "INSERT INTO events (received_at, request_id, dedupe_key, headers, body, replay_of)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        now,
+        ev.request_id,
+        ev.dedupe_key,
+        headers,
+        ev.body,
+        replay_of
+    ])?;
+    Ok(Ingested::Accepted(tx.last_insert_rowid()))
+}
+
+fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let headers: String = r.get(4)?;
+    let headers: Vec<(String, String)> =
+        serde_json::from_str::<std::collections::BTreeMap<String, String>>(&headers)
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default();
+    Ok(StoredEvent {
+        id: r.get(0)?,
+        received_at: r.get(1)?,
+        raw: RawEvent {
+            request_id: r.get(2)?,
+            dedupe_key: r.get(3)?,
+            headers,
+            body: r.get(5)?,
+        },
+        replay_of: r.get(6)?,
+    })
+}
+
+/// Events not routed yet with an id above `after`, oldest first, at most `limit`.
+pub fn new_events(conn: &Connection, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, received_at, request_id, dedupe_key, headers, body, replay_of FROM events
+         WHERE state = 'new' AND id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit as i64], stored_event)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Event `id` as received, if it is still kept.
+pub fn event(conn: &Connection, id: i64) -> Result<Option<StoredEvent>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, received_at, request_id, dedupe_key, headers, body, replay_of FROM events
+             WHERE id = ?1",
+        )?
+        .query_row([id], stored_event)
+        .optional()?)
+}
+
+/// Marks an event routed and inserts its messages, in the caller's transaction. Returns false
+/// (and inserts nothing) when the event is gone or was routed already, so a repeat is harmless.
+pub fn mark_routed(tx: &Connection, routed: &RoutedEvent, now: i64) -> Result<bool, StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE events SET state = 'routed', routed_at = ?2, kind = ?3, key = ?4, project = ?5,
+                    outcome = ?6
+             WHERE id = ?1 AND state = 'new'",
+        )?
+        .execute(params![
+            routed.event_id,
+            now,
+            routed.kind,
+            routed.key,
+            routed.project,
+            routed.outcome
+        ])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    let (request_id, key): (String, Option<String>) = tx
+        .prepare_cached("SELECT request_id, dedupe_key FROM events WHERE id = ?1")?
+        .query_row([routed.event_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    insert_messages(
+        tx,
+        Some(routed.event_id),
+        &request_id,
+        key.as_deref(),
+        &routed.deliveries,
+        now,
+    )?;
+    Ok(true)
+}
+
+/// Stores a replay of an event as a new, already routed event with its messages (no dedupe: a
+/// replay is a new delivery). Returns the new event's id.
+pub fn insert_replay(
+    tx: &Connection,
+    of: &StoredEvent,
+    routed: &RoutedEvent,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let mut raw = of.raw.clone();
+    raw.request_id = format!("replay-{}-of-{}", now, of.id);
+    raw.dedupe_key = None;
+    let Ingested::Accepted(id) = insert_event_row(tx, &raw, now, Some(of.id))? else {
+        return Err(StoreError("the replay was not stored".into()));
+    };
+    let routed = RoutedEvent {
+        event_id: id,
+        ..routed.clone()
+    };
+    mark_routed(tx, &routed, now)?;
+    Ok(id)
+}
+
+/// Events newest first, as `events list` shows them.
+pub fn list_events(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, received_at, state, kind, key, project, outcome, replay_of, request_id FROM events
+         WHERE (?1 IS NULL OR kind = ?1)
+           AND (?2 IS NULL OR instr(COALESCE(project, ''), ?2) > 0)
+           AND (?3 IS NULL OR received_at >= ?3)
+         ORDER BY id DESC LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![filter.kind, filter.project, filter.since, filter.limit as i64],
+        event_row_of,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Event `id`'s summary, if it is kept.
+pub fn event_row(conn: &Connection, id: i64) -> Result<Option<EventRow>, StoreError> {
+    Ok(conn
+        .prepare(
+            "SELECT id, received_at, state, kind, key, project, outcome, replay_of, request_id
+             FROM events WHERE id = ?1",
+        )?
+        .query_row([id], event_row_of)
+        .optional()?)
+}
+
+fn event_row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        id: r.get(0)?,
+        received_at: r.get(1)?,
+        state: r.get(2)?,
+        kind: r.get(3)?,
+        key: r.get(4)?,
+        project: r.get(5)?,
+        outcome: r.get(6)?,
+        replay_of: r.get(7)?,
+        request_id: r.get(8)?,
+    })
+}
+
+/// Ids of events received at or after `since` (unix ms), oldest first (for `events replay`).
+pub fn event_ids_since(conn: &Connection, since: i64) -> Result<Vec<i64>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT id FROM events WHERE received_at >= ?1 AND replay_of IS NULL ORDER BY id")?;
+    let rows = stmt.query_map([since], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The messages of event `id` with their state (`pending`, `sent`, `dead`), oldest first.
+pub fn event_messages(conn: &Connection, id: i64) -> Result<Vec<ListedRow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, state, COALESCE(sent_at, next_at), delivery_id, channel, attempts, created_at,
+                last_status, last_error
+         FROM messages WHERE event_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], listed_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Forgets routed events received before `before` (unix ms) and the sent messages of that age.
+/// Pending messages and dead letters stay whatever their age.
+pub fn prune_events(tx: &Connection, before: i64) -> Result<usize, StoreError> {
+    tx.execute(
+        "DELETE FROM messages WHERE state = 'sent' AND sent_at < ?1",
+        [before],
+    )?;
+    Ok(tx.execute(
+        "DELETE FROM events WHERE state = 'routed' AND received_at < ?1",
+        [before],
+    )?)
 }
 
 /// Leases the oldest due message of `channel` whose object has no older pending message.
 pub fn lease_next(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     channel: &str,
     now: i64,
     lease_ms: i64,
 ) -> Result<Option<Leased>, StoreError> {
-    let row = tx
-        .prepare_cached(
-            "SELECT m.id, m.delivery_id, m.body, m.attempts, m.created_at, m.idempotency_key FROM messages m
-             WHERE m.channel = ?1 AND m.state = 'pending' AND m.next_at <= ?2
-               AND (m.lease_until IS NULL OR m.lease_until <= ?2)
-               AND NOT EXISTS (SELECT 1 FROM messages p
-                               WHERE p.channel = m.channel AND p.ordering_key = m.ordering_key
-                                 AND p.state = 'pending' AND p.id < m.id)
-             ORDER BY m.id LIMIT 1",
-        )?
-        .query_row(params![channel, now], |r| {
-            Ok(Leased {
-                id: r.get(0)?,
-                delivery_id: r.get(1)?,
-                body: r.get(2)?,
-                attempts: r.get::<_, i64>(3)?.max(0) as u32,
-                created_at: r.get(4)?,
-                idempotency_key: r.get(5)?,
-            })
+    Ok(lease_batch(tx, channel, now, lease_ms, 1)?.pop())
+}
+
+/// Leases up to `max` due messages of `channel`, oldest first, each the oldest pending message of
+/// its object: posted in this order (and each recorded before the next is posted) they keep every
+/// object's order. The lease lasts `lease_ms` per message leased.
+pub fn lease_batch(
+    tx: &Connection,
+    channel: &str,
+    now: i64,
+    lease_ms: i64,
+    max: usize,
+) -> Result<Vec<Leased>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT m.id, m.delivery_id, m.body, m.attempts, m.created_at, m.idempotency_key FROM messages m
+         WHERE m.channel = ?1 AND m.state = 'pending' AND m.next_at <= ?2
+           AND (m.lease_until IS NULL OR m.lease_until <= ?2)
+           AND NOT EXISTS (SELECT 1 FROM messages p
+                           WHERE p.channel = m.channel AND p.ordering_key = m.ordering_key
+                             AND p.state = 'pending' AND p.id < m.id)
+         ORDER BY m.id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![channel, now, max as i64], |r| {
+        Ok(Leased {
+            id: r.get(0)?,
+            delivery_id: r.get(1)?,
+            body: r.get(2)?,
+            attempts: r.get::<_, i64>(3)?.max(0) as u32,
+            created_at: r.get(4)?,
+            idempotency_key: r.get(5)?,
         })
-        .optional()?;
-    if let Some(l) = &row {
-        tx.execute(
-            "UPDATE messages SET lease_until = ?2 WHERE id = ?1",
-            params![l.id, now + lease_ms],
-        )?;
+    })?;
+    let out: Vec<Leased> = rows.collect::<Result<_, _>>()?;
+    let until = now + lease_ms.saturating_mul(out.len().max(1) as i64);
+    let mut lease = tx.prepare_cached("UPDATE messages SET lease_until = ?2 WHERE id = ?1")?;
+    for l in &out {
+        lease.execute(params![l.id, until])?;
     }
-    Ok(row)
+    Ok(out)
 }
 
 /// How many messages of `channel` are due now (a backlog measure).
-pub fn due_count(tx: &Transaction<'_>, channel: &str, now: i64) -> Result<u64, StoreError> {
+pub fn due_count(tx: &Connection, channel: &str, now: i64) -> Result<u64, StoreError> {
     let n: i64 = tx
         .prepare_cached(
             "SELECT COUNT(*) FROM messages WHERE channel = ?1 AND state = 'pending' AND next_at <= ?2",
@@ -369,7 +824,7 @@ pub fn due_count(tx: &Transaction<'_>, channel: &str, now: i64) -> Result<u64, S
 /// prefix of its queue that is due, not leased and never tried: posted together in id order they
 /// keep every object's order. Returns nothing when fewer than two qualify.
 pub fn lease_prefix(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     channel: &str,
     now: i64,
     lease_ms: i64,
@@ -415,7 +870,7 @@ pub fn lease_prefix(
 
 /// When `channel` next has a message it may post (unix ms): the earliest due time among
 /// messages not held back by an older message of their object.
-pub fn next_due(tx: &Transaction<'_>, channel: &str) -> Result<Option<i64>, StoreError> {
+pub fn next_due(tx: &Connection, channel: &str) -> Result<Option<i64>, StoreError> {
     Ok(tx
         .prepare_cached(
             "SELECT MIN(MAX(m.next_at, COALESCE(m.lease_until, 0))) FROM messages m
@@ -427,12 +882,15 @@ pub fn next_due(tx: &Transaction<'_>, channel: &str) -> Result<Option<i64>, Stor
         .query_row([channel], |r| r.get(0))?)
 }
 
-/// Records the outcome of an attempt on row `id`.
-pub fn record(tx: &Transaction<'_>, id: i64, outcome: &Outcome) -> Result<(), StoreError> {
+/// Records the outcome of an attempt on row `id` at `now` (unix ms).
+pub fn record(tx: &Connection, id: i64, outcome: &Outcome, now: i64) -> Result<(), StoreError> {
     match outcome {
         Outcome::Sent => {
-            tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
-                .execute([id])?;
+            tx.prepare_cached(
+                "UPDATE messages SET state = 'sent', sent_at = ?2, attempts = attempts + 1,
+                        lease_until = NULL, last_error = NULL WHERE id = ?1",
+            )?
+            .execute(params![id, now])?;
         }
         Outcome::Retry {
             next_at,
@@ -460,7 +918,7 @@ pub fn record(tx: &Transaction<'_>, id: i64, outcome: &Outcome) -> Result<(), St
 }
 
 /// Forgets dedupe keys received before `before` (unix ms).
-pub fn prune_dedupe(tx: &Transaction<'_>, before: i64) -> Result<usize, StoreError> {
+pub fn prune_dedupe(tx: &Connection, before: i64) -> Result<usize, StoreError> {
     Ok(tx.execute("DELETE FROM dedupe WHERE received_at < ?1", [before])?)
 }
 

@@ -14,7 +14,7 @@ use super::clock::Clock;
 use super::durable::DurableOutbox;
 use super::rate::RateLimiter;
 use super::sender::{Attempt, Sender};
-use super::store::Outcome;
+use super::store::{Leased, Outcome};
 use super::{BoxFuture, Endpoint, RetryPolicy};
 use crate::metrics::{self, Attempted};
 use std::sync::Arc;
@@ -71,6 +71,18 @@ pub struct Target {
     pub digest: Arc<dyn Digest>,
 }
 
+/// Most messages a worker leases at once (each still posted, and recorded, one at a time).
+pub const LEASE_BATCH: usize = 32;
+
+/// What a worker needs besides its channel, shared by every step.
+struct Ctx<'a> {
+    target: &'a Target,
+    outbox: &'a DurableOutbox,
+    poster: &'a dyn Post,
+    policy: RetryPolicy,
+    clock: Clock,
+}
+
 /// Runs one channel's worker until `cancel` fires.
 pub async fn run_channel(
     target: Target,
@@ -82,11 +94,20 @@ pub async fn run_channel(
 ) {
     let wake = outbox.waker(&target.name);
     let lease_ms = (policy.timeout * 2 + Duration::from_secs(30)).as_millis() as i64;
-    let max_age_ms = policy.max_age.as_millis() as i64;
-    while !cancel.is_cancelled() {
+    let ctx = Ctx {
+        target: &target,
+        outbox: &outbox,
+        poster: poster.as_ref(),
+        policy,
+        clock,
+    };
+    'work: while !cancel.is_cancelled() {
         let now = clock.now_ms();
         let digest_over = target.limiter.per_minute() as usize;
-        let answer = match outbox.lease(&target.name, now, lease_ms, digest_over).await {
+        let answer = match outbox
+            .lease(&target.name, now, lease_ms, digest_over, LEASE_BATCH)
+            .await
+        {
             Ok(a) => a,
             Err(error) => {
                 tracing::error!(channel = %target.name, %error, "cannot read the outbox");
@@ -109,31 +130,63 @@ pub async fn run_channel(
             }
             continue;
         }
-        // One message, or (over the budget) the oldest ones combined into a digest.
-        let mut batch = answer.messages;
-        let (body, used) = if batch.len() == 1 {
-            (batch[0].body.clone(), 1)
-        } else {
-            let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
-            target.digest.combine(&bodies)
-        };
-        for rest in batch.split_off(used) {
-            let _ = outbox.record(rest.id, Outcome::Release).await;
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => {
-                for m in &batch {
-                    let _ = outbox.record(m.id, Outcome::Release).await;
-                }
+        let mut leased = answer.messages;
+        if answer.digest {
+            // Over the budget: the oldest ones combined into one digest.
+            let bodies: Vec<&str> = leased.iter().map(|m| m.body.as_str()).collect();
+            let (body, used) = target.digest.combine(&bodies);
+            let used = used.clamp(1, leased.len());
+            for rest in leased.split_off(used) {
+                let _ = outbox.record(rest.id, Outcome::Release).await;
+            }
+            if !ctx.post_and_record(&leased, &body, &cancel).await {
                 break;
             }
-            _ = acquire_measured(&target) => {}
+            continue;
         }
+        // One by one, each recorded before the next is posted: a crash re-sends one at most.
+        let mut rest = leased.into_iter();
+        while let Some(m) = rest.next() {
+            let body = m.body.clone();
+            if !ctx.post_and_record(std::slice::from_ref(&m), &body, &cancel).await {
+                for r in rest {
+                    let _ = outbox.record(r.id, Outcome::Release).await;
+                }
+                break 'work;
+            }
+        }
+    }
+    tracing::debug!(channel = %target.name, "worker stopped");
+}
+
+impl Ctx<'_> {
+    /// Waits for the rate limit, posts `body` (standing for `batch`, oldest first) and records
+    /// the outcome for each of them. Returns false, having released them, when cancelled first.
+    async fn post_and_record(
+        &self,
+        batch: &[Leased],
+        body: &str,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let (target, outbox, policy) = (self.target, self.outbox, self.policy);
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                for m in batch {
+                    let _ = outbox.record(m.id, Outcome::Release).await;
+                }
+                return false;
+            }
+            _ = acquire_measured(target) => {}
+        }
+        let used = batch.len();
+        let Some(first) = batch.first() else {
+            return true;
+        };
         // Not cancelled: the post in progress finishes (within the post timeout) and is recorded.
-        let attempt = poster.post(&target.endpoint, &body).await;
-        let first = &batch[0];
+        let attempt = self.poster.post(&target.endpoint, body).await;
         let attempts = first.attempts + 1;
-        let now = clock.now_ms();
+        let now = self.clock.now_ms();
+        let max_age_ms = policy.max_age.as_millis() as i64;
         let d = &first.delivery_id;
         let key = first.idempotency_key.as_deref().unwrap_or("-");
         let ch = &target.name;
@@ -177,19 +230,19 @@ pub async fn run_channel(
             }
         };
         if let Some(attempted) = attempted(&outcome) {
-            for m in &batch {
+            for m in batch {
                 let age = Duration::from_millis(now.saturating_sub(m.created_at).max(0) as u64);
                 metrics::delivery(ch, attempted, m.attempts + 1, age);
             }
         }
-        for m in &batch {
+        for m in batch {
             if let Err(error) = outbox.record(m.id, outcome.clone()).await {
                 // The lease expires and the message is tried again: at least once, never lost.
                 tracing::error!(delivery = %m.delivery_id, idempotency_key = m.idempotency_key.as_deref().unwrap_or("-"), channel = %ch, %error, "cannot record the outcome");
             }
         }
+        true
     }
-    tracing::debug!(channel = %target.name, "worker stopped");
 }
 
 /// Waits for the credential's rate limit; a wait longer than [`MIN_IDLE`] is counted.

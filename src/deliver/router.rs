@@ -1,0 +1,112 @@
+//! The router stage: committed events, in arrival order, become messages.
+//!
+//! The HTTP handler only stores a webhook's raw delivery and answers; this stage, on its own
+//! thread with its own read connection, reads the events not routed yet (oldest first), hands
+//! each to an [`EventRouter`] (the GitLab meaning lives with the caller: `serve` passes the pipeline that
+//! parses, routes and renders), and commits the messages together with each event's `routed`
+//! mark through the writer. A crash anywhere leaves an event either routed with all of its
+//! messages or not routed at all, to be routed after the restart: nothing is lost, nothing is
+//! routed twice. Events are routed one batch at a time in id order, so messages are stored in
+//! the order their webhooks arrived and per-object order holds end to end.
+
+use super::durable::DurableOutbox;
+use super::store::{Reader, RoutedEvent, StoredEvent};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Most events routed (and committed) at once.
+pub const ROUTE_BATCH: usize = 256;
+/// Longest the stage sleeps when nothing rang its bell.
+pub const IDLE: Duration = Duration::from_millis(250);
+/// Wait after a failed read or commit before trying again.
+pub const RETRY: Duration = Duration::from_millis(500);
+
+/// Turns one stored event into its messages and summary. Never fails: an event that cannot be
+/// routed is returned with no deliveries and an outcome that says why, and is marked routed.
+pub trait EventRouter: Send + Sync + 'static {
+    /// Routes `event`.
+    fn route(&self, event: &StoredEvent) -> RoutedEvent;
+}
+
+/// A wake-up signal between threads: rung by the writer after new events are committed.
+#[derive(Debug, Default)]
+pub struct Bell {
+    rung: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Bell {
+    /// Wakes the waiter (or makes its next wait return at once).
+    pub fn ring(&self) {
+        *self.rung.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits until rung or `timeout` passed; returns whether it was rung.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.rung.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut guard, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |rung| !*rung)
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *guard, false)
+    }
+}
+
+/// Starts the router stage on its own thread, reading the store at `path`. It stops when
+/// `stop` is cancelled (ring the outbox's router bell to make it notice at once).
+pub fn spawn(
+    path: &Path,
+    outbox: DurableOutbox,
+    route: Arc<dyn EventRouter>,
+    stop: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let reader = Reader::open(path).map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("router".into())
+        .spawn(move || run(reader, outbox, route.as_ref(), &stop))
+}
+
+fn run(reader: Reader, outbox: DurableOutbox, route: &dyn EventRouter, stop: &CancellationToken) {
+    let bell = outbox.router_bell();
+    // Events up to `done` are routed and committed; a failed commit starts over from there.
+    let mut done = 0;
+    while !stop.is_cancelled() {
+        let events = match reader.new_events(done, ROUTE_BATCH) {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::error!(%error, "cannot read new events");
+                bell.wait(RETRY);
+                continue;
+            }
+        };
+        let Some(last) = events.last().map(|e| e.id) else {
+            bell.wait(IDLE);
+            continue;
+        };
+        let routed: Vec<RoutedEvent> = events.iter().map(|e| route.route(e)).collect();
+        match outbox.routed_blocking(routed) {
+            Ok(()) => done = last,
+            Err(error) => {
+                tracing::error!(%error, "cannot commit routed events; routing them again");
+                bell.wait(RETRY);
+            }
+        }
+    }
+    tracing::debug!("router stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bell_rung_before_the_wait_is_not_missed() {
+        let bell = Bell::default();
+        bell.ring();
+        assert!(bell.wait(Duration::from_secs(5)));
+        assert!(!bell.wait(Duration::from_millis(10)));
+    }
+}

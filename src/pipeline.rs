@@ -1,0 +1,102 @@
+//! The GitLab meaning of the router stage: a stored delivery → a typed event → routed and
+//! rendered messages, with the logs and metrics of each outcome.
+//!
+//! `deliver::router` moves events through the store in arrival order and knows nothing of
+//! GitLab; [`Pipeline`] is the [`EventRouter`] `serve` hands it, built on the same
+//! `route::route` that `render` and `events replay` use, so a replay or a preview shows exactly
+//! what the daemon posts.
+
+use crate::deliver::router::EventRouter;
+use crate::deliver::store::{RoutedEvent, StoredEvent};
+use crate::event::{self, Event, Kind};
+use crate::metrics::{self, Routed};
+use crate::render::RenderError;
+use crate::route::{self, Routing, RouteTable, SharedRoutes};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Routes stored events with the route table in force.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    routes: SharedRoutes,
+}
+
+impl Pipeline {
+    /// A pipeline over `routes` (reloads of the table take effect for the next event).
+    pub fn new(routes: SharedRoutes) -> Pipeline {
+        Pipeline { routes }
+    }
+}
+
+/// Parses a stored delivery (its body and `X-Gitlab-Event`) into an event.
+pub fn parse(stored: &StoredEvent) -> Result<Event, String> {
+    let value: serde_json::Value = serde_json::from_slice(&stored.raw.body)
+        .map_err(|e| format!("event {} is not JSON: {e}", stored.id))?;
+    event::parse(stored.raw.header("x-gitlab-event"), value)
+        .map_err(|e| format!("event {}: {e}", stored.id))
+}
+
+/// Routes `event` (stored as `stored`) through `table`, logging a template failure.
+pub fn route_event(stored: &StoredEvent, event: &Event, table: &RouteTable) -> Routing {
+    let routing = route::route(event, table, &stored.raw.request_id);
+    if let Some(error) = &routing.render_error {
+        let template = match error {
+            RenderError::Template { origin, .. } | RenderError::Output { origin, .. } => origin,
+        };
+        metrics::render_error(template);
+        tracing::error!(event_id = stored.id, request = %stored.raw.request_id, key = %event.key, %error, "template failed; posting a fallback message");
+    }
+    routing
+}
+
+impl EventRouter for Pipeline {
+    fn route(&self, stored: &StoredEvent) -> RoutedEvent {
+        let since = Duration::from_millis(unix_ms().saturating_sub(stored.received_at).max(0) as u64);
+        let request = &stored.raw.request_id;
+        let key = stored.raw.dedupe_key.as_deref().unwrap_or("-");
+        let event = match parse(stored) {
+            Ok(e) => e,
+            Err(error) => {
+                // The receiver checked for one JSON object, so only a changed store gets here.
+                tracing::error!(event_id = stored.id, request = %request, idempotency_key = %key, %error, "cannot parse a stored event; not posted");
+                return RoutedEvent {
+                    event_id: stored.id,
+                    outcome: format!("ignored: {error}"),
+                    ..RoutedEvent::default()
+                };
+            }
+        };
+        let known = !matches!(event.kind, Kind::Unknown(_));
+        let routing = route_event(stored, &event, &self.routes.get());
+        let n = routing.deliveries.len();
+        let outcome = match routing.ignored {
+            Some(why) => {
+                if matches!(why, route::Ignored::NoTemplate | route::Ignored::NoChannel) {
+                    tracing::debug!(event_id = stored.id, request = %request, idempotency_key = %key, key = %event.key, reason = why.as_str(), "event ignored");
+                } else {
+                    tracing::info!(event_id = stored.id, request = %request, idempotency_key = %key, key = %event.key, reason = why.as_str(), "event not posted");
+                }
+                metrics::event_routed(event.kind.as_str(), known, Routed::Ignored, since);
+                format!("ignored: {}", why.as_str())
+            }
+            None => {
+                tracing::info!(event_id = stored.id, request = %request, idempotency_key = %key, key = %event.key, deliveries = n, "queued");
+                metrics::event_routed(event.kind.as_str(), known, Routed::Queued, since);
+                format!("queued {n}")
+            }
+        };
+        RoutedEvent {
+            event_id: stored.id,
+            kind: event.kind.as_str().to_string(),
+            key: event.key.clone(),
+            project: event.project.path.clone(),
+            outcome,
+            deliveries: routing.deliveries,
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
