@@ -25,6 +25,60 @@ pub enum Command {
     Setup(SetupArgs),
     /// Inspect the durable outbox: counts, dead letters, retry, purge.
     Outbox(OutboxArgs),
+    /// Stored webhook deliveries: list, show, replay through the current templates.
+    Events(EventsArgs),
+}
+
+/// Arguments of `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Configuration file (its `[outbox] path` names the store).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: EventsAction,
+}
+
+/// The `events` actions.
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// Stored events, newest first.
+    List {
+        /// Only this kind (`issue`, `merge_request`, `pipeline`, …).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only projects whose path contains this.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only events received within this duration (`30s`, `15m`, `2h`, `7d`).
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One event: its headers, its body, and what it was routed to with each delivery's status.
+    Show {
+        /// The event id (from `events list`).
+        id: i64,
+    },
+    /// Route and render stored events again through the current templates and queue the
+    /// messages: a new delivery, deduplicated against nothing.
+    Replay {
+        /// The event id.
+        #[arg(required_unless_present = "since", conflicts_with = "since")]
+        id: Option<i64>,
+        /// Every event received within this duration (`30s`, `15m`, `2h`, `7d`).
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Send to this channel only (even one that does not subscribe to the event).
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
+        /// Print what would be posted; store and post nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Arguments of `outbox`.
@@ -66,26 +120,25 @@ pub enum OutboxAction {
         /// Only dead letters are ever purged; this flag says so explicitly.
         #[arg(long, required = true)]
         dead: bool,
-        /// Age such as `7d`, `12h`, `30m` (default 7d).
-        #[arg(long, default_value = "7d", value_parser = parse_age)]
+        /// Age such as `7d`, `12h`, `30m`, `45s` (default 7d).
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
         older_than: std::time::Duration,
     },
 }
 
-/// Parses `7d`, `12h`, `30m`, `45s`.
-pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
+/// Parses a duration: a whole number and one unit, `30s`, `15m`, `2h` or `7d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not an age like 7d, 12h or 30m"))?;
     let secs = match unit {
         "d" => 86_400,
         "h" => 3_600,
         "m" => 60,
-        "s" | "" => 1,
-        _ => return Err(format!("{s:?}: the unit must be d, h, m or s")),
+        "s" => 1,
+        _ => return Err(format!("{s:?} is not a duration like 30s, 15m, 2h or 7d")),
     };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m, 2h or 7d"))?;
     Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
 }
 
@@ -112,9 +165,12 @@ pub struct RenderArgs {
     #[arg(
         long,
         value_name = "PAYLOAD.json",
-        required_unless_present = "all_fixtures"
+        required_unless_present_any = ["all_fixtures", "event_id"]
     )]
     pub event: Option<PathBuf>,
+    /// A stored event (from `events list`), with the header it came with.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["event", "all_fixtures"])]
+    pub event_id: Option<i64>,
     /// Render every `*.json` in a folder (headers from its INDEX.tsv when present), flagging
     /// empty fields; exit 1 on any problem.
     #[arg(long, value_name = "DIR", conflicts_with = "event")]

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         Command::Check(a) => commands::check::run(&a.config),
         Command::Render(a) => commands::render::run(a),
         Command::Outbox(a) => commands::outbox::run(a),
+        Command::Events(a) => commands::events::run(a),
         Command::Setup(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -11,7 +11,7 @@ use crate::deliver::store::{RoutedEvent, StoredEvent};
 use crate::event::{self, Event, Kind};
 use crate::metrics::{self, Routed};
 use crate::render::RenderError;
-use crate::route::{self, Routing, RouteTable, SharedRoutes};
+use crate::route::{self, RouteTable, Routing, SharedRoutes};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Routes stored events with the route table in force.
@@ -50,7 +50,8 @@ pub fn route_event(stored: &StoredEvent, event: &Event, table: &RouteTable) -> R
 
 impl EventRouter for Pipeline {
     fn route(&self, stored: &StoredEvent) -> RoutedEvent {
-        let since = Duration::from_millis(unix_ms().saturating_sub(stored.received_at).max(0) as u64);
+        let since =
+            Duration::from_millis(unix_ms().saturating_sub(stored.received_at).max(0) as u64);
         let request = &stored.raw.request_id;
         let key = stored.raw.dedupe_key.as_deref().unwrap_or("-");
         let event = match parse(stored) {

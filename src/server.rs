@@ -358,12 +358,18 @@ async fn accept(
         Ok(Ingested::Accepted(id)) => {
             tracing::debug!(request = %uuid, idempotency_key = %idempotency_key, event_id = id, "accepted");
             let body = json!({ "status": "accepted", "event_id": id });
-            Ok((Received::Accepted, (StatusCode::OK, Json(body)).into_response()))
+            Ok((
+                Received::Accepted,
+                (StatusCode::OK, Json(body)).into_response(),
+            ))
         }
         Ok(Ingested::Duplicate) => {
             tracing::info!(request = %uuid, idempotency_key = %idempotency_key, "duplicate delivery; already accepted once");
             let body = json!({ "status": "duplicate" });
-            Ok((Received::Duplicate, (StatusCode::OK, Json(body)).into_response()))
+            Ok((
+                Received::Duplicate,
+                (StatusCode::OK, Json(body)).into_response(),
+            ))
         }
         Err(error) => {
             tracing::error!(request = %uuid, idempotency_key = %idempotency_key, %error, "cannot store the delivery; GitLab will re-send");

@@ -2,12 +2,14 @@
 //! building the renderer from the configuration.
 
 pub mod check;
+pub mod events;
 pub mod outbox;
 pub mod render;
 pub mod serve;
 pub mod setup;
 
 use crate::config::Config;
+use crate::deliver::store::Store;
 use crate::render::{
     DateSettings, Mentions, RenderSettings, Renderer, TemplateError, TemplateSource,
 };
@@ -15,6 +17,7 @@ use crate::route::{Route, RouteTable};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Reads every `*.hbs` in `dir` (not recursive). The file stem is the template name.
 pub fn read_template_dir(dir: &Path) -> anyhow::Result<Vec<TemplateSource>> {
@@ -152,4 +155,33 @@ pub fn template_dirs(cfg: &Config) -> Vec<PathBuf> {
 /// Loads the config with the path in the error.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Opens the store the config names, which `serve` must have created.
+pub fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let path = &cfg.outbox.path;
+    if !path.exists() {
+        anyhow::bail!(
+            "no outbox at {} (has `serve` run with this config?)",
+            path.display()
+        );
+    }
+    Store::open(path, cfg.outbox.full_sync)
+        .with_context(|| format!("cannot open the outbox {}", path.display()))
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A unix-millisecond time for people, in UTC.
+pub fn when(ms: i64) -> String {
+    chrono::TimeZone::timestamp_millis_opt(&chrono::Utc, ms)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| ms.to_string())
 }

@@ -1,26 +1,9 @@
 //! `outbox`: look into the durable outbox while the daemon runs or not: counts per channel, the
 //! messages not yet posted, retrying dead letters and purging old ones.
 
+use super::{now_ms, open_store, when};
 use crate::cli::{OutboxAction, OutboxArgs};
-use crate::deliver::store::Store;
-use anyhow::Context;
-use chrono::{TimeZone, Utc};
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn when(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| ms.to_string())
-}
 
 fn age(ms: i64) -> String {
     let s = (ms / 1000).max(0);
@@ -35,15 +18,7 @@ fn age(ms: i64) -> String {
 /// Runs `outbox`. Returns the process exit code.
 pub fn run(args: &OutboxArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
-    let path = &cfg.outbox.path;
-    if !path.exists() {
-        anyhow::bail!(
-            "no outbox at {} (has `serve` run with this config?)",
-            path.display()
-        );
-    }
-    let store = Store::open(path, cfg.outbox.full_sync)
-        .with_context(|| format!("cannot open the outbox {}", path.display()))?;
+    let store = open_store(&cfg)?;
     let mut out = std::io::stdout().lock();
     let now = now_ms();
     match &args.action {

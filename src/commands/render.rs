@@ -1,8 +1,11 @@
-//! `render`: print the body `serve` would post for one payload, per channel; or, with
+//! `render`: print the body `serve` would post for one payload (a file, or an event the store
+//! keeps: `--event-id`), per channel; or, with
 //! `--all-fixtures DIR`, render a whole folder of payloads and flag empty fields.
 
 use crate::cli::RenderArgs;
+use crate::deliver::store;
 use crate::event::{self, Event};
+use crate::pipeline;
 use crate::render::Rendered;
 use crate::route::{self, RouteTable};
 use anyhow::{bail, Context};
@@ -23,10 +26,21 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
     if let Some(dir) = &args.all_fixtures {
         return all_fixtures(dir, &table);
     }
-    let Some(path) = &args.event else {
-        bail!("give --event PAYLOAD.json or --all-fixtures DIR");
+    let ev = match (&args.event, args.event_id) {
+        (Some(path), _) => load_event(path, args.event_header.as_deref())?,
+        (None, Some(id)) => {
+            let store = super::open_store(&cfg)?;
+            let Some(stored) = store::event(store.conn(), id)? else {
+                eprintln!(
+                    "error: no event {id} in {} (see `events list`)",
+                    cfg.outbox.path.display()
+                );
+                return Ok(2);
+            };
+            pipeline::parse(&stored).map_err(anyhow::Error::msg)?
+        }
+        (None, None) => bail!("give --event PAYLOAD.json, --event-id ID or --all-fixtures DIR"),
     };
-    let ev = load_event(path, args.event_header.as_deref())?;
     let mut out = std::io::stdout().lock();
     let routing = route::route(&ev, &table, "render");
     if let Some(e) = &routing.render_error {

@@ -27,9 +27,17 @@ pub struct DurableSettings {
 }
 
 enum Cmd {
-    Ingest(RawEvent, i64, oneshot::Sender<Result<Ingested, OutboxError>>),
+    Ingest(
+        RawEvent,
+        i64,
+        oneshot::Sender<Result<Ingested, OutboxError>>,
+    ),
     Enqueue(Batch, i64, oneshot::Sender<Result<Enqueued, OutboxError>>),
-    Routed(Vec<RoutedEvent>, i64, oneshot::Sender<Result<(), OutboxError>>),
+    Routed(
+        Vec<RoutedEvent>,
+        i64,
+        oneshot::Sender<Result<(), OutboxError>>,
+    ),
     Lease {
         channel: String,
         now: i64,
@@ -199,7 +207,8 @@ impl DurableOutbox {
     /// Records the outcome of an attempt (committed when this resolves).
     pub async fn record(&self, id: i64, outcome: Outcome) -> Result<(), OutboxError> {
         let now = self.clock.now_ms();
-        self.call(|reply| Cmd::Record(id, outcome, now, reply)).await
+        self.call(|reply| Cmd::Record(id, outcome, now, reply))
+            .await
     }
 
     /// Forgets dedupe keys older than `dedupe_before` and routed events (with their sent
@@ -310,7 +319,9 @@ fn writer(
                         let mut r = Ok(());
                         for ev in &events {
                             match store::mark_routed(&sp, ev, now) {
-                                Ok(true) => woken.extend(ev.deliveries.iter().map(|d| d.channel.clone())),
+                                Ok(true) => {
+                                    woken.extend(ev.deliveries.iter().map(|d| d.channel.clone()))
+                                }
                                 Ok(false) => {}
                                 Err(e) => {
                                     r = Err(store_err(e));
@@ -389,7 +400,9 @@ fn writer(
                         }
                         match store::prune_events(&tx, events_before) {
                             Ok(0) => {}
-                            Ok(n) => tracing::info!(events = n, "pruned events past their retention"),
+                            Ok(n) => {
+                                tracing::info!(events = n, "pruned events past their retention")
+                            }
                             Err(error) => tracing::warn!(%error, "cannot prune old events"),
                         }
                     }

@@ -613,7 +613,11 @@ fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 }
 
 /// Events not routed yet with an id above `after`, oldest first, at most `limit`.
-pub fn new_events(conn: &Connection, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+pub fn new_events(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, received_at, request_id, dedupe_key, headers, body, replay_of FROM events
          WHERE state = 'new' AND id > ?1 ORDER BY id LIMIT ?2",
@@ -672,11 +676,12 @@ pub fn mark_routed(tx: &Connection, routed: &RoutedEvent, now: i64) -> Result<bo
 pub fn insert_replay(
     tx: &Connection,
     of: &StoredEvent,
+    request_id: &str,
     routed: &RoutedEvent,
     now: i64,
 ) -> Result<i64, StoreError> {
     let mut raw = of.raw.clone();
-    raw.request_id = format!("replay-{}-of-{}", now, of.id);
+    raw.request_id = request_id.to_string();
     raw.dedupe_key = None;
     let Ingested::Accepted(id) = insert_event_row(tx, &raw, now, Some(of.id))? else {
         return Err(StoreError("the replay was not stored".into()));
@@ -699,7 +704,12 @@ pub fn list_events(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventR
          ORDER BY id DESC LIMIT ?4",
     )?;
     let rows = stmt.query_map(
-        params![filter.kind, filter.project, filter.since, filter.limit as i64],
+        params![
+            filter.kind,
+            filter.project,
+            filter.since,
+            filter.limit as i64
+        ],
         event_row_of,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -732,8 +742,9 @@ fn event_row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
 
 /// Ids of events received at or after `since` (unix ms), oldest first (for `events replay`).
 pub fn event_ids_since(conn: &Connection, since: i64) -> Result<Vec<i64>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT id FROM events WHERE received_at >= ?1 AND replay_of IS NULL ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT id FROM events WHERE received_at >= ?1 AND replay_of IS NULL ORDER BY id",
+    )?;
     let rows = stmt.query_map([since], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -148,7 +148,10 @@ pub async fn run_channel(
         let mut rest = leased.into_iter();
         while let Some(m) = rest.next() {
             let body = m.body.clone();
-            if !ctx.post_and_record(std::slice::from_ref(&m), &body, &cancel).await {
+            if !ctx
+                .post_and_record(std::slice::from_ref(&m), &body, &cancel)
+                .await
+            {
                 for r in rest {
                     let _ = outbox.record(r.id, Outcome::Release).await;
                 }
