@@ -1,9 +1,13 @@
-//! Receive-path benchmark: the real `serve` binary (token check, parse, route, render, durable
-//! commit to the SQLite outbox, answer) against a bare hyper server that reads the body and
-//! answers 200, both driven by `wrk` on this machine in one run, so the result is a ratio.
+//! Receive-path benchmark: the real `serve` binary (token check, bounded read, JSON object check,
+//! dedupe, durable commit of the raw delivery, answer) against a bare hyper server that reads
+//! the body and answers 200, both driven by `wrk` on this machine in one run, so the result is a
+//! ratio. Twice: with the channel at Cliq's default budget (its worker mostly idle), and with two
+//! channels whose workers deliver at full speed to a local sink that answers at once (the
+//! delivery rate reached is reported beside it).
 //!
-//! Also measured: start-to-ready time, resident memory idle and under load, and acknowledgement
-//! latency (p50/p99) at a fixed 1 000 requests/s from an in-process paced client.
+//! Also measured: start-to-ready time (with 100 000 stored events), resident memory idle and
+//! under load, and acknowledgement latency (p50/p99) at a fixed 1 000 requests/s from an
+//! in-process paced client.
 //!
 //! `cargo bench --bench receive` (needs `wrk`: `apt-get install wrk`; without it the throughput
 //! part uses an in-process closed-loop client instead). Only loopback addresses are used and every
@@ -86,6 +90,37 @@ fn main() {
     let _ = bridge.kill();
     let _ = bridge.wait();
 
+    // The same, while two channels' workers deliver at full speed to a local sink.
+    let (sink_addr, posts) = rt.block_on(sink_server());
+    let busy_dir = dir.join("busy");
+    std::fs::create_dir_all(&busy_dir).expect("busy dir");
+    let busy_config = busy_dir.join("config.toml");
+    std::fs::write(&busy_config, sink_config(&sink_addr, &sync)).expect("config");
+    let (mut busy, busy_port) = spawn_bridge(&busy_config);
+    let busy_addr = format!("127.0.0.1:{busy_port}");
+    wait_healthz(&busy_addr);
+    let (bare_busy, busy_load, rss_busy, delivered) = if have_wrk {
+        let bare = wrk(&bare_addr, &script);
+        let sampling = RssSampler::start(busy.id());
+        let before = posts.load(Ordering::Relaxed);
+        let b = wrk(&busy_addr, &script);
+        let delivered = posts.load(Ordering::Relaxed) - before;
+        (bare, b, sampling.stop(), delivered)
+    } else {
+        let bare = rt.block_on(closed_loop(&bare_addr, &body));
+        let sampling = RssSampler::start(busy.id());
+        let before = posts.load(Ordering::Relaxed);
+        let b = rt.block_on(closed_loop(&busy_addr, &body));
+        let delivered = posts.load(Ordering::Relaxed) - before;
+        (bare, b, sampling.stop(), delivered)
+    };
+    let _ = busy.kill();
+    let _ = busy.wait();
+
+    // Start to ready over a store that keeps 100 000 events.
+    let full_dir = dir.join("full");
+    let stored_ready = ready_with_stored_events(&full_dir, &sync);
+
     println!();
     println!(
         "receive path (wrk {CONNECTIONS} connections, {LOAD_SECS} s each, same machine, one run)"
@@ -106,6 +141,27 @@ fn main() {
         "  ratio bridge / bare:           {:>9.2}   (target ≥ 0.5)",
         bridge_load.rps / bare.rps.max(1.0)
     );
+    println!("while 2 channels deliver at full speed to a local sink (same run)");
+    println!(
+        "  bare hyper (read body, 200):   {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
+        bare_busy.rps,
+        fmt(bare_busy.p50),
+        fmt(bare_busy.p99)
+    );
+    println!(
+        "  gitlab-chat-bridge (durable):  {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
+        busy_load.rps,
+        fmt(busy_load.p50),
+        fmt(busy_load.p99)
+    );
+    println!(
+        "  ratio bridge / bare:           {:>9.2}   (target ≥ 0.25)",
+        busy_load.rps / bare_busy.rps.max(1.0)
+    );
+    println!(
+        "  delivered meanwhile:           {:>9.0} posts/s to the sink",
+        delivered as f64 / LOAD_SECS as f64
+    );
     println!(
         "ack latency at {PACED_RATE} req/s for {PACED_SECS} s ({} requests, {} errors)",
         paced.sent, paced.errors
@@ -121,11 +177,115 @@ fn main() {
         ready.as_secs_f64() * 1000.0
     );
     println!(
-        "RSS idle: {:.1} MiB (target < 30)   RSS under load (max): {:.1} MiB (target < 80)",
+        "start to ready with {STORED_EVENTS} stored events: {:.1} ms (target < 100 ms)",
+        stored_ready.as_secs_f64() * 1000.0
+    );
+    println!(
+        "RSS idle: {:.1} MiB (target < 30)   RSS under load (max): {:.1} MiB, delivering: {:.1} MiB (target < 80)",
         rss_idle as f64 / 1024.0,
-        rss_load as f64 / 1024.0
+        rss_load as f64 / 1024.0,
+        rss_busy as f64 / 1024.0
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Events in the store of the start-to-ready run.
+const STORED_EVENTS: usize = 100_000;
+
+/// A config whose two channels post to `sink` with no practical rate limit.
+fn sink_config(sink: &str, sync: &str) -> String {
+    let mut c = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nsecret_token = \"{TOKEN}\"\n\
+         [outbox]\npath = \"outbox.sqlite\"\nsynchronous = \"{sync}\"\n\
+         [delivery]\nmax_attempts = 1\n"
+    );
+    for name in ["one", "two"] {
+        c.push_str(&format!(
+            "[[channels]]\nname = \"{name}\"\nurl = \"http://{sink}/api/v2/channelsbyname/{name}/message\"\n\
+             zapikey = \"k-{name}\"\nrate_per_minute = 10000000\n"
+        ));
+    }
+    c
+}
+
+/// Fills a store with [`STORED_EVENTS`] routed events (through the library, as `serve` would
+/// have left them), then times the bridge from spawn to a healthy `/healthz`.
+fn ready_with_stored_events(dir: &Path, sync: &str) -> Duration {
+    use gitlab_chat_bridge::deliver::store::{self, RawEvent, RoutedEvent, Store};
+    std::fs::create_dir_all(dir).expect("dir");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, sink_config("127.0.0.1:9", sync)).expect("config");
+    let body =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/issue__open.json"))
+            .expect("fixture");
+    let mut s = Store::open(&dir.join("outbox.sqlite"), false).expect("store");
+    let tx = s.transaction().expect("tx");
+    for i in 0..STORED_EVENTS {
+        let raw = RawEvent {
+            request_id: format!("stored-{i}"),
+            dedupe_key: Some(format!("stored-{i}")),
+            headers: vec![("x-gitlab-event".into(), "Issue Hook".into())],
+            body: body.clone(),
+        };
+        let now = 1_795_000_000_000 + i as i64;
+        if let Ok(store::Ingested::Accepted(id)) = store::insert_event(&tx, &raw, now, 0) {
+            let routed = RoutedEvent {
+                event_id: id,
+                kind: "issue".into(),
+                key: "issue.open".into(),
+                outcome: "queued 0".into(),
+                ..RoutedEvent::default()
+            };
+            store::mark_routed(&tx, &routed, now).expect("routed");
+        }
+    }
+    tx.commit().expect("commit");
+    drop(s);
+    let started = Instant::now();
+    let (mut bridge, port) = spawn_bridge(&config);
+    wait_healthz(&format!("127.0.0.1:{port}"));
+    let ready = started.elapsed();
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    ready
+}
+
+/// A chat endpoint that answers 204 at once and counts the posts.
+async fn sink_server() -> (String, Arc<AtomicU64>) {
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let posts = Arc::new(AtomicU64::new(0));
+    let counter = posts.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let counter = counter.clone();
+                    async move {
+                        let _ = req.into_body().collect().await;
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let mut r = hyper::Response::new(http_body_util::Full::new(
+                            hyper::body::Bytes::new(),
+                        ));
+                        *r.status_mut() = hyper::StatusCode::NO_CONTENT;
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, posts)
 }
 
 fn spawn_bridge(config: &Path) -> (Child, u16) {

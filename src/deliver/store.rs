@@ -1002,6 +1002,7 @@ mod tests {
                 status: Some(503),
                 error: "x".into(),
             },
+            20,
         )?;
         assert_eq!(lease_next(&tx, "c", 20, 1000)?, None);
         let again = lease_next(&tx, "c", 500, 1000)?;
@@ -1016,6 +1017,7 @@ mod tests {
                 status: Some(404),
                 error: "gone".into(),
             },
+            550,
         )?;
         // Dead messages do not block their object.
         let a2 = lease_next(&tx, "c", 600, 1000)?.map(|l| l.body);
@@ -1045,6 +1047,101 @@ mod tests {
         assert_eq!(got, ["p1", "p2", "p3"]);
         // Leased rows stop the next prefix; a lone row is not a digest.
         assert!(lease_prefix(&tx, "c", 10, 1000, 3)?.is_empty());
+        Ok(())
+    }
+    fn raw(key: &str) -> RawEvent {
+        RawEvent {
+            request_id: format!("req-{key}"),
+            dedupe_key: Some(key.into()),
+            headers: vec![("x-gitlab-event".into(), "Issue Hook".into())],
+            body: format!("{{\"n\":\"{key}\"}}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn events_are_stored_once_routed_once_and_pruned() -> Result<(), StoreError> {
+        let mut s = store_named("events");
+        let tx = s.transaction()?;
+        let Ingested::Accepted(a) = insert_event(&tx, &raw("a"), 100, 0)? else {
+            panic!("a not accepted")
+        };
+        assert_eq!(insert_event(&tx, &raw("a"), 101, 0)?, Ingested::Duplicate);
+        let Ingested::Accepted(b) = insert_event(&tx, &raw("b"), 102, 0)? else {
+            panic!("b not accepted")
+        };
+        let new: Vec<i64> = new_events(&tx, 0, 10)?.iter().map(|e| e.id).collect();
+        assert_eq!(new, [a, b]);
+        assert_eq!(
+            new_events(&tx, a, 10)?[0].raw.header("x-gitlab-event"),
+            Some("Issue Hook")
+        );
+        let routed = RoutedEvent {
+            event_id: a,
+            kind: "issue".into(),
+            key: "issue.open".into(),
+            project: "g/p".into(),
+            outcome: "queued 1".into(),
+            deliveries: vec![Delivery {
+                id: "req-a/c".into(),
+                channel: "c".into(),
+                ordering_key: "o".into(),
+                body: "m".into(),
+            }],
+        };
+        assert!(mark_routed(&tx, &routed, 200)?);
+        // A second commit of the same routing (a retried batch) adds nothing.
+        assert!(!mark_routed(&tx, &routed, 201)?);
+        assert_eq!(new_events(&tx, 0, 10)?.len(), 1);
+        let m = lease_next(&tx, "c", 300, 1000)?.map(|l| (l.id, l.idempotency_key));
+        let Some((id, key)) = m else {
+            panic!("nothing to lease")
+        };
+        assert_eq!(key.as_deref(), Some("a"));
+        record(&tx, id, &Outcome::Sent, 400)?;
+        let shown = event_messages(&tx, a)?;
+        assert_eq!((shown.len(), shown[0].state.as_str()), (1, "sent"));
+        // Sent messages are neither pending nor listed.
+        assert_eq!(lease_next(&tx, "c", 500, 1000)?, None);
+        tx.commit()?;
+        assert!(s.list(false, 10)?.is_empty());
+        let tx = s.transaction()?;
+        assert_eq!(
+            prune_events(&tx, 150)?,
+            1,
+            "the routed event goes; the new one stays"
+        );
+        assert!(event_messages(&tx, a)?.is_empty());
+        assert_eq!(new_events(&tx, 0, 10)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_schema_2_outbox_opens_under_the_current_schema() -> Result<(), StoreError> {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/outbox-schema2.sqlite");
+        let dir = std::env::temp_dir().join(format!("gcb-upgrade-unit-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("o.sqlite");
+        std::fs::copy(&fixture, &path).map_err(|e| StoreError(e.to_string()))?;
+        let mut s = Store::open(&path, false)?;
+        let v: i64 = s
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let stats = s.stats()?;
+        let by: Vec<(&str, u64, u64, u64)> = stats
+            .iter()
+            .map(|c| (c.channel.as_str(), c.pending, c.retrying, c.dead))
+            .collect();
+        assert_eq!(by, [("dev", 4, 1, 1), ("ops", 3, 1, 1)]);
+        let tx = s.transaction()?;
+        // Old rows keep their ids, attempts and order; the old dedupe keys still dedupe.
+        let first = lease_next(&tx, "dev", i64::MAX / 2, 1000)?.map(|l| (l.id, l.attempts));
+        assert_eq!(first, Some((1, 1)));
+        assert_eq!(
+            insert_event(&tx, &raw("idem-old-0"), 1_795_000_100_000, 0)?,
+            Ingested::Duplicate
+        );
         Ok(())
     }
 }
