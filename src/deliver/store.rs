@@ -1106,7 +1106,7 @@ mod tests {
         assert!(s.list(false, 10)?.is_empty());
         let tx = s.transaction()?;
         assert_eq!(
-            prune_events(&tx, 150)?,
+            prune_events(&tx, 450)?,
             1,
             "the routed event goes; the new one stays"
         );
