@@ -5,8 +5,8 @@
 //! reads new events on its own connection, and hands back their messages, which are committed
 //! together with the event's `routed` mark.
 
+use super::bell::Bell;
 use super::clock::Clock;
-use super::router::Bell;
 use super::store::{self, Ingested, Leased, Outcome, RawEvent, RoutedEvent, Store, StoreError};
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
 use std::collections::HashMap;

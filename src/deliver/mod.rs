@@ -6,6 +6,7 @@
 //! [`durable::DurableOutbox`] keeps them in SQLite ([`store`]) and [`worker`]s drain it, posting
 //! with [`sender`] under the credential's [`rate`] limit.
 
+pub mod bell;
 pub mod clock;
 pub mod durable;
 pub mod rate;

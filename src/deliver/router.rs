@@ -12,7 +12,7 @@
 use super::durable::DurableOutbox;
 use super::store::{Reader, RoutedEvent, StoredEvent};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -28,31 +28,6 @@ pub const RETRY: Duration = Duration::from_millis(500);
 pub trait EventRouter: Send + Sync + 'static {
     /// Routes `event`.
     fn route(&self, event: &StoredEvent) -> RoutedEvent;
-}
-
-/// A wake-up signal between threads: rung by the writer after new events are committed.
-#[derive(Debug, Default)]
-pub struct Bell {
-    rung: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Bell {
-    /// Wakes the waiter (or makes its next wait return at once).
-    pub fn ring(&self) {
-        *self.rung.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.cv.notify_all();
-    }
-
-    /// Waits until rung or `timeout` passed; returns whether it was rung.
-    pub fn wait(&self, timeout: Duration) -> bool {
-        let guard = self.rung.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut guard, _) = self
-            .cv
-            .wait_timeout_while(guard, timeout, |rung| !*rung)
-            .unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *guard, false)
-    }
 }
 
 /// Starts the router stage on its own thread, reading the store at `path`. It stops when
@@ -96,17 +71,4 @@ fn run(reader: Reader, outbox: DurableOutbox, route: &dyn EventRouter, stop: &Ca
         }
     }
     tracing::debug!("router stopped");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bell_rung_before_the_wait_is_not_missed() {
-        let bell = Bell::default();
-        bell.ring();
-        assert!(bell.wait(Duration::from_secs(5)));
-        assert!(!bell.wait(Duration::from_millis(10)));
-    }
 }
