@@ -1,10 +1,12 @@
-//! Moving rendered messages to chat endpoints: the outbox interface, the retry policy and the
-//! worker that posts. Knows nothing of GitLab events or templates: a [`Delivery`] is a channel
-//! name, an ordering key and a JSON body.
+//! Moving deliveries through the store to chat endpoints: the outbox interface, the router
+//! stage's loop, the retry policy and the worker that posts. Knows nothing of GitLab events,
+//! templates or message formats: a received delivery is headers and bytes, a [`Delivery`] is a
+//! channel name, an ordering key and a body.
 //!
-//! The HTTP handler hands deliveries to an [`Outbox`] and answers once they are committed;
-//! [`durable::DurableOutbox`] keeps them in SQLite ([`store`]) and [`worker`]s drain it, posting
-//! with [`sender`] under the credential's [`rate`] limit.
+//! The HTTP handler hands each received delivery to an [`Outbox`] and answers once it is
+//! committed; [`durable::DurableOutbox`] keeps events and messages in SQLite ([`store`]), the
+//! [`router`] stage turns new events into messages (with the routing function it is given), and
+//! [`worker`]s drain them, posting with [`sender`] under the credential's [`rate`] limit.
 
 pub mod bell;
 pub mod clock;
