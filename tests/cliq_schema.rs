@@ -5,8 +5,8 @@
 //! Negative controls prove the validator is live.
 //!
 //! Needs Prism 5.14.2 (`scripts/install-prism.sh`) at `$PRISM` or
-//! `.tools/prism/node_modules/.bin/prism`, and the specs at `$GCB_SHARED_DIR/specs/cliq/` or
-//! `../shared/specs/cliq/`. When either is missing the test fails, unless `GCB_SKIP_PRISM=1`,
+//! `.tools/prism/node_modules/.bin/prism`; Zoho's specs are vendored in `specs/cliq/` (provenance
+//! in `specs/cliq/SOURCE.md`). When Prism is missing the test fails, unless `GCB_SKIP_PRISM=1`,
 //! which turns the failure into a printed skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -42,9 +42,7 @@ fn setup() -> Result<Setup, String> {
         || Path::new(MANIFEST_DIR).join(".tools/prism/node_modules/.bin/prism"),
         PathBuf::from,
     );
-    let cliq = std::env::var_os("GCB_SHARED_DIR")
-        .map_or_else(|| Path::new(MANIFEST_DIR).join("../shared"), PathBuf::from);
-    let cliq = cliq.join("specs/cliq");
+    let cliq = Path::new(MANIFEST_DIR).join("specs/cliq");
     let cards_spec = cliq.join("messagecards.yml");
     let messages_spec = cliq.join("messages.yml");
     let mut missing = Vec::new();
@@ -57,7 +55,7 @@ fn setup() -> Result<Setup, String> {
     for spec in [&cards_spec, &messages_spec] {
         if !spec.is_file() {
             missing.push(format!(
-                "Zoho spec not found at {} (set GCB_SHARED_DIR to the folder holding specs/)",
+                "Zoho spec not found at {} (vendored in specs/cliq/)",
                 spec.display()
             ));
         }

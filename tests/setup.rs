@@ -5,7 +5,7 @@
 //! project and one where the user is only Developer. The fake records every request.
 //!
 //! A second part runs setup against Prism serving GitLab's own OpenAPI document
-//! (`../shared/specs/gitlab/hooks-openapi.yaml`), so the requests we send are checked against
+//! (`specs/gitlab/hooks-openapi.yaml`, vendored), so the requests we send are checked against
 //! GitLab's schema. It needs `scripts/install-prism.sh` to have run (`GCB_SKIP_PRISM=1` skips it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1119,7 +1119,7 @@ fn start_prism(dir: &TempDir) -> Option<Prism> {
             bin.display()
         );
     }
-    let spec = root.join("../shared/specs/gitlab/hooks-openapi.yaml");
+    let spec = root.join("specs/gitlab/hooks-openapi.yaml");
     assert!(
         spec.exists(),
         "GitLab's spec is missing at {}",
