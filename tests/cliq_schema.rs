@@ -8,7 +8,6 @@
 //! `.tools/prism/node_modules/.bin/prism`; Zoho's specs are vendored in `specs/cliq/` (provenance
 //! in `specs/cliq/SOURCE.md`). When Prism is missing the test fails, unless `GCB_SKIP_PRISM=1`,
 //! which turns the failure into a printed skip.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gitlab_chat_bridge::commands::check::sample_events;
 use gitlab_chat_bridge::event::{self, Event};

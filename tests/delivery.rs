@@ -1,7 +1,6 @@
 //! Delivery tests on the real durable outbox (SQLite in a temp folder) and the real channel
 //! workers, with a scripted poster: rate budget (on tokio's paused clock, since it spans minutes),
 //! per-object order while retrying, throttling, dead letters, dedupe, restart (short real waits).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gitlab_chat_bridge::deliver::durable::{DurableOutbox, DurableSettings};
 use gitlab_chat_bridge::deliver::rate::RateLimiter;

@@ -1,7 +1,6 @@
 //! Keeps `docs/templates.md` in step with the code: the file must equal what the code generates,
 //! and every variable a real event serialises must be documented for its kind.
-//! Regenerate with `UPDATE_DOCS=1 cargo test --test docs`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Regenerate with `UPDATE_DOCS=1 cargo test --test tests docs::`.
 
 use gitlab_chat_bridge::event::{self, serialized_paths, variables, Event};
 use gitlab_chat_bridge::render::reference;
@@ -23,7 +22,7 @@ fn templates_doc_is_current() {
     let have = std::fs::read_to_string(doc_path()).unwrap_or_default();
     assert!(
         have == want,
-        "docs/templates.md is out of date with the code: run `UPDATE_DOCS=1 cargo test --test docs`"
+        "docs/templates.md is out of date with the code: run `UPDATE_DOCS=1 cargo test --test tests docs::`"
     );
 }
 

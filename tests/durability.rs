@@ -12,16 +12,14 @@
 //!
 //! Every wait is bounded. The tests take turns (a lock), so that the timing assertions of one
 //! are not disturbed by the load of another on a small machine.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support;
+use crate::support::{ChannelSpec, Daemon, FakeCliq, Hooks, Reply, Settings, Workdir};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{ChannelSpec, Daemon, FakeCliq, Hooks, Reply, Settings, Workdir};
 
 const ISSUE_HOOK: &str = "Issue Hook";
 const PUSH_HOOK: &str = "Push Hook";

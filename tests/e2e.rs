@@ -5,13 +5,11 @@
 //! that nothing is posted for a wrong or missing token, a bad body or an unknown kind, that a
 //! re-sent delivery is posted once, that channel filters and confidentiality hold, and that no
 //! secret ever reaches the daemon's log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support;
+use crate::support::{ChannelSpec, Daemon, FakeCliq};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{ChannelSpec, Daemon, FakeCliq};
 
 /// How long a message may take to reach the fake (with the 1 s throttle pause included).
 const ARRIVAL: Duration = Duration::from_secs(15);

@@ -3,7 +3,6 @@
 //! real payloads take (Test button, > 20 commits, empty commit lists, System Hook bodies, missing
 //! objects) degrade gracefully; updates say what changed; `[mentions]` turns mapped people into
 //! Cliq mentions and nothing else does.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{TimeZone, Utc};
 use gitlab_chat_bridge::event::{self, Event};

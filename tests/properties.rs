@@ -13,7 +13,6 @@
 //! `=random` explores other cases, `PROPTEST_CASES=<n>` changes the count; a failure found that
 //! way is saved (shrunk) to `tests/properties.proptest-regressions` and, once committed, replayed
 //! first on every run.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)] // the fuzz target's input splitting is not used here
 #[path = "../fuzz/src/lib.rs"]

@@ -1,13 +1,11 @@
 //! Template hot reload under a running daemon: edit a template, send an event, get the new
 //! wording; break it, get the old wording and an error naming the file and line; SIGHUP reloads
 //! when the file watch is off.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support;
+use crate::support::{ChannelSpec, Daemon, FakeCliq, Settings, Workdir};
 use std::path::Path;
 use std::time::Duration;
-use support::{ChannelSpec, Daemon, FakeCliq, Settings, Workdir};
 
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -1,7 +1,6 @@
 //! Rendering tests over GitLab's real payloads: every fixture parses, each rendered kind passes the
 //! Cliq shape check and shows the actor, the object and its link; hostile text stays inert; dates
 //! follow the configured zone; `check` and `render` behave as documented.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, TimeZone, Utc};
 use gitlab_chat_bridge::event::{self, Event, Kind};

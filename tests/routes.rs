@@ -1,7 +1,6 @@
 //! Routing tests, table-driven over real GitLab payloads × routes: event-key globs, projects,
 //! refs (`default`, `protected`, globs), labels, excluded users (bots), confidential default-deny,
 //! several channels with their own templates and time zones, and the `skip` helper.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gitlab_chat_bridge::config::{ChannelConfig, RouteConfig};
 use gitlab_chat_bridge::deliver::{Auth, Endpoint};

@@ -4,10 +4,11 @@
 //! moving as events flow, `/readyz`, JSON logs carrying both GitLab ids, slow clients dropped
 //! within the request timeout, the connection limit, TLS, and systemd's `READY=1`/`WATCHDOG=1`.
 //! Every test also checks that no secret (tokens, zapikeys, signing keys) reached the log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support;
+use crate::support::{
+    event_header, fixture, unique, ChannelSpec, Daemon, FakeCliq, Settings, Workdir, TOKEN,
+};
 use gitlab_chat_bridge::config::Secret;
 use gitlab_chat_bridge::server::verify::SigningKey;
 use serde_json::Value;
@@ -15,9 +16,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{
-    event_header, fixture, unique, ChannelSpec, Daemon, FakeCliq, Settings, Workdir, TOKEN,
-};
 
 /// How long a message may take to reach the fake.
 const ARRIVAL: Duration = Duration::from_secs(15);

@@ -7,7 +7,6 @@
 //! A second part runs setup against Prism serving GitLab's own OpenAPI document
 //! (`specs/gitlab/hooks-openapi.yaml`, vendored), so the requests we send are checked against
 //! GitLab's schema. It needs `scripts/install-prism.sh` to have run (`GCB_SKIP_PRISM=1` skips it).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
