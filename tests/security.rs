@@ -5,10 +5,10 @@
 //! within the request timeout, the connection limit, TLS, and systemd's `READY=1`/`WATCHDOG=1`.
 //! Every test also checks that no secret (tokens, zapikeys, signing keys) reached the log.
 
-use crate::support;
-use crate::support::{
-    event_header, fixture, unique, ChannelSpec, Daemon, FakeCliq, Settings, Workdir, TOKEN,
-};
+use crate::support::daemon::{self, ChannelSpec, Daemon, Settings, MAX_BODY_BYTES, TOKEN};
+use crate::support::fake_cliq::FakeCliq;
+use crate::support::temp::TempDir;
+use crate::support::{samples, turn, unique};
 use gitlab_chat_bridge::config::Secret;
 use gitlab_chat_bridge::server::verify::SigningKey;
 use serde_json::Value;
@@ -25,23 +25,19 @@ const SIGNING: &str = "whsec_Z2NiLXRlc3Qtc2lnbmluZy1rZXktMDEyMzQ1Njc4OWFi";
 const SIGNING_NEXT: &str = "whsec_Z2NiLXRlc3Qtc2lnbmluZy1rZXktbmV4dC0wMTIzNDU2";
 /// A signing token the daemon does not know.
 const SIGNING_UNKNOWN: &str = "whsec_Z2NiLXRlc3QtdW5rbm93bi1rZXktMDEyMzQ1Njc4OWFi";
-/// The token rotated in next to `support::TOKEN`.
+/// The token rotated in next to [`TOKEN`].
 const TOKEN_NEXT: &str = "gl-SECRET-NEXT-9999";
 /// A token that was never configured.
 const TOKEN_THIRD: &str = "gl-SECRET-THIRD-0000";
 
 /// Writes the harness's config for `channels` with `server` lines added to `[server]` and
 /// `rest` appended; returns the folder (keep it alive) and the config's path.
-fn config(name: &str, channels: Vec<ChannelSpec>, server: &str, rest: &str) -> (Workdir, PathBuf) {
-    let dir = Workdir::new(name);
-    let path = dir.write_config(&Settings::new(channels));
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("[server]\n"), "{text}");
-    let text = format!(
-        "[server]\n{server}\n{}\n{rest}",
-        &text["[server]\n".len()..]
-    );
-    std::fs::write(&path, text).unwrap();
+fn config(name: &str, channels: Vec<ChannelSpec>, server: &str, rest: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
+    let mut settings = Settings::new(channels);
+    settings.server = server.into();
+    settings.rest = rest.into();
+    let path = settings.write_config(&dir);
     (dir, path)
 }
 
@@ -75,7 +71,7 @@ impl Signed {
     fn new(file: &str, key: &str, skew: i64) -> Signed {
         let id = unique("msg");
         let timestamp = (now_secs() + skew).to_string();
-        let body = fixture(file);
+        let body = samples::bytes(file);
         let key = SigningKey::parse(&Secret::new(key)).unwrap();
         Signed {
             signature: Some(key.signature_header(&id, &timestamp, &body)),
@@ -83,7 +79,7 @@ impl Signed {
             timestamp,
             token: TOKEN,
             body,
-            event: event_header(file),
+            event: samples::header(file),
         }
     }
 
@@ -130,7 +126,7 @@ fn sample(text: &str, series: &str) -> f64 {
 
 /// No configured secret in the log, including the ones only these tests use.
 fn assert_no_secrets(log: &[String]) {
-    support::assert_no_secrets(log);
+    daemon::assert_no_secrets(log);
     let b64 = |k: &str| k.trim_start_matches("whsec_").to_string();
     for secret in [
         TOKEN_NEXT.to_string(),
@@ -151,6 +147,7 @@ fn assert_no_secrets(log: &[String]) {
 /// and posted nothing; a webhook-id refused for another reason may come again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_valid_wrong_stale_and_replayed() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let (_dir, path) = config(
         "signed",
@@ -195,8 +192,8 @@ async fn signatures_valid_wrong_stale_and_replayed() {
     assert_eq!(wrong.post(&base).await.0, 401, "unknown key");
 
     let mut tampered = Signed::new("issue__open.json", SIGNING, 0);
-    tampered.body = fixture("note__issue.json");
-    tampered.event = event_header("note__issue.json");
+    tampered.body = samples::bytes("note__issue.json");
+    tampered.event = samples::header("note__issue.json");
     assert_eq!(
         tampered.post(&base).await.0,
         401,
@@ -223,8 +220,8 @@ async fn signatures_valid_wrong_stale_and_replayed() {
     bad_json.signature =
         Some(key.signature_header(&bad_json.id, &bad_json.timestamp, &bad_json.body));
     assert_eq!(bad_json.post(&base).await.0, 400);
-    bad_json.body = fixture("merge_request__open.json");
-    bad_json.event = event_header("merge_request__open.json");
+    bad_json.body = samples::bytes("merge_request__open.json");
+    bad_json.event = samples::header("merge_request__open.json");
     bad_json.signature =
         Some(key.signature_header(&bad_json.id, &bad_json.timestamp, &bad_json.body));
     assert_eq!(
@@ -256,6 +253,7 @@ async fn signatures_valid_wrong_stale_and_replayed() {
 /// allow-list refuses webhooks from elsewhere with 403 but leaves `/healthz` alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_rotation_and_network_allow_list() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let (_dir, path) = config(
         "rotation",
@@ -267,17 +265,14 @@ async fn token_rotation_and_network_allow_list() {
     );
     let daemon = Daemon::spawn(&path).await;
     let file = "issue__open.json";
-    let old = daemon
-        .post(&event_header(file), fixture(file), Some(TOKEN), None)
-        .await;
+    let (event, body) = (samples::header(file), samples::bytes(file));
+    let old = daemon.post(&event, body.clone(), Some(TOKEN), None).await;
     assert_eq!(old.status, 200, "{old:?}");
     let new = daemon
-        .post(&event_header(file), fixture(file), Some(TOKEN_NEXT), None)
+        .post(&event, body.clone(), Some(TOKEN_NEXT), None)
         .await;
     assert_eq!(new.status, 200, "{new:?}");
-    let third = daemon
-        .post(&event_header(file), fixture(file), Some(TOKEN_THIRD), None)
-        .await;
+    let third = daemon.post(&event, body, Some(TOKEN_THIRD), None).await;
     assert_eq!(third.status, 401, "{third:?}");
     fake.wait_for_accepted(2, ARRIVAL).await;
     assert_no_secrets(&daemon.stop());
@@ -308,6 +303,7 @@ async fn token_rotation_and_network_allow_list() {
 /// GitLab ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_as_events_flow() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(1).await;
     let (_dir, path) = config(
         "metrics",
@@ -329,23 +325,16 @@ async fn metrics_move_as_events_flow() {
     let (status, ready) = get(&base, "/readyz").await;
     assert_eq!(status, 200, "{ready}");
 
-    let issue = "issue__open.json";
+    let (issue, body) = (
+        samples::header("issue__open.json"),
+        samples::bytes("issue__open.json"),
+    );
     let first = daemon
-        .post(
-            &event_header(issue),
-            fixture(issue),
-            None,
-            Some("idem-metrics-1"),
-        )
+        .post(&issue, body.clone(), None, Some("idem-metrics-1"))
         .await;
     assert_eq!(first.body["status"], "queued", "{first:?}");
     let again = daemon
-        .post(
-            &event_header(issue),
-            fixture(issue),
-            None,
-            Some("idem-metrics-1"),
-        )
+        .post(&issue, body.clone(), None, Some("idem-metrics-1"))
         .await;
     assert_eq!(again.body["status"], "duplicate", "{again:?}");
     let push = daemon.post_fixture("push__basic.json").await;
@@ -362,27 +351,18 @@ async fn metrics_move_as_events_flow() {
         .await;
     assert_eq!(unknown.body["status"], "ignored", "{unknown:?}");
     assert_eq!(
-        daemon
-            .post(&event_header(issue), fixture(issue), Some("nope"), None)
-            .await
-            .status,
+        daemon.post(&issue, body, Some("nope"), None).await.status,
         401
     );
     assert_eq!(
         daemon
-            .post(&event_header(issue), b"{oops".to_vec(), None, None)
+            .post(&issue, b"{oops".to_vec(), None, None)
             .await
             .status,
         400
     );
-    let big = vec![b' '; support::MAX_BODY_BYTES + 1];
-    assert_eq!(
-        daemon
-            .post(&event_header(issue), big, None, None)
-            .await
-            .status,
-        413
-    );
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    assert_eq!(daemon.post(&issue, big, None, None).await.status, 413);
 
     // The first post is throttled (429, Retry-After: 1), retried, then both are delivered.
     fake.wait_for_accepted(2, ARRIVAL).await;
@@ -527,6 +507,7 @@ fn read_until_closed(s: &mut TcpStream, since: Instant) -> (String, Duration) {
 /// client is served once the timeout has dropped them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_dropped_within_the_timeout() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let (_dir, path) = config(
         "slowloris",
@@ -565,7 +546,7 @@ async fn slow_clients_are_dropped_within_the_timeout() {
             // 3. Headers at once, then the body a byte at a time.
             let started = Instant::now();
             let mut slow_body = TcpStream::connect(&addr).unwrap();
-            let body = fixture("issue__open.json");
+            let body = samples::bytes("issue__open.json");
             let head = format!(
                 "POST /hooks/gitlab HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Gitlab-Token: {TOKEN}\r\nX-Gitlab-Event: Issue Hook\r\nContent-Length: {}\r\n\r\n",
                 body.len()
@@ -661,10 +642,11 @@ async fn slow_clients_are_dropped_within_the_timeout() {
 /// 127.0.0.1 and localhost), takes webhooks over it, and refuses plain HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_self_signed_certificate() {
+    let _turn = turn::shared_async().await;
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let fake = FakeCliq::start(0).await;
-    let dir = Workdir::new("tls-certs");
+    let dir = TempDir::new("tls-certs");
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
@@ -694,10 +676,10 @@ async fn tls_with_a_self_signed_certificate() {
     let r = tls
         .post(format!("{https}/hooks/gitlab"))
         .header("Content-Type", "application/json")
-        .header("X-Gitlab-Event", event_header(file))
+        .header("X-Gitlab-Event", samples::header(file))
         .header("X-Gitlab-Token", TOKEN)
         .header("Idempotency-Key", unique("idem"))
-        .body(fixture(file))
+        .body(samples::bytes(file))
         .send()
         .await
         .unwrap();
@@ -739,6 +721,7 @@ fn wait_for(
 /// pings `WATCHDOG=1` at half the watchdog interval, and `STOPPING=1` on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_ready_watchdog_and_stopping() {
+    let _turn = turn::shared_async().await;
     use std::os::unix::net::UnixDatagram;
     let fake = FakeCliq::start(0).await;
     let (dir, path) = config(
