@@ -64,7 +64,7 @@ async fn every_kind_arrives_once_after_a_throttled_retry() {
     ];
     for f in fixtures {
         let started = std::time::Instant::now();
-        let answer = daemon.post_fixture(f).await;
+        let answer = daemon.post_sample(f).await;
         assert_eq!(answer.status, 200, "{f}: {answer:?}");
         assert_eq!(answer.body["status"], "queued", "{f}: {answer:?}");
         assert_eq!(answer.body["deliveries"], 1, "{f}: {answer:?}");
@@ -156,7 +156,7 @@ async fn wrong_or_missing_token_posts_nothing() {
     tokio::time::sleep(QUIET).await;
     assert_eq!(fake.snapshot().requests, 0, "posted for a refused token");
 
-    let ok = daemon.post_fixture("issue__open.json").await;
+    let ok = daemon.post_sample("issue__open.json").await;
     assert_eq!(ok.status, 200, "{ok:?}");
     fake.wait_for_accepted(1, ARRIVAL).await;
     tokio::time::sleep(QUIET).await;
@@ -210,7 +210,7 @@ async fn bad_bodies_are_refused_and_unknown_kinds_acknowledged() {
     tokio::time::sleep(QUIET).await;
     assert_eq!(fake.snapshot().requests, 0, "something was posted");
 
-    let ok = daemon.post_fixture("push__basic.json").await;
+    let ok = daemon.post_sample("push__basic.json").await;
     assert_eq!(ok.status, 200, "{ok:?}");
     fake.wait_for_accepted(1, ARRIVAL).await;
     tokio::time::sleep(QUIET).await;
@@ -263,8 +263,8 @@ async fn channels_get_what_they_subscribe_to() {
     )
     .await;
 
-    assert_eq!(daemon.post_fixture("push__basic.json").await.status, 200);
-    assert_eq!(daemon.post_fixture("issue__open.json").await.status, 200);
+    assert_eq!(daemon.post_sample("push__basic.json").await.status, 200);
+    assert_eq!(daemon.post_sample("issue__open.json").await.status, 200);
 
     // Confidential by header only (GitLab's `Confidential Issue Hook`).
     let mut by_header = samples::json("issue__open.json");

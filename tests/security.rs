@@ -284,7 +284,7 @@ async fn token_rotation_and_network_allow_list() {
         "",
     );
     let daemon = Daemon::spawn(&path2).await;
-    let refused = daemon.post_fixture(file).await;
+    let refused = daemon.post_sample(file).await;
     assert_eq!(refused.status, 403, "{refused:?}");
     assert_eq!(daemon.get("/healthz").await, 200);
     let (_, text) = get(daemon.base_url(), "/metrics").await;
@@ -337,9 +337,9 @@ async fn metrics_move_as_events_flow() {
         .post(&issue, body.clone(), None, Some("idem-metrics-1"))
         .await;
     assert_eq!(again.body["status"], "duplicate", "{again:?}");
-    let push = daemon.post_fixture("push__basic.json").await;
+    let push = daemon.post_sample("push__basic.json").await;
     assert_eq!(push.body["status"], "queued", "{push:?}");
-    let ignored = daemon.post_fixture("note__issue.json").await;
+    let ignored = daemon.post_sample("note__issue.json").await;
     assert_eq!(ignored.body["status"], "ignored", "{ignored:?}");
     let unknown = daemon
         .post(
@@ -615,7 +615,7 @@ async fn slow_clients_are_dropped_within_the_timeout() {
     let hold: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
-    let answer = daemon.post_fixture("issue__open.json").await;
+    let answer = daemon.post_sample("issue__open.json").await;
     let took = started.elapsed();
     assert_eq!(answer.status, 200, "{answer:?}");
     assert!(

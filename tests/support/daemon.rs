@@ -414,7 +414,7 @@ impl Daemon {
     }
 
     /// Posts a sample with its INDEX.tsv header and the right token.
-    pub async fn post_fixture(&self, file: &str) -> HookAnswer {
+    pub async fn post_sample(&self, file: &str) -> HookAnswer {
         self.post(&samples::header(file), samples::bytes(file), None, None)
             .await
     }
