@@ -10,18 +10,21 @@
 //! - the `outbox` subcommand shows and revives dead letters and purges them;
 //! - SIGTERM stops the daemon cleanly with messages still pending, which the next start posts.
 //!
-//! Every wait is bounded. The tests take turns (a lock), so that the timing assertions of one
-//! are not disturbed by the load of another on a small machine.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Every wait is bounded. Each test runs alone (`support::turn::alone`), so that its timing
+//! assertions are not disturbed by the load of another test on a small machine, nor its load
+//! another test's.
 
-mod support;
-
+use crate::support::cli;
+use crate::support::daemon::{assert_no_secrets, ChannelSpec, Daemon, Hooks, Settings};
+use crate::support::fake_cliq::{FakeCliq, Reply};
+use crate::support::temp::TempDir;
+use crate::support::{samples, turn, unique, wait_until};
 use serde_json::json;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{ChannelSpec, Daemon, FakeCliq, Hooks, Reply, Settings, Workdir};
 
 const ISSUE_HOOK: &str = "Issue Hook";
 const PUSH_HOOK: &str = "Push Hook";
@@ -33,12 +36,34 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(10);
 /// least every 5 s, which is what a dead letter revived by `outbox retry` waits for).
 const ARRIVAL: Duration = Duration::from_secs(15);
 
-/// One test at a time in this binary (see the crate doc).
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// A config for `channels` of `fake` whose rate limit never waits and combines no backlog into a
+/// digest (each message is its own post), retrying every `initial_backoff_ms` at first, at most
+/// every second, `max_attempts` times. Returns the folder (keep it) and the config's path.
+fn unthrottled_config(
+    name: &str,
+    fake: &FakeCliq,
+    channels: &[&'static str],
+    initial_backoff_ms: u64,
+    max_attempts: u32,
+) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
+    let mut settings = Settings::new(
+        channels
+            .iter()
+            .map(|c| ChannelSpec::new(c, fake.url(c)))
+            .collect(),
+    );
+    settings.rate_per_minute = 100_000;
+    settings.initial_backoff_ms = initial_backoff_ms;
+    settings.max_backoff_secs = 1;
+    settings.max_attempts = max_attempts;
+    let config = settings.write_config(&dir);
+    (dir, config)
+}
 
 /// GitLab's `issue__open` payload about issue `iid` with title `title`.
 fn issue(iid: u64, title: &str) -> Vec<u8> {
-    let mut v = support::fixture_json("issue__open.json");
+    let mut v = samples::json("issue__open.json");
     v["object_attributes"]["iid"] = json!(iid);
     v["object_attributes"]["title"] = json!(title);
     v.to_string().into_bytes()
@@ -47,7 +72,7 @@ fn issue(iid: u64, title: &str) -> Vec<u8> {
 /// GitLab's `push__basic` payload (same project and ref each time) with one commit, whose
 /// message is `message`.
 fn push(message: &str) -> Vec<u8> {
-    let mut v = support::fixture_json("push__basic.json");
+    let mut v = samples::json("push__basic.json");
     let mut commit = v["commits"][0].clone();
     commit["message"] = json!(message);
     v["commits"] = json!([commit]);
@@ -60,7 +85,7 @@ async fn outbox(config: &std::path::Path, action: &[&str], code: i32) -> String 
     let config = config.display().to_string();
     let mut args = vec!["outbox", "--config", config.as_str()];
     args.extend_from_slice(action);
-    let out = support::run_cli(&args, CLI_TIMEOUT).await;
+    let out = cli::run_async(&args, CLI_TIMEOUT).await;
     assert_eq!(out.code, Some(code), "`{}`: {out:#?}", args.join(" "));
     out.stdout
 }
@@ -195,31 +220,18 @@ async fn kill_9_mid_stream_neither_loses_nor_duplicates() {
     const PACE: Duration = Duration::from_millis(10);
     const KILL_AFTER: usize = 600;
     const CHANNELS: [&str; 2] = ["alpha", "beta"];
-    let _turn = TURN.lock().await;
+    let _turn = turn::alone().await;
     let started = Instant::now();
 
     let fake = FakeCliq::start(0).await;
     fake.set_delay(Duration::from_millis(2));
-    let dir = Workdir::new("crash");
-    let mut settings = Settings::new(
-        CHANNELS
-            .iter()
-            .map(|c| ChannelSpec::new(c, fake.url(c)))
-            .collect(),
-    );
-    // High enough that the rate limit never waits and no backlog is combined into a digest:
-    // each message is its own post.
-    settings.rate_per_minute = 100_000;
-    settings.initial_backoff_ms = 20;
-    settings.max_backoff_secs = 1;
-    settings.max_attempts = 1000;
-    let config = dir.write_config(&settings);
+    let (_dir, config) = unthrottled_config("crash", &fake, &CHANNELS, 20, 1000);
 
     let webhooks: Arc<Vec<Webhook>> = Arc::new(
         (0..N)
             .map(|i| Webhook {
                 body: issue(1 + (i % 50) as u64, &crash_marker(i)),
-                key: support::unique("crash-key"),
+                key: unique("crash-key"),
             })
             .collect(),
     );
@@ -237,7 +249,7 @@ async fn kill_9_mid_stream_neither_loses_nor_duplicates() {
         IN_FLIGHT,
         PACE,
     ));
-    support::wait_until(
+    wait_until(
         "enough webhooks acknowledged before the kill",
         Duration::from_secs(30),
         || acked.load(Ordering::SeqCst) >= KILL_AFTER,
@@ -265,7 +277,7 @@ async fn kill_9_mid_stream_neither_loses_nor_duplicates() {
     );
     assert!(at_kill.accepted.len() < 2 * N, "{}", at_kill.summary());
     assert!(at_kill.violations.is_empty(), "{:#?}", at_kill.violations);
-    support::assert_no_secrets(&first_log);
+    assert_no_secrets(&first_log);
 
     // Phase 2: restart on the same outbox, release the fake, re-send what failed, send the rest.
     let second = Daemon::spawn(&config).await;
@@ -374,7 +386,7 @@ async fn kill_9_mid_stream_neither_loses_nor_duplicates() {
             .any(|l| l.contains("picked up messages left in flight by the previous run")),
         "the restarted daemon did not take back the leased messages"
     );
-    support::assert_no_secrets(&second_log);
+    assert_no_secrets(&second_log);
     eprintln!(
         "crash: {acked1} acknowledged and {} posted before the kill, {} posts held, {failed} \
          webhooks failed; {resent} sent after the restart ({duplicates} answered duplicate), \
@@ -414,7 +426,7 @@ async fn an_outage_and_throttling_delay_but_never_lose_or_reorder() {
     const CHANNELS: [&str; 2] = ["alpha", "beta"];
     /// Rounds of "one post in three fails" after the throttling.
     const FLAKY: usize = 20;
-    let _turn = TURN.lock().await;
+    let _turn = turn::alone().await;
     let started = Instant::now();
     let fake = FakeCliq::start(0).await;
     fake.script(
@@ -426,20 +438,7 @@ async fn an_outage_and_throttling_delay_but_never_lose_or_reorder() {
                     .flatten(),
             ),
     );
-    let dir = Workdir::new("outage");
-    let mut settings = Settings::new(
-        CHANNELS
-            .iter()
-            .map(|c| ChannelSpec::new(c, fake.url(c)))
-            .collect(),
-    );
-    // High enough that the rate limit never waits and no backlog is combined into a digest:
-    // each message is its own post.
-    settings.rate_per_minute = 100_000;
-    settings.initial_backoff_ms = 50;
-    settings.max_backoff_secs = 1;
-    settings.max_attempts = 100;
-    let config = dir.write_config(&settings);
+    let (_dir, config) = unthrottled_config("outage", &fake, &CHANNELS, 50, 100);
     let daemon = Daemon::spawn(&config).await;
 
     let issue_seq = |iid: u64| Sequence {
@@ -488,9 +487,7 @@ async fn an_outage_and_throttling_delay_but_never_lose_or_reorder() {
             let mut answers = Vec::new();
             for (marker, body) in items {
                 let t = Instant::now();
-                let a = hooks
-                    .try_post(event, body, &support::unique("outage"))
-                    .await;
+                let a = hooks.try_post(event, body, &unique("outage")).await;
                 answers.push((marker, t.elapsed(), a));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -572,7 +569,7 @@ async fn an_outage_and_throttling_delay_but_never_lose_or_reorder() {
         limit_throttled, 3,
         "400 request_limit_exceeded was not taken for throttling: {log:#?}"
     );
-    support::assert_no_secrets(&log);
+    assert_no_secrets(&log);
     eprintln!(
         "outage: {} posts in {:?}",
         seen.answered.len(),
@@ -590,14 +587,15 @@ async fn an_outage_and_throttling_delay_but_never_lose_or_reorder() {
 /// `stats` shows an empty outbox and `retry ID` of a message no longer dead exits 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_cli_shows_revives_and_purges_dead_letters() {
-    let _turn = TURN.lock().await;
+    let _turn = turn::alone().await;
     let fake = FakeCliq::start(0).await;
     fake.set_channel("gone", Reply::ChannelNotFound);
-    let dir = Workdir::new("cli");
-    let config = dir.write_config(&Settings::new(vec![
+    let dir = TempDir::new("cli");
+    let config = Settings::new(vec![
         ChannelSpec::new("ok", fake.url("ok")),
         ChannelSpec::new("gone", fake.url("gone")),
-    ]));
+    ])
+    .write_config(&dir);
     let daemon = Daemon::spawn(&config).await;
     let hooks = daemon.hooks();
     for m in ["cli-1", "cli-2"] {
@@ -606,7 +604,7 @@ async fn outbox_cli_shows_revives_and_purges_dead_letters() {
         assert_eq!(a.body["deliveries"], 2, "{a:?}");
     }
     fake.wait_for_accepted(2, ARRIVAL).await;
-    support::wait_until("two dead letters", ARRIVAL, || {
+    wait_until("two dead letters", ARRIVAL, || {
         daemon
             .log()
             .iter()
@@ -645,7 +643,7 @@ async fn outbox_cli_shows_revives_and_purges_dead_letters() {
     assert!(out.contains("1 dead letter(s) will be retried"), "{out}");
     let out = outbox(&config, &["retry", "--all-dead"], 0).await;
     assert!(out.contains("1 dead letter(s) will be retried"), "{out}");
-    support::wait_until("the revived messages", ARRIVAL, || {
+    wait_until("the revived messages", ARRIVAL, || {
         let s = fake.snapshot();
         s.count("gone", "cli-1") + s.count("gone", "cli-2") >= 2
     })
@@ -670,7 +668,7 @@ async fn outbox_cli_shows_revives_and_purges_dead_letters() {
     );
     let out = outbox(&config, &["retry", &one], 1).await;
     assert!(out.contains("0 dead letter(s)"), "{out}");
-    support::assert_no_secrets(&daemon.stop());
+    assert_no_secrets(&daemon.stop());
 }
 
 /// SIGTERM with messages pending: the fake answers 503, five webhooks are queued and retried,
@@ -679,21 +677,21 @@ async fn outbox_cli_shows_revives_and_purges_dead_letters() {
 /// them exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_cleanly_and_the_next_start_posts_what_was_pending() {
-    let _turn = TURN.lock().await;
+    let _turn = turn::alone().await;
     let fake = FakeCliq::start(0).await;
     fake.set_channel("dev", Reply::Unavailable);
-    let dir = Workdir::new("sigterm");
+    let dir = TempDir::new("sigterm");
     let mut settings = Settings::new(vec![ChannelSpec::new("dev", fake.url("dev"))]);
     settings.max_attempts = 1000;
     settings.max_backoff_secs = 1;
-    let config = dir.write_config(&settings);
+    let config = settings.write_config(&dir);
     let daemon = Daemon::spawn(&config).await;
     let markers: Vec<String> = (1..=5).map(|n| format!("term-{n}")).collect();
     for m in &markers {
         let a = daemon.post(ISSUE_HOOK, issue(41, m), None, None).await;
         assert_eq!(a.status, 200, "{a:?}");
     }
-    support::wait_until("retries under a 503 outage", ARRIVAL, || {
+    wait_until("retries under a 503 outage", ARRIVAL, || {
         fake.snapshot().answered_with(503) >= 5
     })
     .await;
@@ -708,7 +706,7 @@ async fn sigterm_stops_cleanly_and_the_next_start_posts_what_was_pending() {
         "{log:#?}"
     );
     assert!(log.iter().any(|l| l.contains("serve: stopped")), "{log:#?}");
-    support::assert_no_secrets(&log);
+    assert_no_secrets(&log);
     let stats = outbox(&config, &["stats"], 0).await;
     let (pending, retrying, dead) = stats_row(&stats, "dev").unwrap_or_default();
     assert_eq!((pending + retrying, dead), (5, 0), "{stats}");
@@ -723,6 +721,6 @@ async fn sigterm_stops_cleanly_and_the_next_start_posts_what_was_pending() {
         assert_eq!(seen.count("dev", m), 1, "{m}: {}", seen.summary());
     }
     assert_eq!(seen.accepted.len(), markers.len());
-    support::assert_no_secrets(&again.stop());
+    assert_no_secrets(&again.stop());
     eprintln!("sigterm: stopped in {took:?}");
 }
