@@ -5,8 +5,9 @@
 //! fully arbitrary objects built from GitLab's key names and arbitrary non-objects, each sent with
 //! an `X-Gitlab-Event` header from `INDEX.tsv`, a `Confidential` one, none, or a random one.
 //! The properties (parsing never panics and accepts every object, rendering never panics nor fails,
-//! every message is valid JSON passing the Cliq shape check, no `{@` mention, no stray `{{`) are
-//! written once in `fuzz/src/lib.rs`, shared with the `cargo fuzz` target (docs/fuzzing.md).
+//! every message is valid JSON passing the Cliq shape check, no `{@` mention, no stray `{{`; the
+//! render-error fallback and digests of several messages likewise, with no `{@` even from titles)
+//! are written once in `fuzz/src/lib.rs`, shared with the `cargo fuzz` target (docs/fuzzing.md).
 //!
 //! Reproducibility: the RNG seed is fixed ([`DEFAULT_SEED`]), so every run (and CI) tries the same
 //! cases and a failure is reproduced by running the test again. `PROPTEST_RNG_SEED=<n>` or
@@ -19,7 +20,8 @@
 mod shared;
 
 use crate::support::{samples, turn};
-use gitlab_chat_bridge::render::Renderer;
+use gitlab_chat_bridge::event;
+use gitlab_chat_bridge::render::{Rendered, Renderer};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseError, TestRunner};
@@ -616,4 +618,32 @@ fn non_objects_are_refused_and_objects_accepted() {
         let header = header_text(&h, "Push Hook");
         check(&r, header.as_deref(), body)
     });
+}
+
+#[test]
+fn digests_of_mutated_payloads_are_valid_and_inert() {
+    let _turn = turn::shared();
+    let r = shared::renderer();
+    run(
+        96,
+        prop::collection::vec(mutated_fixture(), 2..8),
+        |inputs| {
+            let mut bodies = Vec::new();
+            for (which, ops, h) in inputs {
+                let f = which.get(fixtures());
+                let mut body = f.body.clone();
+                for (at, op) in &ops {
+                    apply(&mut body, *at, op);
+                }
+                let header = header_text(&h, &f.header);
+                let Ok(ev) = event::parse(header.as_deref(), body) else {
+                    continue;
+                };
+                if let Ok(Rendered::Message(m, _)) = r.render(&ev) {
+                    bodies.push(m.to_json());
+                }
+            }
+            shared::check_digest(&bodies).map_err(TestCaseError::fail)
+        },
+    );
 }

@@ -11,14 +11,17 @@
 //!   totalling ≤ 10 000 characters; `tests/cliq_schema.rs` holds the messages to Zoho's own
 //!   schema);
 //! - no `{@` (a Cliq mention) outside the card title, which is not markup by design
-//!   (docs/ARCHITECTURE.md, "Escaping"), and no `{{` unless the payload itself contained `{{`.
+//!   (docs/ARCHITECTURE.md, "Escaping"), and no `{{` unless the payload itself contained `{{`;
+//! - the fallback message a channel would get if the event's template failed, and a digest of
+//!   several rendered messages ([`check_digest`]), pass the same shape check with no `{@` at all,
+//!   card titles included (they are GitLab text that moved into `text`).
 //!
 //! Panics in the code under test are left to the caller's harness (libFuzzer or proptest).
 
 use chrono::{TimeZone, Utc};
 use gitlab_chat_bridge::event::{self, ParseError};
 use gitlab_chat_bridge::render::cliq::{
-    MAX_BUTTONS, MAX_BUTTON_LABEL_CHARS, MAX_BUTTON_URL_CHARS, MAX_SLIDES, MAX_SLIDES_CHARS,
+    self, MAX_BUTTONS, MAX_BUTTON_LABEL_CHARS, MAX_BUTTON_URL_CHARS, MAX_SLIDES, MAX_SLIDES_CHARS,
     MAX_TEXT_CHARS, MAX_TITLE_CHARS, THEMES,
 };
 use gitlab_chat_bridge::render::{DateSettings, Rendered, Renderer};
@@ -174,9 +177,43 @@ pub fn check(r: &Renderer, header: Option<&str>, body: Value) -> Result<(), Stri
     let value: Value = serde_json::from_str(&json)
         .map_err(|e| format!("{template}: invalid JSON ({e}): {json}"))?;
     let bad = violations(&value, payload_has_braces);
+    if !bad.is_empty() {
+        return Err(format!("{template}: {}\nmessage: {json}", bad.join("; ")));
+    }
+    // The message this channel would get instead, had the template failed with an error that
+    // quotes GitLab text.
+    let error = format!("template {template}:1:1: {{@all}} *{}*", event.actor.name);
+    inert(&cliq::fallback(&event, &error).to_json(), "fallback")
+}
+
+/// A digest of `bodies` (rendered messages, oldest first) is a valid Cliq message with no `{@`
+/// anywhere, standing for at least one and at most all of them.
+pub fn check_digest(bodies: &[String]) -> Result<(), String> {
+    if bodies.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let (digest, used) = cliq::digest(&refs);
+    if used == 0 || used > bodies.len() {
+        return Err(format!("a digest of {} stands for {used}", bodies.len()));
+    }
+    if used == 1 {
+        return Ok(());
+    }
+    inert(&digest, "digest")
+}
+
+/// `json` is a valid Cliq message with no `{@` anywhere.
+fn inert(json: &str, what: &str) -> Result<(), String> {
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| format!("{what}: invalid JSON ({e}): {json}"))?;
+    let mut bad = violations(&value, true);
+    if contains_text(&value, "{@") {
+        bad.push("a `{@` mention".into());
+    }
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(format!("{template}: {}\nmessage: {json}", bad.join("; ")))
+        Err(format!("{what}: {}\nmessage: {json}", bad.join("; ")))
     }
 }
