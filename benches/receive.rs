@@ -31,8 +31,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("gcb-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/issue__open.json");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/issue__open.json");
     let body = std::fs::read(&fixture).expect("fixture");
 
     // The bridge: one channel that takes every event, posting to a closed loopback port (so its
