@@ -152,7 +152,7 @@ const NO_ACTOR_IN_PAYLOAD: [&str; 9] = [
 ];
 
 /// (fixture, key, what the message must show: the object's title/name/ref/tag and its link).
-const FIXTURES: [(&str, &str, &[&str]); 28] = [
+const FIXTURES: [(&str, &str, &[&str]); 30] = [
     (
         "access_token__group.json",
         "access_token.expiring",
@@ -177,6 +177,25 @@ const FIXTURES: [(&str, &str, &[&str]); 28] = [
             "staging",
             "https://staging.example.com",
             "/-/jobs/796",
+        ],
+    ),
+    (
+        "deployment__approved.json",
+        "deployment.approved",
+        &[
+            "approved the deployment of",
+            "279484c0",
+            "staging",
+            "Looks good to me",
+        ],
+    ),
+    (
+        "deployment__rejected.json",
+        "deployment.rejected",
+        &[
+            "rejected the deployment of",
+            "staging",
+            "Not during the release freeze",
         ],
     ),
     (

@@ -115,15 +115,15 @@ kinds! {
         opt_in: false,
         detail: "A wiki page created, edited or deleted.",
     }
-    /// `Deployment Hook`.
+    /// `Deployment Hook` (status changes, and approvals of deployments waiting for one).
     Deployment => deployment, Deployment(Box<Deployment>) {
         name: "deployment",
         headers: ["Deployment Hook"],
         object_kinds: ["deployment"],
         event_names: [],
-        samples: ["deployment__basic.json"],
+        samples: ["deployment__basic.json", "deployment__approved.json"],
         opt_in: false,
-        detail: "A deployment's status change.",
+        detail: "A deployment's status change, approval or rejection.",
     }
     /// `Milestone Hook`.
     Milestone => milestone, Milestone(Box<Milestone>) {
