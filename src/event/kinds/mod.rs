@@ -206,6 +206,62 @@ kinds! {
         opt_in: false,
         detail: "A vulnerability found or changing state.",
     }
+    /// `System Hook` with `event_name` `user_create`, `user_destroy`, `user_failed_login` or
+    /// `user_rename` (instance administrators only).
+    User => user, User(Box<UserAccount>) {
+        name: "user",
+        headers: [],
+        object_kinds: [],
+        event_names: ["user_create", "user_destroy", "user_failed_login", "user_rename"],
+        samples: ["user__create.json", "user__failed_login.json"],
+        opt_in: true,
+        detail: "A user account created, deleted or renamed, or a blocked user's sign-in attempt.",
+    }
+    /// `System Hook` with `event_name` `user_add_to_team`, `user_remove_from_team`,
+    /// `user_update_for_team` or a project access request (project members).
+    ProjectMember => project_member, ProjectMember(Box<ProjectMember>) {
+        name: "project_member",
+        headers: [],
+        object_kinds: [],
+        event_names: [
+            "user_*team*",
+            "user_access_request_to_project",
+            "user_access_request_revoked_for_project",
+        ],
+        samples: ["project_member__add.json"],
+        opt_in: true,
+        detail: "A project membership change (system hooks).",
+    }
+    /// `System Hook` with `event_name` `group_create`, `group_destroy` or `group_rename`.
+    Group => group, Group(Box<GroupEvent>) {
+        name: "group",
+        headers: [],
+        object_kinds: [],
+        event_names: ["group_create", "group_destroy", "group_rename"],
+        samples: ["group__create.json", "group__rename.json"],
+        opt_in: true,
+        detail: "A group created, deleted or renamed (system hooks).",
+    }
+    /// `System Hook` with `event_name` `key_create` or `key_destroy`.
+    SshKey => ssh_key, SshKey(Box<SshKey>) {
+        name: "ssh_key",
+        headers: [],
+        object_kinds: [],
+        event_names: ["key_create", "key_destroy"],
+        samples: ["ssh_key__create.json"],
+        opt_in: true,
+        detail: "An SSH key added or removed (system hooks).",
+    }
+    /// `System Hook` with `event_name` `repository_update` (one per push, for all its refs).
+    Repository => repository, Repository(Box<RepositoryUpdate>) {
+        name: "repository",
+        headers: [],
+        object_kinds: [],
+        event_names: ["repository_update"],
+        samples: ["repository__update.json"],
+        opt_in: true,
+        detail: "Refs of a repository updated by one push (system hooks).",
+    }
 }
 
 #[cfg(test)]
