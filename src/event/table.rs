@@ -146,9 +146,8 @@ pub(super) fn wildcard(pattern: &str, text: &str) -> bool {
 }
 
 impl Kind {
-    /// The kind a header announces, if any.
+    /// The kind a header's name (without `Confidential `) announces, if any.
     fn from_header(h: &str) -> Option<Kind> {
-        let h = header_name(h);
         KINDS
             .iter()
             .find(|r| r.headers.contains(&h))
@@ -177,14 +176,15 @@ impl Kind {
     /// The kind of a body received with `header`: the header first, then the body's
     /// `object_kind`, then its `event_name`.
     pub(super) fn detect(header: Option<&str>, v: &Value) -> Kind {
+        let name = header.map(header_name);
         let from_body = str_at(v, &["object_kind"]).map(|k| Kind::from_object_kind(&k));
-        match (header.and_then(Kind::from_header), from_body) {
+        match (name.and_then(Kind::from_header), from_body) {
             // One header may announce several kinds (`Issue Hook`: issues and work items); the
             // body tells them apart.
             (Some(_), Some(b))
-                if b.row().is_some_and(|r| {
-                    header.is_some_and(|h| r.headers.contains(&header_name(h)))
-                }) =>
+                if b.row()
+                    .zip(name)
+                    .is_some_and(|(r, h)| r.headers.contains(&h)) =>
             {
                 b
             }

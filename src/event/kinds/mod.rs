@@ -267,6 +267,8 @@ kinds! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::table::wildcard;
+    use crate::event::{parse, Detail};
     use std::collections::HashSet;
 
     #[test]
@@ -281,11 +283,9 @@ mod tests {
                 assert!(object_kinds.insert(*k), "object_kind {k} twice");
             }
             for n in row.event_names.iter().filter(|n| !n.contains('*')) {
-                let owner = KINDS.iter().find(|r| {
-                    r.event_names
-                        .iter()
-                        .any(|p| super::super::table::wildcard(p, n))
-                });
+                let owner = KINDS
+                    .iter()
+                    .find(|r| r.event_names.iter().any(|p| wildcard(p, n)));
                 assert_eq!(owner.map(|r| r.name), Some(row.name), "event_name {n}");
             }
         }
@@ -307,7 +307,7 @@ mod tests {
         for row in &KINDS {
             let header = row.sample_header();
             for (label, v) in row.sample_payloads() {
-                let e = super::super::parse(Some(header), v);
+                let e = parse(Some(header), v);
                 let Ok(e) = e else {
                     panic!("{label} does not parse")
                 };
@@ -315,10 +315,7 @@ mod tests {
                 assert!(e.known, "{label}: {} not known", e.key);
                 let listed = e.key == row.name || row.keys().contains(&e.key);
                 assert!(listed, "{label}: {}", e.key);
-                assert!(
-                    !matches!(e.detail, super::super::Detail::Other {}),
-                    "{label}"
-                );
+                assert!(!matches!(e.detail, Detail::Other {}), "{label}");
             }
         }
     }
