@@ -54,7 +54,7 @@ fn text_problems(m: &Value) -> Vec<String> {
 }
 
 /// Payloads with no URL at all (group webhooks): their messages cannot link anywhere.
-const NO_URL_IN_PAYLOAD: [&str; 10] = [
+const NO_URL_IN_PAYLOAD: [&str; 20] = [
     "access_token__group.json",
     "member__access_request.json",
     "member__access_request_denied.json",
@@ -65,10 +65,20 @@ const NO_URL_IN_PAYLOAD: [&str; 10] = [
     "project__destroy.json",
     "subgroup__create.json",
     "subgroup__destroy.json",
+    "user__create.json",
+    "user__failed_login.json",
+    "project_member__add.json",
+    "project_member__remove.json",
+    "project_member__update.json",
+    "group__create.json",
+    "group__destroy.json",
+    "group__rename.json",
+    "ssh_key__create.json",
+    "ssh_key__destroy.json",
 ];
 
 /// Payloads that name no user: their messages cannot name an actor.
-const NO_ACTOR_IN_PAYLOAD: [&str; 9] = [
+const NO_ACTOR_IN_PAYLOAD: [&str; 16] = [
     "access_token__group.json",
     "access_token__project.json",
     "milestone__create.json",
@@ -78,10 +88,17 @@ const NO_ACTOR_IN_PAYLOAD: [&str; 9] = [
     "subgroup__create.json",
     "subgroup__destroy.json",
     "vulnerability__basic.json",
+    "user__create.json",
+    "user__failed_login.json",
+    "group__create.json",
+    "group__destroy.json",
+    "group__rename.json",
+    "ssh_key__create.json",
+    "ssh_key__destroy.json",
 ];
 
 /// (fixture, key, what the message must show: the object's title/name/ref/tag and its link).
-const FIXTURES: [(&str, &str, &[&str]); 28] = [
+const FIXTURES: [(&str, &str, &[&str]); 41] = [
     (
         "access_token__group.json",
         "access_token.expiring",
@@ -106,6 +123,25 @@ const FIXTURES: [(&str, &str, &[&str]); 28] = [
             "staging",
             "https://staging.example.com",
             "/-/jobs/796",
+        ],
+    ),
+    (
+        "deployment__approved.json",
+        "deployment.approved",
+        &[
+            "approved the deployment of",
+            "279484c0",
+            "staging",
+            "Looks good to me",
+        ],
+    ),
+    (
+        "deployment__rejected.json",
+        "deployment.rejected",
+        &[
+            "rejected the deployment of",
+            "staging",
+            "Not during the release freeze",
         ],
     ),
     (
@@ -306,6 +342,76 @@ const FIXTURES: [(&str, &str, &[&str]); 28] = [
             "created wiki page",
             "Awesome",
             "http://example.com/root/awesome-project/-/wikis/awesome",
+        ],
+    ),
+    (
+        "user__create.json",
+        "user.create",
+        &["User *John Smith* (@js) was created", "js@gitlabhq.com"],
+    ),
+    (
+        "user__failed_login.json",
+        "user.failed_login",
+        &["John Smith", "failed to sign in", "blocked"],
+    ),
+    (
+        "project_member__add.json",
+        "project_member.add",
+        &[
+            "John Smith",
+            "was added to",
+            "jsmith/storecloud",
+            "as Maintainer",
+        ],
+    ),
+    (
+        "project_member__remove.json",
+        "project_member.remove",
+        &["John Smith", "was removed from", "jsmith/storecloud"],
+    ),
+    (
+        "project_member__update.json",
+        "project_member.update",
+        &["John Smith", "now Maintainer"],
+    ),
+    (
+        "group__create.json",
+        "group.create",
+        &["Group *storecloud* was created"],
+    ),
+    (
+        "group__destroy.json",
+        "group.destroy",
+        &["Group *storecloud* was deleted"],
+    ),
+    (
+        "group__rename.json",
+        "group.rename",
+        &[
+            "parent-group/better-name",
+            "was renamed",
+            "parent-group/old-name",
+        ],
+    ),
+    (
+        "ssh_key__create.json",
+        "ssh_key.create",
+        &["SSH key added for *root*", "ssh-rsa", "john@localhost"],
+    ),
+    (
+        "ssh_key__destroy.json",
+        "ssh_key.destroy",
+        &["SSH key removed for *root*"],
+    ),
+    (
+        "repository__update.json",
+        "repository.update",
+        &[
+            "John Smith",
+            "pushed to",
+            "jsmith/example",
+            "8205ea8d → 4045ea7a",
+            "/-/compare/",
         ],
     ),
 ];
