@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned Prism mock server (@stoplight/prism-cli 5.14.2) into .tools/prism/node_modules
-# from the committed package-lock.json, for the schema tests (tests/cliq_schema.rs). Needs node >= 18.20
-# and npm; fetches from the npm registry only. Does nothing when the pinned version is already there.
+# from the committed package-lock.json, for the schema tests (tests/cliq_schema.rs and the Prism
+# part of tests/setup.rs, on the documents vendored in specs/). Needs node >= 18.20 and npm;
+# fetches from the npm registry only. Does nothing when the pinned version is already there.
 # Works from any directory. After it: .tools/prism/node_modules/.bin/prism --version  ->  5.14.2
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

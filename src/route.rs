@@ -6,7 +6,9 @@
 //! only routes that opt in (`confidential = true`) and reach only channels that opt in too. One
 //! event may go to several channels; each channel gets it once (the first matching route wins),
 //! rendered with that route's templates and time zone. Without `[[routes]]`, every channel is its
-//! own route, filtered by the channel's `events` and `confidential` keys.
+//! own route, filtered by the channel's `events` and `confidential` keys. Kinds flagged opt-in
+//! (the system-hook kinds: `user`, `group`, …) reach a channel only when the route's or the
+//! channel's `events` names them (`user.*`); no filter, or only wildcards (`*`), is not enough.
 //!
 //! A template that fails at render time still tells the channel something happened, with a plain
 //! fallback message naming the template error, so nothing accepted silently disappears.
@@ -249,8 +251,23 @@ pub fn matches(route: &RouteConfig, event: &Event) -> bool {
     true
 }
 
-fn channel_accepts(c: &ChannelConfig, event: &Event) -> bool {
-    wants(&c.events, &event.key) && (!event.confidential || c.confidential)
+/// Whether a positive pattern that matches the event spells its kind's name before any `*`
+/// (`user.*`, `group.create`, `repository*`; not `*` or `*.create`).
+fn names_kind(patterns: &[String], event: &Event) -> bool {
+    let kind = event.kind.as_str();
+    patterns
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.starts_with('!'))
+        .any(|p| p.split('*').next().is_some_and(|l| l.starts_with(kind)) && glob(p, &event.key))
+}
+
+/// Does channel `c`, reached through `route`, take `event`? Opt-in kinds need a filter of the
+/// route or of the channel that names them.
+fn channel_accepts(c: &ChannelConfig, route: &RouteConfig, event: &Event) -> bool {
+    let named =
+        !event.kind.opt_in() || names_kind(&route.events, event) || names_kind(&c.events, event);
+    named && wants(&c.events, &event.key) && (!event.confidential || c.confidential)
 }
 
 /// Routes and renders `event`. `request_id` goes into each delivery's id.
@@ -277,7 +294,7 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
             .filter_map(|name| table.channels.iter().find(|c| &c.name == name))
             .filter(|c| !deliveries.iter().any(|d| d.channel == c.name))
             .filter(|c| {
-                let ok = channel_accepts(c, event);
+                let ok = channel_accepts(c, &r.config, event);
                 blocked_confidential |= !ok && event.confidential && wants(&c.events, &event.key);
                 ok
             })
@@ -359,5 +376,120 @@ mod tests {
         for (p, key, want) in cases {
             assert_eq!(wants(&pats(p), key), want, "{p:?} vs {key}");
         }
+    }
+
+    fn channel(name: &str, events: &[&str]) -> ChannelConfig {
+        ChannelConfig {
+            name: name.into(),
+            endpoint: crate::deliver::Endpoint {
+                url: format!("http://127.0.0.1:9/{name}"),
+                auth: crate::deliver::Auth::None,
+            },
+            events: pats(events),
+            confidential: false,
+            rate_per_minute: 45,
+        }
+    }
+
+    fn event(header: &str, body: Value) -> Event {
+        match crate::event::parse(Some(header), body) {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn delivered(table: &RouteTable, ev: &Event) -> Vec<String> {
+        route(ev, table, "t")
+            .deliveries
+            .into_iter()
+            .map(|d| d.channel)
+            .collect()
+    }
+
+    fn renderer() -> Arc<Renderer> {
+        let dates = crate::render::DateSettings {
+            timezone: chrono_tz::UTC,
+            date_format: "%d-%b-%Y".into(),
+            day_format: "%d-%b-%Y".into(),
+            clock: Arc::new(chrono::Utc::now),
+        };
+        match Renderer::new(Vec::new(), dates, false) {
+            Ok(r) => Arc::new(r),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn system_kinds_reach_only_filters_that_name_them() {
+        let user = event(
+            "System Hook",
+            serde_json::json!({"event_name": "user_create", "name": "John Smith", "username": "js"}),
+        );
+        let member = event(
+            "System Hook",
+            serde_json::json!({"event_name": "user_add_to_group", "user_name": "Jo", "group_name": "g"}),
+        );
+        assert!(user.kind.opt_in() && !member.kind.opt_in());
+        let channels = vec![
+            channel("all", &[]),
+            channel("star", &["*"]),
+            channel("creates", &["*.create"]),
+            channel("users", &["user.*"]),
+            channel("exact", &["user.create"]),
+            channel("prefix", &["user*", "!user.destroy"]),
+            channel("other", &["user.failed_login"]),
+            channel("not", &["!user.*"]),
+        ];
+        let table = RouteTable::per_channel(channels.clone(), renderer());
+        assert_eq!(delivered(&table, &user), ["users", "exact", "prefix"]);
+        // A group webhook's member event is not opt-in, even from a System Hook.
+        assert_eq!(delivered(&table, &member), ["all", "star", "not"]);
+        let destroy = event(
+            "System Hook",
+            serde_json::json!({"event_name": "user_destroy", "username": "js"}),
+        );
+        assert_eq!(delivered(&table, &destroy), ["users"]);
+    }
+
+    #[test]
+    fn a_route_that_names_a_system_kind_opens_channels_without_filters() {
+        let repo = event(
+            "System Hook",
+            serde_json::json!({"event_name": "repository_update", "user_name": "John"}),
+        );
+        let route_for = |events: &[&str]| Route {
+            config: RouteConfig {
+                name: "ops".into(),
+                channels: vec!["ops".into(), "dev".into()],
+                events: pats(events),
+                projects: Vec::new(),
+                refs: Vec::new(),
+                labels_any: Vec::new(),
+                labels_all: Vec::new(),
+                exclude_users: Vec::new(),
+                confidential: false,
+                templates: None,
+                timezone: None,
+            },
+            renderer: renderer(),
+        };
+        let channels = vec![channel("ops", &[]), channel("dev", &["push*"])];
+        for (events, want) in [
+            (&["repository*"][..], &["ops"][..]),
+            (&["repository.update", "push*"][..], &["ops"][..]),
+            (&["*"][..], &[][..]),
+            (&[][..], &[][..]),
+        ] {
+            let table = RouteTable {
+                channels: channels.clone(),
+                routes: vec![route_for(events)],
+            };
+            assert_eq!(delivered(&table, &repo), want, "{events:?}");
+        }
+        let table = RouteTable {
+            channels: vec![channel("ops", &["repository.update"])],
+            routes: vec![route_for(&["*"])],
+        };
+        assert_eq!(delivered(&table, &repo), ["ops"]);
     }
 }

@@ -5,195 +5,24 @@
 //! Negative controls prove the validator is live.
 //!
 //! Needs Prism 5.14.2 (`scripts/install-prism.sh`) at `$PRISM` or
-//! `.tools/prism/node_modules/.bin/prism`, and the specs at `$GCB_SHARED_DIR/specs/cliq/` or
-//! `../shared/specs/cliq/`. When either is missing the test fails, unless `GCB_SKIP_PRISM=1`,
-//! which turns the failure into a printed skip.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `.tools/prism/node_modules/.bin/prism`; Zoho's specs are vendored in `specs/cliq/` (provenance
+//! in `specs/cliq/SOURCE.md`). When Prism is missing the test fails, unless `GCB_SKIP_PRISM=1`,
+//! which turns the failure into a printed skip (`support::prism`).
 
+use crate::support::prism::{self, Prism};
+use crate::support::renderer::renderer;
+use crate::support::{samples, turn};
 use gitlab_chat_bridge::commands::check::sample_events;
-use gitlab_chat_bridge::event::{self, Event};
-use gitlab_chat_bridge::render::{DateSettings, Rendered, Renderer};
+use gitlab_chat_bridge::render::Rendered;
 use serde_json::Value;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// Card route of `messagecards.yml` (singular `message`, strict `card` schema).
 const CARD_ROUTE: &str = "/channels/alerts/message";
 /// v3 channel post of `messages.yml` (plural `messages`, checks `text` only).
 const TEXT_ROUTE: &str = "/channelsbyname/alerts/messages";
 /// Fewest rendered messages the test must check, so it cannot pass vacuously.
 const MIN_MESSAGES: usize = 20;
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const POLL_EVERY: Duration = Duration::from_millis(100);
-
-/// What to run, or why it cannot run.
-struct Setup {
-    prism: PathBuf,
-    cards_spec: PathBuf,
-    messages_spec: PathBuf,
-}
-
-fn setup() -> Result<Setup, String> {
-    let prism = std::env::var_os("PRISM").map_or_else(
-        || Path::new(MANIFEST_DIR).join(".tools/prism/node_modules/.bin/prism"),
-        PathBuf::from,
-    );
-    let cliq = std::env::var_os("GCB_SHARED_DIR")
-        .map_or_else(|| Path::new(MANIFEST_DIR).join("../shared"), PathBuf::from);
-    let cliq = cliq.join("specs/cliq");
-    let cards_spec = cliq.join("messagecards.yml");
-    let messages_spec = cliq.join("messages.yml");
-    let mut missing = Vec::new();
-    if !prism.is_file() {
-        missing.push(format!(
-            "Prism not found at {} (run `bash scripts/install-prism.sh`, or set PRISM)",
-            prism.display()
-        ));
-    }
-    for spec in [&cards_spec, &messages_spec] {
-        if !spec.is_file() {
-            missing.push(format!(
-                "Zoho spec not found at {} (set GCB_SHARED_DIR to the folder holding specs/)",
-                spec.display()
-            ));
-        }
-    }
-    if missing.is_empty() {
-        Ok(Setup {
-            prism,
-            cards_spec,
-            messages_spec,
-        })
-    } else {
-        Err(missing.join("\n"))
-    }
-}
-
-/// A running `prism mock`, killed when dropped. Its output goes to `target/tmp/prism-NAME-PORT.log`.
-struct Prism {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    name: String,
-}
-
-impl Prism {
-    /// Starts `prism mock --errors SPEC` on a free loopback port (does not wait for it).
-    fn start(prism: &Path, spec: &Path) -> Prism {
-        let port = free_port();
-        let name = spec.file_stem().unwrap().to_string_lossy().into_owned();
-        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("prism-{name}-{port}.log"));
-        let out = File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(prism)
-            .args([
-                "mock",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "--errors",
-            ])
-            .arg(spec)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", prism.display()));
-        Prism {
-            child,
-            port,
-            log,
-            name,
-        }
-    }
-
-    /// Waits until the port accepts connections, failing if Prism exits or takes too long.
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "prism ({}) exited with {status} before listening:\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prism ({}) not listening on port {} after {READY_TIMEOUT:?}:\n{}",
-                self.name,
-                self.port,
-                self.log_text()
-            );
-            tokio::time::sleep(POLL_EVERY).await;
-        }
-    }
-
-    fn url(&self, route: &str) -> String {
-        format!("http://127.0.0.1:{}{route}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Prism {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Keep the log only when the test failed, for the failure report.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn renderer() -> Renderer {
-    let dates = DateSettings {
-        timezone: chrono_tz::UTC,
-        date_format: "%d-%b-%Y %I:%M %p".into(),
-        day_format: "%d-%b-%Y".into(),
-        clock: Arc::new(chrono::Utc::now),
-    };
-    Renderer::new(Vec::new(), dates, false).unwrap()
-}
-
-/// Every GitLab fixture as (label, event), using INDEX.tsv's `X-Gitlab-Event` column.
-fn fixture_events() -> Vec<(String, Event)> {
-    let dir = Path::new(MANIFEST_DIR).join("samples");
-    let index = std::fs::read_to_string(dir.join("INDEX.tsv")).unwrap();
-    index
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let cols: Vec<&str> = line.split('\t').collect();
-            let (file, header) = (cols[0], cols[1]);
-            let text = std::fs::read_to_string(dir.join(file)).unwrap();
-            let value: Value = serde_json::from_str(&text).unwrap();
-            let ev = event::parse(Some(header), value)
-                .unwrap_or_else(|e| panic!("fixture {file} ({header}) does not parse: {e}"));
-            (format!("fixture {file}"), ev)
-        })
-        .collect()
-}
 
 /// A rendered message: (label, template name, JSON body).
 type Body = (String, String, String);
@@ -201,12 +30,15 @@ type Body = (String, String, String);
 /// Renders every fixture and sample variant; returns the messages and prints what posted nothing.
 fn rendered_bodies() -> Vec<Body> {
     let r = renderer();
-    let samples = sample_events()
+    let variants = sample_events()
         .into_iter()
         .map(|(label, ev)| (format!("sample {label}"), ev));
     let mut bodies = Vec::new();
     let mut errors = Vec::new();
-    for (label, ev) in fixture_events().into_iter().chain(samples) {
+    let fixtures = samples::events()
+        .into_iter()
+        .map(|(file, ev)| (format!("fixture {file}"), ev));
+    for (label, ev) in fixtures.chain(variants) {
         match r.render(&ev) {
             Ok(Rendered::Message(m, template)) => bodies.push((label, template, m.to_json())),
             Ok(Rendered::Skipped(t)) => println!("  {label}: template {t} posts nothing"),
@@ -310,31 +142,27 @@ async fn assert_rejects(client: &reqwest::Client, mock: &Prism, route: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_messages_match_zoho_cliq_schema() {
+    let _turn = turn::shared_async().await;
     let t0 = Instant::now();
-    let setup = match setup() {
-        Ok(s) => s,
-        Err(why) if std::env::var("GCB_SKIP_PRISM").as_deref() == Ok("1") => {
-            println!("skipped: GCB_SKIP_PRISM=1 and\n{why}");
-            return;
-        }
-        Err(why) => panic!(
-            "{why}\nInstall Prism with `bash scripts/install-prism.sh`, or set GCB_SKIP_PRISM=1 to skip this test."
-        ),
+    let Some(bin) = prism::binary() else {
+        return;
     };
 
     // Both mocks start together: about 1 s each.
-    let mut cards = Prism::start(&setup.prism, &setup.cards_spec);
-    let mut messages = Prism::start(&setup.prism, &setup.messages_spec);
+    let mut cards = Prism::launch(&bin, &prism::spec("cliq/messagecards.yml"), true);
+    let mut messages = Prism::launch(&bin, &prism::spec("cliq/messages.yml"), true);
     let bodies = rendered_bodies();
-    cards.wait_ready().await;
-    messages.wait_ready().await;
+    tokio::task::block_in_place(|| {
+        cards.wait_ready();
+        messages.wait_ready();
+    });
     println!(
         "prism ready in {:.2} s ({} on :{}, {} on :{})",
         t0.elapsed().as_secs_f64(),
         cards.name,
-        cards.port,
+        cards.port(),
         messages.name,
-        messages.port
+        messages.port()
     );
 
     let client = reqwest::Client::builder()

@@ -1,8 +1,9 @@
 //! Delivery tests on the real durable outbox (SQLite in a temp folder) and the real channel
 //! workers, with a scripted poster: rate budget (on tokio's paused clock, since it spans minutes),
 //! per-object order while retrying, throttling, dead letters, dedupe, restart (short real waits).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::support::temp::TempDir;
+use crate::support::turn;
 use gitlab_chat_bridge::deliver::clock::Clock;
 use gitlab_chat_bridge::deliver::durable::{DurableOutbox, DurableSettings};
 use gitlab_chat_bridge::deliver::rate::RateLimiter;
@@ -10,7 +11,7 @@ use gitlab_chat_bridge::deliver::sender::Attempt;
 use gitlab_chat_bridge::deliver::store::Store;
 use gitlab_chat_bridge::deliver::worker::{run_channel, Post, Target};
 use gitlab_chat_bridge::deliver::{
-    Auth, Batch, BoxFuture, Delivery, Endpoint, Enqueued, Outbox, RetryPolicy,
+    Auth, Batch, BoxFuture, Delivery, Endpoint, Enqueued, RetryPolicy,
 };
 use gitlab_chat_bridge::render::cliq;
 use std::collections::HashMap;
@@ -55,10 +56,11 @@ impl ScriptedPoster {
     }
 }
 
-fn temp_store(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gcb-delivery-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir.join("outbox.sqlite")
+/// A new folder for an outbox, and the outbox's path in it.
+fn temp_store(name: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(&format!("delivery-{name}"));
+    let path = dir.join("outbox.sqlite");
+    (dir, path)
 }
 
 fn policy() -> RetryPolicy {
@@ -89,6 +91,7 @@ struct Harness {
     poster: Arc<ScriptedPoster>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    dir: TempDir,
     path: PathBuf,
 }
 
@@ -113,7 +116,7 @@ impl Harness {
         policy: RetryPolicy,
         backlog: Vec<Batch>,
     ) -> Harness {
-        let path = temp_store(name);
+        let (dir, path) = temp_store(name);
         let clock = Clock::new();
         let names: Vec<String> = channels.iter().map(|(n, _)| n.to_string()).collect();
         let settings = DurableSettings {
@@ -168,6 +171,7 @@ impl Harness {
             poster,
             cancel,
             tasks,
+            dir,
             path,
         }
     }
@@ -183,17 +187,19 @@ impl Harness {
         }
     }
 
-    async fn stop(self) -> PathBuf {
+    /// Stops the workers; returns the outbox's folder (removed when dropped) and path.
+    async fn stop(self) -> (TempDir, PathBuf) {
         self.cancel.cancel();
         for t in self.tasks {
             t.await.unwrap();
         }
-        self.path
+        (self.dir, self.path)
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_burst_never_exceeds_the_credential_budget() {
+    let _turn = turn::shared_async().await;
     // Two channels, one credential: they share one budget of 45 posts a minute. A backlog larger
     // than a minute's budget is posted as digests, so the burst arrives in minutes, not hours,
     // without ever going over the budget.
@@ -265,6 +271,7 @@ async fn a_burst_never_exceeds_the_credential_budget() {
 
 #[tokio::test]
 async fn a_retrying_message_holds_back_its_object_only() {
+    let _turn = turn::shared_async().await;
     let h = Harness::start("order", &[("dev", "k")], 1000, policy());
     h.poster.script.lock().unwrap().insert(
         "A1".into(),
@@ -295,6 +302,7 @@ async fn a_retrying_message_holds_back_its_object_only() {
 
 #[tokio::test]
 async fn throttle_pauses_the_whole_credential() {
+    let _turn = turn::shared_async().await;
     let h = Harness::start("throttle", &[("dev", "k"), ("ops", "k")], 1000, policy());
     h.poster.script.lock().unwrap().insert(
         "first".into(),
@@ -329,6 +337,7 @@ async fn throttle_pauses_the_whole_credential() {
 
 #[tokio::test]
 async fn failures_become_dead_letters_that_can_be_retried() {
+    let _turn = turn::shared_async().await;
     let h = Harness::start("dead", &[("dev", "k")], 1000, policy());
     h.poster.script.lock().unwrap().insert(
         "bad".into(),
@@ -363,7 +372,7 @@ async fn failures_become_dead_letters_that_can_be_retried() {
     // bad: 1 attempt; flaky: max_attempts (4); good: 1.
     h.until_posts(6, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let path = h.stop().await;
+    let (_dir, path) = h.stop().await;
     let store = Store::open(&path, false).unwrap();
     let dead = store.list(true, 10).unwrap();
     assert_eq!(dead.len(), 2, "{dead:?}");
@@ -383,6 +392,7 @@ async fn failures_become_dead_letters_that_can_be_retried() {
 
 #[tokio::test]
 async fn the_same_delivery_three_times_posts_once() {
+    let _turn = turn::shared_async().await;
     let h = Harness::start("dedupe", &[("dev", "k")], 1000, policy());
     let mut answers = Vec::new();
     for _ in 0..3 {
@@ -405,7 +415,8 @@ async fn the_same_delivery_three_times_posts_once() {
 
 #[tokio::test]
 async fn messages_survive_a_restart_and_keep_their_order() {
-    let path = {
+    let _turn = turn::shared_async().await;
+    let (_dir, path) = {
         let h = Harness::start("restart", &[("dev", "k")], 1000, policy());
         h.cancel.cancel(); // workers stop before posting anything
         for (k, body) in [("1", "first"), ("2", "second"), ("3", "third")] {

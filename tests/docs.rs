@@ -1,11 +1,10 @@
 //! Keeps `docs/templates.md` in step with the code: the file must equal what the code generates,
 //! and every variable a real event serialises must be documented for its kind.
-//! Regenerate with `UPDATE_DOCS=1 cargo test --test docs`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Regenerate with `UPDATE_DOCS=1 cargo test --test tests docs::`.
 
-use gitlab_chat_bridge::event::{self, serialized_paths, variables, Event};
+use crate::support::{samples, turn};
+use gitlab_chat_bridge::event::{serialized_paths, variables, Event};
 use gitlab_chat_bridge::render::reference;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -15,6 +14,7 @@ fn doc_path() -> std::path::PathBuf {
 
 #[test]
 fn templates_doc_is_current() {
+    let _turn = turn::shared();
     let want = reference::markdown();
     if std::env::var_os("UPDATE_DOCS").is_some() {
         std::fs::write(doc_path(), &want).unwrap();
@@ -23,26 +23,20 @@ fn templates_doc_is_current() {
     let have = std::fs::read_to_string(doc_path()).unwrap_or_default();
     assert!(
         have == want,
-        "docs/templates.md is out of date with the code: run `UPDATE_DOCS=1 cargo test --test docs`"
+        "docs/templates.md is out of date with the code: run `UPDATE_DOCS=1 cargo test --test tests docs::`"
     );
 }
 
+/// Every sample with its header, and `check`'s bundled sample variants.
 fn fixture_events() -> Vec<(String, Event)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
-    let index = std::fs::read_to_string(dir.join("INDEX.tsv")).unwrap();
-    let mut out = Vec::new();
-    for line in index.lines().skip(1) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let v: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(cols[0])).unwrap()).unwrap();
-        out.push((cols[0].to_string(), event::parse(Some(cols[1]), v).unwrap()));
-    }
+    let mut out = samples::events();
     out.extend(gitlab_chat_bridge::commands::check::sample_events());
     out
 }
 
 #[test]
 fn every_serialized_variable_is_documented() {
+    let _turn = turn::shared();
     let documented = |kind: &str| -> BTreeSet<String> {
         let own = if kind == "project" {
             "project_event"

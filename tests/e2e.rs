@@ -5,22 +5,18 @@
 //! that nothing is posted for a wrong or missing token, a bad body or an unknown kind, that a
 //! re-sent delivery is posted once, that channel filters and confidentiality hold, and that no
 //! secret ever reaches the daemon's log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::daemon::{assert_no_secrets, ChannelSpec, Daemon, MAX_BODY_BYTES};
+use crate::support::fake_cliq::{FakeCliq, OTHER_ZAPIKEY};
+use crate::support::renderer::text;
+use crate::support::{samples, turn, unique, wait_until};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{ChannelSpec, Daemon, FakeCliq};
 
 /// How long a message may take to reach the fake (with the 1 s throttle pause included).
 const ARRIVAL: Duration = Duration::from_secs(15);
 /// How long to keep watching for a message that must not come.
 const QUIET: Duration = Duration::from_millis(500);
-
-fn text(msg: &Value) -> &str {
-    msg["text"].as_str().unwrap_or_default()
-}
 
 /// The one accepted message whose text contains `needle`; fails if none or several.
 fn the_card<'a>(messages: &'a [Value], needle: &str) -> &'a Value {
@@ -53,6 +49,7 @@ fn button_urls(msg: &Value) -> Vec<&str> {
 /// with what a user should see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_arrives_once_after_a_throttled_retry() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(1).await;
     let daemon = Daemon::start("kinds", &[ChannelSpec::new("dev", fake.url("dev"))]).await;
 
@@ -67,10 +64,10 @@ async fn every_kind_arrives_once_after_a_throttled_retry() {
     ];
     for f in fixtures {
         let started = std::time::Instant::now();
-        let answer = daemon.post_fixture(f).await;
+        let answer = daemon.post_sample(f).await;
         assert_eq!(answer.status, 200, "{f}: {answer:?}");
-        assert_eq!(answer.body["status"], "queued", "{f}: {answer:?}");
-        assert_eq!(answer.body["deliveries"], 1, "{f}: {answer:?}");
+        assert_eq!(answer.body["status"], "accepted", "{f}: {answer:?}");
+        assert!(answer.body["event_id"].is_u64(), "{f}: {answer:?}");
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{f} took {:?} to be answered",
@@ -134,16 +131,17 @@ async fn every_kind_arrives_once_after_a_throttled_retry() {
         log.iter().any(|l| l.contains("will retry")),
         "the retry is not in the log: {log:#?}"
     );
-    support::assert_no_secrets(&log);
+    assert_no_secrets(&log);
 }
 
 /// A wrong or missing `X-Gitlab-Token` is answered 401 and nothing reaches Cliq; a right one
 /// afterwards is posted exactly once (so the refused ones were not queued).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_missing_token_posts_nothing() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let daemon = Daemon::start("token", &[ChannelSpec::new("dev", fake.url("dev"))]).await;
-    let body = support::fixture("issue__open.json");
+    let body = samples::bytes("issue__open.json");
 
     let wrong = daemon
         .post("Issue Hook", body.clone(), Some("not-the-token"), None)
@@ -158,7 +156,7 @@ async fn wrong_or_missing_token_posts_nothing() {
     tokio::time::sleep(QUIET).await;
     assert_eq!(fake.snapshot().requests, 0, "posted for a refused token");
 
-    let ok = daemon.post_fixture("issue__open.json").await;
+    let ok = daemon.post_sample("issue__open.json").await;
     assert_eq!(ok.status, 200, "{ok:?}");
     fake.wait_for_accepted(1, ARRIVAL).await;
     tokio::time::sleep(QUIET).await;
@@ -166,13 +164,14 @@ async fn wrong_or_missing_token_posts_nothing() {
     assert_eq!(seen.requests, 1);
     assert_eq!(seen.accepted.len(), 1);
     assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
-    support::assert_no_secrets(&daemon.stop());
+    assert_no_secrets(&daemon.stop());
 }
 
 /// Malformed JSON is 400, an oversized body 413, an unknown kind 200 and ignored, `/healthz` 200;
 /// none of them posts anything, and a good webhook afterwards is the only message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_are_refused_and_unknown_kinds_acknowledged() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let daemon = Daemon::start("bodies", &[ChannelSpec::new("dev", fake.url("dev"))]).await;
 
@@ -191,7 +190,7 @@ async fn bad_bodies_are_refused_and_unknown_kinds_acknowledged() {
     assert_eq!(not_object.status, 400, "{not_object:?}");
 
     let big = json!({ "object_kind": "push", "pad": "x".repeat(100 * 1024) }).to_string();
-    assert!(big.len() > support::MAX_BODY_BYTES);
+    assert!(big.len() > MAX_BODY_BYTES);
     let too_large = daemon.post("Push Hook", big.into_bytes(), None, None).await;
     assert_eq!(too_large.status, 413, "{too_large:?}");
 
@@ -204,14 +203,14 @@ async fn bad_bodies_are_refused_and_unknown_kinds_acknowledged() {
         )
         .await;
     assert_eq!(unknown.status, 200, "{unknown:?}");
-    assert_eq!(unknown.body["status"], "ignored", "{unknown:?}");
-    assert_eq!(unknown.body["deliveries"], 0, "{unknown:?}");
+    assert_eq!(unknown.body["status"], "accepted", "{unknown:?}");
+    assert!(unknown.body["event_id"].is_u64(), "{unknown:?}");
 
     assert_eq!(daemon.get("/healthz").await, 200);
     tokio::time::sleep(QUIET).await;
     assert_eq!(fake.snapshot().requests, 0, "something was posted");
 
-    let ok = daemon.post_fixture("push__basic.json").await;
+    let ok = daemon.post_sample("push__basic.json").await;
     assert_eq!(ok.status, 200, "{ok:?}");
     fake.wait_for_accepted(1, ARRIVAL).await;
     tokio::time::sleep(QUIET).await;
@@ -219,16 +218,17 @@ async fn bad_bodies_are_refused_and_unknown_kinds_acknowledged() {
     assert_eq!(seen.requests, 1);
     assert!(text(&seen.accepted[0].body).contains("fixed readme"));
     assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
-    support::assert_no_secrets(&daemon.stop());
+    assert_no_secrets(&daemon.stop());
 }
 
 /// GitLab re-sends a delivery with the same `Idempotency-Key`: it is posted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_delivery_is_posted_once() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let daemon = Daemon::start("dedupe", &[ChannelSpec::new("dev", fake.url("dev"))]).await;
-    let body = support::fixture("issue__open.json");
-    let key = support::unique("idem");
+    let body = samples::bytes("issue__open.json");
+    let key = unique("idem");
     let mut statuses = Vec::new();
     for _ in 0..3 {
         let a = daemon
@@ -237,19 +237,20 @@ async fn a_resent_delivery_is_posted_once() {
         assert_eq!(a.status, 200, "{a:?}");
         statuses.push(a.body["status"].as_str().unwrap_or_default().to_string());
     }
-    assert_eq!(statuses, ["queued", "duplicate", "duplicate"]);
+    assert_eq!(statuses, ["accepted", "duplicate", "duplicate"]);
     fake.wait_for_accepted(1, ARRIVAL).await;
     tokio::time::sleep(QUIET).await;
     let seen = fake.snapshot();
     assert_eq!(seen.accepted.len(), 1, "{:#?}", seen.accepted);
     assert_eq!(seen.requests, 1);
     assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
-    support::assert_no_secrets(&daemon.stop());
+    assert_no_secrets(&daemon.stop());
 }
 
 /// `events` filters and `confidential` opt-in decide which channels get what.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_get_what_they_subscribe_to() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let mut pushes = ChannelSpec::new("pushes", fake.url("pushes"));
     pushes.events = Some(vec!["push*"]);
@@ -262,12 +263,11 @@ async fn channels_get_what_they_subscribe_to() {
     )
     .await;
 
-    assert_eq!(daemon.post_fixture("push__basic.json").await.status, 200);
-    assert_eq!(daemon.post_fixture("issue__open.json").await.status, 200);
+    assert_eq!(daemon.post_sample("push__basic.json").await.status, 200);
+    assert_eq!(daemon.post_sample("issue__open.json").await.status, 200);
 
     // Confidential by header only (GitLab's `Confidential Issue Hook`).
-    let mut by_header: Value =
-        serde_json::from_slice(&support::fixture("issue__open.json")).unwrap();
+    let mut by_header = samples::json("issue__open.json");
     by_header["object_attributes"]["title"] = json!("Secret plan by header");
     let a = daemon
         .post(
@@ -278,7 +278,7 @@ async fn channels_get_what_they_subscribe_to() {
         )
         .await;
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(a.body["deliveries"], 1, "{a:?}");
+    assert_eq!(a.body["status"], "accepted", "{a:?}");
     // Confidential by `event_type` under the plain header, as some GitLab versions send it.
     let mut by_type = by_header.clone();
     by_type["event_type"] = json!("confidential_issue");
@@ -287,7 +287,7 @@ async fn channels_get_what_they_subscribe_to() {
         .post("Issue Hook", by_type.to_string().into_bytes(), None, None)
         .await;
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(a.body["deliveries"], 1, "{a:?}");
+    assert_eq!(a.body["status"], "accepted", "{a:?}");
 
     // push → all, pushes; issue → all, private; two confidential issues → private.
     fake.wait_for_accepted(6, ARRIVAL).await;
@@ -312,7 +312,7 @@ async fn channels_get_what_they_subscribe_to() {
     assert_eq!(channels_with("Secret plan by header"), ["private"]);
     assert_eq!(channels_with("Secret plan by event type"), ["private"]);
     assert_eq!(seen.accepted.len(), 6, "{:#?}", seen.accepted);
-    support::assert_no_secrets(&daemon.stop());
+    assert_no_secrets(&daemon.stop());
 }
 
 /// Neither the zapikeys nor the secret token reach the log, on the paths most likely to leak
@@ -320,13 +320,14 @@ async fn channels_get_what_they_subscribe_to() {
 /// (network errors carry the URL, and so the zapikey, unless stripped), with debug logging on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_log() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
     let mut bad_key = ChannelSpec::new("badkey", fake.url("badkey"));
-    bad_key.zapikey = support::OTHER_ZAPIKEY;
+    bad_key.zapikey = OTHER_ZAPIKEY;
     let down = ChannelSpec::new(
         "down",
         format!("http://{closed}/api/v2/channelsbyname/down/message"),
@@ -337,7 +338,7 @@ async fn secrets_never_reach_the_log() {
     )
     .await;
 
-    let body = support::fixture("issue__open.json");
+    let body = samples::bytes("issue__open.json");
     let wrong = daemon
         .post("Issue Hook", body.clone(), Some("nope"), None)
         .await;
@@ -346,14 +347,14 @@ async fn secrets_never_reach_the_log() {
     assert_eq!(bad.status, 400);
     let ok = daemon.post("Issue Hook", body, None, None).await;
     assert_eq!(ok.status, 200, "{ok:?}");
-    assert_eq!(ok.body["deliveries"], 3, "{ok:?}");
+    assert_eq!(ok.body["status"], "accepted", "{ok:?}");
 
     fake.wait_for_accepted(1, ARRIVAL).await;
-    support::wait_until("Cliq refuses the bad key", ARRIVAL, || {
+    wait_until("Cliq refuses the bad key", ARRIVAL, || {
         !fake.snapshot().violations.is_empty()
     })
     .await;
-    support::wait_until(
+    wait_until(
         "two failed posts to the unreachable channel",
         ARRIVAL,
         || {
@@ -380,5 +381,5 @@ async fn secrets_never_reach_the_log() {
             .any(|l| l.contains("rejected by the chat endpoint")),
         "{log:#?}"
     );
-    support::assert_no_secrets(&log);
+    assert_no_secrets(&log);
 }

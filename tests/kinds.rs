@@ -3,54 +3,28 @@
 //! real payloads take (Test button, > 20 commits, empty commit lists, System Hook bodies, missing
 //! objects) degrade gracefully; updates say what changed; `[mentions]` turns mapped people into
 //! Cliq mentions and nothing else does.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::support::cliq::cliq_violations;
+use crate::support::renderer::{dates_at, message, renderer_with, text};
+use crate::support::samples;
+use crate::support::turn;
 use chrono::{TimeZone, Utc};
 use gitlab_chat_bridge::event::{self, Event};
-use gitlab_chat_bridge::render::{DateSettings, Mentions, RenderSettings, Rendered, Renderer};
+use gitlab_chat_bridge::render::{DateSettings, Mentions, RenderSettings, Renderer};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
-}
-
-/// (file, X-Gitlab-Event) from INDEX.tsv.
-fn index() -> Vec<(String, String)> {
-    std::fs::read_to_string(fixtures_dir().join("INDEX.tsv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split('\t').collect();
-            (cols[0].to_string(), cols[1].to_string())
-        })
-        .collect()
-}
-
-fn fixture(file: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures_dir().join(file)).unwrap()).unwrap()
-}
 
 fn parse(header: &str, v: Value) -> Event {
     event::parse(Some(header), v).unwrap()
 }
 
+/// UTC, on a clock stopped at 2026-01-01 12:00.
 fn dates() -> DateSettings {
-    let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
-    DateSettings {
-        timezone: chrono_tz::UTC,
-        date_format: "%d-%b-%Y %I:%M %p".into(),
-        day_format: "%d-%b-%Y".into(),
-        clock: Arc::new(move || now),
-    }
+    dates_at("UTC", Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap())
 }
 
 fn renderer() -> Renderer {
-    Renderer::new(Vec::new(), dates(), false).unwrap()
+    renderer_with(Vec::new(), dates())
 }
 
 fn renderer_with_mentions(pairs: &[(&str, &str)]) -> Renderer {
@@ -58,52 +32,7 @@ fn renderer_with_mentions(pairs: &[(&str, &str)]) -> Renderer {
         dates: dates(),
         mentions: Mentions::new(pairs.iter().copied()),
     };
-    Renderer::new(Vec::new(), settings, false).unwrap()
-}
-
-fn message(r: &Renderer, ev: &Event) -> Value {
-    match r.render(ev) {
-        Ok(Rendered::Message(m, _)) => serde_json::from_str(&m.to_json()).unwrap(),
-        other => panic!("{}: expected a message, got {other:?}", ev.key),
-    }
-}
-
-fn text(m: &Value) -> String {
-    m["text"].as_str().unwrap().to_string()
-}
-
-/// Violations of the Cliq message contract (CONTRACTS.md, "What Zoho Cliq accepts").
-fn cliq_violations(m: &Value) -> Vec<String> {
-    let mut v = Vec::new();
-    let chars = |s: &Value| s.as_str().map(|s| s.chars().count());
-    match chars(&m["text"]) {
-        Some(n) if (1..=5000).contains(&n) => {}
-        other => v.push(format!("text length {other:?}")),
-    }
-    if let Some(card) = m.get("card") {
-        if !chars(&card["title"]).is_some_and(|n| (1..=200).contains(&n)) {
-            v.push(format!("card.title {}", card["title"]));
-        }
-        if !["modern-inline", "poll", "prompt"].contains(&card["theme"].as_str().unwrap_or("")) {
-            v.push(format!("card.theme {}", card["theme"]));
-        }
-    }
-    if let Some(b) = m.get("buttons") {
-        let b = b.as_array().cloned().unwrap_or_default();
-        if b.len() > 5 {
-            v.push(format!("{} buttons", b.len()));
-        }
-        for button in b {
-            if chars(&button["label"]).is_none_or(|n| n == 0 || n > 20) {
-                v.push(format!("button label {}", button["label"]));
-            }
-            let web = button["action"]["data"]["web"].as_str().unwrap_or("");
-            if !web.starts_with("http") || web.chars().count() > 256 {
-                v.push(format!("button url {web:?}"));
-            }
-        }
-    }
-    v
+    renderer_with(Vec::new(), settings)
 }
 
 /// Problems any rendered message must not have: `null`, template syntax, empty `Label:` lines.
@@ -125,7 +54,7 @@ fn text_problems(m: &Value) -> Vec<String> {
 }
 
 /// Payloads with no URL at all (group webhooks): their messages cannot link anywhere.
-const NO_URL_IN_PAYLOAD: [&str; 10] = [
+const NO_URL_IN_PAYLOAD: [&str; 20] = [
     "access_token__group.json",
     "member__access_request.json",
     "member__access_request_denied.json",
@@ -136,10 +65,20 @@ const NO_URL_IN_PAYLOAD: [&str; 10] = [
     "project__destroy.json",
     "subgroup__create.json",
     "subgroup__destroy.json",
+    "user__create.json",
+    "user__failed_login.json",
+    "project_member__add.json",
+    "project_member__remove.json",
+    "project_member__update.json",
+    "group__create.json",
+    "group__destroy.json",
+    "group__rename.json",
+    "ssh_key__create.json",
+    "ssh_key__destroy.json",
 ];
 
 /// Payloads that name no user: their messages cannot name an actor.
-const NO_ACTOR_IN_PAYLOAD: [&str; 9] = [
+const NO_ACTOR_IN_PAYLOAD: [&str; 16] = [
     "access_token__group.json",
     "access_token__project.json",
     "milestone__create.json",
@@ -149,10 +88,17 @@ const NO_ACTOR_IN_PAYLOAD: [&str; 9] = [
     "subgroup__create.json",
     "subgroup__destroy.json",
     "vulnerability__basic.json",
+    "user__create.json",
+    "user__failed_login.json",
+    "group__create.json",
+    "group__destroy.json",
+    "group__rename.json",
+    "ssh_key__create.json",
+    "ssh_key__destroy.json",
 ];
 
 /// (fixture, key, what the message must show: the object's title/name/ref/tag and its link).
-const FIXTURES: [(&str, &str, &[&str]); 28] = [
+const FIXTURES: [(&str, &str, &[&str]); 41] = [
     (
         "access_token__group.json",
         "access_token.expiring",
@@ -177,6 +123,25 @@ const FIXTURES: [(&str, &str, &[&str]); 28] = [
             "staging",
             "https://staging.example.com",
             "/-/jobs/796",
+        ],
+    ),
+    (
+        "deployment__approved.json",
+        "deployment.approved",
+        &[
+            "approved the deployment of",
+            "279484c0",
+            "staging",
+            "Looks good to me",
+        ],
+    ),
+    (
+        "deployment__rejected.json",
+        "deployment.rejected",
+        &[
+            "rejected the deployment of",
+            "staging",
+            "Not during the release freeze",
         ],
     ),
     (
@@ -379,19 +344,90 @@ const FIXTURES: [(&str, &str, &[&str]); 28] = [
             "http://example.com/root/awesome-project/-/wikis/awesome",
         ],
     ),
+    (
+        "user__create.json",
+        "user.create",
+        &["User *John Smith* (@js) was created", "js@gitlabhq.com"],
+    ),
+    (
+        "user__failed_login.json",
+        "user.failed_login",
+        &["John Smith", "failed to sign in", "blocked"],
+    ),
+    (
+        "project_member__add.json",
+        "project_member.add",
+        &[
+            "John Smith",
+            "was added to",
+            "jsmith/storecloud",
+            "as Maintainer",
+        ],
+    ),
+    (
+        "project_member__remove.json",
+        "project_member.remove",
+        &["John Smith", "was removed from", "jsmith/storecloud"],
+    ),
+    (
+        "project_member__update.json",
+        "project_member.update",
+        &["John Smith", "now Maintainer"],
+    ),
+    (
+        "group__create.json",
+        "group.create",
+        &["Group *storecloud* was created"],
+    ),
+    (
+        "group__destroy.json",
+        "group.destroy",
+        &["Group *storecloud* was deleted"],
+    ),
+    (
+        "group__rename.json",
+        "group.rename",
+        &[
+            "parent-group/better-name",
+            "was renamed",
+            "parent-group/old-name",
+        ],
+    ),
+    (
+        "ssh_key__create.json",
+        "ssh_key.create",
+        &["SSH key added for *root*", "ssh-rsa", "john@localhost"],
+    ),
+    (
+        "ssh_key__destroy.json",
+        "ssh_key.destroy",
+        &["SSH key removed for *root*"],
+    ),
+    (
+        "repository__update.json",
+        "repository.update",
+        &[
+            "John Smith",
+            "pushed to",
+            "jsmith/example",
+            "8205ea8d → 4045ea7a",
+            "/-/compare/",
+        ],
+    ),
 ];
 
 #[test]
 fn every_fixture_renders_actor_object_and_link() {
+    let _turn = turn::shared();
     let r = renderer();
-    let idx = index();
+    let idx = samples::index();
     let listed: BTreeSet<&str> = FIXTURES.iter().map(|f| f.0).collect();
-    let indexed: BTreeSet<&str> = idx.iter().map(|(f, _)| f.as_str()).collect();
+    let indexed: BTreeSet<&str> = idx.iter().map(|s| s.file.as_str()).collect();
     assert_eq!(listed, indexed, "FIXTURES must cover INDEX.tsv exactly");
     let mut failures = Vec::new();
-    for (file, header) in &idx {
+    for samples::Sample { file, header, .. } in &idx {
         let (_, key, needles) = FIXTURES.iter().find(|f| f.0 == file).unwrap();
-        let payload = fixture(file);
+        let payload = samples::json(file);
         let has_url = payload.to_string().contains("http");
         let ev = parse(header, payload);
         let mut fail = |why: String| failures.push(format!("{file}: {why}"));
@@ -431,6 +467,7 @@ fn every_fixture_renders_actor_object_and_link() {
 
 #[test]
 fn system_hook_bodies_render_as_their_kind() {
+    let _turn = turn::shared();
     let r = renderer();
     for (file, key) in [
         ("push__basic.json", "push"),
@@ -438,7 +475,7 @@ fn system_hook_bodies_render_as_their_kind() {
         ("merge_request__open.json", "merge_request.open"),
         ("project__create.json", "project.create"),
     ] {
-        let ev = parse("System Hook", fixture(file));
+        let ev = parse("System Hook", samples::json(file));
         assert_eq!(ev.key, key, "{file}");
         let m = message(&r, &ev);
         assert_eq!(cliq_violations(&m), Vec::<String>::new(), "{file}");
@@ -758,10 +795,11 @@ const EDGE_CASES: [EdgeCase; 18] = [
 
 #[test]
 fn odd_payload_shapes_degrade_gracefully() {
+    let _turn = turn::shared();
     let r = renderer();
     let mut failures = Vec::new();
     for (label, header, file, mutate, key, wanted, unwanted) in EDGE_CASES {
-        let mut v = fixture(file);
+        let mut v = samples::json(file);
         mutate(&mut v);
         let ev = parse(header, v);
         if ev.key != key {
@@ -788,7 +826,7 @@ fn odd_payload_shapes_degrade_gracefully() {
 }
 
 fn update(header: &str, file: &str, changes: Value) -> Event {
-    let mut v = fixture(file);
+    let mut v = samples::json(file);
     v["object_attributes"]["action"] = json!("update");
     v["changes"] = changes;
     parse(header, v)
@@ -796,6 +834,7 @@ fn update(header: &str, file: &str, changes: Value) -> Event {
 
 #[test]
 fn updates_say_what_changed() {
+    let _turn = turn::shared();
     let r = renderer_with_mentions(&[("bob", "555")]);
     let ev = update(
         "Issue Hook",
@@ -830,7 +869,7 @@ fn updates_say_what_changed() {
     let ev = update(
         "Merge Request Hook",
         "merge_request__open.json",
-        fixture("merge_request__open.json")["changes"].clone(),
+        samples::json("merge_request__open.json")["changes"].clone(),
     );
     match &ev.detail {
         event::Detail::MergeRequest(mr) => {
@@ -855,7 +894,7 @@ fn updates_say_what_changed() {
     assert_eq!(text_problems(&m), Vec::<String>::new());
 
     // Work items show their changes the same way.
-    let mut v = fixture("issue__open.json");
+    let mut v = samples::json("issue__open.json");
     v["object_kind"] = json!("work_item");
     v["object_attributes"]["type"] = json!("Task");
     v["object_attributes"]["action"] = json!("update");
@@ -868,6 +907,7 @@ fn updates_say_what_changed() {
 
 #[test]
 fn mapped_people_become_mentions_and_nobody_else() {
+    let _turn = turn::shared();
     let r = renderer_with_mentions(&[
         ("user1", "12345678"),
         ("root", "root@cliq.example"),
@@ -876,12 +916,15 @@ fn mapped_people_become_mentions_and_nobody_else() {
     // Assignees and reviewers.
     let t = text(&message(
         &r,
-        &parse("Merge Request Hook", fixture("merge_request__open.json")),
+        &parse(
+            "Merge Request Hook",
+            samples::json("merge_request__open.json"),
+        ),
     ));
     assert!(t.contains("*Assignees:* {@12345678}"), "{t}");
     assert!(t.contains("*Reviewers:* {@12345678}"), "{t}");
     // Unmapped people stay plain text; a mapping by e-mail works too.
-    let mut v = fixture("issue__open.json");
+    let mut v = samples::json("issue__open.json");
     v["assignees"] = json!([
         {"name": "Dave", "username": "dave"},
         {"name": "Carol", "username": "carol", "email": "carol@example.com"}
@@ -891,12 +934,15 @@ fn mapped_people_become_mentions_and_nobody_else() {
     // Without [mentions] the same message names people.
     let t = text(&message(
         &renderer(),
-        &parse("Merge Request Hook", fixture("merge_request__open.json")),
+        &parse(
+            "Merge Request Hook",
+            samples::json("merge_request__open.json"),
+        ),
     ));
     assert!(t.contains("*Reviewers:* User1") && !t.contains("{@"), "{t}");
 
     // @name in comments: mapped → mention, unmapped → plain; GitLab text never mentions by itself.
-    let mut v = fixture("note__issue.json");
+    let mut v = samples::json("note__issue.json");
     v["object_attributes"]["note"] =
         json!("@root and @user1: please look. cc @dave {@all} {@available} {@12345678} mail root@example.com");
     let t = text(&message(&r, &parse("Note Hook", v)));
@@ -913,7 +959,7 @@ fn mapped_people_become_mentions_and_nobody_else() {
 
     // Hostile names and titles: a person called `{@all}` is not a mention; nor is a mapped
     // person's name written as text.
-    let mut v = fixture("issue__open.json");
+    let mut v = samples::json("issue__open.json");
     v["assignees"] = json!([{"name": "{@all}", "username": "mallory"}]);
     v["object_attributes"]["title"] = json!("{@all} @user1 {@12345678}");
     let m = message(&r, &parse("Issue Hook", v));
@@ -924,6 +970,7 @@ fn mapped_people_become_mentions_and_nobody_else() {
 
 #[test]
 fn every_kind_has_documented_variables() {
+    let _turn = turn::shared();
     let kinds: BTreeSet<&str> = event::variables().iter().map(|(k, _)| *k).collect();
     for k in [
         "common",
@@ -953,8 +1000,7 @@ fn every_kind_has_documented_variables() {
         .iter()
         .flat_map(|(_, v)| v.iter().map(|(p, _)| *p))
         .collect();
-    for (file, header) in index() {
-        let ev = parse(&header, fixture(&file));
+    for (file, ev) in samples::events() {
         for p in event::serialized_paths(&ev) {
             assert!(documented.contains(p.as_str()), "{file}: {p} undocumented");
         }

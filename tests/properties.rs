@@ -5,26 +5,27 @@
 //! fully arbitrary objects built from GitLab's key names and arbitrary non-objects, each sent with
 //! an `X-Gitlab-Event` header from `INDEX.tsv`, a `Confidential` one, none, or a random one.
 //! The properties (parsing never panics and accepts every object, rendering never panics nor fails,
-//! every message is valid JSON passing the Cliq shape check, no `{@` mention, no stray `{{`) are
-//! written once in `fuzz/src/lib.rs`, shared with the `cargo fuzz` target (docs/fuzzing.md).
+//! every message is valid JSON passing the Cliq shape check, no `{@` mention, no stray `{{`; the
+//! render-error fallback and digests of several messages likewise, with no `{@` even from titles)
+//! are written once in `fuzz/src/lib.rs`, shared with the `cargo fuzz` target (docs/fuzzing.md).
 //!
 //! Reproducibility: the RNG seed is fixed ([`DEFAULT_SEED`]), so every run (and CI) tries the same
 //! cases and a failure is reproduced by running the test again. `PROPTEST_RNG_SEED=<n>` or
 //! `=random` explores other cases, `PROPTEST_CASES=<n>` changes the count; a failure found that
 //! way is saved (shrunk) to `tests/properties.proptest-regressions` and, once committed, replayed
 //! first on every run.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)] // the fuzz target's input splitting is not used here
 #[path = "../fuzz/src/lib.rs"]
 mod shared;
 
-use gitlab_chat_bridge::render::Renderer;
+use crate::support::{samples, turn};
+use gitlab_chat_bridge::event;
+use gitlab_chat_bridge::render::{Rendered, Renderer};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseError, TestRunner};
 use serde_json::{json, Map, Number, Value};
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Seed of the default run: fixed so CI is deterministic and failures reproduce.
@@ -39,26 +40,16 @@ struct Fixture {
     body: Value,
 }
 
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
-}
-
+/// Every sample in INDEX.tsv with its header and body, read once.
 fn fixtures() -> &'static [Fixture] {
     static FIXTURES: OnceLock<Vec<Fixture>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let index = std::fs::read_to_string(fixtures_dir().join("INDEX.tsv")).unwrap();
-        let list: Vec<Fixture> = index
-            .lines()
-            .skip(1)
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let cols: Vec<&str> = l.split('\t').collect();
-                let text = std::fs::read_to_string(fixtures_dir().join(cols[0])).unwrap();
-                Fixture {
-                    file: cols[0].to_string(),
-                    header: cols[1].to_string(),
-                    body: serde_json::from_str(&text).unwrap(),
-                }
+        let list: Vec<Fixture> = samples::index()
+            .into_iter()
+            .map(|s| Fixture {
+                body: samples::json(&s.file),
+                file: s.file,
+                header: s.header,
             })
             .collect();
         assert!(list.len() >= 20, "INDEX.tsv lists {} fixtures", list.len());
@@ -560,6 +551,7 @@ fn mutated_fixture() -> impl Strategy<Value = (Index, Vec<(Index, Op)>, Header)>
 
 #[test]
 fn fixtures_pass_unchanged() {
+    let _turn = turn::shared();
     let r = shared::renderer();
     for f in fixtures() {
         if let Err(e) = check(&r, Some(&f.header), f.body.clone()) {
@@ -571,6 +563,7 @@ fn fixtures_pass_unchanged() {
 /// Regression (found by this file): `{@all}` in a URL reached the text inside a link target.
 #[test]
 fn urls_cannot_carry_mentions() {
+    let _turn = turn::shared();
     let r = shared::renderer();
     for f in fixtures() {
         let mut body = f.body.clone();
@@ -589,6 +582,7 @@ fn urls_cannot_carry_mentions() {
 
 #[test]
 fn mutated_payloads_parse_and_render_to_valid_cliq_messages() {
+    let _turn = turn::shared();
     let r = shared::renderer();
     run(384, mutated_fixture(), |(which, ops, h)| {
         let f = which.get(fixtures());
@@ -603,6 +597,7 @@ fn mutated_payloads_parse_and_render_to_valid_cliq_messages() {
 
 #[test]
 fn arbitrary_objects_parse_and_render_to_valid_cliq_messages() {
+    let _turn = turn::shared();
     let r = shared::renderer();
     run(
         384,
@@ -617,9 +612,38 @@ fn arbitrary_objects_parse_and_render_to_valid_cliq_messages() {
 
 #[test]
 fn non_objects_are_refused_and_objects_accepted() {
+    let _turn = turn::shared();
     let r = shared::renderer();
     run(128, (any_json(), header()), |(body, h)| {
         let header = header_text(&h, "Push Hook");
         check(&r, header.as_deref(), body)
     });
+}
+
+#[test]
+fn digests_of_mutated_payloads_are_valid_and_inert() {
+    let _turn = turn::shared();
+    let r = shared::renderer();
+    run(
+        96,
+        prop::collection::vec(mutated_fixture(), 2..8),
+        |inputs| {
+            let mut bodies = Vec::new();
+            for (which, ops, h) in inputs {
+                let f = which.get(fixtures());
+                let mut body = f.body.clone();
+                for (at, op) in &ops {
+                    apply(&mut body, *at, op);
+                }
+                let header = header_text(&h, &f.header);
+                let Ok(ev) = event::parse(header.as_deref(), body) else {
+                    continue;
+                };
+                if let Ok(Rendered::Message(m, _)) = r.render(&ev) {
+                    bodies.push(m.to_json());
+                }
+            }
+            shared::check_digest(&bodies).map_err(TestCaseError::fail)
+        },
+    );
 }

@@ -1,13 +1,13 @@
 //! Template hot reload under a running daemon: edit a template, send an event, get the new
 //! wording; break it, get the old wording and an error naming the file and line; SIGHUP reloads
 //! when the file watch is off.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use std::path::Path;
+use crate::support::daemon::{assert_no_secrets, ChannelSpec, Daemon, Settings};
+use crate::support::fake_cliq::FakeCliq;
+use crate::support::temp::TempDir;
+use crate::support::{samples, turn, wait_until};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{ChannelSpec, Daemon, FakeCliq, Settings, Workdir};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -19,22 +19,15 @@ fn issue_template(dir: &Path, wording: &str) {
     .unwrap();
 }
 
-fn config_with_templates(dir: &Workdir, cliq: &FakeCliq, watch_ms: u64) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-    let config = dir.write_config(&Settings::new(vec![ChannelSpec::new(
-        "dev",
-        cliq.url("dev"),
-    )]));
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "\n[templates]\ndir = \"templates\"\nwatch_interval_ms = {watch_ms}\n"
-    ));
-    std::fs::write(&config, text).unwrap();
-    config
+fn config_with_templates(dir: &TempDir, cliq: &FakeCliq, watch_ms: u64) -> PathBuf {
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    let mut settings = Settings::new(vec![ChannelSpec::new("dev", cliq.url("dev"))]);
+    settings.rest = format!("[templates]\ndir = \"templates\"\nwatch_interval_ms = {watch_ms}\n");
+    settings.write_config(dir)
 }
 
 async fn send_issue(daemon: &Daemon, title: &str) {
-    let mut v = support::fixture_json("issue__open.json");
+    let mut v = samples::json("issue__open.json");
     v["object_attributes"]["title"] = title.into();
     let answer = daemon
         .hooks()
@@ -44,14 +37,14 @@ async fn send_issue(daemon: &Daemon, title: &str) {
 }
 
 async fn wait_for_text(cliq: &FakeCliq, needle: &str) {
-    support::wait_until(&format!("a message with {needle:?}"), WAIT, || {
+    wait_until(&format!("a message with {needle:?}"), WAIT, || {
         cliq.snapshot().count("dev", needle) == 1
     })
     .await;
 }
 
 async fn wait_for_log(daemon: &Daemon, needle: &str, times: usize) {
-    support::wait_until(
+    wait_until(
         &format!("{times} log line(s) with {needle:?}"),
         WAIT,
         || daemon.log().iter().filter(|l| l.contains(needle)).count() >= times,
@@ -61,8 +54,9 @@ async fn wait_for_log(daemon: &Daemon, needle: &str, times: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edited_templates_apply_and_broken_ones_keep_the_old_wording() {
+    let _turn = turn::shared_async().await;
     let cliq = FakeCliq::start(0).await;
-    let dir = Workdir::new("reload");
+    let dir = TempDir::new("reload");
     let config = config_with_templates(&dir, &cliq, 100);
     issue_template(dir.path(), "first wording");
     let daemon = Daemon::spawn(&config).await;
@@ -90,13 +84,14 @@ async fn edited_templates_apply_and_broken_ones_keep_the_old_wording() {
     assert!(line.contains("templates/issue.hbs:"), "{line}");
     send_issue(&daemon, "three").await;
     wait_for_text(&cliq, "second wording: three").await;
-    support::assert_no_secrets(&daemon.stop());
+    assert_no_secrets(&daemon.stop());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_when_the_watch_is_off() {
+    let _turn = turn::shared_async().await;
     let cliq = FakeCliq::start(0).await;
-    let dir = Workdir::new("reload-hup");
+    let dir = TempDir::new("reload-hup");
     let config = config_with_templates(&dir, &cliq, 0);
     issue_template(dir.path(), "before");
     let daemon = Daemon::spawn(&config).await;
@@ -114,5 +109,5 @@ async fn sighup_reloads_when_the_watch_is_off() {
     wait_for_log(&daemon, "templates reloaded", 1).await;
     send_issue(&daemon, "b").await;
     wait_for_text(&cliq, "after: b").await;
-    support::assert_no_secrets(&daemon.stop());
+    assert_no_secrets(&daemon.stop());
 }

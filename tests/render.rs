@@ -1,101 +1,20 @@
 //! Rendering tests over GitLab's real payloads: every fixture parses, each rendered kind passes the
 //! Cliq shape check and shows the actor, the object and its link; hostile text stays inert; dates
 //! follow the configured zone; `check` and `render` behave as documented.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chrono::{DateTime, TimeZone, Utc};
+use crate::support::cli;
+use crate::support::cliq::cliq_violations;
+use crate::support::renderer::{dates_at, message, renderer, renderer_with};
+use crate::support::samples;
+use crate::support::temp::TempDir;
+use crate::support::turn;
+use chrono::{TimeZone, Utc};
 use gitlab_chat_bridge::event::{self, Event, Kind};
-use gitlab_chat_bridge::render::{DateSettings, Rendered, Renderer, TemplateSource};
+use gitlab_chat_bridge::render::cliq::{MAX_TEXT_CHARS, MAX_TITLE_CHARS};
+use gitlab_chat_bridge::render::{Rendered, TemplateSource};
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
-}
-
-/// (file name, X-Gitlab-Event, object_kind) from INDEX.tsv.
-fn index() -> Vec<(String, String, String)> {
-    let text = std::fs::read_to_string(fixtures_dir().join("INDEX.tsv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let cols: Vec<&str> = l.split('\t').collect();
-            (
-                cols[0].to_string(),
-                cols[1].to_string(),
-                cols[2].to_string(),
-            )
-        })
-        .collect()
-}
-
-fn load(file: &str, header: &str) -> Event {
-    let text = std::fs::read_to_string(fixtures_dir().join(file)).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    event::parse(Some(header), v).unwrap()
-}
-
-fn settings(tz: &str, now: DateTime<Utc>) -> DateSettings {
-    DateSettings {
-        timezone: tz.parse().unwrap(),
-        date_format: "%d-%b-%Y %I:%M %p".into(),
-        day_format: "%d-%b-%Y".into(),
-        clock: Arc::new(move || now),
-    }
-}
-
-fn renderer_with(user: Vec<TemplateSource>, tz: &str, now: DateTime<Utc>) -> Renderer {
-    Renderer::new(user, settings(tz, now), false).unwrap()
-}
-
-fn default_renderer() -> Renderer {
-    renderer_with(Vec::new(), "UTC", Utc::now())
-}
-
-fn message(r: &Renderer, ev: &Event) -> Value {
-    match r.render(ev) {
-        Ok(Rendered::Message(m, _)) => serde_json::from_str(&m.to_json()).unwrap(),
-        other => panic!("{}: expected a message, got {other:?}", ev.key),
-    }
-}
-
-/// Violations of the Cliq message contract (CONTRACTS.md, "What Zoho Cliq accepts").
-fn cliq_violations(m: &Value) -> Vec<String> {
-    let mut v = Vec::new();
-    let chars = |s: &Value| s.as_str().map(|s| s.chars().count());
-    match chars(&m["text"]) {
-        Some(n) if (1..=5000).contains(&n) => {}
-        other => v.push(format!("text length {other:?}")),
-    }
-    if let Some(card) = m.get("card") {
-        match chars(&card["title"]) {
-            Some(n) if n <= 200 => {}
-            other => v.push(format!("card.title length {other:?}")),
-        }
-        if let Some(theme) = card.get("theme") {
-            if !["modern-inline", "poll", "prompt"].contains(&theme.as_str().unwrap_or("")) {
-                v.push(format!("card.theme {theme}"));
-            }
-        }
-    }
-    if let Some(b) = m.get("buttons") {
-        let b = b.as_array().cloned().unwrap_or_default();
-        if b.len() > 5 {
-            v.push(format!("{} buttons", b.len()));
-        }
-        for button in b {
-            if chars(&button["label"]).is_none_or(|n| n > 20) {
-                v.push(format!("button label {}", button["label"]));
-            }
-            if chars(&button["action"]["data"]["web"]).is_some_and(|n| n > 256) {
-                v.push("button url too long".into());
-            }
-        }
-    }
-    v
-}
 
 /// Lines like `*Assignees:*` with nothing after them.
 fn empty_field_lines(text: &str) -> Vec<String> {
@@ -110,12 +29,20 @@ fn empty_field_lines(text: &str) -> Vec<String> {
 
 #[test]
 fn every_fixture_parses_with_the_right_kind() {
-    let idx = index();
+    let _turn = turn::shared();
+    let idx = samples::index();
     assert!(idx.len() >= 28, "fixtures missing: {}", idx.len());
-    for (file, header, object_kind) in &idx {
-        let ev = load(file, header);
+    for samples::Sample {
+        file,
+        header,
+        object_kind,
+    } in &idx
+    {
+        let ev = samples::event(file, header);
         let want = match object_kind.as_str() {
             "build" => "job".to_string(),
+            // System hooks name their kind only in `event_name`; the file is named for the kind.
+            "-" if header == "System Hook" => file.split("__").next().unwrap().to_string(),
             "-" => header.trim_end_matches(" Hook").to_lowercase(),
             k => k.to_string(),
         };
@@ -130,26 +57,31 @@ fn every_fixture_parses_with_the_right_kind() {
     }
 }
 
+/// Every payload in `samples/` (listed in INDEX.tsv or not) parses without its `X-Gitlab-Event`
+/// header too, as a System Hook body or a re-sent delivery may come.
 #[test]
-fn shared_fixtures_parse_too_when_present() {
-    // The shared folder beside the checkout may hold newer payloads than our copy.
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/gitlab");
-    let Ok(entries) = std::fs::read_dir(&shared) else {
-        eprintln!("no {} here; covered by our copy", shared.display());
-        return;
-    };
-    for e in entries {
+fn every_sample_parses_without_its_header() {
+    let _turn = turn::shared();
+    let mut parsed = 0;
+    for e in std::fs::read_dir(samples::dir()).unwrap() {
         let p = e.unwrap().path();
         if p.extension().and_then(|e| e.to_str()) == Some("json") {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
             assert!(event::parse(None, v).is_ok(), "{}", p.display());
+            parsed += 1;
         }
     }
+    assert_eq!(
+        parsed,
+        samples::index().len(),
+        "samples/ and INDEX.tsv disagree"
+    );
 }
 
 #[test]
 fn the_four_kinds_render_what_a_user_needs() {
-    let r = default_renderer();
+    let _turn = turn::shared();
+    let r = renderer();
     // (file, header, expected key, strings the message must show)
     let cases: [(&str, &str, &str, &[&str]); 7] = [
         (
@@ -236,7 +168,7 @@ fn the_four_kinds_render_what_a_user_needs() {
         ),
     ];
     for (file, header, key, needles) in cases {
-        let ev = load(file, header);
+        let ev = samples::event(file, header);
         assert_eq!(ev.key, key, "{file}");
         let m = message(&r, &ev);
         assert_eq!(cliq_violations(&m), Vec::<String>::new(), "{file}");
@@ -259,7 +191,8 @@ fn the_four_kinds_render_what_a_user_needs() {
 
 #[test]
 fn every_sample_variant_renders_valid_cards() {
-    let r = default_renderer();
+    let _turn = turn::shared();
+    let r = renderer();
     let samples = gitlab_chat_bridge::commands::check::sample_events();
     assert!(samples.len() >= 20);
     const IN_PROGRESS: [&str; 7] = [
@@ -300,19 +233,14 @@ fn every_sample_variant_renders_valid_cards() {
 
 #[test]
 fn unknown_actions_and_kinds_are_not_posted() {
-    let r = default_renderer();
-    let mut v: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures_dir().join("issue__open.json")).unwrap(),
-    )
-    .unwrap();
+    let _turn = turn::shared();
+    let r = renderer();
+    let mut v = samples::json("issue__open.json");
     v["object_attributes"]["action"] = "teleport".into();
     let ev = event::parse(Some("Issue Hook"), v).unwrap();
     assert_eq!(r.render(&ev).unwrap(), Rendered::NoTemplate);
     // A pipeline status this version does not know is not posted under another status's wording.
-    let mut v: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures_dir().join("pipeline__basic.json")).unwrap(),
-    )
-    .unwrap();
+    let mut v = samples::json("pipeline__basic.json");
     v["object_attributes"]["status"] = "teleporting".into();
     let pipeline = event::parse(Some("Pipeline Hook"), v).unwrap();
     assert_eq!(pipeline.key, "pipeline.teleporting");
@@ -338,10 +266,7 @@ const HOSTILE: [&str; 8] = [
 ];
 
 fn hostile_issue(text: &str) -> Event {
-    let mut v: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures_dir().join("issue__open.json")).unwrap(),
-    )
-    .unwrap();
+    let mut v = samples::json("issue__open.json");
     v["object_attributes"]["title"] = text.into();
     v["user"]["name"] = text.into();
     v["assignees"][0]["name"] = text.into();
@@ -352,7 +277,8 @@ fn hostile_issue(text: &str) -> Event {
 
 #[test]
 fn hostile_text_gives_valid_inert_json() {
-    let r = default_renderer();
+    let _turn = turn::shared();
+    let r = renderer();
     for h in HOSTILE {
         let m = message(&r, &hostile_issue(h));
         assert_eq!(cliq_violations(&m), Vec::<String>::new(), "{h:?}");
@@ -367,7 +293,7 @@ fn hostile_text_gives_valid_inert_json() {
         assert!(!text.contains("\n# heading"), "{text:?}");
         // The card title keeps the text as typed (titles are not markup), only cut to size.
         let title = m["card"]["title"].as_str().unwrap();
-        assert!(title.chars().count() <= 200);
+        assert!(title.chars().count() <= MAX_TITLE_CHARS);
     }
     let m = message(&r, &hostile_issue("{@all} please look"));
     assert!(m["text"].as_str().unwrap().contains("please look"));
@@ -375,17 +301,18 @@ fn hostile_text_gives_valid_inert_json() {
 
 #[test]
 fn huge_values_are_cut_to_cliq_limits() {
-    let r = default_renderer();
+    let _turn = turn::shared();
+    let r = renderer();
     let long: String = "ab*{@all} ".repeat(1000);
     let m = message(&r, &hostile_issue(&long));
     assert_eq!(cliq_violations(&m), Vec::<String>::new());
-    assert!(m["text"].as_str().unwrap().chars().count() <= 5000);
-    assert_eq!(m["card"]["title"].as_str().unwrap().chars().count(), 200);
+    assert!(m["text"].as_str().unwrap().chars().count() <= MAX_TEXT_CHARS);
+    assert_eq!(
+        m["card"]["title"].as_str().unwrap().chars().count(),
+        MAX_TITLE_CHARS
+    );
     // A push listing many long commits stays within the text limit and ends cleanly.
-    let mut v: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures_dir().join("push__basic.json")).unwrap(),
-    )
-    .unwrap();
+    let mut v = samples::json("push__basic.json");
     let commit = v["commits"][0].clone();
     let commits: Vec<Value> = (0..20)
         .map(|i| {
@@ -398,7 +325,7 @@ fn huge_values_are_cut_to_cliq_limits() {
     v["total_commits_count"] = 250.into();
     let m = message(&r, &event::parse(Some("Push Hook"), v).unwrap());
     let text = m["text"].as_str().unwrap();
-    assert!(text.chars().count() <= 5000);
+    assert!(text.chars().count() <= MAX_TEXT_CHARS);
     assert!(
         text.contains("250 commits") && text.contains("230 more commits"),
         "{text}"
@@ -406,10 +333,7 @@ fn huge_values_are_cut_to_cliq_limits() {
 }
 
 fn issue_due(due: &str, updated_at: &str) -> Event {
-    let mut v: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures_dir().join("issue__open.json")).unwrap(),
-    )
-    .unwrap();
+    let mut v = samples::json("issue__open.json");
     v["object_attributes"]["due_date"] = due.into();
     v["object_attributes"]["updated_at"] = updated_at.into();
     event::parse(Some("Issue Hook"), v).unwrap()
@@ -417,6 +341,7 @@ fn issue_due(due: &str, updated_at: &str) -> Event {
 
 #[test]
 fn due_dates_stay_on_their_day_in_every_zone() {
+    let _turn = turn::shared();
     // 2026-11-24 20:00 UTC: already the 25th in Kolkata, still the 24th in Los Angeles.
     let now = Utc.with_ymd_and_hms(2026, 11, 24, 20, 0, 0).unwrap();
     let ev = issue_due("2026-11-25", "2026-11-24T20:00:00Z");
@@ -425,7 +350,7 @@ fn due_dates_stay_on_their_day_in_every_zone() {
         ("Asia/Kolkata", "due today"),
         ("America/Los_Angeles", "due tomorrow"),
     ] {
-        let text = message(&renderer_with(Vec::new(), tz, now), &ev)["text"]
+        let text = message(&renderer_with(Vec::new(), dates_at(tz, now)), &ev)["text"]
             .as_str()
             .unwrap()
             .to_string();
@@ -435,12 +360,14 @@ fn due_dates_stay_on_their_day_in_every_zone() {
         );
     }
     let overdue = issue_due("2026-11-20", "2026-11-24T20:00:00Z");
-    let text = message(&renderer_with(Vec::new(), "UTC", now), &overdue)["text"].to_string();
+    let text =
+        message(&renderer_with(Vec::new(), dates_at("UTC", now)), &overdue)["text"].to_string();
     assert!(text.contains("overdue by 4 days"), "{text}");
 }
 
 #[test]
 fn timestamps_follow_the_zone_across_a_dst_change() {
+    let _turn = turn::shared();
     // US clocks went forward on 2026-03-08 at 02:00 local time.
     let tpl = TemplateSource {
         name: "issue".into(),
@@ -467,7 +394,7 @@ fn timestamps_follow_the_zone_across_a_dst_change() {
         ),
     ];
     for (tz, updated, want) in cases {
-        let r = renderer_with(vec![tpl.clone()], tz, now);
+        let r = renderer_with(vec![tpl.clone()], dates_at(tz, now));
         let text = message(&r, &issue_due("2026-03-08", updated))["text"]
             .as_str()
             .unwrap()
@@ -478,7 +405,7 @@ fn timestamps_follow_the_zone_across_a_dst_change() {
         assert!(parts[2].ends_with(" IST"), "{text}");
     }
     // An unparseable date degrades to the raw text instead of failing the event.
-    let r = renderer_with(vec![tpl], "UTC", now);
+    let r = renderer_with(vec![tpl], dates_at("UTC", now));
     let text = message(&r, &issue_due("someday", "2015-04-08T21: 00:25-07:00"))["text"].to_string();
     assert!(
         text.contains("09-Apr-2015 04:00 AM") && text.contains("someday"),
@@ -486,47 +413,30 @@ fn timestamps_follow_the_zone_across_a_dst_change() {
     );
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gitlab-chat-bridge"))
-}
-
 /// Runs `SUB --config CFG EXTRA…`; returns the exit code and stdout.
-fn run(sub: &str, cfg: &Path, extra: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
-    let out = bin()
-        .arg(sub)
-        .arg("--config")
-        .arg(cfg)
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+fn run(sub: &str, cfg: &Path, extra: &[&OsStr]) -> (Option<i32>, String) {
+    let mut args = vec![OsStr::new(sub), OsStr::new("--config"), cfg.as_os_str()];
+    args.extend_from_slice(extra);
+    let out = cli::run(args);
+    (out.code, out.stdout)
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gcb-render-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("templates")).unwrap();
-    d
-}
-
-fn write_config(dir: &Path) -> PathBuf {
-    let cfg = dir.join("config.toml");
-    std::fs::write(
-        &cfg,
+/// A folder with an empty `templates/` and a config using it (zone Asia/Kolkata, channel `dev`).
+fn with_templates(name: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(&format!("render-{name}"));
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    let cfg = dir.write(
+        "config.toml",
         "[server]\nsecret_token = \"t\"\n[templates]\ndir = \"templates\"\ntimezone = \"Asia/Kolkata\"\n\
          [[channels]]\nname = \"dev\"\nurl = \"http://127.0.0.1:9/x\"\nzapikey = \"k\"\n",
-    )
-    .unwrap();
-    cfg
+    );
+    (dir, cfg)
 }
 
 #[test]
 fn check_names_file_and_line_of_a_broken_template() {
-    let dir = temp_dir("broken");
-    let cfg = write_config(&dir);
+    let _turn = turn::shared();
+    let (dir, cfg) = with_templates("broken");
     let (code, stdout) = run("check", &cfg, &[]);
     assert_eq!(code, Some(0), "{stdout}");
 
@@ -564,59 +474,59 @@ fn check_names_file_and_line_of_a_broken_template() {
 
 #[test]
 fn render_prints_the_body_serve_would_post() {
-    let dir = temp_dir("print");
-    let cfg = write_config(&dir);
-    let out = bin()
-        .args(["render", "--channel", "dev", "--config"])
-        .arg(&cfg)
-        .arg("--event")
-        .arg(fixtures_dir().join("merge_request__open.json"))
-        .args(["--event-header", "Merge Request Hook"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let _turn = turn::shared();
+    let (_dir, cfg) = with_templates("print");
+    let event = samples::dir().join("merge_request__open.json");
+    let out = cli::run([
+        OsStr::new("render"),
+        OsStr::new("--channel"),
+        OsStr::new("dev"),
+        OsStr::new("--config"),
+        cfg.as_os_str(),
+        OsStr::new("--event"),
+        event.as_os_str(),
+        OsStr::new("--event-header"),
+        OsStr::new("Merge Request Hook"),
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let body: Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(body["text"].as_str().unwrap().contains("MS-Viewport"));
     assert_eq!(cliq_violations(&body), Vec::<String>::new());
 
-    let missing = bin()
-        .args(["render", "--config"])
-        .arg(&cfg)
-        .args(["--event", "/nonexistent.json"])
-        .output()
-        .unwrap();
-    assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.json"));
-    let usage = bin().args(["render"]).output().unwrap();
-    assert_eq!(usage.status.code(), Some(2));
+    let missing = cli::run([
+        OsStr::new("render"),
+        OsStr::new("--config"),
+        cfg.as_os_str(),
+        OsStr::new("--event"),
+        OsStr::new("/nonexistent.json"),
+    ]);
+    assert_eq!(missing.code, Some(1));
+    assert!(missing.stderr.contains("/nonexistent.json"));
+    assert_eq!(cli::run(["render"]).code, Some(2));
 }
 
 #[test]
 fn templates_can_read_the_raw_payload() {
+    let _turn = turn::shared();
     let tpl = TemplateSource {
         name: "issue".into(),
         origin: "test:issue.hbs".into(),
         text: r#"{"text": "severity {{raw.object_attributes.severity}} via {{raw.object_attributes.escalation_policy.name}}"}"#.into(),
     };
-    let r = renderer_with(vec![tpl], "UTC", Utc::now());
-    let m = message(&r, &load("issue__open.json", "Issue Hook"));
+    let r = renderer_with(vec![tpl], dates_at("UTC", Utc::now()));
+    let m = message(&r, &samples::event("issue__open.json", "Issue Hook"));
     assert_eq!(m["text"], "severity high via Engineering On-call");
 }
 
 #[test]
 fn render_all_fixtures_renders_a_folder_and_flags_empty_fields() {
-    let dir = temp_dir("all");
-    let cfg = write_config(&dir);
-    let fixtures = fixtures_dir();
+    let _turn = turn::shared();
+    let (dir, cfg) = with_templates("all");
+    let fixtures = samples::dir();
     let all = [std::ffi::OsStr::new("--all-fixtures"), fixtures.as_os_str()];
     let (code, stdout) = run("render", &cfg, &all);
     assert_eq!(code, Some(0), "{stdout}");
-    let files = index().len();
+    let files = samples::index().len();
     assert!(stdout.contains(&format!("{files} payload(s):")), "{stdout}");
     assert!(
         stdout.contains("==> issue__open.json (issue.open) <=="),
@@ -643,16 +553,15 @@ fn render_all_fixtures_renders_a_folder_and_flags_empty_fields() {
 /// `UPDATE_SNAPSHOTS=1` and says why in its commit.
 #[test]
 fn render_all_fixtures_matches_the_recorded_snapshot() {
-    let dir = temp_dir("snapshot");
-    let cfg = dir.join("config.toml");
-    std::fs::write(
-        &cfg,
+    let _turn = turn::shared();
+    let dir = TempDir::new("render-snapshot");
+    let cfg = dir.write(
+        "config.toml",
         "[server]\nsecret_token = \"t\"\n[outbox]\npath = \"outbox.sqlite\"\n\
          [[channels]]\nname = \"all\"\nurl = \"https://cliq.zoho.com/api/v2/channelsbyname/all/message\"\n\
          zapikey = \"k\"\nconfidential = true\n",
-    )
-    .unwrap();
-    let fixtures = fixtures_dir();
+    );
+    let fixtures = samples::dir();
     let all = [std::ffi::OsStr::new("--all-fixtures"), fixtures.as_os_str()];
     let (code, stdout) = run("render", &cfg, &all);
     assert_eq!(code, Some(0), "{stdout}");

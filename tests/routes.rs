@@ -1,45 +1,34 @@
 //! Routing tests, table-driven over real GitLab payloads × routes: event-key globs, projects,
 //! refs (`default`, `protected`, globs), labels, excluded users (bots), confidential default-deny,
 //! several channels with their own templates and time zones, and the `skip` helper.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::support::renderer::renderer_with;
+use crate::support::samples;
+use crate::support::turn;
 use gitlab_chat_bridge::config::{ChannelConfig, RouteConfig};
 use gitlab_chat_bridge::deliver::{Auth, Endpoint};
 use gitlab_chat_bridge::event::{self, Event};
 use gitlab_chat_bridge::render::{DateSettings, Renderer, TemplateSource};
 use gitlab_chat_bridge::route::{self, Ignored, Route, RouteTable};
 use serde_json::Value;
-use std::path::Path;
 use std::sync::Arc;
 
-fn load(file: &str, header: &str) -> Event {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("samples")
-        .join(file);
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    event::parse(Some(header), v).unwrap()
-}
-
 fn edited(file: &str, header: &str, edit: impl FnOnce(&mut Value)) -> Event {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("samples")
-        .join(file);
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut v = samples::json(file);
     edit(&mut v);
     event::parse(Some(header), v).unwrap()
 }
 
+/// Timestamps on a 24-hour clock.
 fn dates(tz: &str) -> DateSettings {
     DateSettings {
-        timezone: tz.parse().unwrap(),
         date_format: "%d-%b-%Y %H:%M".into(),
-        day_format: "%d-%b-%Y".into(),
-        clock: Arc::new(chrono::Utc::now),
+        ..crate::support::renderer::dates(tz)
     }
 }
 
 fn renderer(extra: Vec<TemplateSource>, tz: &str) -> Arc<Renderer> {
-    Arc::new(Renderer::new(extra, dates(tz), false).unwrap())
+    Arc::new(renderer_with(extra, dates(tz)))
 }
 
 fn channel(name: &str, confidential: bool) -> ChannelConfig {
@@ -94,13 +83,14 @@ fn delivered(ev: &Event, route: RouteConfig) -> Vec<String> {
 
 #[test]
 fn routes_match_on_key_project_ref_labels_and_user() {
-    let issue = load("issue__open.json", "Issue Hook"); // gitlabhq/gitlab-test, by root, label API
-    let push = load("push__basic.json", "Push Hook"); // mike/diaspora, master (default, protected), by jsmith
-    let mr = load("merge_request__open.json", "Merge Request Hook"); // target master, label API
-    let tag = load("tag_push__basic.json", "Tag Push Hook"); // refs/tags/v1.0.0
-    let note_issue = load("note__issue.json", "Note Hook"); // issue labels Afterpod, Element
-    let note_snippet = load("note__snippet.json", "Note Hook");
-    let pipeline = load("pipeline__basic.json", "Pipeline Hook");
+    let _turn = turn::shared();
+    let issue = samples::event("issue__open.json", "Issue Hook"); // gitlabhq/gitlab-test, by root, label API
+    let push = samples::event("push__basic.json", "Push Hook"); // mike/diaspora, master (default, protected), by jsmith
+    let mr = samples::event("merge_request__open.json", "Merge Request Hook"); // target master, label API
+    let tag = samples::event("tag_push__basic.json", "Tag Push Hook"); // refs/tags/v1.0.0
+    let note_issue = samples::event("note__issue.json", "Note Hook"); // issue labels Afterpod, Element
+    let note_snippet = samples::event("note__snippet.json", "Note Hook");
+    let pipeline = samples::event("pipeline__basic.json", "Pipeline Hook");
     let bot_push = edited("push__basic.json", "Push Hook", |v| {
         v["user_username"] = "project_15_bot_1a2b".into();
     });
@@ -265,7 +255,8 @@ fn routes_match_on_key_project_ref_labels_and_user() {
 
 #[test]
 fn confidential_events_are_denied_by_default() {
-    let conf = load("issue__open.json", "Confidential Issue Hook");
+    let _turn = turn::shared();
+    let conf = samples::event("issue__open.json", "Confidential Issue Hook");
     assert!(conf.confidential);
     // Neither the route nor the channel opted in.
     assert_eq!(delivered(&conf, route_to(&["dev"])), Vec::<String>::new());
@@ -300,6 +291,7 @@ fn confidential_events_are_denied_by_default() {
 
 #[test]
 fn one_event_reaches_several_channels_once_each_in_their_own_words() {
+    let _turn = turn::shared();
     let stamp = |name: &str| TemplateSource {
         name: "issue".into(),
         origin: format!("{name}:issue.hbs"),
@@ -349,6 +341,7 @@ fn one_event_reaches_several_channels_once_each_in_their_own_words() {
 
 #[test]
 fn a_template_can_decide_not_to_post() {
+    let _turn = turn::shared();
     let quiet = TemplateSource {
         name: "push".into(),
         origin: "quiet:push.hbs".into(),
@@ -362,7 +355,7 @@ fn a_template_can_decide_not_to_post() {
             renderer: r,
         }],
     };
-    let protected = load("push__basic.json", "Push Hook");
+    let protected = samples::event("push__basic.json", "Push Hook");
     assert_eq!(route::route(&protected, &table, "t").deliveries.len(), 1);
     let feature = edited("push__basic.json", "Push Hook", |v| {
         v["ref_protected"] = false.into();

@@ -4,10 +4,11 @@
 //! moving as events flow, `/readyz`, JSON logs carrying both GitLab ids, slow clients dropped
 //! within the request timeout, the connection limit, TLS, and systemd's `READY=1`/`WATCHDOG=1`.
 //! Every test also checks that no secret (tokens, zapikeys, signing keys) reached the log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::daemon::{self, ChannelSpec, Daemon, Settings, MAX_BODY_BYTES, TOKEN};
+use crate::support::fake_cliq::FakeCliq;
+use crate::support::temp::TempDir;
+use crate::support::{samples, turn, unique};
 use gitlab_chat_bridge::secret::Secret;
 use gitlab_chat_bridge::server::verify::SigningKey;
 use serde_json::Value;
@@ -15,9 +16,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{
-    event_header, fixture, unique, ChannelSpec, Daemon, FakeCliq, Settings, Workdir, TOKEN,
-};
 
 /// How long a message may take to reach the fake.
 const ARRIVAL: Duration = Duration::from_secs(15);
@@ -27,23 +25,19 @@ const SIGNING: &str = "whsec_Z2NiLXRlc3Qtc2lnbmluZy1rZXktMDEyMzQ1Njc4OWFi";
 const SIGNING_NEXT: &str = "whsec_Z2NiLXRlc3Qtc2lnbmluZy1rZXktbmV4dC0wMTIzNDU2";
 /// A signing token the daemon does not know.
 const SIGNING_UNKNOWN: &str = "whsec_Z2NiLXRlc3QtdW5rbm93bi1rZXktMDEyMzQ1Njc4OWFi";
-/// The token rotated in next to `support::TOKEN`.
+/// The token rotated in next to [`TOKEN`].
 const TOKEN_NEXT: &str = "gl-SECRET-NEXT-9999";
 /// A token that was never configured.
 const TOKEN_THIRD: &str = "gl-SECRET-THIRD-0000";
 
 /// Writes the harness's config for `channels` with `server` lines added to `[server]` and
 /// `rest` appended; returns the folder (keep it alive) and the config's path.
-fn config(name: &str, channels: Vec<ChannelSpec>, server: &str, rest: &str) -> (Workdir, PathBuf) {
-    let dir = Workdir::new(name);
-    let path = dir.write_config(&Settings::new(channels));
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("[server]\n"), "{text}");
-    let text = format!(
-        "[server]\n{server}\n{}\n{rest}",
-        &text["[server]\n".len()..]
-    );
-    std::fs::write(&path, text).unwrap();
+fn config(name: &str, channels: Vec<ChannelSpec>, server: &str, rest: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
+    let mut settings = Settings::new(channels);
+    settings.server = server.into();
+    settings.rest = rest.into();
+    let path = settings.write_config(&dir);
     (dir, path)
 }
 
@@ -77,7 +71,7 @@ impl Signed {
     fn new(file: &str, key: &str, skew: i64) -> Signed {
         let id = unique("msg");
         let timestamp = (now_secs() + skew).to_string();
-        let body = fixture(file);
+        let body = samples::bytes(file);
         let key = SigningKey::parse(&Secret::new(key)).unwrap();
         Signed {
             signature: Some(key.signature_header(&id, &timestamp, &body)),
@@ -85,7 +79,7 @@ impl Signed {
             timestamp,
             token: TOKEN,
             body,
-            event: event_header(file),
+            event: samples::header(file),
         }
     }
 
@@ -132,7 +126,7 @@ fn sample(text: &str, series: &str) -> f64 {
 
 /// No configured secret in the log, including the ones only these tests use.
 fn assert_no_secrets(log: &[String]) {
-    support::assert_no_secrets(log);
+    daemon::assert_no_secrets(log);
     let b64 = |k: &str| k.trim_start_matches("whsec_").to_string();
     for secret in [
         TOKEN_NEXT.to_string(),
@@ -153,6 +147,7 @@ fn assert_no_secrets(log: &[String]) {
 /// and posted nothing; a webhook-id refused for another reason may come again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_valid_wrong_stale_and_replayed() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let (_dir, path) = config(
         "signed",
@@ -167,7 +162,7 @@ async fn signatures_valid_wrong_stale_and_replayed() {
     let (status, body) = valid.post(&base).await;
     assert_eq!(
         (status, body["status"].as_str()),
-        (200, Some("queued")),
+        (200, Some("accepted")),
         "{body}"
     );
     fake.wait_for_accepted(1, ARRIVAL).await;
@@ -197,8 +192,8 @@ async fn signatures_valid_wrong_stale_and_replayed() {
     assert_eq!(wrong.post(&base).await.0, 401, "unknown key");
 
     let mut tampered = Signed::new("issue__open.json", SIGNING, 0);
-    tampered.body = fixture("note__issue.json");
-    tampered.event = event_header("note__issue.json");
+    tampered.body = samples::bytes("note__issue.json");
+    tampered.event = samples::header("note__issue.json");
     assert_eq!(
         tampered.post(&base).await.0,
         401,
@@ -225,8 +220,8 @@ async fn signatures_valid_wrong_stale_and_replayed() {
     bad_json.signature =
         Some(key.signature_header(&bad_json.id, &bad_json.timestamp, &bad_json.body));
     assert_eq!(bad_json.post(&base).await.0, 400);
-    bad_json.body = fixture("merge_request__open.json");
-    bad_json.event = event_header("merge_request__open.json");
+    bad_json.body = samples::bytes("merge_request__open.json");
+    bad_json.event = samples::header("merge_request__open.json");
     bad_json.signature =
         Some(key.signature_header(&bad_json.id, &bad_json.timestamp, &bad_json.body));
     assert_eq!(
@@ -258,6 +253,7 @@ async fn signatures_valid_wrong_stale_and_replayed() {
 /// allow-list refuses webhooks from elsewhere with 403 but leaves `/healthz` alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_rotation_and_network_allow_list() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let (_dir, path) = config(
         "rotation",
@@ -269,17 +265,14 @@ async fn token_rotation_and_network_allow_list() {
     );
     let daemon = Daemon::spawn(&path).await;
     let file = "issue__open.json";
-    let old = daemon
-        .post(&event_header(file), fixture(file), Some(TOKEN), None)
-        .await;
+    let (event, body) = (samples::header(file), samples::bytes(file));
+    let old = daemon.post(&event, body.clone(), Some(TOKEN), None).await;
     assert_eq!(old.status, 200, "{old:?}");
     let new = daemon
-        .post(&event_header(file), fixture(file), Some(TOKEN_NEXT), None)
+        .post(&event, body.clone(), Some(TOKEN_NEXT), None)
         .await;
     assert_eq!(new.status, 200, "{new:?}");
-    let third = daemon
-        .post(&event_header(file), fixture(file), Some(TOKEN_THIRD), None)
-        .await;
+    let third = daemon.post(&event, body, Some(TOKEN_THIRD), None).await;
     assert_eq!(third.status, 401, "{third:?}");
     fake.wait_for_accepted(2, ARRIVAL).await;
     assert_no_secrets(&daemon.stop());
@@ -291,7 +284,7 @@ async fn token_rotation_and_network_allow_list() {
         "",
     );
     let daemon = Daemon::spawn(&path2).await;
-    let refused = daemon.post_fixture(file).await;
+    let refused = daemon.post_sample(file).await;
     assert_eq!(refused.status, 403, "{refused:?}");
     assert_eq!(daemon.get("/healthz").await, 200);
     let (_, text) = get(daemon.base_url(), "/metrics").await;
@@ -303,13 +296,14 @@ async fn token_rotation_and_network_allow_list() {
     assert_no_secrets(&daemon.stop());
 }
 
-/// Counters, gauges and histograms move as events flow: queued, duplicate and ignored webhooks
-/// by kind, rejections by reason, a throttled post retried and then delivered, the rate-limit
+/// Counters, gauges and histograms move as events flow: accepted and duplicate webhooks, events
+/// routed (queued or ignored) by kind, rejections by reason, a throttled post retried and then delivered, the rate-limit
 /// wait that follows, the outbox gauges, and the latency histograms. `/readyz` is 200. With
 /// `[log] format = "json"` every line is a JSON object and the lines about a delivery carry both
 /// GitLab ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_as_events_flow() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(1).await;
     let (_dir, path) = config(
         "metrics",
@@ -331,29 +325,23 @@ async fn metrics_move_as_events_flow() {
     let (status, ready) = get(&base, "/readyz").await;
     assert_eq!(status, 200, "{ready}");
 
-    let issue = "issue__open.json";
+    let (issue, body) = (
+        samples::header("issue__open.json"),
+        samples::bytes("issue__open.json"),
+    );
     let first = daemon
-        .post(
-            &event_header(issue),
-            fixture(issue),
-            None,
-            Some("idem-metrics-1"),
-        )
+        .post(&issue, body.clone(), None, Some("idem-metrics-1"))
         .await;
-    assert_eq!(first.body["status"], "queued", "{first:?}");
+    assert_eq!(first.body["status"], "accepted", "{first:?}");
     let again = daemon
-        .post(
-            &event_header(issue),
-            fixture(issue),
-            None,
-            Some("idem-metrics-1"),
-        )
+        .post(&issue, body.clone(), None, Some("idem-metrics-1"))
         .await;
     assert_eq!(again.body["status"], "duplicate", "{again:?}");
-    let push = daemon.post_fixture("push__basic.json").await;
-    assert_eq!(push.body["status"], "queued", "{push:?}");
-    let ignored = daemon.post_fixture("note__issue.json").await;
-    assert_eq!(ignored.body["status"], "ignored", "{ignored:?}");
+    let push = daemon.post_sample("push__basic.json").await;
+    assert_eq!(push.body["status"], "accepted", "{push:?}");
+    // Accepted, then ignored by the router stage: no channel takes notes.
+    let ignored = daemon.post_sample("note__issue.json").await;
+    assert_eq!(ignored.body["status"], "accepted", "{ignored:?}");
     let unknown = daemon
         .post(
             "Brand New Hook",
@@ -362,29 +350,20 @@ async fn metrics_move_as_events_flow() {
             None,
         )
         .await;
-    assert_eq!(unknown.body["status"], "ignored", "{unknown:?}");
+    assert_eq!(unknown.body["status"], "accepted", "{unknown:?}");
     assert_eq!(
-        daemon
-            .post(&event_header(issue), fixture(issue), Some("nope"), None)
-            .await
-            .status,
+        daemon.post(&issue, body, Some("nope"), None).await.status,
         401
     );
     assert_eq!(
         daemon
-            .post(&event_header(issue), b"{oops".to_vec(), None, None)
+            .post(&issue, b"{oops".to_vec(), None, None)
             .await
             .status,
         400
     );
-    let big = vec![b' '; support::MAX_BODY_BYTES + 1];
-    assert_eq!(
-        daemon
-            .post(&event_header(issue), big, None, None)
-            .await
-            .status,
-        413
-    );
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    assert_eq!(daemon.post(&issue, big, None, None).await.status, 413);
 
     // The first post is throttled (429, Retry-After: 1), retried, then both are delivered.
     fake.wait_for_accepted(2, ARRIVAL).await;
@@ -396,8 +375,13 @@ async fn metrics_move_as_events_flow() {
             "gcb_deliveries_total{channel=\"dev\",outcome=\"delivered\"}",
         );
         let pending = sample(&text, "gcb_outbox_pending{channel=\"dev\"}");
+        let routed = sample(
+            &text,
+            "gcb_events_routed_total{kind=\"unknown\",outcome=\"ignored\"}",
+        );
         if delivered >= 2.0
             && pending == 0.0
+            && routed == 1.0
             && text.contains("gcb_outbox_pending{channel=\"dev\"}")
         {
             break text;
@@ -406,26 +390,25 @@ async fn metrics_move_as_events_flow() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     };
     let expect = [
+        ("gcb_webhooks_received_total{outcome=\"accepted\"}", 4.0),
+        ("gcb_webhooks_received_total{outcome=\"duplicate\"}", 1.0),
         (
-            "gcb_webhooks_received_total{kind=\"issue\",outcome=\"queued\"}",
+            "gcb_events_routed_total{kind=\"issue\",outcome=\"queued\"}",
             1.0,
         ),
         (
-            "gcb_webhooks_received_total{kind=\"issue\",outcome=\"duplicate\"}",
+            "gcb_events_routed_total{kind=\"push\",outcome=\"queued\"}",
             1.0,
         ),
         (
-            "gcb_webhooks_received_total{kind=\"push\",outcome=\"queued\"}",
+            "gcb_events_routed_total{kind=\"note\",outcome=\"ignored\"}",
             1.0,
         ),
         (
-            "gcb_webhooks_received_total{kind=\"note\",outcome=\"ignored\"}",
+            "gcb_events_routed_total{kind=\"unknown\",outcome=\"ignored\"}",
             1.0,
         ),
-        (
-            "gcb_webhooks_received_total{kind=\"unknown\",outcome=\"ignored\"}",
-            1.0,
-        ),
+        ("gcb_event_route_seconds_count", 4.0),
         ("gcb_webhooks_rejected_total{reason=\"token\"}", 1.0),
         ("gcb_webhooks_rejected_total{reason=\"json\"}", 1.0),
         ("gcb_webhooks_rejected_total{reason=\"size\"}", 1.0),
@@ -445,7 +428,8 @@ async fn metrics_move_as_events_flow() {
             0.0,
         ),
         ("gcb_delivery_latency_seconds_count{channel=\"dev\"}", 2.0),
-        ("gcb_webhook_ack_seconds_count{outcome=\"queued\"}", 2.0),
+        ("gcb_webhook_ack_seconds_count{outcome=\"accepted\"}", 4.0),
+        ("gcb_webhook_ack_seconds_count{outcome=\"duplicate\"}", 1.0),
         ("gcb_webhook_ack_seconds_count{outcome=\"rejected\"}", 3.0),
     ];
     for (series, want) in expect {
@@ -456,11 +440,15 @@ async fn metrics_move_as_events_flow() {
         sample(&text, "gcb_rate_limit_wait_seconds_count{channel=\"dev\"}") >= 1.0,
         "{text}"
     );
-    for name in ["gcb_webhooks_received_total", "gcb_webhook_ack_seconds"] {
+    for name in [
+        "gcb_webhooks_received_total",
+        "gcb_events_routed_total",
+        "gcb_webhook_ack_seconds",
+    ] {
         assert!(text.contains(&format!("# HELP {name}")), "{name}:\n{text}");
     }
     assert!(
-        text.contains("gcb_webhook_ack_seconds_bucket{outcome=\"queued\",le=\"10\"} 2"),
+        text.contains("gcb_webhook_ack_seconds_bucket{outcome=\"accepted\",le=\"10\"} 4"),
         "{text}"
     );
 
@@ -529,6 +517,7 @@ fn read_until_closed(s: &mut TcpStream, since: Instant) -> (String, Duration) {
 /// client is served once the timeout has dropped them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_dropped_within_the_timeout() {
+    let _turn = turn::shared_async().await;
     let fake = FakeCliq::start(0).await;
     let (_dir, path) = config(
         "slowloris",
@@ -567,7 +556,7 @@ async fn slow_clients_are_dropped_within_the_timeout() {
             // 3. Headers at once, then the body a byte at a time.
             let started = Instant::now();
             let mut slow_body = TcpStream::connect(&addr).unwrap();
-            let body = fixture("issue__open.json");
+            let body = samples::bytes("issue__open.json");
             let head = format!(
                 "POST /hooks/gitlab HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Gitlab-Token: {TOKEN}\r\nX-Gitlab-Event: Issue Hook\r\nContent-Length: {}\r\n\r\n",
                 body.len()
@@ -636,7 +625,7 @@ async fn slow_clients_are_dropped_within_the_timeout() {
     let hold: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
-    let answer = daemon.post_fixture("issue__open.json").await;
+    let answer = daemon.post_sample("issue__open.json").await;
     let took = started.elapsed();
     assert_eq!(answer.status, 200, "{answer:?}");
     assert!(
@@ -663,10 +652,11 @@ async fn slow_clients_are_dropped_within_the_timeout() {
 /// 127.0.0.1 and localhost), takes webhooks over it, and refuses plain HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_self_signed_certificate() {
+    let _turn = turn::shared_async().await;
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let fake = FakeCliq::start(0).await;
-    let dir = Workdir::new("tls-certs");
+    let dir = TempDir::new("tls-certs");
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
@@ -696,10 +686,10 @@ async fn tls_with_a_self_signed_certificate() {
     let r = tls
         .post(format!("{https}/hooks/gitlab"))
         .header("Content-Type", "application/json")
-        .header("X-Gitlab-Event", event_header(file))
+        .header("X-Gitlab-Event", samples::header(file))
         .header("X-Gitlab-Token", TOKEN)
         .header("Idempotency-Key", unique("idem"))
-        .body(fixture(file))
+        .body(samples::bytes(file))
         .send()
         .await
         .unwrap();
@@ -741,6 +731,7 @@ fn wait_for(
 /// pings `WATCHDOG=1` at half the watchdog interval, and `STOPPING=1` on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_ready_watchdog_and_stopping() {
+    let _turn = turn::shared_async().await;
     use std::os::unix::net::UnixDatagram;
     let fake = FakeCliq::start(0).await;
     let (dir, path) = config(

@@ -5,20 +5,21 @@
 //! project and one where the user is only Developer. The fake records every request.
 //!
 //! A second part runs setup against Prism serving GitLab's own OpenAPI document
-//! (`../shared/specs/gitlab/hooks-openapi.yaml`), so the requests we send are checked against
+//! (`specs/gitlab/hooks-openapi.yaml`, vendored), so the requests we send are checked against
 //! GitLab's schema. It needs `scripts/install-prism.sh` to have run (`GCB_SKIP_PRISM=1` skips it).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::support::cli::{self, CliOutput};
+use crate::support::prism::{self, Prism};
+use crate::support::temp::TempDir;
+use crate::support::turn;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const TOKEN: &str = "glpat-test-token-123";
 const SECRET: &str = "s3cret-hook-token";
@@ -594,27 +595,12 @@ fn merge_hook_fields(hook: &mut Value, body: &Value) {
 // Driving the binary
 // ---------------------------------------------------------------------------------------------
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("gcb-setup-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn write_config(dir: &TempDir, gitlab_url: &str, token: &str, hook_url: &str) -> PathBuf {
-    std::fs::write(dir.0.join("gitlab-token"), format!("{token}\n")).unwrap();
-    let text = format!(
-        r#"[server]
+    dir.write("gitlab-token", &format!("{token}\n"));
+    dir.write(
+        "config.toml",
+        &format!(
+            r#"[server]
 secret_token = "{SECRET}"
 
 [[channels]]
@@ -627,33 +613,19 @@ url = "{gitlab_url}"
 token_file = "gitlab-token"
 hook_url = "{hook_url}"
 "#
-    );
-    let path = dir.0.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+        ),
+    )
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(config: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_gitlab-chat-bridge"))
-        .arg("setup")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("GITLAB_CHAT_BRIDGE_SECRET_TOKEN")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let r = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+/// `setup --config CONFIG ARGS…`; fails if a secret shows in its output.
+fn run(config: &Path, args: &[&str]) -> CliOutput {
+    let mut all = vec![
+        OsStr::new("setup"),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ];
+    all.extend(args.iter().map(OsStr::new));
+    let r = cli::run(all);
     for secret in [TOKEN, SECRET] {
         assert!(
             !r.stdout.contains(secret) && !r.stderr.contains(secret),
@@ -695,14 +667,16 @@ fn flag(v: &Value, field: &str) -> bool {
 
 #[test]
 fn member_projects_are_reconciled_and_a_second_run_changes_nothing() {
+    let _turn = turn::shared();
     let gl = FakeGitlab::start(true);
-    let dir = TempDir::new("member");
+    let dir = TempDir::new("setup-member");
     let cfg = write_config(&dir, &gl.base, TOKEN, HOOK_URL);
 
     let first = run(&cfg, &["--all-member-projects"]);
     let out = &first.stdout;
     assert_eq!(
-        first.code, 1,
+        first.code,
+        Some(1),
         "the 403 project fails the run:\n{out}\n{}",
         first.stderr
     );
@@ -815,7 +789,7 @@ fn member_projects_are_reconciled_and_a_second_run_changes_nothing() {
     // Second run: idempotent.
     gl.clear_requests();
     let second = run(&cfg, &["--all-member-projects"]);
-    assert_eq!(second.code, 1, "{}", second.stdout);
+    assert_eq!(second.code, Some(1), "{}", second.stdout);
     assert!(gl.writes().is_empty(), "{:?}", gl.writes());
     assert!(row(&second.stdout, "acme/app-1", "create").is_none());
     assert_row(&second.stdout, "acme/app-1", "unchanged", "up to date");
@@ -831,7 +805,7 @@ fn member_projects_are_reconciled_and_a_second_run_changes_nothing() {
     // With --yes the duplicate goes, and nothing else.
     gl.clear_requests();
     let third = run(&cfg, &["--all-member-projects", "--yes"]);
-    assert_eq!(third.code, 1);
+    assert_eq!(third.code, Some(1));
     assert_row(
         &third.stdout,
         "acme/app-3",
@@ -847,12 +821,18 @@ fn member_projects_are_reconciled_and_a_second_run_changes_nothing() {
 
 #[test]
 fn dry_run_sends_no_writing_request() {
+    let _turn = turn::shared();
     let gl = FakeGitlab::start(true);
-    let dir = TempDir::new("dry");
+    let dir = TempDir::new("setup-dry");
     let cfg = write_config(&dir, &gl.base, TOKEN, HOOK_URL);
 
     let r = run(&cfg, &["--all-member-projects", "--yes", "--dry-run"]);
-    assert_eq!(r.code, 1, "the 403 project counts as failed:\n{}", r.stdout);
+    assert_eq!(
+        r.code,
+        Some(1),
+        "the 403 project counts as failed:\n{}",
+        r.stdout
+    );
     assert_row(&r.stdout, "acme/app-1", "create", "no hook");
     assert_row(&r.stdout, "acme/app-3", "delete", "duplicates");
     assert!(
@@ -866,19 +846,20 @@ fn dry_run_sends_no_writing_request() {
         &cfg,
         &["--project", "1", "--project", "acme/app-2", "--dry-run"],
     );
-    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
     assert!(gl.writes().is_empty());
 
     let r = run(&cfg, &["--project", "2", "--remove", "--dry-run"]);
-    assert_eq!(r.code, 0);
+    assert_eq!(r.code, Some(0));
     assert_row(&r.stdout, "2", "delete", "hook #1001");
     assert!(gl.writes().is_empty());
 }
 
 #[test]
 fn remove_deletes_only_the_bridge_hooks() {
+    let _turn = turn::shared();
     let gl = FakeGitlab::start(true);
-    let dir = TempDir::new("remove");
+    let dir = TempDir::new("setup-remove");
     let cfg = write_config(&dir, &gl.base, TOKEN, HOOK_URL);
 
     let pasted = format!("{}/acme/app-9/", gl.base);
@@ -898,7 +879,7 @@ fn remove_deletes_only_the_bridge_hooks() {
             "--remove",
         ],
     );
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     assert_row(&r.stdout, "acme/app-3", "delete", "hook #1002");
     assert_row(&r.stdout, "acme/app-3", "delete", "hook #1003");
     assert_row(&r.stdout, "4", "unchanged", "no hook of the bridge");
@@ -947,12 +928,13 @@ fn remove_deletes_only_the_bridge_hooks() {
 
 #[test]
 fn a_group_selects_its_subgroups_and_unknown_groups_fail_clearly() {
+    let _turn = turn::shared();
     let gl = FakeGitlab::start(true);
-    let dir = TempDir::new("group");
+    let dir = TempDir::new("setup-group");
     let cfg = write_config(&dir, &gl.base, TOKEN, HOOK_URL);
 
     let r = run(&cfg, &["--group", "acme/sub", "--dry-run"]);
-    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
     assert_row(&r.stdout, "acme/sub/lib-7", "create", "no hook");
     assert_row(&r.stdout, "acme/sub/lib-8", "create", "no hook");
     assert_eq!(
@@ -974,7 +956,7 @@ fn a_group_selects_its_subgroups_and_unknown_groups_fail_clearly() {
     // Where GitLab has no keyset pagination (405), offset pages are followed by `Link`.
     gl.clear_requests();
     let r = run(&cfg, &["--group", "acme", "--dry-run"]);
-    assert_eq!(r.code, 1, "the 403 project fails:\n{}", r.stdout);
+    assert_eq!(r.code, Some(1), "the 403 project fails:\n{}", r.stdout);
     assert_row(&r.stdout, "acme/app-130", "create", "no hook");
     assert_row(&r.stdout, "acme/sub/lib-8", "create", "no hook");
     let listings: Vec<(u16, String)> = gl
@@ -990,7 +972,7 @@ fn a_group_selects_its_subgroups_and_unknown_groups_fail_clearly() {
     assert!(gl.writes().is_empty());
 
     let r = run(&cfg, &["--group", "nope"]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, Some(1));
     assert!(
         r.stdout
             .contains("listing the projects of group nope: 404 not found"),
@@ -1002,18 +984,19 @@ fn a_group_selects_its_subgroups_and_unknown_groups_fail_clearly() {
 
 #[test]
 fn gitlab_errors_are_named_clearly() {
+    let _turn = turn::shared();
     let gl = FakeGitlab::start(true);
-    let dir = TempDir::new("errors");
+    let dir = TempDir::new("setup-errors");
     let bad_token = write_config(&dir, &gl.base, "glpat-wrong", HOOK_URL);
     let r = run(&bad_token, &["--project", "1"]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, Some(1));
     assert_row(&r.stdout, "1", "error", "401 unauthorized");
     assert!(r.stdout.contains("`api` scope"), "{}", r.stdout);
     assert!(!r.stdout.contains("glpat-wrong") && !r.stderr.contains("glpat-wrong"));
 
     let local = write_config(&dir, &gl.base, TOKEN, "http://localhost:8080/hooks/gitlab");
     let r = run(&local, &["--project", "1", "--project", "9999"]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, Some(1));
     assert_row(&r.stdout, "9999", "error", "404 not found");
     assert!(
         r.stdout.contains("creating the hook on project 1: 422 invalid request: url is blocked: Requests to localhost are not allowed"),
@@ -1024,29 +1007,27 @@ fn gitlab_errors_are_named_clearly() {
 
     // No selection is a usage error (exit 2), from clap.
     let r = run(&local, &[]);
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
 
     // Missing [gitlab] keys are named.
-    let path = dir.0.join("no-gitlab.toml");
-    std::fs::write(&path, format!("[server]\nsecret_token = \"{SECRET}\"\n")).unwrap();
+    let path = dir.write(
+        "no-gitlab.toml",
+        &format!("[server]\nsecret_token = \"{SECRET}\"\n"),
+    );
     let r = run(&path, &["--project", "1"]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, Some(1));
     assert!(r.stderr.contains("no [gitlab] section"), "{}", r.stderr);
 }
 
 #[test]
 fn check_verifies_the_token_and_lists_projects_lacking_the_hook() {
+    let _turn = turn::shared();
     let gl = FakeGitlab::start(false);
-    let dir = TempDir::new("check");
+    let dir = TempDir::new("setup-check");
     let cfg = write_config(&dir, &gl.base, TOKEN, HOOK_URL);
-    let out = Command::new(env!("CARGO_BIN_EXE_gitlab-chat-bridge"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .env_remove("GITLAB_CHAT_BRIDGE_SECRET_TOKEN")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let out = cli::run([OsStr::new("check"), OsStr::new("--config"), cfg.as_os_str()]);
+    let stdout = out.stdout;
+    assert_eq!(out.code, Some(0), "{stdout}");
     assert!(
         stdout.contains("gitlab: token ok (user @bridge-bot, id 77)"),
         "{stdout}"
@@ -1065,14 +1046,9 @@ fn check_verifies_the_token_and_lists_projects_lacking_the_hook() {
     assert!(gl.requests().iter().any(|r| r.target == "/api/v4/user"));
 
     let bad = write_config(&dir, &gl.base, "glpat-wrong", HOOK_URL);
-    let out = Command::new(env!("CARGO_BIN_EXE_gitlab-chat-bridge"))
-        .args(["check", "--config"])
-        .arg(&bad)
-        .env_remove("GITLAB_CHAT_BRIDGE_SECRET_TOKEN")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let out = cli::run([OsStr::new("check"), OsStr::new("--config"), bad.as_os_str()]);
+    let stdout = out.stdout;
+    assert_eq!(out.code, Some(1), "{stdout}");
     assert!(
         stdout.contains("checking the token (GET /user): 401 unauthorized"),
         "{stdout}"
@@ -1083,111 +1059,41 @@ fn check_verifies_the_token_and_lists_projects_lacking_the_hook() {
 // Against GitLab's own OpenAPI document (Prism)
 // ---------------------------------------------------------------------------------------------
 
-struct Prism {
-    child: Child,
-    log: PathBuf,
-    base: String,
-}
-
-impl Drop for Prism {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts Prism on GitLab's spec, or returns None when it is not installed and
-/// `GCB_SKIP_PRISM=1`.
-fn start_prism(dir: &TempDir) -> Option<Prism> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join(".tools/prism/node_modules/.bin/prism");
-    if !bin.exists() {
-        if std::env::var("GCB_SKIP_PRISM").as_deref() == Ok("1") {
-            eprintln!("Prism is not installed; skipped because GCB_SKIP_PRISM=1");
-            return None;
-        }
-        panic!(
-            "Prism is missing at {}: run scripts/install-prism.sh (or set GCB_SKIP_PRISM=1)",
-            bin.display()
-        );
-    }
-    let spec = root.join("../shared/specs/gitlab/hooks-openapi.yaml");
-    assert!(
-        spec.exists(),
-        "GitLab's spec is missing at {}",
-        spec.display()
-    );
-    let port = free_port();
-    let log = dir.0.join("prism.log");
-    let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(bin)
-        .args(["mock", "-h", "127.0.0.1", "-p", &port.to_string()])
-        .arg(&spec)
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .spawn()
-        .unwrap();
-    let prism = Prism {
-        child,
-        log,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "Prism did not start: {}",
-            std::fs::read_to_string(&prism.log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(prism)
-}
-
 #[test]
 fn requests_match_gitlabs_openapi_document() {
-    let dir = TempDir::new("prism");
-    let Some(prism) = start_prism(&dir) else {
+    let _turn = turn::shared();
+    let Some(bin) = prism::binary() else {
         return;
     };
+    let prism = Prism::start(&bin, &prism::spec("gitlab/hooks-openapi.yaml"), false);
+    let dir = TempDir::new("setup-prism");
     // Prism's example project has ID 1 and a hook to https://webhook.site with every event on.
-    let create = write_config(&dir, &prism.base, TOKEN, HOOK_URL);
+    let create = write_config(&dir, &prism.base(), TOKEN, HOOK_URL);
     let r = run(&create, &["--project", "1", "--project", "group/project"]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     assert_row(&r.stdout, "1", "create", "no hook");
     assert!(r.stdout.contains("summary: 2 created"), "{}", r.stdout);
 
-    let theirs = dir.0.join("webhook-site.toml");
-    std::fs::write(
-        &theirs,
-        std::fs::read_to_string(&create)
+    let theirs = dir.write(
+        "webhook-site.toml",
+        &std::fs::read_to_string(&create)
             .unwrap()
             .replace(HOOK_URL, "https://webhook.site"),
-    )
-    .unwrap();
+    );
     let r = run(&theirs, &["--project", "1"]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     assert_row(&r.stdout, "1", "update", "hook #1");
     assert!(r.stdout.contains("1 updated"), "{}", r.stdout);
 
     let r = run(&theirs, &["--project", "1", "--remove"]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("1 deleted"), "{}", r.stdout);
 
     let r = run(&create, &["--all-member-projects", "--dry-run"]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     assert_row(&r.stdout, "namespace1/project1", "create", "no hook");
 
-    let log = std::fs::read_to_string(&prism.log).unwrap();
+    let log = prism.log_text();
     let passed = log
         .matches("The request passed the validation rules")
         .count();

@@ -315,6 +315,7 @@ fn tree_problems(src: &Path, markdown: &str) -> Vec<String> {
 
 #[test]
 fn imports_follow_the_layer_table() {
+    let _turn = crate::support::turn::shared();
     let markdown = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).unwrap_or_default();
     let problems = tree_problems(&root().join("src"), &markdown);
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
@@ -322,6 +323,7 @@ fn imports_follow_the_layer_table() {
 
 #[test]
 fn every_rust_file_starts_with_a_module_doc() {
+    let _turn = crate::support::turn::shared();
     let mut missing = Vec::new();
     for dir in ["src", "tests", "benches", "fuzz/src", "fuzz/fuzz_targets"] {
         for path in rust_files(&root().join(dir)) {
@@ -343,6 +345,7 @@ fn every_rust_file_starts_with_a_module_doc() {
 
 #[test]
 fn no_test_is_ignored() {
+    let _turn = crate::support::turn::shared();
     // Built from parts, so this file does not match itself.
     let attribute = format!("#[{}", "ignore");
     let mut found = Vec::new();
@@ -379,6 +382,7 @@ const FAKE_MAP: &str = "## Code map\n\n| layer | module | owns | imports |\n|---
 
 #[test]
 fn the_layer_check_catches_upward_unlisted_and_cyclic_imports() {
+    let _turn = crate::support::turn::shared();
     let clean = fake_tree(
         "clean",
         &[

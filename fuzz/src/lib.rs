@@ -5,16 +5,25 @@
 //! - `event::parse` returns `Ok` for every JSON object and `NotAnObject` for anything else;
 //! - the built-in templates render every event without an error;
 //! - every message is a JSON object that passes the Cliq shape check written here, independently
-//!   of `render::cliq` (text ≤ 5 000 characters, card title ≤ 200, theme in
-//!   modern-inline/poll/prompt, 1–5 buttons with labels of 1–20 characters and http(s) URLs of at
-//!   most 256, ≤ 20 slides totalling ≤ 10 000 characters);
+//!   of `render::cliq`'s code but with the limits it exports, the one place Cliq's limits are
+//!   written (text ≤ 5 000 characters, card title ≤ 200, theme in modern-inline/poll/prompt, 1–5
+//!   buttons with labels of 1–20 characters and http(s) URLs of at most 256, ≤ 20 slides
+//!   totalling ≤ 10 000 characters; `tests/cliq_schema.rs` holds the messages to Zoho's own
+//!   schema);
 //! - no `{@` (a Cliq mention) outside the card title, which is not markup by design
-//!   (docs/ARCHITECTURE.md, "Escaping"), and no `{{` unless the payload itself contained `{{`.
+//!   (docs/ARCHITECTURE.md, "Escaping"), and no `{{` unless the payload itself contained `{{`;
+//! - the fallback message a channel would get if the event's template failed, and a digest of
+//!   several rendered messages ([`check_digest`]), pass the same shape check with no `{@` at all,
+//!   card titles included (they are GitLab text that moved into `text`).
 //!
 //! Panics in the code under test are left to the caller's harness (libFuzzer or proptest).
 
 use chrono::{TimeZone, Utc};
 use gitlab_chat_bridge::event::{self, ParseError};
+use gitlab_chat_bridge::render::cliq::{
+    self, MAX_BUTTONS, MAX_BUTTON_LABEL_CHARS, MAX_BUTTON_URL_CHARS, MAX_SLIDES, MAX_SLIDES_CHARS,
+    MAX_TEXT_CHARS, MAX_TITLE_CHARS, THEMES,
+};
 use gitlab_chat_bridge::render::{DateSettings, Rendered, Renderer};
 use serde_json::Value;
 use std::sync::Arc;
@@ -72,7 +81,7 @@ fn chars(v: &Value) -> Option<usize> {
 fn is_web_url(u: &str) -> bool {
     let l = u.to_ascii_lowercase();
     (l.starts_with("https://") || l.starts_with("http://"))
-        && u.chars().count() <= 256
+        && u.chars().count() <= MAX_BUTTON_URL_CHARS
         && !u.chars().any(char::is_whitespace)
 }
 
@@ -85,7 +94,7 @@ pub fn violations(m: &Value, payload_has_braces: bool) -> Vec<String> {
     };
     match obj.get("text") {
         Some(Value::String(t)) if t.trim().is_empty() => bad.push("blank text".into()),
-        Some(Value::String(t)) if t.chars().count() > 5_000 => {
+        Some(Value::String(t)) if t.chars().count() > MAX_TEXT_CHARS => {
             bad.push(format!("text has {} characters", t.chars().count()));
         }
         Some(Value::String(_)) => {}
@@ -93,25 +102,25 @@ pub fn violations(m: &Value, payload_has_braces: bool) -> Vec<String> {
     }
     if let Some(card) = obj.get("card") {
         match chars(&card["title"]) {
-            Some(n) if n > 200 => bad.push(format!("card title has {n} characters")),
+            Some(n) if n > MAX_TITLE_CHARS => bad.push(format!("card title has {n} characters")),
             Some(_) => {}
             None => bad.push(format!("card without a string title: {card}")),
         }
         if let Some(theme) = card.get("theme") {
-            if !matches!(theme.as_str(), Some("modern-inline" | "poll" | "prompt")) {
+            if !theme.as_str().is_some_and(|t| THEMES.contains(&t)) {
                 bad.push(format!("card theme {theme}"));
             }
         }
     }
     if let Some(buttons) = obj.get("buttons") {
         match buttons.as_array() {
-            Some(list) if list.is_empty() || list.len() > 5 => {
+            Some(list) if list.is_empty() || list.len() > MAX_BUTTONS => {
                 bad.push(format!("{} buttons", list.len()));
             }
             Some(list) => {
                 for b in list {
                     match chars(&b["label"]) {
-                        Some(n) if (1..=20).contains(&n) => {}
+                        Some(n) if (1..=MAX_BUTTON_LABEL_CHARS).contains(&n) => {}
                         _ => bad.push(format!("button label {}", b["label"])),
                     }
                     if let Some(web) = b.pointer("/action/data/web") {
@@ -128,7 +137,7 @@ pub fn violations(m: &Value, payload_has_braces: bool) -> Vec<String> {
         match slides.as_array() {
             Some(list) => {
                 let total: usize = list.iter().map(|s| s.to_string().chars().count()).sum();
-                if list.len() > 20 || total > 10_000 {
+                if list.len() > MAX_SLIDES || total > MAX_SLIDES_CHARS {
                     bad.push(format!("{} slides, {total} characters", list.len()));
                 }
             }
@@ -168,9 +177,43 @@ pub fn check(r: &Renderer, header: Option<&str>, body: Value) -> Result<(), Stri
     let value: Value = serde_json::from_str(&json)
         .map_err(|e| format!("{template}: invalid JSON ({e}): {json}"))?;
     let bad = violations(&value, payload_has_braces);
+    if !bad.is_empty() {
+        return Err(format!("{template}: {}\nmessage: {json}", bad.join("; ")));
+    }
+    // The message this channel would get instead, had the template failed with an error that
+    // quotes GitLab text.
+    let error = format!("template {template}:1:1: {{@all}} *{}*", event.actor.name);
+    inert(&cliq::fallback(&event, &error).to_json(), "fallback")
+}
+
+/// A digest of `bodies` (rendered messages, oldest first) is a valid Cliq message with no `{@`
+/// anywhere, standing for at least one and at most all of them.
+pub fn check_digest(bodies: &[String]) -> Result<(), String> {
+    if bodies.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let (digest, used) = cliq::digest(&refs);
+    if used == 0 || used > bodies.len() {
+        return Err(format!("a digest of {} stands for {used}", bodies.len()));
+    }
+    if used == 1 {
+        return Ok(());
+    }
+    inert(&digest, "digest")
+}
+
+/// `json` is a valid Cliq message with no `{@` anywhere.
+fn inert(json: &str, what: &str) -> Result<(), String> {
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| format!("{what}: invalid JSON ({e}): {json}"))?;
+    let mut bad = violations(&value, true);
+    if contains_text(&value, "{@") {
+        bad.push("a `{@` mention".into());
+    }
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(format!("{template}: {}\nmessage: {json}", bad.join("; ")))
+        Err(format!("{what}: {}\nmessage: {json}", bad.join("; ")))
     }
 }

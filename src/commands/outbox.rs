@@ -3,6 +3,7 @@
 
 use super::{now_ms, open_store, when};
 use crate::cli::{OutboxAction, OutboxArgs};
+use crate::deliver::store;
 use std::io::Write;
 
 fn age(ms: i64) -> String {
@@ -42,6 +43,8 @@ pub fn run(args: &OutboxArgs) -> anyhow::Result<i32> {
             if stats.is_empty() {
                 writeln!(out, "(empty: everything was delivered)")?;
             }
+            let waiting = store::unrouted_count(store.conn())?;
+            writeln!(out, "events waiting to be routed: {waiting}")?;
         }
         OutboxAction::List { dead, limit } => {
             for r in store.list(*dead, *limit)? {

@@ -1,6 +1,7 @@
 //! `render`: print the body `serve` would post for one payload (a file, or an event the store
-//! keeps: `--event-id`), per channel; or, with
-//! `--all-fixtures DIR`, render a whole folder of payloads and flag empty fields.
+//! keeps: `--event-id`), per channel; or, with `--all-fixtures DIR`, render a whole folder of
+//! payloads and flag empty fields. A payload no channel would get is previewed with the first
+//! route's templates.
 
 use crate::cli::RenderArgs;
 use crate::deliver::store;
@@ -48,12 +49,9 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
     }
     if let Some(why) = routing.ignored {
         eprintln!("{}: nothing would be posted: {}", ev.key, why.as_str());
-        // Still show what the default templates make of it, when there is one.
-        if let Some((_, renderer)) = table.renderers().first() {
-            if let Ok(Rendered::Message(m, name)) = renderer.render(&ev) {
-                writeln!(out, "==> preview ({name}) <==")?;
-                writeln!(out, "{}", m.to_json())?;
-            }
+        if let Some((name, body)) = preview(&table, &ev) {
+            writeln!(out, "==> preview ({name}) <==")?;
+            writeln!(out, "{body}")?;
         }
         return Ok(0);
     }
@@ -64,6 +62,16 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
         writeln!(out, "{}", d.body)?;
     }
     Ok(if routing.render_error.is_some() { 1 } else { 0 })
+}
+
+/// What the first route's templates make of an event that is not posted (no channel takes it):
+/// (template, body), when a template renders it.
+fn preview(table: &RouteTable, ev: &Event) -> Option<(String, String)> {
+    let (_, renderer) = table.renderers().into_iter().next()?;
+    match renderer.render(ev) {
+        Ok(Rendered::Message(m, name)) => Some((name, m.to_json())),
+        _ => None,
+    }
 }
 
 fn load_event(path: &Path, header: Option<&str>) -> anyhow::Result<Event> {
@@ -148,18 +156,28 @@ fn all_fixtures(dir: &Path, table: &RouteTable) -> anyhow::Result<i32> {
             writeln!(out, "  ! template error: {e}")?;
             problems += 1;
         }
+        let mut bodies: Vec<(String, String)> = routing
+            .deliveries
+            .iter()
+            .map(|d| (d.channel.clone(), d.body.clone()))
+            .collect();
         if let Some(why) = routing.ignored {
             writeln!(out, "  (not posted: {})", why.as_str())?;
             ignored += 1;
+            // Events no channel takes (system-hook kinds need a filter naming them) are still
+            // shown and checked, as `render --event` shows them.
+            if let Some((name, body)) = preview(table, &ev) {
+                bodies.push((format!("preview ({name})"), body));
+            }
         }
-        for d in &routing.deliveries {
-            writeln!(out, "-- {}\n{}", d.channel, d.body)?;
-            for f in empty_fields(&d.body) {
+        for (to, body) in &bodies {
+            writeln!(out, "-- {to}\n{body}")?;
+            for f in empty_fields(body) {
                 writeln!(out, "  ! {f}")?;
                 problems += 1;
             }
-            posted += 1;
         }
+        posted += routing.deliveries.len();
     }
     writeln!(
         out,

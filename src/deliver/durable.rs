@@ -220,6 +220,12 @@ impl DurableOutbox {
         });
     }
 
+    /// Enqueues messages directly, now: deduplicated on the batch's key, not tied to a stored
+    /// event.
+    pub async fn enqueue(&self, batch: Batch) -> Result<Enqueued, OutboxError> {
+        self.enqueue_at(batch, self.clock.now_ms()).await
+    }
+
     /// Enqueues messages directly, with an explicit receive time (unix ms): deduplicated on the
     /// batch's key, not tied to a stored event.
     pub async fn enqueue_at(&self, batch: Batch, now: i64) -> Result<Enqueued, OutboxError> {

@@ -626,6 +626,14 @@ pub fn new_events(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// How many events are stored but not routed yet (the router stage's backlog).
+pub fn unrouted_count(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM events WHERE state = 'new'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
 /// Event `id` as received, if it is still kept.
 pub fn event(conn: &Connection, id: i64) -> Result<Option<StoredEvent>, StoreError> {
     Ok(conn

@@ -51,40 +51,8 @@ pub struct TemplateSource {
     pub text: String,
 }
 
-/// Built-in default templates, embedded from `templates/` at build time.
-const BUILTIN: [(&str, &str); 19] = [
-    ("issue", include_str!("../../templates/issue.hbs")),
-    (
-        "merge_request",
-        include_str!("../../templates/merge_request.hbs"),
-    ),
-    ("note", include_str!("../../templates/note.hbs")),
-    ("push", include_str!("../../templates/push.hbs")),
-    ("work_item", include_str!("../../templates/work_item.hbs")),
-    ("tag_push", include_str!("../../templates/tag_push.hbs")),
-    ("pipeline", include_str!("../../templates/pipeline.hbs")),
-    ("job", include_str!("../../templates/job.hbs")),
-    ("release", include_str!("../../templates/release.hbs")),
-    ("wiki_page", include_str!("../../templates/wiki_page.hbs")),
-    ("deployment", include_str!("../../templates/deployment.hbs")),
-    ("milestone", include_str!("../../templates/milestone.hbs")),
-    ("emoji", include_str!("../../templates/emoji.hbs")),
-    (
-        "feature_flag",
-        include_str!("../../templates/feature_flag.hbs"),
-    ),
-    (
-        "access_token",
-        include_str!("../../templates/access_token.hbs"),
-    ),
-    ("member", include_str!("../../templates/member.hbs")),
-    ("project", include_str!("../../templates/project.hbs")),
-    ("subgroup", include_str!("../../templates/subgroup.hbs")),
-    (
-        "vulnerability",
-        include_str!("../../templates/vulnerability.hbs"),
-    ),
-];
+// `BUILTIN`: every `templates/*.hbs`, listed by `build.rs`, so a new template needs no edit here.
+include!(concat!(env!("OUT_DIR"), "/builtin_templates.rs"));
 
 /// The default templates shipped inside the binary.
 pub fn builtin_templates() -> Vec<TemplateSource> {

@@ -12,7 +12,7 @@ pub fn markdown() -> String {
         "# Template reference\n\n\
          Generated from the code (`gitlab_chat_bridge::render::reference::markdown`); a test fails \
          when the types change and this file does not. Regenerate with \
-         `UPDATE_DOCS=1 cargo test --test docs`.\n\n\
+         `UPDATE_DOCS=1 cargo test --test tests docs::`.\n\n\
          A template renders one event into a Zoho Cliq message, written as JSON. `{{value}}` is \
          escaped for a JSON string and Cliq markup and mentions in it are neutralised; keep the \
          quotes around values. The README's *Templates* section explains lookup (`KIND.ACTION.hbs`, \

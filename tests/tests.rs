@@ -1,0 +1,24 @@
+//! Every integration test, in one binary (one link step, one place for helpers, as ripgrep's
+//! `tests/tests.rs`): one module per area, and `support` for what they share. Run one area with
+//! `cargo test --test tests AREA::` (e.g. `cargo test --test tests render::`), or everything with
+//! `scripts/test.sh`. Each module's doc says what it covers. As they share one process, every
+//! test first takes its turn (`support::turn`): the durability tests run alone, the others side
+//! by side.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod cliq_schema;
+mod delivery;
+mod docs;
+mod durability;
+mod e2e;
+mod events;
+mod kinds;
+mod properties;
+mod reload;
+mod render;
+mod routes;
+mod security;
+mod setup;
+mod tidy;
