@@ -452,7 +452,7 @@ pub fn stats(conn: &Connection) -> Result<Vec<ChannelStats>, StoreError> {
                 SUM(state = 'pending' AND attempts > 0),
                 SUM(state = 'dead'),
                 MIN(CASE WHEN state = 'pending' THEN created_at END)
-         FROM messages GROUP BY channel ORDER BY channel",
+         FROM messages WHERE state IN ('pending', 'dead') GROUP BY channel ORDER BY channel",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(ChannelStats {
