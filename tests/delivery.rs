@@ -373,7 +373,7 @@ async fn failures_become_dead_letters_that_can_be_retried() {
     h.until_posts(6, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_dir, path) = h.stop().await;
-    let store = Store::open(&path, false).unwrap();
+    let mut store = Store::open(&path, false).unwrap();
     let dead = store.list(true, 10).unwrap();
     assert_eq!(dead.len(), 2, "{dead:?}");
     let bad = dead.iter().find(|d| d.delivery_id == "1/dev").unwrap();

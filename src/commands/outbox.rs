@@ -19,7 +19,7 @@ fn age(ms: i64) -> String {
 /// Runs `outbox`. Returns the process exit code.
 pub fn run(args: &OutboxArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
-    let store = open_store(&cfg)?;
+    let mut store = open_store(&cfg)?;
     let mut out = std::io::stdout().lock();
     let now = now_ms();
     match &args.action {

@@ -313,34 +313,24 @@ fn writer(
             for cmd in group.drain(..) {
                 match cmd {
                     Cmd::Ingest(ev, now, reply) => {
+                        // A failure fails the whole group, so no dedupe key is committed without
+                        // its event (GitLab's re-send must not be taken for a duplicate). Cheaper
+                        // than a savepoint per webhook, and as rare as a full disk.
                         let since = now - settings.dedupe_window_ms;
-                        let r = store::insert_event(&tx, &ev, now, since).map_err(store_err);
-                        new_events |= matches!(r, Ok(Ingested::Accepted(_)));
-                        replies.push(Reply::Ingest(reply, r));
+                        let r = store::insert_event(&tx, &ev, now, since)?;
+                        new_events |= matches!(r, Ingested::Accepted(_));
+                        replies.push(Reply::Ingest(reply, Ok(r)));
                     }
                     Cmd::Routed(events, now, reply) => {
-                        // A savepoint for the lot: a failure leaves every event `new`, to be
-                        // routed again, and no half of its messages.
-                        let mut sp = tx.savepoint()?;
-                        let mut r = Ok(());
+                        // No savepoint: a failure here fails the whole group (every webhook in
+                        // it is refused and re-sent by GitLab, every event stays `new`), which
+                        // leaves no event routed with half of its messages.
                         for ev in &events {
-                            match store::mark_routed(&sp, ev, now) {
-                                Ok(true) => {
-                                    woken.extend(ev.deliveries.iter().map(|d| d.channel.clone()))
-                                }
-                                Ok(false) => {}
-                                Err(e) => {
-                                    r = Err(store_err(e));
-                                    break;
-                                }
+                            if store::mark_routed(&tx, ev, now)? {
+                                woken.extend(ev.deliveries.iter().map(|d| d.channel.clone()));
                             }
                         }
-                        if r.is_ok() {
-                            sp.commit()?;
-                        } else {
-                            sp.rollback()?;
-                        }
-                        replies.push(Reply::Record(reply, r));
+                        replies.push(Reply::Record(reply, Ok(())));
                     }
                     Cmd::Enqueue(batch, now, reply) => {
                         let since = now - settings.dedupe_window_ms;
@@ -369,7 +359,8 @@ fn writer(
                         let r = (|| {
                             let mut messages = Vec::new();
                             if digest_over > 0
-                                && store::due_count(&tx, &channel, now)? > digest_over as u64
+                                && store::due_count(&tx, &channel, now, digest_over as u64 + 1)?
+                                    > digest_over as u64
                             {
                                 messages =
                                     store::lease_prefix(&tx, &channel, now, lease_ms, DIGEST_MAX)?;

@@ -4,7 +4,9 @@
 //! that matter and the body bytes): `new` until the router stage has turned it into messages,
 //! then `routed`, kept for `events.retention_days` for `events list/show/replay`. `messages` holds
 //! what goes to each channel: a row is `pending` until posted (then `sent`, kept as long as its
-//! event) or `dead` (given up, kept for inspection). Rows of one `(channel, ordering_key)` are handed out strictly in id order: a row
+//! event) or `dead` (given up, kept for inspection). The oldest pending message of each
+//! `(channel, ordering_key)` carries `head = 1`; only heads are leased, so a lease costs the
+//! number of objects waiting, not the number of messages. Rows of one `(channel, ordering_key)` are handed out strictly in id order: a row
 //! is leased only when no older pending row of the same key exists, so a retrying message holds
 //! back later messages about the same object and nothing else. Schema changes are versioned with
 //! `PRAGMA user_version`.
@@ -62,7 +64,8 @@ CREATE TABLE messages_v3 (
     last_error      TEXT,
     idempotency_key TEXT,
     event_id        INTEGER,
-    sent_at         INTEGER
+    sent_at         INTEGER,
+    head            INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO messages_v3 (id, request_id, delivery_id, channel, ordering_key, body, state, attempts,
                          created_at, next_at, lease_until, last_status, last_error, idempotency_key)
@@ -75,6 +78,13 @@ CREATE INDEX messages_due ON messages (channel, state, next_at);
 CREATE INDEX messages_order ON messages (channel, ordering_key, state, id);
 CREATE INDEX messages_event ON messages (event_id);
 CREATE INDEX messages_sent ON messages (sent_at) WHERE state = 'sent';
+CREATE INDEX messages_heads ON messages (channel, id) WHERE state = 'pending' AND head = 1;
+CREATE INDEX messages_pending ON messages (channel, id) WHERE state = 'pending';
+UPDATE messages SET head = 1
+ WHERE state = 'pending'
+   AND id = (SELECT MIN(p.id) FROM messages p
+              WHERE p.channel = messages.channel AND p.ordering_key = messages.ordering_key
+                AND p.state = 'pending');
 CREATE TABLE events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at INTEGER NOT NULL,
@@ -379,11 +389,17 @@ impl Store {
     }
 
     /// Makes dead messages pending again (one id, or all when `id` is `None`), due at `now`.
-    pub fn retry_dead(&self, id: Option<i64>, now: i64) -> Result<usize, StoreError> {
+    pub fn retry_dead(&mut self, id: Option<i64>, now: i64) -> Result<usize, StoreError> {
         let sql =
             "UPDATE messages SET state = 'pending', attempts = 0, next_at = ?1, lease_until = NULL
                    WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)";
-        Ok(self.conn.execute(sql, params![now, id])?)
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(sql, params![now, id])?;
+        if n > 0 {
+            recompute_heads(&tx)?;
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// The connection, for reads by the `events` commands and the router stage.
@@ -514,8 +530,10 @@ fn insert_messages(
 ) -> Result<(), StoreError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO messages (request_id, delivery_id, channel, ordering_key, body, created_at, next_at,
-                               idempotency_key, event_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+                               idempotency_key, event_id, head)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8,
+                 NOT EXISTS (SELECT 1 FROM messages WHERE channel = ?3 AND ordering_key = ?4
+                                                      AND state = 'pending'))",
     )?;
     for d in deliveries {
         stmt.execute(params![
@@ -802,12 +820,10 @@ pub fn lease_batch(
     max: usize,
 ) -> Result<Vec<Leased>, StoreError> {
     let mut stmt = tx.prepare_cached(
-        "SELECT m.id, m.delivery_id, m.body, m.attempts, m.created_at, m.idempotency_key FROM messages m
-         WHERE m.channel = ?1 AND m.state = 'pending' AND m.next_at <= ?2
+        "SELECT m.id, m.delivery_id, m.body, m.attempts, m.created_at, m.idempotency_key
+         FROM messages m INDEXED BY messages_heads
+         WHERE m.channel = ?1 AND m.state = 'pending' AND m.head = 1 AND m.next_at <= ?2
            AND (m.lease_until IS NULL OR m.lease_until <= ?2)
-           AND NOT EXISTS (SELECT 1 FROM messages p
-                           WHERE p.channel = m.channel AND p.ordering_key = m.ordering_key
-                             AND p.state = 'pending' AND p.id < m.id)
          ORDER BY m.id LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![channel, now, max as i64], |r| {
@@ -829,13 +845,18 @@ pub fn lease_batch(
     Ok(out)
 }
 
-/// How many messages of `channel` are due now (a backlog measure).
-pub fn due_count(tx: &Connection, channel: &str, now: i64) -> Result<u64, StoreError> {
+/// How many messages of `channel` are due now (a backlog measure), counting at most `cap`.
+pub fn due_count(tx: &Connection, channel: &str, now: i64, cap: u64) -> Result<u64, StoreError> {
     let n: i64 = tx
         .prepare_cached(
-            "SELECT COUNT(*) FROM messages WHERE channel = ?1 AND state = 'pending' AND next_at <= ?2",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM messages INDEXED BY messages_pending
+                                   WHERE channel = ?1 AND state = 'pending' AND next_at <= ?2
+                                   LIMIT ?3)",
         )?
-        .query_row(params![channel, now], |r| r.get(0))?;
+        .query_row(
+            params![channel, now, cap.min(i64::MAX as u64) as i64],
+            |r| r.get(0),
+        )?;
     Ok(n.max(0) as u64)
 }
 
@@ -850,7 +871,8 @@ pub fn lease_prefix(
     max: usize,
 ) -> Result<Vec<Leased>, StoreError> {
     let mut stmt = tx.prepare_cached(
-        "SELECT id, delivery_id, body, attempts, created_at, next_at, lease_until, idempotency_key FROM messages
+        "SELECT id, delivery_id, body, attempts, created_at, next_at, lease_until, idempotency_key
+         FROM messages INDEXED BY messages_pending
          WHERE channel = ?1 AND state = 'pending' ORDER BY id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![channel, max as i64], |r| {
@@ -892,13 +914,37 @@ pub fn lease_prefix(
 pub fn next_due(tx: &Connection, channel: &str) -> Result<Option<i64>, StoreError> {
     Ok(tx
         .prepare_cached(
-            "SELECT MIN(MAX(m.next_at, COALESCE(m.lease_until, 0))) FROM messages m
-             WHERE m.channel = ?1 AND m.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM messages p
-                               WHERE p.channel = m.channel AND p.ordering_key = m.ordering_key
-                                 AND p.state = 'pending' AND p.id < m.id)",
+            "SELECT MIN(MAX(next_at, COALESCE(lease_until, 0))) FROM messages INDEXED BY messages_heads
+             WHERE channel = ?1 AND state = 'pending' AND head = 1",
         )?
         .query_row([channel], |r| r.get(0))?)
+}
+
+/// Makes the oldest pending message of row `id`'s object its head, after `id` left `pending`.
+fn promote_next(tx: &Connection, id: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE messages SET head = 1
+          WHERE id = (SELECT p.id FROM messages p, messages m
+                       WHERE m.id = ?1 AND p.channel = m.channel
+                         AND p.ordering_key = m.ordering_key AND p.state = 'pending'
+                       ORDER BY p.id LIMIT 1)",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
+/// Recomputes every `head` flag (after dead letters were made pending again, which may put an
+/// older message in front of its object's current head).
+fn recompute_heads(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "UPDATE messages SET head = 0 WHERE head = 1;
+         UPDATE messages SET head = 1
+          WHERE state = 'pending'
+            AND id = (SELECT MIN(p.id) FROM messages p
+                       WHERE p.channel = messages.channel AND p.ordering_key = messages.ordering_key
+                         AND p.state = 'pending');",
+    )?;
+    Ok(())
 }
 
 /// Records the outcome of an attempt on row `id` at `now` (unix ms).
@@ -907,9 +953,10 @@ pub fn record(tx: &Connection, id: i64, outcome: &Outcome, now: i64) -> Result<(
         Outcome::Sent => {
             tx.prepare_cached(
                 "UPDATE messages SET state = 'sent', sent_at = ?2, attempts = attempts + 1,
-                        lease_until = NULL, last_error = NULL WHERE id = ?1",
+                        lease_until = NULL, last_error = NULL, head = 0 WHERE id = ?1",
             )?
             .execute(params![id, now])?;
+            promote_next(tx, id)?;
         }
         Outcome::Retry {
             next_at,
@@ -925,9 +972,10 @@ pub fn record(tx: &Connection, id: i64, outcome: &Outcome, now: i64) -> Result<(
         Outcome::Dead { status, error } => {
             tx.execute(
                 "UPDATE messages SET attempts = attempts + 1, state = 'dead', lease_until = NULL,
-                        last_status = ?2, last_error = ?3 WHERE id = ?1",
+                        last_status = ?2, last_error = ?3, head = 0 WHERE id = ?1",
                 params![id, status, error],
             )?;
+            promote_next(tx, id)?;
         }
         Outcome::Release => {
             tx.execute("UPDATE messages SET lease_until = NULL WHERE id = ?1", [id])?;
@@ -1047,7 +1095,8 @@ mod tests {
         for (k, obj) in [("p1", "A"), ("p2", "B"), ("p3", "A"), ("p4", "C")] {
             insert_batch(&tx, &batch(k, &[(obj, k)]), 0, 0)?;
         }
-        assert_eq!(due_count(&tx, "c", 10)?, 4);
+        assert_eq!(due_count(&tx, "c", 10, 100)?, 4);
+        assert_eq!(due_count(&tx, "c", 10, 2)?, 2);
         let got: Vec<String> = lease_prefix(&tx, "c", 10, 1000, 3)?
             .into_iter()
             .map(|l| l.body)
