@@ -287,8 +287,9 @@ pub struct TemplatesConfig {
     pub watch_interval: Duration,
 }
 
-/// One `[[routes]]` entry, validated: which events go to which channels, worded how.
-#[derive(Debug, Clone, PartialEq)]
+/// One `[[routes]]` entry, validated: which events go to which channels, worded how. The
+/// default has no filter (every event) and no channel.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RouteConfig {
     /// Name for logs (`routes[N]` when not given).
     pub name: String,

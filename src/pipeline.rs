@@ -61,6 +61,8 @@ impl EventRouter for Pipeline {
                 tracing::error!(event_id = stored.id, request = %request, idempotency_key = %key, %error, "cannot parse a stored event; not posted");
                 return RoutedEvent {
                     event_id: stored.id,
+                    request_id: request.clone(),
+                    idempotency_key: stored.raw.dedupe_key.clone(),
                     outcome: format!("ignored: {error}"),
                     ..RoutedEvent::default()
                 };
@@ -87,6 +89,8 @@ impl EventRouter for Pipeline {
         };
         RoutedEvent {
             event_id: stored.id,
+            request_id: request.clone(),
+            idempotency_key: stored.raw.dedupe_key.clone(),
             kind: event.kind.as_str().to_string(),
             key: event.key.clone(),
             project: event.project.path.clone(),

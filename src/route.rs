@@ -108,14 +108,8 @@ impl RouteTable {
                     name: c.name.clone(),
                     channels: vec![c.name.clone()],
                     events: c.events.clone(),
-                    projects: Vec::new(),
-                    refs: Vec::new(),
-                    labels_any: Vec::new(),
-                    labels_all: Vec::new(),
-                    exclude_users: Vec::new(),
                     confidential: c.confidential,
-                    templates: None,
-                    timezone: None,
+                    ..RouteConfig::default()
                 },
                 renderer: Arc::clone(&renderer),
             })
@@ -462,14 +456,7 @@ mod tests {
                 name: "ops".into(),
                 channels: vec!["ops".into(), "dev".into()],
                 events: pats(events),
-                projects: Vec::new(),
-                refs: Vec::new(),
-                labels_any: Vec::new(),
-                labels_all: Vec::new(),
-                exclude_users: Vec::new(),
-                confidential: false,
-                templates: None,
-                timezone: None,
+                ..RouteConfig::default()
             },
             renderer: renderer(),
         };

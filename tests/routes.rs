@@ -48,15 +48,7 @@ fn route_to(channels: &[&str]) -> RouteConfig {
     RouteConfig {
         name: "r".into(),
         channels: channels.iter().map(|c| c.to_string()).collect(),
-        events: Vec::new(),
-        projects: Vec::new(),
-        refs: Vec::new(),
-        labels_any: Vec::new(),
-        labels_all: Vec::new(),
-        exclude_users: Vec::new(),
-        confidential: false,
-        templates: None,
-        timezone: None,
+        ..RouteConfig::default()
     }
 }
 

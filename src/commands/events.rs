@@ -245,8 +245,11 @@ fn replay(
         return Ok(n);
     }
     let channels: Vec<String> = deliveries.iter().map(|d| d.channel.clone()).collect();
+    // The ids are the new event's, set when it is stored.
     let routed = RoutedEvent {
         event_id: 0,
+        request_id: request_id.clone(),
+        idempotency_key: None,
         kind: event.kind.as_str().to_string(),
         key: event.key.clone(),
         project: event.project.path.clone(),

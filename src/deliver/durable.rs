@@ -158,13 +158,8 @@ impl DurableOutbox {
         self.call(|reply| Cmd::Ingest(ev, now, reply)).await
     }
 
-    /// Commits routed events: each is marked routed and its messages inserted, together.
-    pub async fn routed(&self, events: Vec<RoutedEvent>) -> Result<(), OutboxError> {
-        let now = self.clock.now_ms();
-        self.call(|reply| Cmd::Routed(events, now, reply)).await
-    }
-
-    /// [`Self::routed`] from a thread outside the async runtime (the router stage).
+    /// Commits routed events, from the router stage's thread (outside the async runtime): each
+    /// is marked routed and its messages inserted, together.
     pub fn routed_blocking(&self, events: Vec<RoutedEvent>) -> Result<(), OutboxError> {
         let (reply, rx) = oneshot::channel();
         self.tx

@@ -258,6 +258,10 @@ pub struct StoredEvent {
 pub struct RoutedEvent {
     /// The event.
     pub event_id: i64,
+    /// Its request id (for the messages' delivery ids and logs), as stored with it.
+    pub request_id: String,
+    /// Its dedupe key (`Idempotency-Key`, …), kept with each message for logs.
+    pub idempotency_key: Option<String>,
     /// Event kind (`issue`), for `events list --kind`.
     pub kind: String,
     /// Event key (`issue.open`).
@@ -683,14 +687,11 @@ pub fn mark_routed(tx: &Connection, routed: &RoutedEvent, now: i64) -> Result<bo
     if changed == 0 {
         return Ok(false);
     }
-    let (request_id, key): (String, Option<String>) = tx
-        .prepare_cached("SELECT request_id, dedupe_key FROM events WHERE id = ?1")?
-        .query_row([routed.event_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     insert_messages(
         tx,
         Some(routed.event_id),
-        &request_id,
-        key.as_deref(),
+        &routed.request_id,
+        routed.idempotency_key.as_deref(),
         &routed.deliveries,
         now,
     )?;
@@ -714,6 +715,8 @@ pub fn insert_replay(
     };
     let routed = RoutedEvent {
         event_id: id,
+        request_id: raw.request_id,
+        idempotency_key: None,
         ..routed.clone()
     };
     mark_routed(tx, &routed, now)?;
@@ -1134,6 +1137,8 @@ mod tests {
         );
         let routed = RoutedEvent {
             event_id: a,
+            request_id: "req-a".into(),
+            idempotency_key: Some("a".into()),
             kind: "issue".into(),
             key: "issue.open".into(),
             project: "g/p".into(),
