@@ -369,6 +369,14 @@ fn lua_script(body: &Path) -> String {
 local body = f:read("*a")
 f:close()
 local n = 0
+-- Each wrk thread has its own Lua state and the same random sequence: the thread's number keeps
+-- their keys apart (otherwise half the requests are duplicates, which are cheaper).
+local counter = 1
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+math.randomseed(os.time())
 local tag = tostring(math.random(1, 1000000000))
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -376,7 +384,7 @@ wrk.headers["X-Gitlab-Event"] = "Issue Hook"
 wrk.headers["X-Gitlab-Token"] = "{TOKEN}"
 request = function()
   n = n + 1
-  wrk.headers["Idempotency-Key"] = "bench-" .. tag .. "-" .. n
+  wrk.headers["Idempotency-Key"] = "bench-" .. tostring(id) .. "-" .. tag .. "-" .. n
   return wrk.format("POST", "/hooks/gitlab", nil, body)
 end
 "#,

@@ -6,8 +6,11 @@
 //! together with the event's `routed` mark.
 
 use super::bell::Bell;
+use super::checkpoint::Checkpointer;
 use super::clock::Clock;
-use super::store::{self, Ingested, Leased, Outcome, RawEvent, RoutedEvent, Store, StoreError};
+use super::store::{
+    self, EncodedEvent, Ingested, Leased, Outcome, RawEvent, RoutedEvent, Store, StoreError,
+};
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,7 +31,7 @@ pub struct DurableSettings {
 
 enum Cmd {
     Ingest(
-        RawEvent,
+        EncodedEvent,
         i64,
         oneshot::Sender<Result<Ingested, OutboxError>>,
     ),
@@ -109,6 +112,17 @@ impl DurableOutbox {
                 "picked up messages left in flight by the previous run"
             );
         }
+        // Without its own checkpointer the store checkpoints inside commits, as SQLite does.
+        let checkpointer = match Checkpointer::spawn(path) {
+            Ok(c) => {
+                store.manual_checkpoints().map_err(store_err)?;
+                Some(c)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "checkpointing inside commits instead");
+                None
+            }
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let wake: Arc<HashMap<String, Arc<Notify>>> = Arc::new(
             channels
@@ -121,7 +135,16 @@ impl DurableOutbox {
         let thread_router = Arc::clone(&router);
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
-            .spawn(move || writer(store, rx, settings, thread_wake, thread_router))
+            .spawn(move || {
+                writer(
+                    store,
+                    rx,
+                    settings,
+                    thread_wake,
+                    thread_router,
+                    checkpointer.as_ref(),
+                )
+            })
             .map_err(|e| OutboxError::Store(format!("cannot start the writer thread: {e}")))?;
         Ok((
             DurableOutbox {
@@ -155,6 +178,7 @@ impl DurableOutbox {
 
     /// Stores a received delivery as a new event (committed when this resolves).
     pub async fn ingest_at(&self, ev: RawEvent, now: i64) -> Result<Ingested, OutboxError> {
+        let ev = ev.encode();
         self.call(|reply| Cmd::Ingest(ev, now, reply)).await
     }
 
@@ -290,6 +314,7 @@ fn writer(
     settings: DurableSettings,
     wake: Arc<HashMap<String, Arc<Notify>>>,
     router: Arc<Bell>,
+    checkpointer: Option<&Checkpointer>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -312,7 +337,7 @@ fn writer(
                         // its event (GitLab's re-send must not be taken for a duplicate). Cheaper
                         // than a savepoint per webhook, and as rare as a full disk.
                         let since = now - settings.dedupe_window_ms;
-                        let r = store::insert_event(&tx, &ev, now, since)?;
+                        let r = store::insert_encoded(&tx, &ev, now, since)?;
                         new_events |= matches!(r, Ingested::Accepted(_));
                         replies.push(Reply::Ingest(reply, Ok(r)));
                     }
@@ -414,6 +439,9 @@ fn writer(
         match result {
             Ok(()) => {
                 replies.into_iter().for_each(Reply::send);
+                if let Some(c) = checkpointer {
+                    c.committed();
+                }
                 if new_events {
                     router.ring();
                 }

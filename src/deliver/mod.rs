@@ -9,6 +9,7 @@
 //! [`worker`]s drain them, posting with [`sender`] under the credential's [`rate`] limit.
 
 pub mod bell;
+pub mod checkpoint;
 pub mod clock;
 pub mod durable;
 pub mod rate;

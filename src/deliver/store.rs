@@ -15,8 +15,11 @@ use super::{Batch, Enqueued};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::Path;
 
+/// Prepared statements kept per connection: more than the writer uses.
+const STATEMENT_CACHE: usize = 64;
+
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -102,6 +105,19 @@ CREATE TABLE events (
 );
 CREATE INDEX events_new ON events (id) WHERE state = 'new';
 CREATE INDEX events_received ON events (received_at);
+"#,
+    // Bodies apart from the event rows: marking an event routed rewrites a row of a hundred
+    // bytes, not the whole payload again; new bodies are stored compressed (`encoding = 'lz4'`).
+    r#"
+CREATE TABLE event_bodies (
+    id       INTEGER PRIMARY KEY,
+    headers  TEXT    NOT NULL,
+    body     BLOB    NOT NULL,
+    encoding TEXT
+);
+INSERT INTO event_bodies (id, headers, body) SELECT id, headers, body FROM events;
+ALTER TABLE events DROP COLUMN headers;
+ALTER TABLE events DROP COLUMN body;
 "#,
 ];
 
@@ -231,6 +247,37 @@ impl RawEvent {
     }
 }
 
+/// A [`RawEvent`] encoded for storage (headers as JSON, body compressed): done on the caller's
+/// thread, so the one writer thread only inserts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    request_id: String,
+    dedupe_key: Option<String>,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl RawEvent {
+    /// Encodes the event for [`insert_encoded`].
+    pub fn encode(&self) -> EncodedEvent {
+        let headers = serde_json::to_string(
+            &self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        // A map of strings always serialises; an empty map keeps the row valid regardless.
+        .unwrap_or_else(|_| "{}".into());
+        EncodedEvent {
+            request_id: self.request_id.clone(),
+            dedupe_key: self.dedupe_key.clone(),
+            headers,
+            body: compress(&self.body),
+        }
+    }
+}
+
 /// What the store did with a received delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingested {
@@ -332,6 +379,15 @@ impl Store {
         let conn = Connection::open(path)
             .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement the writer runs stays prepared (the default keeps 16).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Plans that do not depend on bound values: without this, SQLite re-prepares a statement
+        // whenever a parameter it compared with a partial index's condition changes, which is
+        // on nearly every execution of the writer's statements.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
             None,
@@ -363,9 +419,21 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a transaction (the writer groups many operations in one commit).
+    /// Leaves checkpoints to someone else ([`super::checkpoint`]): commits stop copying the log
+    /// into the database file themselves.
+    pub fn manual_checkpoints(&self) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(())
+    }
+
+    /// Starts a transaction (the writer groups many operations in one commit). It takes the
+    /// write lock at once (`BEGIN IMMEDIATE`), waiting for it if need be: a transaction that
+    /// read first and then found another connection had written (the checkpointer restarting
+    /// the log, a CLI command) could only fail.
     pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
-        Ok(self.conn.transaction()?)
+        Ok(self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
     }
 
     /// Forgets every lease: called at start, when no worker can hold one.
@@ -455,12 +523,53 @@ impl Reader {
         )
         .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Reader { conn })
     }
 
     /// Events not routed yet with an id above `after`, oldest first, at most `limit`.
     pub fn new_events(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         new_events(&self.conn, after, limit)
+    }
+}
+
+/// A connection that only checkpoints the write-ahead log (for [`super::checkpoint`]).
+pub struct LogCopier {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for LogCopier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogCopier")
+    }
+}
+
+/// How far a checkpoint may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointMode {
+    /// Copies what it can without waiting for the writer or readers.
+    Passive,
+    /// Waits for readers to move to the newest snapshot (blocking new writes meanwhile), copies
+    /// everything, and lets the next write start the log over.
+    Restart,
+}
+
+impl LogCopier {
+    /// Opens the store at `path` (already created and migrated) for checkpoints.
+    pub fn open(path: &Path) -> Result<LogCopier, StoreError> {
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(LogCopier { conn })
+    }
+
+    /// Runs one checkpoint; returns the log's length in pages.
+    pub fn checkpoint(&self, mode: CheckpointMode) -> Result<i64, StoreError> {
+        let sql = match mode {
+            CheckpointMode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+            CheckpointMode::Restart => "PRAGMA wal_checkpoint(RESTART)",
+        };
+        Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(1))?)
     }
 }
 
@@ -584,36 +693,73 @@ pub fn insert_event(
             return Ok(Ingested::Duplicate);
         }
     }
+    insert_event_row(tx, &ev.encode(), now, None)
+}
+
+/// [`insert_event`] for an event encoded beforehand.
+pub fn insert_encoded(
+    tx: &Connection,
+    ev: &EncodedEvent,
+    now: i64,
+    dedupe_since: i64,
+) -> Result<Ingested, StoreError> {
+    if let Some(key) = &ev.dedupe_key {
+        if seen_before(tx, key, now, dedupe_since)? {
+            return Ok(Ingested::Duplicate);
+        }
+    }
     insert_event_row(tx, ev, now, None)
 }
 
 fn insert_event_row(
     tx: &Connection,
-    ev: &RawEvent,
+    ev: &EncodedEvent,
     now: i64,
     replay_of: Option<i64>,
 ) -> Result<Ingested, StoreError> {
-    let headers = serde_json::to_string(
-        &ev.headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect::<std::collections::BTreeMap<_, _>>(),
-    )
-    .map_err(|e| StoreError(e.to_string()))?;
     tx.prepare_cached(
-        "INSERT INTO events (received_at, request_id, dedupe_key, headers, body, replay_of)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (received_at, request_id, dedupe_key, replay_of) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![
-        now,
-        ev.request_id,
-        ev.dedupe_key,
-        headers,
-        ev.body,
-        replay_of
-    ])?;
-    Ok(Ingested::Accepted(tx.last_insert_rowid()))
+    .execute(params![now, ev.request_id, ev.dedupe_key, replay_of])?;
+    let id = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO event_bodies (id, headers, body, encoding) VALUES (?1, ?2, ?3, 'lz4')",
+    )?
+    .execute(params![id, ev.headers, ev.body])?;
+    Ok(Ingested::Accepted(id))
 }
+
+/// Largest body a stored lz4 block may claim to expand to (a damaged size prefix must not
+/// become a huge allocation).
+const MAX_STORED_BODY: usize = 256 << 20;
+
+/// A body as stored: an lz4 block with its size in front (GitLab's JSON shrinks to about a
+/// third, and so does the write load of every webhook).
+fn compress(body: &[u8]) -> Vec<u8> {
+    lz4_flex::block::compress_prepend_size(body)
+}
+
+/// A stored body as received, whatever its `encoding`.
+fn decompress(stored: Vec<u8>, encoding: Option<&str>) -> Result<Vec<u8>, String> {
+    match encoding {
+        None => Ok(stored),
+        Some("lz4") => {
+            let (size, _) = lz4_flex::block::uncompressed_size(&stored)
+                .map_err(|e| format!("damaged stored body: {e}"))?;
+            if size > MAX_STORED_BODY {
+                return Err(format!("damaged stored body: claims {size} bytes"));
+            }
+            lz4_flex::block::decompress_size_prepended(&stored)
+                .map_err(|e| format!("damaged stored body: {e}"))
+        }
+        Some(other) => Err(format!("stored body in an unknown encoding {other:?}")),
+    }
+}
+
+/// Columns [`stored_event`] reads, in its order, and the join they come from.
+const STORED_EVENT_COLUMNS: &str =
+    "e.id, e.received_at, e.request_id, e.dedupe_key, b.headers, b.body, e.replay_of, b.encoding
+     FROM events e JOIN event_bodies b ON b.id = e.id";
 
 fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let headers: String = r.get(4)?;
@@ -621,6 +767,10 @@ fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         serde_json::from_str::<std::collections::BTreeMap<String, String>>(&headers)
             .map(|m| m.into_iter().collect())
             .unwrap_or_default();
+    let encoding: Option<String> = r.get(7)?;
+    let body = decompress(r.get(5)?, encoding.as_deref()).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Blob, e.into())
+    })?;
     Ok(StoredEvent {
         id: r.get(0)?,
         received_at: r.get(1)?,
@@ -628,7 +778,7 @@ fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
             request_id: r.get(2)?,
             dedupe_key: r.get(3)?,
             headers,
-            body: r.get(5)?,
+            body,
         },
         replay_of: r.get(6)?,
     })
@@ -640,10 +790,9 @@ pub fn new_events(
     after: i64,
     limit: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, received_at, request_id, dedupe_key, headers, body, replay_of FROM events
-         WHERE state = 'new' AND id > ?1 ORDER BY id LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {STORED_EVENT_COLUMNS} WHERE e.state = 'new' AND e.id > ?1 ORDER BY e.id LIMIT ?2"
+    ))?;
     let rows = stmt.query_map(params![after, limit as i64], stored_event)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -659,10 +808,7 @@ pub fn unrouted_count(conn: &Connection) -> Result<u64, StoreError> {
 /// Event `id` as received, if it is still kept.
 pub fn event(conn: &Connection, id: i64) -> Result<Option<StoredEvent>, StoreError> {
     Ok(conn
-        .prepare_cached(
-            "SELECT id, received_at, request_id, dedupe_key, headers, body, replay_of FROM events
-             WHERE id = ?1",
-        )?
+        .prepare_cached(&format!("SELECT {STORED_EVENT_COLUMNS} WHERE e.id = ?1"))?
         .query_row([id], stored_event)
         .optional()?)
 }
@@ -710,7 +856,7 @@ pub fn insert_replay(
     let mut raw = of.raw.clone();
     raw.request_id = request_id.to_string();
     raw.dedupe_key = None;
-    let Ingested::Accepted(id) = insert_event_row(tx, &raw, now, Some(of.id))? else {
+    let Ingested::Accepted(id) = insert_event_row(tx, &raw.encode(), now, Some(of.id))? else {
         return Err(StoreError("the replay was not stored".into()));
     };
     let routed = RoutedEvent {
@@ -796,6 +942,11 @@ pub fn prune_events(tx: &Connection, before: i64) -> Result<usize, StoreError> {
         "DELETE FROM messages WHERE state = 'sent' AND sent_at < ?1",
         [before],
     )?;
+    tx.execute(
+        "DELETE FROM event_bodies WHERE id IN
+           (SELECT id FROM events WHERE state = 'routed' AND received_at < ?1)",
+        [before],
+    )?;
     Ok(tx.execute(
         "DELETE FROM events WHERE state = 'routed' AND received_at < ?1",
         [before],
@@ -852,7 +1003,8 @@ pub fn lease_batch(
 pub fn due_count(tx: &Connection, channel: &str, now: i64, cap: u64) -> Result<u64, StoreError> {
     let n: i64 = tx
         .prepare_cached(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM messages INDEXED BY messages_pending
+            // `messages_due` covers the query: the count reads index pages, never the rows.
+            "SELECT COUNT(*) FROM (SELECT 1 FROM messages INDEXED BY messages_due
                                    WHERE channel = ?1 AND state = 'pending' AND next_at <= ?2
                                    LIMIT ?3)",
         )?
@@ -966,22 +1118,23 @@ pub fn record(tx: &Connection, id: i64, outcome: &Outcome, now: i64) -> Result<(
             status,
             error,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE messages SET attempts = attempts + 1, next_at = ?2, lease_until = NULL,
                         last_status = ?3, last_error = ?4 WHERE id = ?1",
-                params![id, next_at, status, error],
-            )?;
+            )?
+            .execute(params![id, next_at, status, error])?;
         }
         Outcome::Dead { status, error } => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE messages SET attempts = attempts + 1, state = 'dead', lease_until = NULL,
                         last_status = ?2, last_error = ?3, head = 0 WHERE id = ?1",
-                params![id, status, error],
-            )?;
+            )?
+            .execute(params![id, status, error])?;
             promote_next(tx, id)?;
         }
         Outcome::Release => {
-            tx.execute("UPDATE messages SET lease_until = NULL WHERE id = ?1", [id])?;
+            tx.prepare_cached("UPDATE messages SET lease_until = NULL WHERE id = ?1")?
+                .execute([id])?;
         }
     }
     Ok(())
@@ -1204,6 +1357,59 @@ mod tests {
             insert_event(&tx, &raw("idem-old-0"), 1_795_000_100_000, 0)?,
             Ingested::Duplicate
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_schema_3_outbox_keeps_its_events_when_bodies_move_out() -> Result<(), StoreError> {
+        let dir = std::env::temp_dir().join(format!("gcb-upgrade3-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("o.sqlite");
+        {
+            // An outbox as schema 3 left it: bodies inside `events`, one routed and one new.
+            let conn = Connection::open(&path)?;
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql)?;
+            }
+            conn.pragma_update(None, "user_version", 3)?;
+            conn.execute_batch(
+                r#"INSERT INTO events (id, received_at, request_id, dedupe_key, headers, body, state)
+                   VALUES (1, 10, 'r1', 'k1', '{"x-gitlab-event":"Issue Hook"}', X'7B226E223A317D', 'routed'),
+                          (2, 20, 'r2', 'k2', '{"x-gitlab-event":"Push Hook"}', X'7B226E223A327D', 'new');"#,
+            )?;
+        }
+        let mut s = Store::open(&path, false)?;
+        let got = event(s.conn(), 1)?
+            .map(|e| (e.raw.header("x-gitlab-event").map(String::from), e.raw.body));
+        assert_eq!(
+            got,
+            Some((Some("Issue Hook".into()), b"{\"n\":1}".to_vec()))
+        );
+        let new: Vec<(i64, Vec<u8>)> = new_events(s.conn(), 0, 10)?
+            .into_iter()
+            .map(|e| (e.id, e.raw.body))
+            .collect();
+        assert_eq!(new, [(2, b"{\"n\":2}".to_vec())]);
+        // New events after the upgrade are stored compressed and read back as received.
+        let tx = s.transaction()?;
+        let big = RawEvent {
+            body: format!("{{\"description\":\"{}\"}}", "abc ".repeat(2000)).into_bytes(),
+            ..raw("k3")
+        };
+        let Ingested::Accepted(id) = insert_event(&tx, &big, 30, 0)? else {
+            panic!("not stored");
+        };
+        let stored: i64 = tx.query_row(
+            "SELECT length(body) FROM event_bodies WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        assert!(
+            stored < (big.body.len() / 4) as i64,
+            "stored {stored} bytes"
+        );
+        assert_eq!(event(&tx, id)?.map(|e| e.raw.body), Some(big.body));
         Ok(())
     }
 }

@@ -73,6 +73,10 @@ pub struct Target {
 
 /// Most messages a worker leases at once (each still posted, and recorded, one at a time).
 pub const LEASE_BATCH: usize = 32;
+/// A channel whose budget is larger than this many posts a minute never digests (a local
+/// endpoint, not a chat with a rate limit): a digest's test counts up to the budget's worth of
+/// waiting messages at every lease.
+pub const DIGEST_BUDGET_MAX: usize = 10_000;
 
 /// What a worker needs besides its channel, shared by every step.
 struct Ctx<'a> {
@@ -103,7 +107,12 @@ pub async fn run_channel(
     };
     'work: while !cancel.is_cancelled() {
         let now = clock.now_ms();
-        let digest_over = target.limiter.per_minute() as usize;
+        let per_minute = target.limiter.per_minute() as usize;
+        let digest_over = if per_minute > DIGEST_BUDGET_MAX {
+            0
+        } else {
+            per_minute
+        };
         let answer = match outbox
             .lease(&target.name, now, lease_ms, digest_over, LEASE_BATCH)
             .await

@@ -1,0 +1,133 @@
+//! The checkpointer: copies the outbox's write-ahead log back into the database file on its own
+//! thread and connection, so the writer's commits never wait for that copy (or its fsyncs).
+//!
+//! SQLite's default is to checkpoint inside whichever commit crosses 1 000 log pages; under a
+//! burst of webhooks that commit, and every acknowledgement grouped into it, then waits for
+//! megabytes to be written and synced. Here the writer's connection has automatic checkpoints
+//! off and this thread runs a passive checkpoint (never blocks the writer or readers) at most
+//! every [`PERIOD`] while commits happen; should the log still outgrow [`RESTART_OVER`] pages
+//! (readers always behind), a restarting checkpoint waits for them and lets the log start over.
+
+use super::bell::Bell;
+use super::store::{CheckpointMode, LogCopier};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Least time between two checkpoints.
+pub const PERIOD: Duration = Duration::from_millis(100);
+/// Log pages (4 KiB each) past which a checkpoint also waits for readers to move on.
+pub const RESTART_OVER: i64 = 16_384;
+
+/// Handle to the checkpointer thread: tell it about commits; dropping it stops the thread.
+#[derive(Debug)]
+pub struct Checkpointer {
+    bell: Arc<Bell>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Opens a connection to the store at `path` (already created and migrated) and starts the
+    /// thread.
+    pub fn spawn(path: &Path) -> Result<Checkpointer, String> {
+        let copier = LogCopier::open(path).map_err(|e| e.to_string())?;
+        let bell = Arc::new(Bell::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, s) = (Arc::clone(&bell), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("outbox-checkpoint".into())
+            .spawn(move || run(&copier, &b, &s))
+            .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
+        Ok(Checkpointer {
+            bell,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Tells the thread that something was committed.
+    pub fn committed(&self) {
+        self.bell.ring();
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.bell.ring();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(copier: &LogCopier, bell: &Bell, stop: &AtomicBool) {
+    loop {
+        // Waits for a commit (or the stop), then lets commits gather for a period.
+        bell.wait(Duration::from_secs(3600));
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        std::thread::sleep(PERIOD);
+        match copier.checkpoint(CheckpointMode::Passive) {
+            Ok(log) if log > RESTART_OVER => {
+                if let Err(error) = copier.checkpoint(CheckpointMode::Restart) {
+                    tracing::warn!(%error, "cannot checkpoint the outbox log");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot checkpoint the outbox log"),
+        }
+    }
+    // The last commits' pages, so the next start finds a short log.
+    let _ = copier.checkpoint(CheckpointMode::Passive);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::store::{self, RawEvent, Store};
+    use std::time::Instant;
+
+    #[test]
+    fn commits_reach_the_database_file_through_the_checkpointer(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("gcb-checkpoint-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("o.sqlite");
+        let mut s = Store::open(&path, false)?;
+        s.manual_checkpoints()?;
+        let size = || std::fs::metadata(&path).map_or(0, |m| m.len());
+        let before = size();
+        let tx = s.transaction()?;
+        for i in 0..500 {
+            let ev = RawEvent {
+                request_id: format!("r{i}"),
+                dedupe_key: Some(format!("k{i}")),
+                headers: vec![],
+                body: format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i * 7 % 3000))
+                    .into_bytes(),
+            };
+            store::insert_event(&tx, &ev, 1, 0)?;
+        }
+        tx.commit()?;
+        // Nothing copies the log into the file on its own any more.
+        assert_eq!(size(), before);
+        let c = Checkpointer::spawn(&path)?;
+        c.committed();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while size() <= before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(c);
+        assert!(
+            size() > before,
+            "the log was never copied ({} bytes)",
+            size()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}
