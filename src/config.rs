@@ -1186,11 +1186,16 @@ mod tests {
             &[],
         );
         let p = local.map(|c| c.preview).map_err(|e| e.to_string());
-        assert!(p.as_ref().is_ok_and(|p| p.enabled && p.listen.is_none()), "{p:?}");
+        assert!(
+            p.as_ref().is_ok_and(|p| p.enabled && p.listen.is_none()),
+            "{p:?}"
+        );
         assert!(p.is_ok_and(|p| p.fixtures.is_some_and(|f| f.ends_with("fx"))));
         for public in ["0.0.0.0:8080", "192.0.2.7:8080", "[::]:8080"] {
             let msg = parse(
-                &format!("[server]\nsecret_token='x'\nlisten='{public}'\n[preview]\nenabled=true\n"),
+                &format!(
+                    "[server]\nsecret_token='x'\nlisten='{public}'\n[preview]\nenabled=true\n"
+                ),
                 &[],
             )
             .err()
