@@ -58,6 +58,7 @@ pub fn list(fixtures: Option<&Path>, store_path: Option<&Path>) -> Items {
         }
     }
     items.samples.sort_by(|a, b| a.label.cmp(&b.label));
+    items.samples.dedup_by(|a, b| a.id == b.id);
     if let Some(dir) = fixtures {
         match fixture_files(dir) {
             Ok(files) => {
