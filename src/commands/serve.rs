@@ -192,6 +192,10 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
 /// The preview page's view of the configuration: templates compiled from disk as `serve`
 /// reloads them, the fixtures folder and the outbox's stored events.
 fn preview_state(cfg: &Config) -> Arc<PreviewState> {
+    let address = cfg.preview.listen.as_ref().unwrap_or(&cfg.server.listen);
+    let loopback = address
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
     let dirs = super::template_dirs(cfg);
     let for_load = cfg.clone();
     let load = move || match super::build_routes(&for_load, false) {
@@ -204,6 +208,7 @@ fn preview_state(cfg: &Config) -> Arc<PreviewState> {
         Box::new(move || super::template_fingerprint(&dirs)),
         cfg.preview.fixtures.clone(),
         Some(cfg.outbox.path.clone()),
+        loopback,
     ))
 }
 

@@ -51,6 +51,9 @@ pub type Loader = dyn Fn() -> Result<RouteTable, Vec<String>> + Send + Sync;
 /// A fingerprint of the template files: when it changes, the page renders again.
 pub type Fingerprint = dyn Fn() -> u64 + Send + Sync;
 
+/// The templates compiled from the files as they were: the route table, or every error.
+pub type Compiled = Arc<Result<RouteTable, Vec<String>>>;
+
 /// What the page's handlers need.
 pub struct PreviewState {
     /// Builds the route table from the template files (`serve` hands the function it reloads
@@ -62,8 +65,12 @@ pub struct PreviewState {
     pub fixtures: Option<PathBuf>,
     /// The outbox, whose stored events are listed (read only).
     pub store: Option<PathBuf>,
+    /// Served on a loopback address: requests must name the host as `localhost` or an IP
+    /// address, so that a web site the user visits cannot reach the page through a DNS name
+    /// rebound to 127.0.0.1.
+    pub local_only: bool,
     /// The table compiled for a fingerprint, reused until the files change.
-    compiled: Mutex<Option<(u64, Arc<Result<RouteTable, Vec<String>>>)>>,
+    compiled: Mutex<Option<(u64, Compiled)>>,
 }
 
 impl PreviewState {
@@ -73,18 +80,20 @@ impl PreviewState {
         fingerprint: Box<Fingerprint>,
         fixtures: Option<PathBuf>,
         store: Option<PathBuf>,
+        local_only: bool,
     ) -> PreviewState {
         PreviewState {
             load,
             fingerprint,
             fixtures,
             store,
+            local_only,
             compiled: Mutex::new(None),
         }
     }
 
     /// The templates as the files are now, compiled once per version.
-    fn table(&self) -> (u64, Arc<Result<RouteTable, Vec<String>>>) {
+    fn table(&self) -> (u64, Compiled) {
         let version = (self.fingerprint)();
         let mut cached = self
             .compiled
@@ -128,8 +137,45 @@ pub fn router(state: Arc<PreviewState>) -> Router {
         .route(ITEMS_PATH, get(list))
         .route("/preview/render/{item}", get(render))
         .route(VERSION_PATH, get(version))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            local_host,
+        ))
         .layer(axum::middleware::map_response(secure))
         .with_state(state)
+}
+
+/// Refuses (421) a request to a loopback preview whose `Host` is a DNS name other than
+/// `localhost`: a page elsewhere that rebinds its name to 127.0.0.1 gets nothing.
+async fn local_host(
+    State(state): State<Arc<PreviewState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if state.local_only && !host.is_none_or(is_local_host) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "the preview answers to localhost or an IP address only\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// `localhost` or an IP address, with or without a port.
+pub fn is_local_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// Headers on every answer of the page: the CSP, no sniffing, no caching, no referrer.
@@ -295,4 +341,33 @@ pub fn preview(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_localhost_and_ip_addresses_are_local_hosts() {
+        for ok in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "::1",
+            "192.0.2.7:80",
+        ] {
+            assert!(is_local_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:8080",
+            "",
+        ] {
+            assert!(!is_local_host(bad), "{bad}");
+        }
+    }
 }
