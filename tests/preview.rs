@@ -293,10 +293,22 @@ async fn a_browser_sees_cards_live_edits_errors_and_hostile_text_as_text() {
     )
     .unwrap();
     merge_request_template(&templates, "merge request");
+    // Markup and a slide the built-in templates do not use, on the bundled push sample.
+    std::fs::write(
+        templates.join("push.hbs"),
+        r#"{"text": "_{{actor.name}}_ pushed ~nothing~ to *{{project.path}}*",
+ "card": {"title": "Push", "theme": "modern-inline"},
+ "slides": [{"type": "table", "title": "Where", "data": {"headers": ["Project", "By"],
+   "rows": [{"Project": "{{project.path}}", "By": "{{actor.name}}"}]}}]}"#,
+    )
+    .unwrap();
     let mut settings = Settings::new(vec![ChannelSpec::new("dev", cliq.url("dev"))]);
-    settings.rest =
-        "[templates]\ndir = \"templates\"\n\n[preview]\nenabled = true\nfixtures = \"fixtures\"\n"
-            .into();
+    settings.rest = [
+        "[templates]\ndir = \"templates\"\n",
+        "[mentions]\nuser1 = \"12345\"\n",
+        "[preview]\nenabled = true\nfixtures = \"fixtures\"\n",
+    ]
+    .join("\n");
     let daemon = Daemon::spawn(&settings.write_config(&dir)).await;
 
     // A hostile issue title, stored as any webhook is.
@@ -396,6 +408,20 @@ async fn a_browser_sees_cards_live_edits_errors_and_hostile_text_as_text() {
         .unwrap()
         .is_empty());
 
+    // Italic, struck and bold text, and a slide drawn as a table.
+    pick(&c, "sample:push__basic.json").await;
+    wait_for_texts(&c, ".cliq .title", WAIT, |t| t == ["Push"]).await;
+    for (css, text) in [
+        (".cliq .text em", "John Smith"),
+        (".cliq .text s", "nothing"),
+        (".cliq .text strong", "mike/diaspora"),
+        (".slide table td", "mike/diaspora"),
+        (".slide table th", "Project"),
+    ] {
+        let found = c.find(Locator::Css(css)).await.unwrap();
+        assert_eq!(found.text().await.unwrap(), text, "{css}");
+    }
+
     // Hostile text from a stored event: shown as text, run nowhere.
     pick(&c, &format!("event:{event_id}")).await;
     // (waits until the title is there: the merge request's card shows until the answer comes)
@@ -404,6 +430,9 @@ async fn a_browser_sees_cards_live_edits_errors_and_hostile_text_as_text() {
     })
     .await;
     assert_eq!(titles.len(), 1, "{titles:?}");
+    // A configured mention is drawn as a chip.
+    let chips = wait_for_texts(&c, ".cliq .chip", WAIT, |t| !t.is_empty()).await;
+    assert_eq!(chips, ["@12345"]);
     let scripts = c.find_all(Locator::Css("script")).await.unwrap();
     assert_eq!(scripts.len(), 1, "only the page's own script");
     assert_eq!(

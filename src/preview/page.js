@@ -58,7 +58,7 @@ function asText(v) {
 
 function slide(s) {
   const box = el("div", { class: "slide" });
-  if (s.title) box.append(el("div", { class: "title" }, asText(s.title)));
+  if (s.title) box.append(el("div", { class: "slide-title" }, asText(s.title)));
   const data = s.data;
   if (s.type === "table" && data && Array.isArray(data.headers)) {
     const head = el("tr", {}, ...data.headers.map((h) => el("th", {}, asText(h))));
