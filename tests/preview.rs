@@ -21,6 +21,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Longest wait for anything the page should show.
 const WAIT: Duration = Duration::from_secs(10);
+/// Longest the whole browser scenario may take.
+const SCENARIO: Duration = Duration::from_secs(120);
 /// Longest wait for the page to show a saved template (it polls every 400 ms).
 const LIVE: Duration = Duration::from_secs(3);
 
@@ -327,119 +329,125 @@ async fn a_browser_sees_cards_live_edits_errors_and_hostile_text_as_text() {
     let event_id = answer.body["event_id"].as_i64().unwrap();
 
     let driver = Driver::start(dir.path());
-    let c = browser(&driver, dir.path()).await;
-    c.goto(&format!("{}/preview", daemon.base_url()))
-        .await
-        .unwrap();
+    // Every step has its own bound; this one holds even if chromedriver stops answering.
+    let scenario = async {
+        let c = browser(&driver, dir.path()).await;
+        c.goto(&format!("{}/preview", daemon.base_url()))
+            .await
+            .unwrap();
 
-    pick(&c, "fixture:merge-request.json").await;
-    let titles = wait_for_texts(&c, ".cliq .title", WAIT, |t| !t.is_empty()).await;
-    assert_eq!(titles, ["Merge request !1: MS-Viewport"]);
-    let link = c
-        .find(Locator::Css(
-            ".cliq .text a[href=\"http://example.com/diaspora/merge_requests/1\"]",
-        ))
-        .await
-        .unwrap();
-    assert_eq!(link.text().await.unwrap(), "!1 MS-Viewport");
-    let button = c.find(Locator::Css(".cliq .buttons a")).await.unwrap();
-    assert_eq!(button.text().await.unwrap(), "View merge request");
-    assert_eq!(
-        button.attr("href").await.unwrap().as_deref(),
-        Some("http://example.com/diaspora/merge_requests/1")
-    );
-    let json = wait_for_texts(&c, "pre.json", WAIT, |t| !t.is_empty()).await;
-    assert!(
-        json[0].contains("\"title\": \"Merge request !1: MS-Viewport\""),
-        "{json:?}"
-    );
+        pick(&c, "fixture:merge-request.json").await;
+        let titles = wait_for_texts(&c, ".cliq .title", WAIT, |t| !t.is_empty()).await;
+        assert_eq!(titles, ["Merge request !1: MS-Viewport"]);
+        let link = c
+            .find(Locator::Css(
+                ".cliq .text a[href=\"http://example.com/diaspora/merge_requests/1\"]",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(link.text().await.unwrap(), "!1 MS-Viewport");
+        let button = c.find(Locator::Css(".cliq .buttons a")).await.unwrap();
+        assert_eq!(button.text().await.unwrap(), "View merge request");
+        assert_eq!(
+            button.attr("href").await.unwrap().as_deref(),
+            Some("http://example.com/diaspora/merge_requests/1")
+        );
+        let json = wait_for_texts(&c, "pre.json", WAIT, |t| !t.is_empty()).await;
+        assert!(
+            json[0].contains("\"title\": \"Merge request !1: MS-Viewport\""),
+            "{json:?}"
+        );
 
-    // Saved: the new wording shows without a reload (the page polls; no navigation).
-    c.execute("window.notReloaded = true;", vec![])
-        .await
-        .unwrap();
-    let saved = Instant::now();
-    merge_request_template(&templates, "pull request");
-    wait_for_texts(&c, ".cliq .text", LIVE, |t| {
-        t.iter().any(|t| t.contains("opened pull request"))
-    })
-    .await;
-    eprintln!(
-        "the page showed the saved template after {:?}",
-        saved.elapsed()
-    );
-    let still = c
-        .execute("return window.notReloaded === true;", vec![])
-        .await
-        .unwrap();
-    assert_eq!(still, serde_json::json!(true), "the page reloaded");
-    let png = c.screenshot().await.unwrap();
-    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/preview.png");
-    std::fs::write(&shot, &png).unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        // Saved: the new wording shows without a reload (the page polls; no navigation).
+        c.execute("window.notReloaded = true;", vec![])
+            .await
+            .unwrap();
+        let saved = Instant::now();
+        merge_request_template(&templates, "pull request");
+        wait_for_texts(&c, ".cliq .text", LIVE, |t| {
+            t.iter().any(|t| t.contains("opened pull request"))
+        })
+        .await;
+        eprintln!(
+            "the page showed the saved template after {:?}",
+            saved.elapsed()
+        );
+        let still = c
+            .execute("return window.notReloaded === true;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(still, serde_json::json!(true), "the page reloaded");
+        let png = c.screenshot().await.unwrap();
+        let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/preview.png");
+        std::fs::write(&shot, &png).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
 
-    // Broken: the error with file, line and column.
-    std::fs::write(
-        templates.join("merge_request.hbs"),
-        "{\n  \"text\": \"{{#if merge_request.title}}broken\"\n}\n",
-    )
-    .unwrap();
-    let errors = wait_for_texts(&c, "#errors li", LIVE, |t| !t.is_empty()).await;
-    let file = templates.join("merge_request.hbs").display().to_string();
-    // `file:line:column: reason` (an unclosed block is reported where the file ends).
-    let at = |e: &str| {
-        let rest = e.strip_prefix(&format!("{file}:"))?;
-        let mut parts = rest.splitn(3, ':');
-        let line: u32 = parts.next()?.parse().ok()?;
-        let column: u32 = parts.next()?.parse().ok()?;
-        Some((line, column))
+        // Broken: the error with file, line and column.
+        std::fs::write(
+            templates.join("merge_request.hbs"),
+            "{\n  \"text\": \"{{#if merge_request.title}}broken\"\n}\n",
+        )
+        .unwrap();
+        let errors = wait_for_texts(&c, "#errors li", LIVE, |t| !t.is_empty()).await;
+        let file = templates.join("merge_request.hbs").display().to_string();
+        // `file:line:column: reason` (an unclosed block is reported where the file ends).
+        let at = |e: &str| {
+            let rest = e.strip_prefix(&format!("{file}:"))?;
+            let mut parts = rest.splitn(3, ':');
+            let line: u32 = parts.next()?.parse().ok()?;
+            let column: u32 = parts.next()?.parse().ok()?;
+            Some((line, column))
+        };
+        assert!(
+            errors.iter().any(|e| at(e).is_some_and(|(l, _)| l == 4)),
+            "{errors:?}"
+        );
+
+        // Fixed again: the card is back and the error gone.
+        merge_request_template(&templates, "pull request");
+        wait_for_texts(&c, ".cliq .title", LIVE, |t| !t.is_empty()).await;
+        assert!(c
+            .find_all(Locator::Css("#errors"))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Italic, struck and bold text, and a slide drawn as a table.
+        pick(&c, "sample:push__basic.json").await;
+        wait_for_texts(&c, ".cliq .title", WAIT, |t| t == ["Push"]).await;
+        for (css, text) in [
+            (".cliq .text em", "John Smith"),
+            (".cliq .text s", "nothing"),
+            (".cliq .text strong", "mike/diaspora"),
+            (".slide table td", "mike/diaspora"),
+            (".slide table th", "Project"),
+        ] {
+            let found = c.find(Locator::Css(css)).await.unwrap();
+            assert_eq!(found.text().await.unwrap(), text, "{css}");
+        }
+
+        // Hostile text from a stored event: shown as text, run nowhere.
+        pick(&c, &format!("event:{event_id}")).await;
+        // (waits until the title is there: the merge request's card shows until the answer comes)
+        let titles = wait_for_texts(&c, ".cliq .title", WAIT, |t| {
+            t.iter().any(|t| t.contains("<script>alert(1)</script>"))
+        })
+        .await;
+        assert_eq!(titles.len(), 1, "{titles:?}");
+        // A configured mention is drawn as a chip.
+        let chips = wait_for_texts(&c, ".cliq .chip", WAIT, |t| !t.is_empty()).await;
+        assert_eq!(chips, ["@12345"]);
+        let scripts = c.find_all(Locator::Css("script")).await.unwrap();
+        assert_eq!(scripts.len(), 1, "only the page's own script");
+        assert_eq!(
+            scripts[0].attr("src").await.unwrap().as_deref(),
+            Some("/preview/app.js")
+        );
+        assert!(c.get_alert_text().await.is_err(), "an alert opened");
+        c.close().await.unwrap();
     };
-    assert!(
-        errors.iter().any(|e| at(e).is_some_and(|(l, _)| l == 4)),
-        "{errors:?}"
-    );
-
-    // Fixed again: the card is back and the error gone.
-    merge_request_template(&templates, "pull request");
-    wait_for_texts(&c, ".cliq .title", LIVE, |t| !t.is_empty()).await;
-    assert!(c
-        .find_all(Locator::Css("#errors"))
+    tokio::time::timeout(SCENARIO, scenario)
         .await
-        .unwrap()
-        .is_empty());
-
-    // Italic, struck and bold text, and a slide drawn as a table.
-    pick(&c, "sample:push__basic.json").await;
-    wait_for_texts(&c, ".cliq .title", WAIT, |t| t == ["Push"]).await;
-    for (css, text) in [
-        (".cliq .text em", "John Smith"),
-        (".cliq .text s", "nothing"),
-        (".cliq .text strong", "mike/diaspora"),
-        (".slide table td", "mike/diaspora"),
-        (".slide table th", "Project"),
-    ] {
-        let found = c.find(Locator::Css(css)).await.unwrap();
-        assert_eq!(found.text().await.unwrap(), text, "{css}");
-    }
-
-    // Hostile text from a stored event: shown as text, run nowhere.
-    pick(&c, &format!("event:{event_id}")).await;
-    // (waits until the title is there: the merge request's card shows until the answer comes)
-    let titles = wait_for_texts(&c, ".cliq .title", WAIT, |t| {
-        t.iter().any(|t| t.contains("<script>alert(1)</script>"))
-    })
-    .await;
-    assert_eq!(titles.len(), 1, "{titles:?}");
-    // A configured mention is drawn as a chip.
-    let chips = wait_for_texts(&c, ".cliq .chip", WAIT, |t| !t.is_empty()).await;
-    assert_eq!(chips, ["@12345"]);
-    let scripts = c.find_all(Locator::Css("script")).await.unwrap();
-    assert_eq!(scripts.len(), 1, "only the page's own script");
-    assert_eq!(
-        scripts[0].attr("src").await.unwrap().as_deref(),
-        Some("/preview/app.js")
-    );
-    assert!(c.get_alert_text().await.is_err(), "an alert opened");
-    c.close().await.unwrap();
+        .unwrap_or_else(|_| panic!("the browser scenario took over {SCENARIO:?}"));
     drop(driver);
 }
