@@ -378,8 +378,10 @@ async fn a_browser_sees_cards_live_edits_errors_and_hostile_text_as_text() {
             .unwrap();
         assert_eq!(still, serde_json::json!(true), "the page reloaded");
         let png = c.screenshot().await.unwrap();
-        let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/preview.png");
-        std::fs::write(&shot, &png).unwrap();
+        // target/ of the repository, which a CARGO_TARGET_DIR elsewhere leaves uncreated.
+        let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("preview.png"), &png).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
 
         // Broken: the error with file, line and column.
