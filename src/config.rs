@@ -103,6 +103,17 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     mentions: BTreeMap<String, String>,
+    #[serde(default)]
+    preview: RawPreview,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPreview {
+    #[serde(default)]
+    enabled: bool,
+    listen: Option<String>,
+    fixtures: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -271,6 +282,18 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// The `[preview]` section, validated: the template preview page of `serve`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreviewConfig {
+    /// `preview.enabled`: serve `GET /preview` (default off: 404).
+    pub enabled: bool,
+    /// `preview.listen`: a separate `address:port` for the page; `None` serves it beside the
+    /// webhooks on `server.listen`, which must then be a loopback address.
+    pub listen: Option<String>,
+    /// `preview.fixtures`: a folder of JSON payloads the page lists beside the bundled samples.
+    pub fixtures: Option<PathBuf>,
+}
+
 /// The `[templates]` section, validated.
 #[derive(Debug, Clone)]
 pub struct TemplatesConfig {
@@ -388,6 +411,8 @@ pub struct Config {
     /// `[mentions]`: GitLab username or e-mail → Cliq user id, for `{@id}` mentions. Keys are
     /// stored without a leading `@`; ids are non-empty and hold no braces, quotes or blanks.
     pub mentions: BTreeMap<String, String>,
+    /// `[preview]`: the template preview page.
+    pub preview: PreviewConfig,
 }
 
 /// Where a secret may come from.
@@ -550,6 +575,7 @@ impl Config {
             None => None,
             Some(g) => Some(gitlab_section(g, env, &resolve)?),
         };
+        let preview = preview_section(raw.preview, &server.listen, &resolve)?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -600,8 +626,44 @@ impl Config {
             gitlab,
             log,
             mentions: mentions_section(raw.mentions)?,
+            preview,
         })
     }
+}
+
+/// Validates `[preview]`. The page needs no token to view, so it is never served on a public
+/// address by accident: enabled without its own `listen`, it requires a loopback `server.listen`.
+fn preview_section(
+    raw: RawPreview,
+    server_listen: &str,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<PreviewConfig, ConfigError> {
+    if let Some(listen) = &raw.listen {
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "preview.listen",
+                format!("{listen:?} is not an address:port"),
+            ));
+        }
+    }
+    let loopback = server_listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if raw.enabled && raw.listen.is_none() && !loopback {
+        return Err(invalid(
+            "preview.enabled",
+            format!(
+                "the preview page needs no token, so it is not served on server.listen = \
+                 {server_listen:?}, which is not a loopback address; set preview.listen \
+                 (e.g. \"127.0.0.1:8081\") or preview.enabled = false"
+            ),
+        ));
+    }
+    Ok(PreviewConfig {
+        enabled: raw.enabled,
+        listen: raw.listen,
+        fixtures: raw.fixtures.map(resolve),
+    })
 }
 
 /// Validates `[mentions]`: usernames or e-mails mapped to Cliq ids that are safe inside `{@…}`.
@@ -1113,6 +1175,52 @@ mod tests {
             assert!(msg.starts_with("mentions."), "{bad}: {msg}");
             assert!(msg.contains(why), "{bad}: {msg}");
         }
+    }
+
+    #[test]
+    fn preview_is_off_by_default_and_never_public_by_accident() {
+        let off = parse("[server]\nsecret_token='x'\nlisten='0.0.0.0:8080'\n", &[]);
+        assert_eq!(off.map(|c| c.preview).ok(), Some(PreviewConfig::default()));
+        let local = parse(
+            "[server]\nsecret_token='x'\nlisten='127.0.0.1:8080'\n[preview]\nenabled=true\nfixtures='fx'\n",
+            &[],
+        );
+        let p = local.map(|c| c.preview).map_err(|e| e.to_string());
+        assert!(
+            p.as_ref().is_ok_and(|p| p.enabled && p.listen.is_none()),
+            "{p:?}"
+        );
+        assert!(p.is_ok_and(|p| p.fixtures.is_some_and(|f| f.ends_with("fx"))));
+        for public in ["0.0.0.0:8080", "192.0.2.7:8080", "[::]:8080"] {
+            let msg = parse(
+                &format!(
+                    "[server]\nsecret_token='x'\nlisten='{public}'\n[preview]\nenabled=true\n"
+                ),
+                &[],
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(msg.starts_with("preview.enabled: "), "{public}: {msg}");
+            for key in ["server.listen", "preview.listen", public] {
+                assert!(msg.contains(key), "{public}: {msg}");
+            }
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+        let own = parse(
+            "[server]\nsecret_token='x'\nlisten='0.0.0.0:8080'\n[preview]\nenabled=true\nlisten='127.0.0.1:8081'\n",
+            &[],
+        );
+        assert_eq!(
+            own.ok().and_then(|c| c.preview.listen),
+            Some("127.0.0.1:8081".to_string())
+        );
+        let bad = parse(
+            "[server]\nsecret_token='x'\n[preview]\nenabled=true\nlisten='localhost'\n",
+            &[],
+        );
+        let msg = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.starts_with("preview.listen: "), "{msg}");
     }
 
     #[test]

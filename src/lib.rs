@@ -19,6 +19,7 @@ pub mod event;
 pub mod gitlab;
 pub mod metrics;
 pub mod pipeline;
+pub mod preview;
 pub mod render;
 pub mod route;
 pub mod secret;

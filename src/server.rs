@@ -1,5 +1,6 @@
 //! HTTP: `POST /hooks/gitlab` (verify, read, check, store the raw delivery, answer),
-//! `GET /healthz`, `GET /readyz` and `GET /metrics`; the listener itself is in [`listen`]
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`, plus the pages `serve` adds
+//! ([`AppState::pages`]: the template preview); the listener itself is in [`listen`]
 //! (connection limit, timeouts, TLS), who may post in [`verify`].
 //!
 //! The handler never calls the chat API, and does not parse, route or render either: it stores
@@ -59,6 +60,8 @@ pub struct AppState {
     pub outbox: Arc<dyn Outbox>,
     /// Fallback request ids for deliveries without GitLab's ids.
     pub counter: AtomicU64,
+    /// More routes served beside the webhooks: the preview page when it shares `server.listen`.
+    pub pages: Option<Router>,
 }
 
 impl AppState {
@@ -141,12 +144,17 @@ struct Stopping(CancellationToken);
 
 /// The router with every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let pages = state.pages.clone();
+    let app = Router::new()
         .route(HOOK_PATH, post(receive))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(state)
+        .with_state(state);
+    match pages {
+        Some(pages) => app.merge(pages),
+        None => app,
+    }
 }
 
 /// Serves on `listener` until `shutdown` fires, then finishes in-flight requests; see
@@ -158,6 +166,17 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let opts = state.listen.clone();
     let app = router(state).layer(Extension(Stopping(shutdown.clone())));
+    listen::serve(listener, app, opts, shutdown).await
+}
+
+/// Serves `app` (pages on an address of their own, such as `preview.listen`) on `listener` with
+/// the same limits and TLS as the webhooks, until `shutdown` fires.
+pub async fn run_pages(
+    listener: TcpListener,
+    app: Router,
+    opts: ListenOptions,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     listen::serve(listener, app, opts, shutdown).await
 }
 

@@ -15,6 +15,7 @@ mod durability;
 mod e2e;
 mod events;
 mod kinds;
+mod preview;
 mod properties;
 mod reload;
 mod render;

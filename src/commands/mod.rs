@@ -152,6 +152,25 @@ pub fn template_dirs(cfg: &Config) -> Vec<PathBuf> {
     dirs
 }
 
+/// A hash of every `*.hbs` file's name and content in `dirs` (small files; cheap to read): what
+/// `serve`'s reload watch and the preview page compare.
+pub fn template_fingerprint(dirs: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for dir in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().and_then(|e| e.to_str()) == Some("hbs"));
+        files.sort();
+        for f in files {
+            f.hash(&mut h);
+            std::fs::read(&f).unwrap_or_default().hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
 /// Loads the config with the path in the error.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))

@@ -12,6 +12,7 @@ use crate::deliver::sender::Sender;
 use crate::deliver::worker::{self, Post, Target};
 use crate::deliver::Auth;
 use crate::pipeline::Pipeline;
+use crate::preview::{self, PreviewState};
 use crate::render::cliq;
 use crate::route::SharedRoutes;
 use crate::server::{self, AppState, ListenOptions, Verifier};
@@ -19,9 +20,7 @@ use crate::shutdown;
 use crate::systemd;
 use anyhow::Context;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -117,6 +116,30 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
     let local = listener.local_addr()?;
+    let preview = cfg
+        .preview
+        .enabled
+        .then(|| preview::router(preview_state(&cfg)));
+    let mut pages = None;
+    match (preview, &cfg.preview.listen) {
+        (Some(app), Some(addr)) => {
+            let own = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on preview.listen = {addr}"))?;
+            tracing::info!(listen = %own.local_addr()?, path = preview::PAGE_PATH, "template preview");
+            let (opts, stop) = (listen.clone(), cancel.clone());
+            tracker.spawn(async move {
+                if let Err(error) = server::run_pages(own, app, opts, stop).await {
+                    tracing::error!(%error, "the template preview stopped");
+                }
+            });
+        }
+        (Some(app), None) => {
+            tracing::info!(listen = %local, path = preview::PAGE_PATH, "template preview");
+            pages = Some(app);
+        }
+        (None, _) => {}
+    }
     if cfg.channels.is_empty() {
         tracing::warn!("no [[channels]] configured: events are acknowledged and dropped");
     }
@@ -128,6 +151,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         routes,
         outbox: Arc::new(outbox.clone()),
         counter: Default::default(),
+        pages,
     });
     tracker.spawn(watch_templates(
         cfg.clone(),
@@ -163,6 +187,29 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// The preview page's view of the configuration: templates compiled from disk as `serve`
+/// reloads them, the fixtures folder and the outbox's stored events.
+fn preview_state(cfg: &Config) -> Arc<PreviewState> {
+    let address = cfg.preview.listen.as_ref().unwrap_or(&cfg.server.listen);
+    let loopback = address
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    let dirs = super::template_dirs(cfg);
+    let for_load = cfg.clone();
+    let load = move || match super::build_routes(&for_load, false) {
+        Ok(Ok(table)) => Ok(table),
+        Ok(Err(errors)) => Err(errors.iter().map(ToString::to_string).collect()),
+        Err(error) => Err(vec![format!("{error:#}")]),
+    };
+    Arc::new(PreviewState::new(
+        Box::new(load),
+        Box::new(move || super::template_fingerprint(&dirs)),
+        cfg.preview.fixtures.clone(),
+        Some(cfg.outbox.path.clone()),
+        loopback,
+    ))
 }
 
 /// Tells systemd `READY=1` (the listener is bound and the outbox open), then, when the unit has
@@ -236,7 +283,7 @@ async fn prune(
 /// its file and line. Configuration changes other than templates need a restart.
 async fn watch_templates(cfg: Config, state: Arc<AppState>, cancel: CancellationToken) {
     let dirs = super::template_dirs(&cfg);
-    let mut last = fingerprint(&dirs);
+    let mut last = super::template_fingerprint(&dirs);
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let interval = cfg.templates.watch_interval;
@@ -254,11 +301,11 @@ async fn watch_templates(cfg: Config, state: Arc<AppState>, cancel: Cancellation
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = hangup => {
-                last = fingerprint(&dirs);
+                last = super::template_fingerprint(&dirs);
                 reload(&cfg, &state, "SIGHUP");
             }
             _ = tokio::time::sleep(interval), if watching => {
-                let now = fingerprint(&dirs);
+                let now = super::template_fingerprint(&dirs);
                 if now != last {
                     last = now;
                     reload(&cfg, &state, "a template file changed");
@@ -283,21 +330,4 @@ fn reload(cfg: &Config, state: &AppState, why: &str) {
             tracing::error!(reason = why, error = %format!("{error:#}"), "template reload failed; keeping the previous templates");
         }
     }
-}
-
-/// A hash of every `*.hbs` file's name and content in `dirs` (small files; cheap to read).
-fn fingerprint(dirs: &[PathBuf]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for dir in dirs {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.retain(|p| p.extension().and_then(|e| e.to_str()) == Some("hbs"));
-        files.sort();
-        for f in files {
-            f.hash(&mut h);
-            std::fs::read(&f).unwrap_or_default().hash(&mut h);
-        }
-    }
-    h.finish()
 }

@@ -531,6 +531,16 @@ impl Reader {
     pub fn new_events(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         new_events(&self.conn, after, limit)
     }
+
+    /// Events newest first, as `events list` shows them.
+    pub fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+        list_events(&self.conn, filter)
+    }
+
+    /// Event `id` as received, if it is still kept.
+    pub fn event(&self, id: i64) -> Result<Option<StoredEvent>, StoreError> {
+        event(&self.conn, id)
+    }
 }
 
 /// A connection that only checkpoints the write-ahead log (for [`super::checkpoint`]).
