@@ -1193,6 +1193,43 @@ mod tests {
         );
     }
 
+    /// The Debian package's config loads as the unit hands it over: secrets from the unit's
+    /// credentials, every path absolute (the file is read from the credentials folder).
+    #[test]
+    fn the_packaged_config_matches_the_unit() {
+        let unit = include_str!("../systemd/gitlab-chat-bridge.service");
+        let creds = "/run/credentials/gitlab-chat-bridge.service";
+        let mut env = Vec::new();
+        for line in unit.lines() {
+            if let Some((name, _)) = line
+                .strip_prefix("LoadCredential=")
+                .and_then(|c| c.split_once(':'))
+            {
+                env.push((format!("{creds}/{name}"), "a-secret".to_string()));
+            }
+        }
+        assert!(unit.contains("--config %d/config.toml"), "{unit}");
+        assert!(env.iter().any(|(p, _)| p.ends_with("/config.toml")));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let text = include_str!("../debian/config.toml");
+        let cfg = match Config::parse(
+            text,
+            Path::new(&format!("{creds}/config.toml")),
+            &FakeEnv(
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(cfg.outbox.path.starts_with("/var/lib/gitlab-chat-bridge/"));
+        assert!(unit.contains("StateDirectory=gitlab-chat-bridge\n"));
+        assert!(matches!(cfg.channels[0].endpoint.auth, Auth::ZapiKey(_)));
+        assert!(!cfg.server.secret_tokens.is_empty());
+    }
+
     #[test]
     fn mentions_are_validated() {
         let base = "[server]\nsecret_token='x'\n[mentions]\n";
