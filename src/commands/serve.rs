@@ -150,10 +150,15 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     .context("cannot start the router stage")?;
     let poster: Arc<dyn Post> = Arc::new(Sender::new(cfg.retry.timeout)?);
     let workers = cancel.child_token();
-    for (t, c) in targets(&cfg.channels).into_iter().zip(&cfg.channels) {
-        let poster = match c.kind {
-            ChannelKind::Cliq => Arc::clone(&poster),
-            ChannelKind::Console => Arc::new(Console::for_stdout(&c.name)),
+    for t in targets(&cfg.channels) {
+        let kind = cfg
+            .channels
+            .iter()
+            .find(|c| c.name == t.name)
+            .map(|c| c.kind);
+        let poster: Arc<dyn Post> = match kind {
+            Some(ChannelKind::Console) => Arc::new(Console::for_stdout(&t.name)),
+            Some(ChannelKind::Cliq) | None => Arc::clone(&poster),
         };
         tracker.spawn(worker::run_channel(
             t,
