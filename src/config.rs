@@ -32,6 +32,11 @@ pub const DEFAULT_DEDUPE_HOURS: u64 = 24;
 pub const DEFAULT_EVENTS_RETENTION_DAYS: u64 = 7;
 /// Default per-credential post budget per minute (Cliq locks a user out above ~50).
 pub const DEFAULT_RATE_PER_MINUTE: u32 = 45;
+/// Default `rate_per_minute` of a console channel: no limit (a terminal has no quota, and a
+/// backlog printed at once is still readable), so no digests either unless one is set.
+pub const CONSOLE_RATE_PER_MINUTE: u32 = u32::MAX;
+/// The endpoint URL a console channel's worker is given (for logs; nothing is fetched).
+pub const CONSOLE_URL: &str = "console:stdout";
 /// Default `[gitlab] concurrency`: projects `setup` works on at once.
 pub const DEFAULT_GITLAB_CONCURRENCY: usize = 4;
 /// Largest `[gitlab] concurrency` accepted (GitLab rate-limits API users).
@@ -198,7 +203,8 @@ struct RawDelivery {
 #[serde(deny_unknown_fields)]
 struct RawChannel {
     name: String,
-    url: String,
+    kind: Option<String>,
+    url: Option<String>,
     zapikey: Option<String>,
     zapikey_file: Option<PathBuf>,
     zapikey_env: Option<String>,
@@ -339,11 +345,24 @@ pub struct RouteConfig {
     pub timezone: Option<Tz>,
 }
 
+/// What a channel posts to (`channels[].kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelKind {
+    /// A Zoho Cliq channel, bot or extension URL (the default).
+    #[default]
+    Cliq,
+    /// The daemon's standard output: each message drawn as text (`render::terminal`), for trying
+    /// the bridge without a Cliq account. It takes no url or credential.
+    Console,
+}
+
 /// One `[[channels]]` entry, validated.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
     /// Unique name, used in logs and the outbox.
     pub name: String,
+    /// `kind`: Cliq (default) or the console.
+    pub kind: ChannelKind,
     /// Where and how to post.
     pub endpoint: Endpoint,
     /// Event-key globs; `!glob` excludes. Empty means every event.
@@ -519,34 +538,74 @@ impl Config {
             if !names.insert(c.name.clone()) {
                 return Err(invalid(key("name"), format!("{:?} is used twice", c.name)));
             }
-            let (url, key_in_url) = split_zapikey(&c.url).map_err(|m| invalid(key("url"), m))?;
-            let zapikey = secret(
-                SecretSources {
-                    key: &key("zapikey"),
-                    inline: c.zapikey.or(key_in_url),
-                    file: c.zapikey_file.map(&resolve),
-                    env: c.zapikey_env,
-                },
-                env,
-            )?;
-            let oauth = secret(
-                SecretSources {
-                    key: &key("oauth_token"),
-                    inline: c.oauth_token,
-                    file: c.oauth_token_file.map(&resolve),
-                    env: c.oauth_token_env,
-                },
-                env,
-            )?;
-            let auth = match (zapikey, oauth) {
-                (Some(k), None) => Auth::ZapiKey(k),
-                (None, Some(t)) => Auth::OAuth(t),
-                (None, None) => Auth::None,
-                (Some(_), Some(_)) => {
+            let kind = match c.kind.as_deref().map(str::trim) {
+                None | Some("cliq") => ChannelKind::Cliq,
+                Some("console") => ChannelKind::Console,
+                Some(other) => {
                     return Err(invalid(
-                        key("zapikey"),
-                        "give a zapikey or an oauth_token, not both",
+                        key("kind"),
+                        format!("{other:?} is not a channel kind: \"cliq\" or \"console\""),
                     ))
+                }
+            };
+            let endpoint = match kind {
+                ChannelKind::Cliq => {
+                    let Some(raw_url) = c.url.as_deref() else {
+                        return Err(invalid(key("url"), "required for a Cliq channel"));
+                    };
+                    let (url, key_in_url) =
+                        split_zapikey(raw_url).map_err(|m| invalid(key("url"), m))?;
+                    let zapikey = secret(
+                        SecretSources {
+                            key: &key("zapikey"),
+                            inline: c.zapikey.or(key_in_url),
+                            file: c.zapikey_file.map(&resolve),
+                            env: c.zapikey_env,
+                        },
+                        env,
+                    )?;
+                    let oauth = secret(
+                        SecretSources {
+                            key: &key("oauth_token"),
+                            inline: c.oauth_token,
+                            file: c.oauth_token_file.map(&resolve),
+                            env: c.oauth_token_env,
+                        },
+                        env,
+                    )?;
+                    let auth = match (zapikey, oauth) {
+                        (Some(k), None) => Auth::ZapiKey(k),
+                        (None, Some(t)) => Auth::OAuth(t),
+                        (None, None) => Auth::None,
+                        (Some(_), Some(_)) => {
+                            return Err(invalid(
+                                key("zapikey"),
+                                "give a zapikey or an oauth_token, not both",
+                            ))
+                        }
+                    };
+                    Endpoint { url, auth }
+                }
+                ChannelKind::Console => {
+                    let given = [
+                        ("url", c.url.is_some()),
+                        ("zapikey", c.zapikey.is_some()),
+                        ("zapikey_file", c.zapikey_file.is_some()),
+                        ("zapikey_env", c.zapikey_env.is_some()),
+                        ("oauth_token", c.oauth_token.is_some()),
+                        ("oauth_token_file", c.oauth_token_file.is_some()),
+                        ("oauth_token_env", c.oauth_token_env.is_some()),
+                    ];
+                    if let Some((k, _)) = given.iter().find(|(_, set)| *set) {
+                        return Err(invalid(
+                            key(k),
+                            "a console channel prints to standard output: it takes no url or credential",
+                        ));
+                    }
+                    Endpoint {
+                        url: CONSOLE_URL.to_string(),
+                        auth: Auth::None,
+                    }
                 }
             };
             let events = c.events.unwrap_or_default();
@@ -558,13 +617,17 @@ impl Config {
                     ));
                 }
             }
-            let rate_per_minute = c.rate_per_minute.unwrap_or(DEFAULT_RATE_PER_MINUTE);
+            let rate_per_minute = c.rate_per_minute.unwrap_or(match kind {
+                ChannelKind::Cliq => DEFAULT_RATE_PER_MINUTE,
+                ChannelKind::Console => CONSOLE_RATE_PER_MINUTE,
+            });
             if rate_per_minute == 0 {
                 return Err(invalid(key("rate_per_minute"), "must be at least 1"));
             }
             channels.push(ChannelConfig {
                 name: c.name,
-                endpoint: Endpoint { url, auth },
+                kind,
+                endpoint,
                 events,
                 confidential: c.confidential,
                 rate_per_minute,
@@ -1142,6 +1205,91 @@ mod tests {
                 .collect(),
         );
         Config::parse(text, Path::new("/etc/gcb/config.toml"), &env)
+    }
+
+    #[test]
+    fn console_channels_take_no_url_or_credential() {
+        let base = "[server]\nsecret_token='x'\n[[channels]]\nname='c'\n";
+        let cfg = match parse(&format!("{base}kind='console'\n"), &[]) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let c = &cfg.channels[0];
+        assert_eq!(c.kind, ChannelKind::Console);
+        assert_eq!(c.endpoint.url, CONSOLE_URL);
+        assert_eq!(c.endpoint.auth, Auth::None);
+        assert_eq!(c.rate_per_minute, CONSOLE_RATE_PER_MINUTE);
+        let slow = parse(&format!("{base}kind='console'\nrate_per_minute=10\n"), &[]);
+        assert_eq!(slow.map(|c| c.channels[0].rate_per_minute).ok(), Some(10));
+        for (extra, key) in [
+            ("url='https://cliq.zoho.com/x'", "channels[0].url"),
+            ("zapikey='k'", "channels[0].zapikey"),
+            ("oauth_token_env='T'", "channels[0].oauth_token_env"),
+        ] {
+            let e = parse(&format!("{base}kind='console'\n{extra}\n"), &[]).err();
+            assert!(
+                e.as_ref().is_some_and(|e| e.to_string().starts_with(key)),
+                "{extra}: {e:?}"
+            );
+        }
+        let e = parse(&format!("{base}kind='slack'\n"), &[]).err();
+        assert!(
+            e.as_ref()
+                .is_some_and(|e| e.to_string().starts_with("channels[0].kind")),
+            "{e:?}"
+        );
+        let e = parse(base, &[]).err();
+        assert!(
+            e.as_ref()
+                .is_some_and(|e| e.to_string() == "channels[0].url: required for a Cliq channel"),
+            "{e:?}"
+        );
+        let cliq = parse(
+            &format!("{base}kind='cliq'\nurl='https://cliq.zoho.com/x'\n"),
+            &[],
+        );
+        assert_eq!(
+            cliq.map(|c| (c.channels[0].kind, c.channels[0].rate_per_minute))
+                .ok(),
+            Some((ChannelKind::Cliq, DEFAULT_RATE_PER_MINUTE))
+        );
+    }
+
+    /// The Debian package's config loads as the unit hands it over: secrets from the unit's
+    /// credentials, every path absolute (the file is read from the credentials folder).
+    #[test]
+    fn the_packaged_config_matches_the_unit() {
+        let unit = include_str!("../systemd/gitlab-chat-bridge.service");
+        let creds = "/run/credentials/gitlab-chat-bridge.service";
+        let mut env = Vec::new();
+        for line in unit.lines() {
+            if let Some((name, _)) = line
+                .strip_prefix("LoadCredential=")
+                .and_then(|c| c.split_once(':'))
+            {
+                env.push((format!("{creds}/{name}"), "a-secret".to_string()));
+            }
+        }
+        assert!(unit.contains("--config %d/config.toml"), "{unit}");
+        assert!(env.iter().any(|(p, _)| p.ends_with("/config.toml")));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let text = include_str!("../debian/config.toml");
+        let cfg = match Config::parse(
+            text,
+            Path::new(&format!("{creds}/config.toml")),
+            &FakeEnv(
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(cfg.outbox.path.starts_with("/var/lib/gitlab-chat-bridge/"));
+        assert!(unit.contains("StateDirectory=gitlab-chat-bridge\n"));
+        assert!(matches!(cfg.channels[0].endpoint.auth, Auth::ZapiKey(_)));
+        assert!(!cfg.server.secret_tokens.is_empty());
     }
 
     #[test]

@@ -375,6 +375,7 @@ mod tests {
     fn channel(name: &str, events: &[&str]) -> ChannelConfig {
         ChannelConfig {
             name: name.into(),
+            kind: crate::config::ChannelKind::Cliq,
             endpoint: crate::deliver::Endpoint {
                 url: format!("http://127.0.0.1:9/{name}"),
                 auth: crate::deliver::Auth::None,

@@ -5,7 +5,7 @@
 use crate::support::renderer::renderer_with;
 use crate::support::samples;
 use crate::support::turn;
-use gitlab_chat_bridge::config::{ChannelConfig, RouteConfig};
+use gitlab_chat_bridge::config::{ChannelConfig, ChannelKind, RouteConfig};
 use gitlab_chat_bridge::deliver::{Auth, Endpoint};
 use gitlab_chat_bridge::event::{self, Event};
 use gitlab_chat_bridge::render::{DateSettings, Renderer, TemplateSource};
@@ -34,6 +34,7 @@ fn renderer(extra: Vec<TemplateSource>, tz: &str) -> Arc<Renderer> {
 fn channel(name: &str, confidential: bool) -> ChannelConfig {
     ChannelConfig {
         name: name.into(),
+        kind: ChannelKind::Cliq,
         endpoint: Endpoint {
             url: format!("http://127.0.0.1:9/{name}"),
             auth: Auth::None,

@@ -3,17 +3,18 @@
 //! SIGTERM/SIGINT stops accepting, finishes in-flight requests, the routing batch and the posts
 //! in progress within a bound, and leaves the rest in the store for the next start.
 
-use crate::config::{ChannelConfig, Config, LogFormat};
+use crate::config::{ChannelConfig, ChannelKind, Config, LogFormat};
 use crate::deliver::clock::Clock;
 use crate::deliver::durable::{DurableOutbox, DurableSettings};
 use crate::deliver::rate::RateLimiter;
 use crate::deliver::router;
-use crate::deliver::sender::Sender;
+use crate::deliver::sender::{Attempt, Sender};
 use crate::deliver::worker::{self, Post, Target};
-use crate::deliver::Auth;
+use crate::deliver::{Auth, BoxFuture, Endpoint};
 use crate::pipeline::Pipeline;
 use crate::preview::{self, PreviewState};
 use crate::render::cliq;
+use crate::render::terminal::{self, Paint};
 use crate::route::SharedRoutes;
 use crate::server::{self, AppState, ListenOptions, Verifier};
 use crate::shutdown;
@@ -27,12 +28,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// One limiter per credential: channels posting with the same key or token share a budget, the
-/// smallest `rate_per_minute` among them.
+/// smallest `rate_per_minute` among them. Each console channel has a budget of its own.
 pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
-    let credential = |c: &ChannelConfig| match &c.endpoint.auth {
-        Auth::ZapiKey(k) => format!("zapikey:{}", k.expose()),
-        Auth::OAuth(t) => format!("oauth:{}", t.expose()),
-        Auth::None => format!("url:{}", c.endpoint.url),
+    let credential = |c: &ChannelConfig| match (&c.kind, &c.endpoint.auth) {
+        (ChannelKind::Console, _) => format!("console:{}", c.name),
+        (ChannelKind::Cliq, Auth::ZapiKey(k)) => format!("zapikey:{}", k.expose()),
+        (ChannelKind::Cliq, Auth::OAuth(t)) => format!("oauth:{}", t.expose()),
+        (ChannelKind::Cliq, Auth::None) => format!("url:{}", c.endpoint.url),
     };
     let mut rates: HashMap<String, u32> = HashMap::new();
     for c in channels {
@@ -54,6 +56,58 @@ pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
             })
         })
         .collect()
+}
+
+/// The poster of a `console` channel: draws each message as text (`render::terminal`) on
+/// standard output, in colour only on a terminal without `NO_COLOR`.
+struct Console {
+    channel: String,
+    paint: Paint,
+}
+
+impl Console {
+    fn for_stdout(channel: &str) -> Console {
+        use std::io::IsTerminal;
+        Console {
+            channel: channel.to_string(),
+            paint: Paint::detect(
+                std::io::stdout().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ),
+        }
+    }
+}
+
+impl Post for Console {
+    fn post<'a>(&'a self, _endpoint: &'a Endpoint, body: &'a str) -> BoxFuture<'a, Attempt> {
+        let text = terminal::draw(&self.channel, body, self.paint);
+        Box::pin(async move {
+            // A blocked pipe must not stall a runtime thread; the lock keeps messages whole.
+            let written = tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())?;
+                out.flush()
+            })
+            .await;
+            match written {
+                // No HTTP here: 200 stands for "written".
+                Ok(Ok(())) => Attempt::Delivered(200),
+                Ok(Err(e)) => Attempt::Retry {
+                    status: None,
+                    retry_after: None,
+                    throttled: false,
+                    reason: format!("cannot write to standard output: {e}"),
+                },
+                Err(e) => Attempt::Retry {
+                    status: None,
+                    retry_after: None,
+                    throttled: false,
+                    reason: format!("the console writer failed: {e}"),
+                },
+            }
+        })
+    }
 }
 
 /// The `[log] format` of the config at `path`, read before logging starts; text when the file
@@ -96,10 +150,19 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let poster: Arc<dyn Post> = Arc::new(Sender::new(cfg.retry.timeout)?);
     let workers = cancel.child_token();
     for t in targets(&cfg.channels) {
+        let kind = cfg
+            .channels
+            .iter()
+            .find(|c| c.name == t.name)
+            .map(|c| c.kind);
+        let poster: Arc<dyn Post> = match kind {
+            Some(ChannelKind::Console) => Arc::new(Console::for_stdout(&t.name)),
+            Some(ChannelKind::Cliq) | None => Arc::clone(&poster),
+        };
         tracker.spawn(worker::run_channel(
             t,
             outbox.clone(),
-            Arc::clone(&poster),
+            poster,
             cfg.retry,
             clock,
             workers.clone(),
@@ -142,6 +205,11 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     }
     if cfg.channels.is_empty() {
         tracing::warn!("no [[channels]] configured: events are acknowledged and dropped");
+    }
+    for c in &cfg.channels {
+        if c.kind == ChannelKind::Cliq && c.endpoint.url.contains("CHANGE-ME") {
+            tracing::warn!(channel = %c.name, "this channel still has the example's placeholder url: its posts fail (and are retried) until it has a real one");
+        }
     }
     let state = Arc::new(AppState {
         verifier,

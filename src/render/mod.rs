@@ -12,6 +12,7 @@ pub mod escape;
 pub mod helpers;
 pub mod mentions;
 pub mod reference;
+pub mod terminal;
 
 use crate::event::{Detail, Event};
 use handlebars::Handlebars;

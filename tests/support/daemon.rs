@@ -1,6 +1,6 @@
 //! The real binary serving on loopback (`serve`, killed on drop, or stopped with SIGKILL or
-//! SIGTERM and restarted on the same outbox), the config it is given, and webhooks posted to it
-//! with GitLab's headers.
+//! SIGTERM and restarted on the same outbox), the config it is given, its standard output when
+//! asked (console channels print there), and webhooks posted to it with GitLab's headers.
 
 use super::cli;
 use super::fake_cliq::{OTHER_ZAPIKEY, ZAPIKEY};
@@ -214,6 +214,9 @@ pub struct Daemon {
     child: Option<Child>,
     reader: Option<std::thread::JoinHandle<()>>,
     log: Arc<Mutex<Vec<String>>>,
+    /// Standard output's lines, when captured ([`Daemon::spawn_with_stdout`]).
+    out: Arc<Mutex<Vec<String>>>,
+    out_reader: Option<std::thread::JoinHandle<()>>,
     hooks: Hooks,
     /// The folder of a daemon made by [`Daemon::start`]; removed after the process is gone.
     workdir: Option<TempDir>,
@@ -275,16 +278,40 @@ impl Daemon {
 
     /// Like [`Daemon::spawn`], with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
     pub async fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn_inner(config, env, false).await
+    }
+
+    /// Like [`Daemon::spawn`], with standard output (not a terminal) collected for
+    /// [`Daemon::stdout`].
+    pub async fn spawn_with_stdout(config: &Path) -> Daemon {
+        Daemon::spawn_inner(config, &[], true).await
+    }
+
+    async fn spawn_inner(config: &Path, env: &[(&str, &str)], capture_stdout: bool) -> Daemon {
         let mut cmd = cli::bin();
         cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
+            .stdout(if capture_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let out_reader = child.stdout.take().map(|stdout| {
+            let out = Arc::clone(&out);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    out.lock().unwrap().push(line);
+                }
+            })
+        });
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<SocketAddr>();
         let reader = {
@@ -307,6 +334,8 @@ impl Daemon {
             child: Some(child),
             reader: Some(reader),
             log,
+            out,
+            out_reader,
             hooks: Hooks {
                 base: String::new(),
                 client: reqwest::Client::builder()
@@ -345,6 +374,9 @@ impl Daemon {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
+        if let Some(r) = self.out_reader.take() {
+            let _ = r.join();
+        }
     }
 
     /// The daemon's base URL, `http://127.0.0.1:PORT`.
@@ -360,6 +392,11 @@ impl Daemon {
     /// The log lines so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Standard output's lines so far (empty unless started with [`Daemon::spawn_with_stdout`]).
+    pub fn stdout(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
     }
 
     /// A handle to post webhooks to this daemon from other tasks.
