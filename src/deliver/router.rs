@@ -23,10 +23,9 @@ pub const IDLE: Duration = Duration::from_millis(250);
 /// Wait after a failed read or commit before trying again.
 pub const RETRY: Duration = Duration::from_millis(500);
 /// How much lower the stage's CPU priority is than the rest of the process (added to its nice
-/// value, at most 19): during a burst that saturates the CPU, acknowledging GitLab comes first
-/// and routing catches up after; on an idle CPU it makes no difference. (Measured on two cores:
-/// +10 left the stage a third of a core during a burst, +19 a few percent.)
-pub const NICENESS: i32 = 19;
+/// value): during a burst that saturates the CPU, acknowledging GitLab comes first and routing
+/// catches up after; on an idle CPU it makes no difference.
+pub const NICENESS: i32 = 10;
 
 /// Turns one stored event into its messages and summary. Never fails: an event that cannot be
 /// routed is returned with no deliveries and an outcome that says why, and is marked routed.
