@@ -4,9 +4,10 @@
 //! SQLite's default is to checkpoint inside whichever commit crosses 1 000 log pages; under a
 //! burst of webhooks that commit, and every acknowledgement grouped into it, then waits for
 //! megabytes to be written and synced. Here the writer's connection has automatic checkpoints
-//! off and this thread runs a passive checkpoint (never blocks the writer or readers) at most
-//! every [`PERIOD`] while commits happen; should the log still outgrow [`RESTART_OVER`] pages
-//! (readers always behind), a restarting checkpoint waits for them and lets the log start over.
+//! off, tells this thread when a commit left the log at [`LOG_PAGES`] pages or more, and this
+//! thread then runs a passive checkpoint (never blocks the writer or readers), at most every
+//! [`PERIOD`]; should the log still outgrow [`RESTART_OVER`] pages (readers always behind), a
+//! restarting checkpoint waits for them and lets the log start over.
 
 use super::bell::Bell;
 use super::store::{CheckpointMode, LogCopier};
@@ -15,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Log length (pages) that calls for a checkpoint: SQLite's own default.
+pub const LOG_PAGES: i64 = 1_000;
 /// Least time between two checkpoints.
 pub const PERIOD: Duration = Duration::from_millis(100);
 /// Log pages (4 KiB each) past which a checkpoint also waits for readers to move on.
@@ -47,9 +50,12 @@ impl Checkpointer {
         })
     }
 
-    /// Tells the thread that something was committed.
-    pub fn committed(&self) {
-        self.bell.ring();
+    /// A function that calls for a checkpoint (for [`Store::manual_checkpoints`]).
+    ///
+    /// [`Store::manual_checkpoints`]: super::store::Store::manual_checkpoints
+    pub fn trigger(&self) -> impl Fn() + Send + 'static {
+        let bell = Arc::clone(&self.bell);
+        move || bell.ring()
     }
 }
 
@@ -98,30 +104,38 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("o.sqlite");
         let mut s = Store::open(&path, false)?;
-        s.manual_checkpoints()?;
+        let c = Checkpointer::spawn(&path)?;
+        s.manual_checkpoints(LOG_PAGES, c.trigger())?;
         let size = || std::fs::metadata(&path).map_or(0, |m| m.len());
         let before = size();
         let tx = s.transaction()?;
-        for i in 0..500 {
+        // Bodies that do not compress: about 2 000 pages of log in all.
+        let mut seed: u64 = 7;
+        for i in 0..2_000 {
+            let pad: String = (0..4_000)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    char::from(b'a' + (seed >> 59) as u8)
+                })
+                .collect();
             let ev = RawEvent {
                 request_id: format!("r{i}"),
                 dedupe_key: Some(format!("k{i}")),
                 headers: vec![],
-                body: format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i * 7 % 3000))
-                    .into_bytes(),
+                body: format!("{{\"n\":{i},\"pad\":\"{pad}\"}}").into_bytes(),
             };
             store::insert_event(&tx, &ev, 1, 0)?;
         }
         tx.commit()?;
-        // Nothing copies the log into the file on its own any more.
-        assert_eq!(size(), before);
-        let c = Checkpointer::spawn(&path)?;
-        c.committed();
+        // The commit left the log over LOG_PAGES: the hook called the checkpointer, which
+        // copies it while the checkpointer is still running (not only when it stops).
         let deadline = Instant::now() + Duration::from_secs(10);
         while size() <= before && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        let copied = size() > before;
         drop(c);
+        assert!(copied, "the log was not copied while the checkpointer ran");
         assert!(
             size() > before,
             "the log was never copied ({} bytes)",

@@ -6,7 +6,7 @@
 //! together with the event's `routed` mark.
 
 use super::bell::Bell;
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{self, Checkpointer};
 use super::clock::Clock;
 use super::store::{
     self, EncodedEvent, Ingested, Leased, Outcome, RawEvent, RoutedEvent, Store, StoreError,
@@ -104,7 +104,7 @@ impl DurableOutbox {
         channels: &[String],
         clock: Clock,
     ) -> Result<(DurableOutbox, std::thread::JoinHandle<()>), OutboxError> {
-        let store = Store::open(path, settings.full_sync).map_err(store_err)?;
+        let mut store = Store::open(path, settings.full_sync).map_err(store_err)?;
         let released = store.clear_leases().map_err(store_err)?;
         if released > 0 {
             tracing::info!(
@@ -115,7 +115,9 @@ impl DurableOutbox {
         // Without its own checkpointer the store checkpoints inside commits, as SQLite does.
         let checkpointer = match Checkpointer::spawn(path) {
             Ok(c) => {
-                store.manual_checkpoints().map_err(store_err)?;
+                store
+                    .manual_checkpoints(checkpoint::LOG_PAGES, c.trigger())
+                    .map_err(store_err)?;
                 Some(c)
             }
             Err(error) => {
@@ -136,14 +138,9 @@ impl DurableOutbox {
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
             .spawn(move || {
-                writer(
-                    store,
-                    rx,
-                    settings,
-                    thread_wake,
-                    thread_router,
-                    checkpointer.as_ref(),
-                )
+                writer(store, rx, settings, thread_wake, thread_router);
+                // After the writer's last commit: the checkpointer copies it and stops.
+                drop(checkpointer);
             })
             .map_err(|e| OutboxError::Store(format!("cannot start the writer thread: {e}")))?;
         Ok((
@@ -314,7 +311,6 @@ fn writer(
     settings: DurableSettings,
     wake: Arc<HashMap<String, Arc<Notify>>>,
     router: Arc<Bell>,
-    checkpointer: Option<&Checkpointer>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -439,9 +435,6 @@ fn writer(
         match result {
             Ok(()) => {
                 replies.into_iter().for_each(Reply::send);
-                if let Some(c) = checkpointer {
-                    c.committed();
-                }
                 if new_events {
                     router.ring();
                 }

@@ -420,9 +420,22 @@ impl Store {
     }
 
     /// Leaves checkpoints to someone else ([`super::checkpoint`]): commits stop copying the log
-    /// into the database file themselves.
-    pub fn manual_checkpoints(&self) -> Result<(), StoreError> {
+    /// into the database file themselves, and `grown` is called after a commit that leaves the
+    /// log at `pages` pages or more (SQLite's own threshold is 1 000).
+    pub fn manual_checkpoints(
+        &mut self,
+        pages: i64,
+        grown: impl Fn() + Send + 'static,
+    ) -> Result<(), StoreError> {
+        // The pragma replaces any log hook, so it goes first.
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        self.conn
+            .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, log: i32| {
+                if i64::from(log) >= pages {
+                    grown();
+                }
+                Ok(())
+            }))?;
         Ok(())
     }
 
