@@ -7,10 +7,10 @@ use crate::cli::RenderArgs;
 use crate::deliver::store;
 use crate::event::{self, Event};
 use crate::pipeline;
+use crate::preview;
 use crate::render::Rendered;
 use crate::route::{self, RouteTable};
 use anyhow::{bail, Context};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -82,20 +82,6 @@ fn load_event(path: &Path, header: Option<&str>) -> anyhow::Result<Event> {
     event::parse(header, value).with_context(|| format!("{} is not a GitLab event", path.display()))
 }
 
-/// Headers by file name from an `INDEX.tsv` (file, X-Gitlab-Event, …), if the folder has one.
-fn index_headers(dir: &Path) -> HashMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(dir.join("INDEX.tsv")) else {
-        return HashMap::new();
-    };
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut cols = l.split('\t');
-            Some((cols.next()?.to_string(), cols.next()?.to_string()))
-        })
-        .collect()
-}
-
 /// What looks wrong in a rendered body: empty `Label:` lines, `null`, empty titles or links.
 pub fn empty_fields(body: &str) -> Vec<String> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
@@ -127,7 +113,7 @@ pub fn empty_fields(body: &str) -> Vec<String> {
 }
 
 fn all_fixtures(dir: &Path, table: &RouteTable) -> anyhow::Result<i32> {
-    let headers = index_headers(dir);
+    let headers = preview::items::index_headers(dir);
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(Result::ok)

@@ -158,8 +158,9 @@ fn fixture_files(dir: &Path) -> Result<Vec<String>, String> {
     Ok(files)
 }
 
-/// Headers by file name from the folder's `INDEX.tsv` (file, X-Gitlab-Event, …), if it has one.
-fn index_headers(dir: &Path) -> HashMap<String, String> {
+/// Headers by file name from the folder's `INDEX.tsv` (file, X-Gitlab-Event, …), if it has one
+/// (also read by `render --dir`).
+pub fn index_headers(dir: &Path) -> HashMap<String, String> {
     let Ok(text) = std::fs::read_to_string(dir.join("INDEX.tsv")) else {
         return HashMap::new();
     };
