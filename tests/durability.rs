@@ -241,8 +241,9 @@ async fn kill_9_neither_loses_duplicates_nor_reorders(during: KillDuring) {
     const N: usize = 2000;
     const IN_FLIGHT: usize = 24;
     /// Each sender's pause between webhooks before a kill during ingest, so that the stream is
-    /// still going when the kill comes, however fast the machine (about 2400 webhooks a second).
-    const PACE: Duration = Duration::from_millis(10);
+    /// still going when the kill comes, however fast the machine (about 1200 webhooks a second:
+    /// more than a second of stream after the kill point).
+    const PACE: Duration = Duration::from_millis(20);
     const KILL_AFTER: usize = 600;
     const CHANNELS: [&str; 2] = ["alpha", "beta"];
     let _turn = turn::alone().await;
@@ -305,6 +306,16 @@ async fn kill_9_neither_loses_duplicates_nor_reorders(during: KillDuring) {
                 "enough webhooks acknowledged before the kill",
                 Duration::from_secs(30),
                 || acked.load(Ordering::SeqCst) >= KILL_AFTER,
+            )
+            .await;
+            // The router stage runs at a lower priority, so while webhooks pour in it may not
+            // have handed the workers anything yet: hold from now on and kill once a post is in
+            // flight (the stream goes on meanwhile; it is paced to outlast this wait).
+            fake.hold();
+            wait_until(
+                "a post in flight while webhooks still arrive",
+                Duration::from_secs(20),
+                || fake.snapshot().held >= 1,
             )
             .await;
         }
