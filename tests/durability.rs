@@ -136,10 +136,27 @@ fn crash_index(text: &str) -> Option<usize> {
     text.get(at..at + 4)?.parse().ok()
 }
 
-/// Sends the webhooks `todo` with `in_flight` concurrent senders, each pausing `pace` after
-/// each webhook, and records each fate. A sender that meets a transport error stops, and so do
+/// Sends the webhooks `todo` with `in_flight` concurrent senders, each pausing after each
+/// webhook as `pace` says, and records each fate. A sender that meets a transport error stops, and so do
 /// the others before their next send (the daemon is gone: the rest stays [`Fate::Unsent`]).
 /// Returns how many were sent, answered or not.
+/// Each sender's pause after a webhook: `first` for the first `until` of the stream, `then`
+/// for the rest.
+#[derive(Clone, Copy)]
+struct Pace {
+    first: Duration,
+    until: usize,
+    then: Duration,
+}
+
+impl Pace {
+    const NONE: Pace = Pace {
+        first: Duration::ZERO,
+        until: 0,
+        then: Duration::ZERO,
+    };
+}
+
 async fn send_all(
     hooks: Hooks,
     webhooks: Arc<Vec<Webhook>>,
@@ -147,7 +164,7 @@ async fn send_all(
     fates: Arc<Mutex<Vec<Fate>>>,
     acked: Arc<AtomicUsize>,
     in_flight: usize,
-    pace: Duration,
+    pace: Pace,
 ) -> usize {
     let todo = Arc::new(todo);
     let next = Arc::new(AtomicUsize::new(0));
@@ -183,8 +200,13 @@ async fn send_all(
                     acked.fetch_add(1, Ordering::SeqCst);
                 }
                 fates.lock().unwrap()[i] = fate;
-                if !pace.is_zero() {
-                    tokio::time::sleep(pace).await;
+                let pause = if n < pace.until {
+                    pace.first
+                } else {
+                    pace.then
+                };
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
                 }
             }
         });
@@ -241,9 +263,14 @@ async fn kill_9_neither_loses_duplicates_nor_reorders(during: KillDuring) {
     const N: usize = 2000;
     const IN_FLIGHT: usize = 24;
     /// Each sender's pause between webhooks before a kill during ingest, so that the stream is
-    /// still going when the kill comes, however fast the machine (about 1200 webhooks a second:
-    /// more than a second of stream after the kill point).
-    const PACE: Duration = Duration::from_millis(20);
+    /// still going when the kill comes, however fast the machine: about 2400 webhooks a second
+    /// up to the kill point, then about 100 a second (over ten seconds of stream left, while the
+    /// kill waits for a post in flight).
+    const PACE: Pace = Pace {
+        first: Duration::from_millis(10),
+        until: KILL_AFTER + 100,
+        then: Duration::from_millis(250),
+    };
     const KILL_AFTER: usize = 600;
     const CHANNELS: [&str; 2] = ["alpha", "beta"];
     let _turn = turn::alone().await;
@@ -288,7 +315,7 @@ async fn kill_9_neither_loses_duplicates_nor_reorders(during: KillDuring) {
     let pace = if during == KillDuring::Ingest {
         PACE
     } else {
-        Duration::ZERO
+        Pace::NONE
     };
     let phase1 = tokio::spawn(send_all(
         first.hooks(),
@@ -314,7 +341,7 @@ async fn kill_9_neither_loses_duplicates_nor_reorders(during: KillDuring) {
             fake.hold();
             wait_until(
                 "a post in flight while webhooks still arrive",
-                Duration::from_secs(20),
+                Duration::from_secs(10),
                 || fake.snapshot().held >= 1,
             )
             .await;
@@ -417,7 +444,7 @@ async fn kill_9_neither_loses_duplicates_nor_reorders(during: KillDuring) {
         Arc::clone(&fates),
         Arc::clone(&acked),
         IN_FLIGHT,
-        Duration::ZERO,
+        Pace::NONE,
     );
     tokio::time::timeout(Duration::from_secs(30), phase2)
         .await
