@@ -711,12 +711,7 @@ pub fn insert_event(
     now: i64,
     dedupe_since: i64,
 ) -> Result<Ingested, StoreError> {
-    if let Some(key) = &ev.dedupe_key {
-        if seen_before(tx, key, now, dedupe_since)? {
-            return Ok(Ingested::Duplicate);
-        }
-    }
-    insert_event_row(tx, &ev.encode(), now, None)
+    insert_encoded(tx, &ev.encode(), now, dedupe_since)
 }
 
 /// [`insert_event`] for an event encoded beforehand.
