@@ -694,6 +694,13 @@ impl Config {
     }
 }
 
+/// Whether `address` (`ip:port`) is a loopback address.
+pub fn is_loopback(address: &str) -> bool {
+    address
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
+}
+
 /// Validates `[preview]`. The page needs no token to view, so it is never served on a public
 /// address by accident: enabled without its own `listen`, it requires a loopback `server.listen`.
 fn preview_section(
@@ -709,10 +716,7 @@ fn preview_section(
             ));
         }
     }
-    let loopback = server_listen
-        .parse::<std::net::SocketAddr>()
-        .is_ok_and(|a| a.ip().is_loopback());
-    if raw.enabled && raw.listen.is_none() && !loopback {
+    if raw.enabled && raw.listen.is_none() && !is_loopback(server_listen) {
         return Err(invalid(
             "preview.enabled",
             format!(

@@ -89,21 +89,17 @@ impl Post for Console {
                 out.write_all(text.as_bytes())?;
                 out.flush()
             })
-            .await;
+            .await
+            .map_err(|e| format!("the console writer failed: {e}"))
+            .and_then(|r| r.map_err(|e| format!("cannot write to standard output: {e}")));
             match written {
                 // No HTTP here: 200 stands for "written".
-                Ok(Ok(())) => Attempt::Delivered(200),
-                Ok(Err(e)) => Attempt::Retry {
+                Ok(()) => Attempt::Delivered(200),
+                Err(reason) => Attempt::Retry {
                     status: None,
                     retry_after: None,
                     throttled: false,
-                    reason: format!("cannot write to standard output: {e}"),
-                },
-                Err(e) => Attempt::Retry {
-                    status: None,
-                    retry_after: None,
-                    throttled: false,
-                    reason: format!("the console writer failed: {e}"),
+                    reason,
                 },
             }
         })
@@ -261,9 +257,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
 /// reloads them, the fixtures folder and the outbox's stored events.
 fn preview_state(cfg: &Config) -> Arc<PreviewState> {
     let address = cfg.preview.listen.as_ref().unwrap_or(&cfg.server.listen);
-    let loopback = address
-        .parse::<std::net::SocketAddr>()
-        .is_ok_and(|a| a.ip().is_loopback());
+    let loopback = crate::config::is_loopback(address);
     let dirs = super::template_dirs(cfg);
     let for_load = cfg.clone();
     let load = move || match super::build_routes(&for_load, false) {
