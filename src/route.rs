@@ -16,7 +16,7 @@
 use crate::config::{ChannelConfig, RouteConfig};
 use crate::deliver::Delivery;
 use crate::event::{Event, Kind};
-use crate::render::{RenderError, Rendered, Renderer};
+use crate::render::{Message, RenderError, Rendered, Renderer};
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
 
@@ -115,6 +115,17 @@ impl RouteTable {
             })
             .collect();
         RouteTable { channels, routes }
+    }
+
+    /// What the first route's templates make of an event no channel takes, shown instead of a
+    /// post by `render` and the preview page: `None` without routes, or when no template posts
+    /// anything; else the template's name and message, or its error.
+    pub fn render_unrouted(&self, event: &Event) -> Option<Result<(String, Message), RenderError>> {
+        match self.routes.first()?.renderer.render(event) {
+            Ok(Rendered::Message(m, name)) => Some(Ok((name, m))),
+            Ok(Rendered::Skipped(_) | Rendered::NoTemplate) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// Every distinct renderer, for checks.

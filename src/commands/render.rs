@@ -8,7 +8,6 @@ use crate::deliver::store;
 use crate::event::{self, Event};
 use crate::pipeline;
 use crate::preview;
-use crate::render::Rendered;
 use crate::route::{self, RouteTable};
 use anyhow::{bail, Context};
 use std::io::Write;
@@ -49,9 +48,9 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
     }
     if let Some(why) = routing.ignored {
         eprintln!("{}: nothing would be posted: {}", ev.key, why.as_str());
-        if let Some((name, body)) = preview(&table, &ev) {
+        if let Some(Ok((name, message))) = table.render_unrouted(&ev) {
             writeln!(out, "==> preview ({name}) <==")?;
-            writeln!(out, "{body}")?;
+            writeln!(out, "{}", message.to_json())?;
         }
         return Ok(0);
     }
@@ -62,16 +61,6 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
         writeln!(out, "{}", d.body)?;
     }
     Ok(if routing.render_error.is_some() { 1 } else { 0 })
-}
-
-/// What the first route's templates make of an event that is not posted (no channel takes it):
-/// (template, body), when a template renders it.
-fn preview(table: &RouteTable, ev: &Event) -> Option<(String, String)> {
-    let (_, renderer) = table.renderers().into_iter().next()?;
-    match renderer.render(ev) {
-        Ok(Rendered::Message(m, name)) => Some((name, m.to_json())),
-        _ => None,
-    }
 }
 
 fn load_event(path: &Path, header: Option<&str>) -> anyhow::Result<Event> {
@@ -152,8 +141,8 @@ fn all_fixtures(dir: &Path, table: &RouteTable) -> anyhow::Result<i32> {
             ignored += 1;
             // Events no channel takes (system-hook kinds need a filter naming them) are still
             // shown and checked, as `render --event` shows them.
-            if let Some((name, body)) = preview(table, &ev) {
-                bodies.push((format!("preview ({name})"), body));
+            if let Some(Ok((name, message))) = table.render_unrouted(&ev) {
+                bodies.push((format!("preview ({name})"), message.to_json()));
             }
         }
         for (to, body) in &bodies {

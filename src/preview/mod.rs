@@ -12,7 +12,6 @@
 
 pub mod items;
 
-use crate::render::Rendered;
 use crate::route::{self, RouteTable};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -329,15 +328,13 @@ pub fn preview(
     }
     if let Some(why) = routing.ignored {
         out.note = Some(format!("nothing would be posted: {}", why.as_str()));
-        if let Some((_, renderer)) = table.renderers().into_iter().next() {
-            match renderer.render(event) {
-                Ok(Rendered::Message(m, name)) => out.cards.push(Card {
-                    channel: format!("preview ({name})"),
-                    body: serde_json::Value::Object(m.as_map().clone()),
-                }),
-                Ok(_) => {}
-                Err(e) => out.errors.push(e.to_string()),
-            }
+        match table.render_unrouted(event) {
+            Some(Ok((name, m))) => out.cards.push(Card {
+                channel: format!("preview ({name})"),
+                body: serde_json::Value::Object(m.as_map().clone()),
+            }),
+            Some(Err(e)) => out.errors.push(e.to_string()),
+            None => {}
         }
     }
     out
