@@ -128,6 +128,7 @@ pub fn build_routes(
     Ok(Ok(RouteTable {
         channels: cfg.channels.clone(),
         routes,
+        chats: Some(default),
     }))
 }
 
