@@ -134,6 +134,7 @@ struct RawCliqExtension {
     #[serde(default)]
     confidential: bool,
     rate_per_minute: Option<u32>,
+    answer_within_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -432,6 +433,8 @@ pub struct GitlabConfig {
 
 /// Default `[cliq_extension] path`: where Cliq posts the extension's invocations.
 pub const DEFAULT_CLIQ_PATH: &str = "/hooks/cliq";
+/// Default `[cliq_extension] answer_within_ms`.
+pub const DEFAULT_CLIQ_ANSWER_WITHIN_MS: u64 = 4_000;
 /// Default `[cliq_extension] api_url`: the Cliq host chats are posted to.
 pub const DEFAULT_CLIQ_API_URL: &str = "https://cliq.zoho.com";
 
@@ -460,6 +463,9 @@ pub struct CliqExtensionConfig {
     pub confidential: bool,
     /// Posts per minute allowed for the extension's credential, shared by every chat.
     pub rate_per_minute: u32,
+    /// How long an answer may take before it is sent through the invocation's `response_url`
+    /// instead (Cliq waits 5 s for the HTTP answer); default [`DEFAULT_CLIQ_ANSWER_WITHIN_MS`].
+    pub answer_within: Duration,
 }
 
 /// The whole configuration, validated.
@@ -937,6 +943,14 @@ fn cliq_extension_section(
     if rate_per_minute == 0 {
         return Err(invalid(key("rate_per_minute"), "must be at least 1"));
     }
+    let answer_within = x.answer_within_ms.unwrap_or(DEFAULT_CLIQ_ANSWER_WITHIN_MS);
+    if !(1..=4_500).contains(&answer_within) {
+        return Err(invalid(
+            key("answer_within_ms"),
+            "must be between 1 and 4500: Cliq waits 5 s for an answer",
+        ));
+    }
+    let answer_within = Duration::from_millis(answer_within);
     Ok(CliqExtensionConfig {
         path,
         public_keys: keys,
@@ -944,13 +958,17 @@ fn cliq_extension_section(
         allowed_projects,
         api: Endpoint { url: api_url, auth },
         button_function,
-        data_center: x.data_center.map(|d| d.trim().to_string()).filter(|d| !d.is_empty()),
+        data_center: x
+            .data_center
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty()),
         organization_id: x
             .organization_id
             .map(|d| d.trim().to_string())
             .filter(|d| !d.is_empty()),
         confidential: x.confidential,
         rate_per_minute,
+        answer_within,
     })
 }
 

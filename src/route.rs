@@ -466,8 +466,7 @@ pub fn route_chats(
             ..RouteConfig::default()
         };
         // Opt-in kinds (system hooks) only when the subscription names them.
-        if !matches(&filter, event) || (event.kind.opt_in() && !names_kind(&filter.events, event))
-        {
+        if !matches(&filter, event) || (event.kind.opt_in() && !names_kind(&filter.events, event)) {
             continue;
         }
         let is_muted = muted.as_deref().is_some_and(|m| {
