@@ -811,7 +811,7 @@ fn cliq_extension_section(
     resolve: &dyn Fn(PathBuf) -> PathBuf,
 ) -> Result<CliqExtensionConfig, ConfigError> {
     let key = |k: &str| format!("cliq_extension.{k}");
-    if !gitlab.is_some_and(|g| g.token.is_some()) {
+    if gitlab.is_none_or(|g| g.token.is_none()) {
         return Err(invalid(
             "cliq_extension",
             "needs [gitlab] with url and token: chats may only subscribe to what that token can see",

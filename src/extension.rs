@@ -619,7 +619,7 @@ impl Extension {
                 None,
             ));
         }
-        let dry_run = args.iter().any(|a| *a == "--dry-run");
+        let dry_run = args.contains(&"--dry-run");
         let paths: Vec<&str> = args.iter().copied().filter(|a| *a != "--dry-run").collect();
         let [path] = paths.as_slice() else {
             return Answer::ok(usage("setup <project-or-group path> [--dry-run]"));

@@ -76,7 +76,7 @@ fn button_violations(b: &Value) -> Vec<String> {
     // A button that invokes the extension's function names it; any other opens a URL.
     if b["action"]["type"] == "invoke.function" {
         let name = &b["action"]["data"]["name"];
-        if !name.as_str().is_some_and(|n| !n.trim().is_empty()) {
+        if name.as_str().is_none_or(|n| n.trim().is_empty()) {
             v.push(format!("action.data.name {name}"));
         }
         return v;
