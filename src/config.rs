@@ -1451,6 +1451,87 @@ mod tests {
     }
 
     #[test]
+    fn the_cliq_extension_needs_keys_projects_a_credential_and_gitlab() {
+        let gitlab =
+            "[server]\nsecret_token='x'\n[gitlab]\nurl='https://gitlab.example.com'\ntoken='t'\n";
+        let ext = "[cliq_extension]\npublic_keys=['TUlJQg==']\nallowed_projects=['acme/*']\nzapikey='z'\n";
+        let cfg = match parse(&format!("{gitlab}{ext}admins=[' Bob@Example.com ']\n"), &[]) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let x = cfg.cliq_extension.as_ref().map(|x| {
+            (
+                x.path.clone(),
+                x.api.url.clone(),
+                x.admins.clone(),
+                x.answer_within,
+            )
+        });
+        assert_eq!(
+            x,
+            Some((
+                DEFAULT_CLIQ_PATH.to_string(),
+                DEFAULT_CLIQ_API_URL.to_string(),
+                vec!["bob@example.com".to_string()],
+                Duration::from_millis(DEFAULT_CLIQ_ANSWER_WITHIN_MS)
+            ))
+        );
+        let pem = "-----BEGIN PUBLIC KEY-----\nTUlJ\nQg==\n-----END PUBLIC KEY-----\n";
+        let from_file = parse(
+            &format!("{gitlab}[cliq_extension]\npublic_key_files=['k.pem']\nallowed_projects=['*']\nzapikey='z'\n"),
+            &[("/etc/gcb/k.pem", pem)],
+        );
+        assert_eq!(
+            from_file
+                .ok()
+                .and_then(|c| c.cliq_extension)
+                .map(|x| x.public_keys),
+            Some(vec!["TUlJQg==".to_string()])
+        );
+        for (text, key) in [
+            (
+                format!("[server]\nsecret_token='x'\n{ext}"),
+                "cliq_extension:",
+            ),
+            (
+                format!("{gitlab}{ext}").replace("public_keys=['TUlJQg==']", ""),
+                "cliq_extension.public_keys",
+            ),
+            (
+                format!("{gitlab}{ext}")
+                    .replace("public_keys=['TUlJQg==']", "public_keys=['not base64!']"),
+                "cliq_extension.public_keys[0]",
+            ),
+            (
+                format!("{gitlab}{ext}").replace("allowed_projects=['acme/*']", ""),
+                "cliq_extension.allowed_projects",
+            ),
+            (
+                format!("{gitlab}{ext}").replace("zapikey='z'", ""),
+                "cliq_extension.zapikey",
+            ),
+            (
+                format!("{gitlab}{ext}path='/hooks/gitlab'\n"),
+                "cliq_extension.path",
+            ),
+            (
+                format!("{gitlab}{ext}api_url='ftp://x'\n"),
+                "cliq_extension.api_url",
+            ),
+            (
+                format!("{gitlab}{ext}answer_within_ms=6000\n"),
+                "cliq_extension.answer_within_ms",
+            ),
+        ] {
+            let e = parse(&text, &[]).err();
+            assert!(
+                e.as_ref().is_some_and(|e| e.to_string().starts_with(key)),
+                "{key}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn console_channels_take_no_url_or_credential() {
         let base = "[server]\nsecret_token='x'\n[[channels]]\nname='c'\n";
         let cfg = match parse(&format!("{base}kind='console'\n"), &[]) {

@@ -227,10 +227,16 @@ impl Extension {
     }
 
     fn chat<'a>(&self, caller: &'a Caller) -> Result<&'a str, cliq::Message> {
-        caller.chat_id.as_deref().ok_or_else(|| {
+        // A chat id becomes part of a URL path: Cliq's are letters, digits, `_`, `-` and `.`.
+        let id = caller.chat_id.as_deref().filter(|c| {
+            c.len() <= 200
+                && c.chars()
+                    .all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '-' | '.'))
+        });
+        id.ok_or_else(|| {
             cliq::answer(
                 "No chat",
-                "Cliq did not say which chat this came from; nothing was done.",
+                "Cliq did not say which chat this came from (or not as a chat id); nothing was done.",
                 None,
             )
         })

@@ -574,6 +574,79 @@ mod tests {
         }
     }
 
+    fn sample(file: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+    }
+
+    fn rule(chat: &str, kind: &str, subject: &str, spec: &str, until: Option<i64>) -> ChatRule {
+        ChatRule {
+            chat: chat.into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            spec: spec.into(),
+            until,
+            created_by: "1".into(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn chats_take_what_they_subscribed_to_minus_their_mutes() {
+        let table = RouteTable {
+            channels: Vec::new(),
+            routes: Vec::new(),
+            chats: Some(renderer()),
+        };
+        let mr = event("Merge Request Hook", sample("merge_request__open.json"));
+        let issue = event("Issue Hook", sample("issue__open.json"));
+        assert_eq!(mute_subject(&mr).as_deref(), Some("gitlabhq/gitlab-test!1"));
+        assert_eq!(
+            mute_subject(&issue).as_deref(),
+            Some("gitlabhq/gitlab-test#23")
+        );
+        let chats = |ev: &Event, rules: &[ChatRule], confidential: bool| -> Vec<String> {
+            route_chats(ev, &table, rules, confidential, 1_000, "r")
+                .0
+                .into_iter()
+                .map(|d| d.channel)
+                .collect()
+        };
+        let rules = vec![
+            rule(
+                "A",
+                SUBSCRIPTION,
+                "GitLabHQ",
+                r#"{"events":["merge_request.*"]}"#,
+                None,
+            ),
+            rule("B", SUBSCRIPTION, "gitlabhq/gitlab-test", "{}", None),
+            rule("B", MUTE, "gitlabhq/gitlab-test!1", "{}", None),
+            rule("C", SUBSCRIPTION, "gitlabhq/gitlab", "{}", None),
+            rule(
+                "D",
+                SUBSCRIPTION,
+                "gitlabhq/gitlab-test",
+                r#"{"labels":["nope"]}"#,
+                None,
+            ),
+        ];
+        assert_eq!(chats(&mr, &rules, false), ["chat:A"]);
+        assert_eq!(chats(&issue, &rules, false), ["chat:B"]);
+        let mut lapsed = rules.clone();
+        lapsed[2].until = Some(999);
+        assert_eq!(chats(&mr, &lapsed, false), ["chat:A", "chat:B"]);
+        let mut secret = issue.clone();
+        secret.confidential = true;
+        assert!(chats(&secret, &rules, false).is_empty());
+        assert_eq!(chats(&secret, &rules, true), ["chat:B"]);
+        assert!(covers("g", "g/p") && covers("g/p", "G/P") && !covers("g/p", "g/pp"));
+        assert!(!covers("", "g") && !covers("g/p/q", "g/p"));
+    }
+
     #[test]
     fn system_kinds_reach_only_filters_that_name_them() {
         let user = event(

@@ -367,6 +367,72 @@ impl CliqVerifier {
 }
 
 #[cfg(test)]
+mod cliq_tests {
+    use super::*;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+
+    fn data(file: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(file);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn sign(file: &str, body: &[u8]) -> String {
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(&data(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let key = rsa::pkcs1v15::SigningKey::<Sha256>::new(key);
+        STANDARD.encode(key.sign(body).to_bytes())
+    }
+
+    fn public(file: &str) -> String {
+        String::from_utf8_lossy(&data(file)).trim().to_string()
+    }
+
+    #[test]
+    fn signatures_windows_and_replays() {
+        let other = public("cliq_other_key.pub.b64");
+        // The active key is the second one listed: any configured key verifies.
+        let v = match CliqVerifier::new(&[other, public("cliq_test_key.pub.b64")]) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        };
+        let body = br#"{"type":"command","timestamp":1}"#;
+        let good = sign("cliq_test_key.pk8.der", body);
+        assert_eq!(v.verify(Some(&good), body), Ok(()));
+        assert_eq!(v.verify(None, body), Err(CliqRefusal::MissingSignature));
+        assert_eq!(v.verify(Some("%%%"), body), Err(CliqRefusal::BadSignature));
+        assert_eq!(v.verify(Some(&good), b"{}"), Err(CliqRefusal::BadSignature));
+        let only_test = match CliqVerifier::new(&[public("cliq_test_key.pub.b64")]) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        };
+        let by_other = sign("cliq_other_key.pk8.der", body);
+        assert_eq!(
+            only_test.verify(Some(&by_other), body),
+            Err(CliqRefusal::BadSignature)
+        );
+
+        let now = 1_000_000_000;
+        assert_eq!(v.fresh(Some(now - CLIQ_WINDOW_MS), now), Ok(()));
+        assert_eq!(
+            v.fresh(Some(now + CLIQ_WINDOW_MS + 1), now),
+            Err(CliqRefusal::Stale)
+        );
+        assert_eq!(
+            v.fresh(Some(now - CLIQ_WINDOW_MS - 1), now),
+            Err(CliqRefusal::Stale)
+        );
+        assert_eq!(v.fresh(None, now), Err(CliqRefusal::Stale));
+        assert_eq!(v.remember(body, now), Ok(()));
+        assert_eq!(v.remember(body, now + 1), Err(CliqRefusal::Replayed));
+        assert_eq!(v.remember(b"other", now + 1), Ok(()));
+        assert!(CliqVerifier::new(&["TUlJQg==".to_string()]).is_err());
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
