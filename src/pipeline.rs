@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     routes: SharedRoutes,
-    chats: ChatOptions,
+    /// `None` without the Cliq extension: chat rules left in the store are not applied.
+    chats: Option<ChatOptions>,
 }
 
 /// How chats that subscribed themselves (the Cliq extension) are served.
@@ -36,13 +37,13 @@ impl Pipeline {
     pub fn new(routes: SharedRoutes) -> Pipeline {
         Pipeline {
             routes,
-            chats: ChatOptions::default(),
+            chats: None,
         }
     }
 
     /// The same, serving chats' subscriptions as `chats` says.
     pub fn with_chats(mut self, chats: ChatOptions) -> Pipeline {
-        self.chats = chats;
+        self.chats = Some(chats);
         self
     }
 
@@ -55,23 +56,21 @@ impl Pipeline {
         table: &RouteTable,
         rules: &[ChatRule],
     ) -> Vec<crate::deliver::Delivery> {
-        if rules.is_empty() {
+        let Some(chats) = self.chats.as_ref().filter(|_| !rules.is_empty()) else {
             return Vec::new();
-        }
+        };
         let (mut deliveries, error) = route::route_chats(
             event,
             table,
             rules,
-            self.chats.confidential,
+            chats.confidential,
             unix_ms(),
             &stored.raw.request_id,
         );
         if let Some(error) = error {
             tracing::error!(event_id = stored.id, request = %stored.raw.request_id, key = %event.key, %error, "template failed; posting a fallback message to the subscribed chats");
         }
-        if let (Some(function), Some(subject)) =
-            (&self.chats.mute_button, route::mute_subject(event))
-        {
+        if let (Some(function), Some(subject)) = (&chats.mute_button, route::mute_subject(event)) {
             for d in &mut deliveries {
                 d.body = cliq::with_mute_button(&d.body, function, &subject);
             }

@@ -261,18 +261,17 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     .with_context(|| format!("cannot open the outbox {}", cfg.outbox.path.display()))?;
     let routes = SharedRoutes::new(table);
     let stage_stop = CancellationToken::new();
-    let chat_options = cfg
-        .cliq_extension
-        .as_ref()
-        .map(|x| ChatOptions {
+    let mut pipeline = Pipeline::new(routes.clone());
+    if let Some(x) = &cfg.cliq_extension {
+        pipeline = pipeline.with_chats(ChatOptions {
             confidential: x.confidential,
             mute_button: x.button_function.clone(),
-        })
-        .unwrap_or_default();
+        });
+    }
     let stage = router::spawn(
         &cfg.outbox.path,
         outbox.clone(),
-        Arc::new(Pipeline::new(routes.clone()).with_chats(chat_options)),
+        Arc::new(pipeline),
         stage_stop.clone(),
     )
     .context("cannot start the router stage")?;
