@@ -27,6 +27,34 @@ pub enum Command {
     Outbox(OutboxArgs),
     /// Stored webhook deliveries: list, show, replay through the current templates.
     Events(EventsArgs),
+    /// Chats' own subscriptions and mutes (made with the Cliq extension's `/gitlab` command).
+    Subscriptions(SubscriptionsArgs),
+}
+
+/// Arguments of `subscriptions`.
+#[derive(Debug, Args)]
+pub struct SubscriptionsArgs {
+    /// Configuration file (its `[outbox] path` names the store).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: SubscriptionsAction,
+}
+
+/// The `subscriptions` actions.
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsAction {
+    /// Every chat's subscriptions and mutes, as a table.
+    List,
+    /// Every subscription and mute as JSON, on standard output (for `import`).
+    Export,
+    /// Adds (or replaces, by chat, kind and path) the subscriptions and mutes of a JSON file
+    /// written by `export`: all of them, or none when one is invalid.
+    Import {
+        /// The JSON file.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Arguments of `events`.

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod extension;
 pub mod gitlab;
 pub mod metrics;
 pub mod pipeline;

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         Command::Render(a) => commands::render::run(a),
         Command::Outbox(a) => commands::outbox::run(a),
         Command::Events(a) => commands::events::run(a),
+        Command::Subscriptions(a) => commands::subscriptions::run(a),
         Command::Setup(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -7,23 +7,75 @@
 //! what the daemon posts.
 
 use crate::deliver::router::EventRouter;
-use crate::deliver::store::{RoutedEvent, StoredEvent};
+use crate::deliver::store::{ChatRule, RoutedEvent, StoredEvent};
 use crate::event::{self, Event, Kind};
 use crate::metrics::{self, Routed};
-use crate::render::RenderError;
+use crate::render::{cliq, RenderError};
 use crate::route::{self, RouteTable, Routing, SharedRoutes};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Routes stored events with the route table in force.
+/// Routes stored events with the route table in force, and the chats' own rules.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     routes: SharedRoutes,
+    /// `None` without the Cliq extension: chat rules left in the store are not applied.
+    chats: Option<ChatOptions>,
+}
+
+/// How chats that subscribed themselves (the Cliq extension) are served.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatOptions {
+    /// Confidential events may reach them (`[cliq_extension] confidential`).
+    pub confidential: bool,
+    /// The extension's function that a *Mute* button on merge request and issue cards invokes;
+    /// `None`: no button.
+    pub mute_button: Option<String>,
 }
 
 impl Pipeline {
     /// A pipeline over `routes` (reloads of the table take effect for the next event).
     pub fn new(routes: SharedRoutes) -> Pipeline {
-        Pipeline { routes }
+        Pipeline {
+            routes,
+            chats: None,
+        }
+    }
+
+    /// The same, serving chats' subscriptions as `chats` says.
+    pub fn with_chats(mut self, chats: ChatOptions) -> Pipeline {
+        self.chats = Some(chats);
+        self
+    }
+
+    /// The messages for the chats whose rules take `event`, each with a *Mute* button when
+    /// the extension has a function for it.
+    fn chat_deliveries(
+        &self,
+        stored: &StoredEvent,
+        event: &Event,
+        table: &RouteTable,
+        rules: &[ChatRule],
+    ) -> Vec<crate::deliver::Delivery> {
+        let Some(chats) = self.chats.as_ref().filter(|_| !rules.is_empty()) else {
+            return Vec::new();
+        };
+        let (mut deliveries, error) = route::route_chats(
+            event,
+            table,
+            rules,
+            chats.confidential,
+            unix_ms(),
+            &stored.raw.request_id,
+        );
+        if let Some(error) = error {
+            tracing::error!(event_id = stored.id, request = %stored.raw.request_id, key = %event.key, %error, "template failed; posting a fallback message to the subscribed chats");
+        }
+        if let (Some(function), Some(subject)) = (&chats.mute_button, route::mute_subject(event)) {
+            for d in &mut deliveries {
+                d.body = cliq::with_mute_button(&d.body, function, &subject);
+            }
+        }
+        deliveries
     }
 }
 
@@ -49,7 +101,7 @@ pub fn route_event(stored: &StoredEvent, event: &Event, table: &RouteTable) -> R
 }
 
 impl EventRouter for Pipeline {
-    fn route(&self, stored: &StoredEvent) -> RoutedEvent {
+    fn route(&self, stored: &StoredEvent, rules: &[ChatRule]) -> RoutedEvent {
         let since =
             Duration::from_millis(unix_ms().saturating_sub(stored.received_at).max(0) as u64);
         let request = &stored.raw.request_id;
@@ -69,7 +121,13 @@ impl EventRouter for Pipeline {
             }
         };
         let known = !matches!(event.kind, Kind::Unknown(_));
-        let routing = route_event(stored, &event, &self.routes.get());
+        let table = self.routes.get();
+        let mut routing = route_event(stored, &event, &table);
+        let chats = self.chat_deliveries(stored, &event, &table, rules);
+        if !chats.is_empty() {
+            routing.deliveries.extend(chats);
+            routing.ignored = None;
+        }
         let n = routing.deliveries.len();
         let outcome = match routing.ignored {
             Some(why) => {

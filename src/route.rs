@@ -12,10 +12,17 @@
 //!
 //! A template that fails at render time still tells the channel something happened, with a plain
 //! fallback message naming the template error, so nothing accepted silently disappears.
+//!
+//! Beside the configuration, chats route themselves: a Cliq chat's subscriptions and mutes
+//! (made with the Cliq extension's `/gitlab` command, stored as [`ChatRule`] rows) are applied by
+//! [`route_chats`]. A subscription takes a project's (or a group's) events, filtered like a route,
+//! into the channel [`chat_channel`]; confidential events only with the configuration's opt-in; a
+//! mute drops what is about one merge request or issue in that chat.
 
 use crate::config::{ChannelConfig, RouteConfig};
+use crate::deliver::store::ChatRule;
 use crate::deliver::Delivery;
-use crate::event::{Event, Kind};
+use crate::event::{Detail, Event, Kind};
 use crate::render::{Message, RenderError, Rendered, Renderer};
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
@@ -96,6 +103,9 @@ pub struct RouteTable {
     pub channels: Vec<ChannelConfig>,
     /// The routes, in config order.
     pub routes: Vec<Route>,
+    /// The templates chats' own subscriptions are rendered with (the default templates);
+    /// `None`: chats get nothing.
+    pub chats: Option<Arc<Renderer>>,
 }
 
 impl RouteTable {
@@ -114,7 +124,11 @@ impl RouteTable {
                 renderer: Arc::clone(&renderer),
             })
             .collect();
-        RouteTable { channels, routes }
+        RouteTable {
+            channels,
+            routes,
+            chats: Some(renderer),
+        }
     }
 
     /// What the first route's templates make of an event no channel takes, shown instead of a
@@ -356,6 +370,141 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
     }
 }
 
+/// The kind of a chat rule that subscribes the chat to a project or group (`subject`: its path).
+pub const SUBSCRIPTION: &str = "subscription";
+/// The kind of a chat rule that mutes one merge request (`path!iid`) or issue (`path#iid`).
+pub const MUTE: &str = "mute";
+/// How chat channels are named: this prefix and the Cliq chat id.
+pub const CHAT_PREFIX: &str = "chat:";
+
+/// The channel name of the Cliq chat `chat_id`.
+pub fn chat_channel(chat_id: &str) -> String {
+    format!("{CHAT_PREFIX}{chat_id}")
+}
+
+/// The chat id of a chat channel, `None` for configured channels.
+pub fn chat_of(channel: &str) -> Option<&str> {
+    channel.strip_prefix(CHAT_PREFIX)
+}
+
+/// A subscription's filters (the `spec` of its rule): event globs, labels (any), refs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubscriptionSpec {
+    /// Event key globs (`issue.*`, `!note.*`); empty: every event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Labels, any of which must be on the issue or merge request; empty: no filter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Ref globs (`main`, `release/*`, `default`, `protected`); empty: every ref.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<String>,
+}
+
+/// Whether the subscription to `path` (a project or a group) covers `project`.
+pub fn covers(path: &str, project: &str) -> bool {
+    let path = path.trim_matches('/');
+    !path.is_empty()
+        && (project.eq_ignore_ascii_case(path)
+            || project
+                .get(..path.len() + 1)
+                .is_some_and(|p| p.eq_ignore_ascii_case(&format!("{path}/"))))
+}
+
+/// What a mute names for `event`: `path!iid` for a merge request (and comments on it),
+/// `path#iid` for an issue or work item (and comments on it); `None` for anything else.
+pub fn mute_subject(event: &Event) -> Option<String> {
+    let path = event.project.path.as_str();
+    if path.is_empty() {
+        return None;
+    }
+    let (sep, iid) = match &event.detail {
+        Detail::MergeRequest(m) => ('!', m.iid?),
+        Detail::Issue(i) => ('#', i.iid?),
+        Detail::WorkItem(i) => ('#', i.iid?),
+        Detail::Note(n) => match (&n.issue, &n.merge_request) {
+            (Some(i), _) => ('#', i.iid?),
+            (_, Some(m)) => ('!', m.iid?),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(format!("{path}{sep}{iid}"))
+}
+
+/// Routes `event` to the chats whose rules take it (one message per chat), rendered with the
+/// table's chat templates; mutes in force at `now` (unix ms) drop it. `confidential`: the
+/// configuration lets chats receive confidential events. Returns the deliveries and a template
+/// error replaced by the fallback message, if any.
+pub fn route_chats(
+    event: &Event,
+    table: &RouteTable,
+    rules: &[ChatRule],
+    confidential: bool,
+    now: i64,
+    request_id: &str,
+) -> (Vec<Delivery>, Option<RenderError>) {
+    let Some(renderer) = &table.chats else {
+        return (Vec::new(), None);
+    };
+    if event.confidential && !confidential {
+        return (Vec::new(), None);
+    }
+    let muted = mute_subject(event);
+    let mut chats: Vec<&str> = Vec::new();
+    for r in rules.iter().filter(|r| r.kind == SUBSCRIPTION) {
+        if chats.contains(&r.chat.as_str()) || !covers(&r.subject, &event.project.path) {
+            continue;
+        }
+        let Ok(spec) = serde_json::from_str::<SubscriptionSpec>(&r.spec) else {
+            continue;
+        };
+        let filter = RouteConfig {
+            events: spec.events,
+            refs: spec.refs,
+            labels_any: spec.labels,
+            ..RouteConfig::default()
+        };
+        // Opt-in kinds (system hooks) only when the subscription names them.
+        if !matches(&filter, event) || (event.kind.opt_in() && !names_kind(&filter.events, event)) {
+            continue;
+        }
+        let is_muted = muted.as_deref().is_some_and(|m| {
+            rules.iter().any(|x| {
+                x.kind == MUTE
+                    && x.chat == r.chat
+                    && x.subject.eq_ignore_ascii_case(m)
+                    && x.until.is_none_or(|u| u > now)
+            })
+        });
+        if !is_muted {
+            chats.push(&r.chat);
+        }
+    }
+    if chats.is_empty() {
+        return (Vec::new(), None);
+    }
+    let (body, error) = match renderer.render(event) {
+        Ok(Rendered::Message(m, _)) => (m.to_json(), None),
+        Ok(Rendered::Skipped(_) | Rendered::NoTemplate) => return (Vec::new(), None),
+        Err(e) => (crate::render::cliq::fallback(event, &e).to_json(), Some(e)),
+    };
+    let ordering_key = event.object_key();
+    let deliveries = chats
+        .into_iter()
+        .map(|chat| {
+            let channel = chat_channel(chat);
+            Delivery {
+                id: format!("{request_id}/{channel}"),
+                channel,
+                ordering_key: ordering_key.clone(),
+                body: body.clone(),
+            }
+        })
+        .collect();
+    (deliveries, error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +574,79 @@ mod tests {
         }
     }
 
+    fn sample(file: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+    }
+
+    fn rule(chat: &str, kind: &str, subject: &str, spec: &str, until: Option<i64>) -> ChatRule {
+        ChatRule {
+            chat: chat.into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            spec: spec.into(),
+            until,
+            created_by: "1".into(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn chats_take_what_they_subscribed_to_minus_their_mutes() {
+        let table = RouteTable {
+            channels: Vec::new(),
+            routes: Vec::new(),
+            chats: Some(renderer()),
+        };
+        let mr = event("Merge Request Hook", sample("merge_request__open.json"));
+        let issue = event("Issue Hook", sample("issue__open.json"));
+        assert_eq!(mute_subject(&mr).as_deref(), Some("gitlabhq/gitlab-test!1"));
+        assert_eq!(
+            mute_subject(&issue).as_deref(),
+            Some("gitlabhq/gitlab-test#23")
+        );
+        let chats = |ev: &Event, rules: &[ChatRule], confidential: bool| -> Vec<String> {
+            route_chats(ev, &table, rules, confidential, 1_000, "r")
+                .0
+                .into_iter()
+                .map(|d| d.channel)
+                .collect()
+        };
+        let rules = vec![
+            rule(
+                "A",
+                SUBSCRIPTION,
+                "GitLabHQ",
+                r#"{"events":["merge_request.*"]}"#,
+                None,
+            ),
+            rule("B", SUBSCRIPTION, "gitlabhq/gitlab-test", "{}", None),
+            rule("B", MUTE, "gitlabhq/gitlab-test!1", "{}", None),
+            rule("C", SUBSCRIPTION, "gitlabhq/gitlab", "{}", None),
+            rule(
+                "D",
+                SUBSCRIPTION,
+                "gitlabhq/gitlab-test",
+                r#"{"labels":["nope"]}"#,
+                None,
+            ),
+        ];
+        assert_eq!(chats(&mr, &rules, false), ["chat:A"]);
+        assert_eq!(chats(&issue, &rules, false), ["chat:B"]);
+        let mut lapsed = rules.clone();
+        lapsed[2].until = Some(999);
+        assert_eq!(chats(&mr, &lapsed, false), ["chat:A", "chat:B"]);
+        let mut secret = issue.clone();
+        secret.confidential = true;
+        assert!(chats(&secret, &rules, false).is_empty());
+        assert_eq!(chats(&secret, &rules, true), ["chat:B"]);
+        assert!(covers("g", "g/p") && covers("g/p", "G/P") && !covers("g/p", "g/pp"));
+        assert!(!covers("", "g") && !covers("g/p/q", "g/p"));
+    }
+
     #[test]
     fn system_kinds_reach_only_filters_that_name_them() {
         let user = event(
@@ -482,12 +704,14 @@ mod tests {
             let table = RouteTable {
                 channels: channels.clone(),
                 routes: vec![route_for(events)],
+                chats: None,
             };
             assert_eq!(delivered(&table, &repo), want, "{events:?}");
         }
         let table = RouteTable {
             channels: vec![channel("ops", &["repository.update"])],
             routes: vec![route_for(&["*"])],
+            chats: None,
         };
         assert_eq!(delivered(&table, &repo), ["ops"]);
     }

@@ -17,10 +17,10 @@ pub mod listen;
 pub mod verify;
 
 pub use listen::{ListenOptions, Peer};
-pub use verify::Verifier;
+pub use verify::{CliqVerifier, Verifier};
 
 use crate::deliver::store::{Ingested, RawEvent, KEPT_HEADERS};
-use crate::deliver::{Outbox, OutboxError};
+use crate::deliver::{BoxFuture, Outbox, OutboxError};
 use crate::metrics::{self, Metrics, Received, Rejected};
 use crate::route::{RouteTable, SharedRoutes};
 use axum::body::Body;
@@ -62,6 +62,28 @@ pub struct AppState {
     pub counter: AtomicU64,
     /// More routes served beside the webhooks: the preview page when it shares `server.listen`.
     pub pages: Option<Router>,
+    /// The Cliq extension's callback (`[cliq_extension]`); `None`: its path answers 404.
+    pub cliq: Option<CliqEndpoint>,
+}
+
+/// Answers a verified Cliq invocation: the HTTP status and the Cliq message to answer with.
+/// (`serve` hands in the extension's commands; the server only verifies and relays.)
+pub trait CliqCommands: Send + Sync + 'static {
+    /// Answers `invocation` (the parsed body).
+    fn invoke<'a>(
+        &'a self,
+        invocation: &'a serde_json::Value,
+    ) -> BoxFuture<'a, (u16, serde_json::Value)>;
+}
+
+/// The Cliq extension's callback: where, who may call it, and what answers.
+pub struct CliqEndpoint {
+    /// Its path (`cliq_extension.path`).
+    pub path: String,
+    /// The extension's keys and the replay memory.
+    pub verifier: CliqVerifier,
+    /// What answers a verified invocation.
+    pub commands: std::sync::Arc<dyn CliqCommands>,
 }
 
 impl AppState {
@@ -145,7 +167,12 @@ struct Stopping(CancellationToken);
 /// The router with every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
     let pages = state.pages.clone();
-    let app = Router::new()
+    let cliq_path = state.cliq.as_ref().map(|c| c.path.clone());
+    let mut app = Router::new();
+    if let Some(path) = cliq_path {
+        app = app.route(&path, post(receive_cliq));
+    }
+    let app = app
         .route(HOOK_PATH, post(receive))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -395,6 +422,48 @@ async fn accept(
             Err(error.into())
         }
     }
+}
+
+/// `POST /hooks/cliq`: the body within the same limits as GitLab's, then its signature (401),
+/// one JSON object (400), its `timestamp` (401) and the replay memory (401), then the
+/// extension's answer. Nothing is read as a command before the signature verified.
+async fn receive_cliq(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let Some(cliq) = &state.cliq else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let refuse = |status: StatusCode, why: String| {
+        tracing::warn!(reason = %why, "refused a Cliq invocation");
+        (status, Json(json!({ "error": why }))).into_response()
+    };
+    let bytes = match read_body(body, &parts.headers, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = cliq
+        .verifier
+        .verify(header(&parts.headers, "x-cliq-signature"), &bytes)
+    {
+        return refuse(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    if let Err(e) = one_json_object(&bytes) {
+        return refuse(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let invocation: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+    };
+    let now = unix_ms();
+    let checked = cliq
+        .verifier
+        .fresh(invocation["timestamp"].as_i64(), now)
+        .and_then(|()| cliq.verifier.remember(&bytes, now));
+    if let Err(e) = checked {
+        return refuse(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let (status, answer) = cliq.commands.invoke(&invocation).await;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    (status, Json(answer)).into_response()
 }
 
 /// Checks, without building a tree, that `bytes` are exactly one JSON object.

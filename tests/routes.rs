@@ -66,6 +66,7 @@ fn delivered(ev: &Event, route: RouteConfig) -> Vec<String> {
             config: route,
             renderer: renderer(Vec::new(), "UTC"),
         }],
+        chats: None,
     };
     route::route(ev, &table, "t")
         .deliveries
@@ -269,6 +270,7 @@ fn confidential_events_are_denied_by_default() {
             config: route_to(&["dev"]),
             renderer: renderer(Vec::new(), "UTC"),
         }],
+        chats: None,
     };
     assert_eq!(
         route::route(&conf, &table, "t").ignored,
@@ -311,6 +313,7 @@ fn one_event_reaches_several_channels_once_each_in_their_own_words() {
                 renderer: Arc::clone(&west),
             },
         ],
+        chats: None,
     };
     let routing = route::route(&ev, &table, "req");
     let got: Vec<(String, String)> = routing
@@ -347,6 +350,7 @@ fn a_template_can_decide_not_to_post() {
             config: route_to(&["dev"]),
             renderer: r,
         }],
+        chats: None,
     };
     let protected = samples::event("push__basic.json", "Push Hook");
     assert_eq!(route::route(&protected, &table, "t").deliveries.len(), 1);
@@ -366,6 +370,7 @@ fn a_template_can_decide_not_to_post() {
             config: route_to(&["dev"]),
             renderer: renderer(Vec::new(), "UTC"),
         }],
+        chats: None,
     };
     assert_eq!(route::route(&sneaky, &table, "t").deliveries.len(), 1);
 }

@@ -15,6 +15,7 @@ mod docs;
 mod durability;
 mod e2e;
 mod events;
+mod extension;
 mod kinds;
 mod preview;
 mod properties;

@@ -75,6 +75,12 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
     if let Err(e) = crate::server::ListenOptions::from_config(&cfg.server) {
         problems.push(format!("{}: {e}", config.display()));
     }
+    // So must the Cliq extension's public keys.
+    if let Some(x) = &cfg.cliq_extension {
+        if let Err(e) = crate::server::CliqVerifier::new(&x.public_keys) {
+            problems.push(format!("{}: {e}", config.display()));
+        }
+    }
     let mut templates = 0;
     for (_, renderer) in table.renderers() {
         problems.extend(template_problems(&renderer));

@@ -7,6 +7,7 @@ pub mod outbox;
 pub mod render;
 pub mod serve;
 pub mod setup;
+pub mod subscriptions;
 
 use crate::config::Config;
 use crate::deliver::store::Store;
@@ -128,6 +129,7 @@ pub fn build_routes(
     Ok(Ok(RouteTable {
         channels: cfg.channels.clone(),
         routes,
+        chats: Some(default),
     }))
 }
 

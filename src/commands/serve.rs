@@ -11,16 +11,19 @@ use crate::deliver::router;
 use crate::deliver::sender::{Attempt, Sender};
 use crate::deliver::worker::{self, Post, Target};
 use crate::deliver::{Auth, BoxFuture, Endpoint};
-use crate::pipeline::Pipeline;
+use crate::extension::{ChatStarter, Extension};
+use crate::pipeline::{ChatOptions, Pipeline};
 use crate::preview::{self, PreviewState};
 use crate::render::cliq;
 use crate::render::terminal::{self, Paint};
-use crate::route::SharedRoutes;
-use crate::server::{self, AppState, ListenOptions, Verifier};
+use crate::route::{self, SharedRoutes};
+use crate::server::{
+    self, AppState, CliqCommands, CliqEndpoint, CliqVerifier, ListenOptions, Verifier,
+};
 use crate::shutdown;
 use crate::systemd;
 use anyhow::Context;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,32 +33,154 @@ use tokio_util::task::TaskTracker;
 /// One limiter per credential: channels posting with the same key or token share a budget, the
 /// smallest `rate_per_minute` among them. Each console channel has a budget of its own.
 pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
-    let credential = |c: &ChannelConfig| match (&c.kind, &c.endpoint.auth) {
-        (ChannelKind::Console, _) => format!("console:{}", c.name),
-        (ChannelKind::Cliq, Auth::ZapiKey(k)) => format!("zapikey:{}", k.expose()),
-        (ChannelKind::Cliq, Auth::OAuth(t)) => format!("oauth:{}", t.expose()),
-        (ChannelKind::Cliq, Auth::None) => format!("url:{}", c.endpoint.url),
+    targets_and_chats(channels, None).0
+}
+
+/// Who a Cliq endpoint posts as: its key, token or (without either) its URL.
+fn credential(endpoint: &Endpoint) -> String {
+    match &endpoint.auth {
+        Auth::ZapiKey(k) => format!("zapikey:{}", k.expose()),
+        Auth::OAuth(t) => format!("oauth:{}", t.expose()),
+        Auth::None => format!("url:{}", endpoint.url),
+    }
+}
+
+/// Like [`targets`], with the Cliq extension's endpoint and `rate_per_minute` when it is
+/// configured: every subscribed chat posts with its credential, so they all share one limiter
+/// (the one of configured channels with the same credential, if any), returned second.
+pub fn targets_and_chats(
+    channels: &[ChannelConfig],
+    chats: Option<(&Endpoint, u32)>,
+) -> (Vec<Target>, Option<Arc<RateLimiter>>) {
+    let credential_of = |c: &ChannelConfig| match c.kind {
+        ChannelKind::Console => format!("console:{}", c.name),
+        ChannelKind::Cliq => credential(&c.endpoint),
     };
     let mut rates: HashMap<String, u32> = HashMap::new();
     for c in channels {
-        let r = rates.entry(credential(c)).or_insert(c.rate_per_minute);
+        let r = rates.entry(credential_of(c)).or_insert(c.rate_per_minute);
         *r = (*r).min(c.rate_per_minute);
+    }
+    if let Some((endpoint, rate)) = chats {
+        let r = rates.entry(credential(endpoint)).or_insert(rate);
+        *r = (*r).min(rate);
     }
     let limiters: HashMap<String, Arc<RateLimiter>> = rates
         .into_iter()
         .map(|(k, r)| (k, Arc::new(RateLimiter::new(r))))
         .collect();
-    channels
+    let targets = channels
         .iter()
         .filter_map(|c| {
-            limiters.get(&credential(c)).map(|l| Target {
+            limiters.get(&credential_of(c)).map(|l| Target {
                 name: c.name.clone(),
                 endpoint: c.endpoint.clone(),
                 limiter: Arc::clone(l),
                 digest: Arc::new(cliq::digest),
             })
         })
-        .collect()
+        .collect();
+    let chat_limiter = chats.and_then(|(e, _)| limiters.get(&credential(e)).cloned());
+    (targets, chat_limiter)
+}
+
+/// The delivery workers of chats that subscribed themselves: one per chat, started when its
+/// first subscription appears (or at start, for chats with subscriptions or messages waiting),
+/// posting to `{api_url}/api/v2/chats/{chat_id}/message` with the extension's credential and
+/// sharing its rate budget.
+struct ChatWorkers {
+    started: std::sync::Mutex<HashSet<String>>,
+    api: Endpoint,
+    limiter: Arc<RateLimiter>,
+    outbox: DurableOutbox,
+    poster: Arc<dyn Post>,
+    policy: crate::deliver::RetryPolicy,
+    clock: Clock,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl ChatWorkers {
+    /// Starts the worker of `chat` unless it runs already.
+    fn ensure(&self, chat: &str) {
+        if chat.is_empty()
+            || !chat
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            tracing::warn!(chat = %chat, "not a Cliq chat id; no worker started");
+            return;
+        }
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        if !started.insert(chat.to_string()) {
+            return;
+        }
+        let target = Target {
+            name: route::chat_channel(chat),
+            endpoint: Endpoint {
+                url: format!("{}/api/v2/chats/{chat}/message", self.api.url),
+                auth: self.api.auth.clone(),
+            },
+            limiter: Arc::clone(&self.limiter),
+            digest: Arc::new(cliq::digest),
+        };
+        tracing::info!(chat = %chat, "chat worker started");
+        self.tracker.spawn(worker::run_channel(
+            target,
+            self.outbox.clone(),
+            Arc::clone(&self.poster),
+            self.policy,
+            self.clock,
+            self.cancel.clone(),
+        ));
+    }
+
+    /// Starts the workers of every chat with a subscription or a message waiting.
+    async fn ensure_stored(&self) {
+        match self.outbox.chat_rules().await {
+            Ok(rules) => rules
+                .iter()
+                .filter(|r| r.kind == route::SUBSCRIPTION)
+                .for_each(|r| self.ensure(&r.chat)),
+            Err(error) => tracing::warn!(%error, "cannot read the chat rules"),
+        }
+        match crate::deliver::Outbox::stats(&self.outbox).await {
+            Ok(stats) => stats
+                .iter()
+                .filter(|s| s.pending + s.retrying > 0)
+                .filter_map(|s| route::chat_of(&s.channel))
+                .for_each(|c| self.ensure(c)),
+            Err(error) => tracing::warn!(%error, "cannot read the outbox"),
+        }
+    }
+}
+
+/// How often `serve` looks for chats that got a subscription from elsewhere
+/// (`subscriptions import` while it runs).
+const CHAT_SCAN: Duration = Duration::from_secs(5);
+
+async fn scan_chats(chats: Arc<ChatWorkers>, cancel: CancellationToken) {
+    loop {
+        chats.ensure_stored().await;
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(CHAT_SCAN) => {}
+        }
+    }
+}
+
+struct Commands(Extension);
+
+impl CliqCommands for Commands {
+    fn invoke<'a>(
+        &'a self,
+        invocation: &'a serde_json::Value,
+    ) -> BoxFuture<'a, (u16, serde_json::Value)> {
+        Box::pin(async move {
+            let a = self.0.invoke(invocation).await;
+            (a.status, a.body)
+        })
+    }
 }
 
 /// The poster of a `console` channel: draws each message as text (`render::terminal`) on
@@ -136,16 +261,53 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     .with_context(|| format!("cannot open the outbox {}", cfg.outbox.path.display()))?;
     let routes = SharedRoutes::new(table);
     let stage_stop = CancellationToken::new();
+    let mut pipeline = Pipeline::new(routes.clone());
+    if let Some(x) = &cfg.cliq_extension {
+        pipeline = pipeline.with_chats(ChatOptions {
+            confidential: x.confidential,
+            mute_button: x.button_function.clone(),
+        });
+    }
     let stage = router::spawn(
         &cfg.outbox.path,
         outbox.clone(),
-        Arc::new(Pipeline::new(routes.clone())),
+        Arc::new(pipeline),
         stage_stop.clone(),
     )
     .context("cannot start the router stage")?;
     let poster: Arc<dyn Post> = Arc::new(Sender::new(cfg.retry.timeout)?);
     let workers = cancel.child_token();
-    for t in targets(&cfg.channels) {
+    let extension_api = cfg
+        .cliq_extension
+        .as_ref()
+        .map(|x| (&x.api, x.rate_per_minute));
+    let (channel_targets, chat_limiter) = targets_and_chats(&cfg.channels, extension_api);
+    let mut cliq_endpoint = None;
+    if let (Some(x), Some(limiter)) = (&cfg.cliq_extension, chat_limiter) {
+        let chats = Arc::new(ChatWorkers {
+            started: Default::default(),
+            api: x.api.clone(),
+            limiter,
+            outbox: outbox.clone(),
+            poster: Arc::clone(&poster),
+            policy: cfg.retry,
+            clock,
+            tracker: tracker.clone(),
+            cancel: workers.clone(),
+        });
+        let starter_chats = Arc::clone(&chats);
+        let starter: ChatStarter = Arc::new(move |chat: &str| starter_chats.ensure(chat));
+        let extension = Extension::new(&cfg, outbox.clone(), starter)?
+            .context("the Cliq extension is configured but could not be built")?;
+        cliq_endpoint = Some(CliqEndpoint {
+            path: x.path.clone(),
+            verifier: CliqVerifier::new(&x.public_keys)?,
+            commands: Arc::new(Commands(extension)),
+        });
+        tracker.spawn(scan_chats(chats, workers.clone()));
+        tracing::info!(path = %x.path, "Cliq extension callback");
+    }
+    for t in channel_targets {
         let kind = cfg
             .channels
             .iter()
@@ -216,6 +378,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         outbox: Arc::new(outbox.clone()),
         counter: Default::default(),
         pages,
+        cliq: cliq_endpoint,
     });
     tracker.spawn(watch_templates(
         cfg.clone(),

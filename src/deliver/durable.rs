@@ -9,12 +9,13 @@ use super::bell::Bell;
 use super::checkpoint::{self, Checkpointer};
 use super::clock::Clock;
 use super::store::{
-    self, EncodedEvent, Ingested, Leased, Outcome, RawEvent, RoutedEvent, Store, StoreError,
+    self, ChatRule, EncodedEvent, Ingested, Leased, Outcome, RawEvent, RoutedEvent, RuleChange,
+    Store, StoreError,
 };
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Most operations grouped into one transaction.
@@ -58,7 +59,17 @@ enum Cmd {
     Ping(i64, oneshot::Sender<Result<(), OutboxError>>),
     /// Counts per channel, for the metrics.
     Stats(oneshot::Sender<Result<Vec<store::ChannelStats>, OutboxError>>),
+    /// A change to the chat rules; answered with the rows changed, after the commit.
+    Rules(RuleChange, oneshot::Sender<Result<usize, OutboxError>>),
+    /// Every chat rule (a read).
+    ListRules(oneshot::Sender<Result<Vec<ChatRule>, OutboxError>>),
+    /// When each channel last had a post (a read).
+    LastPosts(oneshot::Sender<Result<Vec<(String, i64)>, OutboxError>>),
 }
+
+/// The wake-up signals of the channels, made on first use: a channel that appears while
+/// serving (a chat that subscribed itself) gets one as its worker starts.
+type Wakers = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
 
 /// Most messages one digest combines.
 pub const DIGEST_MAX: usize = 20;
@@ -79,7 +90,7 @@ pub struct LeaseAnswer {
 #[derive(Clone)]
 pub struct DurableOutbox {
     tx: mpsc::UnboundedSender<Cmd>,
-    wake: Arc<HashMap<String, Arc<Notify>>>,
+    wake: Wakers,
     router: Arc<Bell>,
     clock: Clock,
 }
@@ -126,12 +137,12 @@ impl DurableOutbox {
             }
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let wake: Arc<HashMap<String, Arc<Notify>>> = Arc::new(
+        let wake: Wakers = Arc::new(Mutex::new(
             channels
                 .iter()
                 .map(|c| (c.clone(), Arc::new(Notify::new())))
                 .collect(),
-        );
+        ));
         let router = Arc::new(Bell::default());
         let thread_wake = Arc::clone(&wake);
         let thread_router = Arc::clone(&router);
@@ -191,10 +202,23 @@ impl DurableOutbox {
 
     /// The wake-up signal of `channel`.
     pub fn waker(&self, channel: &str) -> Arc<Notify> {
-        self.wake
-            .get(channel)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Notify::new()))
+        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(wake.entry(channel.to_string()).or_default())
+    }
+
+    /// Changes the chat rules (committed when this resolves); returns the rows changed.
+    pub async fn change_rules(&self, change: RuleChange) -> Result<usize, OutboxError> {
+        self.call(|reply| Cmd::Rules(change, reply)).await
+    }
+
+    /// Every chat rule.
+    pub async fn chat_rules(&self) -> Result<Vec<ChatRule>, OutboxError> {
+        self.call(Cmd::ListRules).await
+    }
+
+    /// When each channel last had a post (unix ms).
+    pub async fn last_posts(&self) -> Result<Vec<(String, i64)>, OutboxError> {
+        self.call(Cmd::LastPosts).await
     }
 
     /// Leases up to `max` messages of `channel` to post one by one (ordering respected). When
@@ -282,6 +306,10 @@ enum Reply {
         oneshot::Sender<Result<(), OutboxError>>,
         Result<(), OutboxError>,
     ),
+    Count(
+        oneshot::Sender<Result<usize, OutboxError>>,
+        Result<usize, OutboxError>,
+    ),
 }
 
 impl Reply {
@@ -292,6 +320,7 @@ impl Reply {
             Reply::Enqueue(tx, _) => drop(tx.send(Err(err()))),
             Reply::Lease(tx, _) => drop(tx.send(Err(err()))),
             Reply::Record(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Count(tx, _) => drop(tx.send(Err(err()))),
         }
     }
 
@@ -301,6 +330,7 @@ impl Reply {
             Reply::Enqueue(tx, r) => drop(tx.send(r)),
             Reply::Lease(tx, r) => drop(tx.send(r)),
             Reply::Record(tx, r) => drop(tx.send(r)),
+            Reply::Count(tx, r) => drop(tx.send(r)),
         }
     }
 }
@@ -309,7 +339,7 @@ fn writer(
     mut store: Store,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     settings: DurableSettings,
-    wake: Arc<HashMap<String, Arc<Notify>>>,
+    wake: Wakers,
     router: Arc<Bell>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
@@ -427,6 +457,24 @@ fn writer(
                         // A read: answered at once, it need not wait for the commit.
                         let _ = reply.send(store::stats(&tx).map_err(store_err));
                     }
+                    Cmd::Rules(change, reply) => {
+                        // A savepoint: a failed import leaves no half of itself behind, and
+                        // does not fail the webhooks committed in the same group.
+                        let mut sp = tx.savepoint()?;
+                        let r = store::change_rules(&sp, &change).map_err(store_err);
+                        if r.is_ok() {
+                            sp.commit()?;
+                        } else {
+                            sp.rollback()?;
+                        }
+                        replies.push(Reply::Count(reply, r));
+                    }
+                    Cmd::ListRules(reply) => {
+                        let _ = reply.send(store::chat_rules(&tx).map_err(store_err));
+                    }
+                    Cmd::LastPosts(reply) => {
+                        let _ = reply.send(store::last_posts(&tx).map_err(store_err));
+                    }
                 }
             }
             tx.commit()?;
@@ -440,6 +488,7 @@ fn writer(
                 }
                 woken.sort();
                 woken.dedup();
+                let wake = wake.lock().unwrap_or_else(|p| p.into_inner());
                 for c in woken {
                     if let Some(n) = wake.get(&c) {
                         n.notify_one();

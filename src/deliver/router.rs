@@ -10,7 +10,7 @@
 //! the order their webhooks arrived and per-object order holds end to end.
 
 use super::durable::DurableOutbox;
-use super::store::{Reader, RoutedEvent, StoredEvent};
+use super::store::{ChatRule, Reader, RoutedEvent, StoredEvent};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +30,9 @@ pub const NICENESS: i32 = 10;
 /// Turns one stored event into its messages and summary. Never fails: an event that cannot be
 /// routed is returned with no deliveries and an outcome that says why, and is marked routed.
 pub trait EventRouter: Send + Sync + 'static {
-    /// Routes `event`.
-    fn route(&self, event: &StoredEvent) -> RoutedEvent;
+    /// Routes `event`, with the chat rules in force (read from the store for each batch, so a
+    /// rule committed by the daemon or by the command line applies from the next batch on).
+    fn route(&self, event: &StoredEvent, rules: &[ChatRule]) -> RoutedEvent;
 }
 
 /// Starts the router stage on its own thread, reading the store at `path`. It stops when
@@ -66,7 +67,15 @@ fn run(reader: Reader, outbox: DurableOutbox, route: &dyn EventRouter, stop: &Ca
             bell.wait(IDLE);
             continue;
         };
-        let routed: Vec<RoutedEvent> = events.iter().map(|e| route.route(e)).collect();
+        let rules = match reader.chat_rules() {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the chat rules");
+                bell.wait(RETRY);
+                continue;
+            }
+        };
+        let routed: Vec<RoutedEvent> = events.iter().map(|e| route.route(e, &rules)).collect();
         match outbox.routed_blocking(routed) {
             Ok(()) => done = last,
             Err(error) => {

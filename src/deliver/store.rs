@@ -19,7 +19,7 @@ use std::path::Path;
 const STATEMENT_CACHE: usize = 64;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     r#"
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -119,6 +119,20 @@ INSERT INTO event_bodies (id, headers, body) SELECT id, headers, body FROM event
 ALTER TABLE events DROP COLUMN headers;
 ALTER TABLE events DROP COLUMN body;
 "#,
+    // Rules a chat made for itself (the Cliq extension's subscriptions and mutes): generic rows
+    // the router stage reads beside the config's routes; `spec` is opaque here.
+    r#"
+CREATE TABLE chat_rules (
+    chat       TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    subject    TEXT    NOT NULL,
+    spec       TEXT    NOT NULL,
+    until      INTEGER,
+    created_by TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (chat, kind, subject)
+);
+"#,
 ];
 
 /// Headers of a webhook kept with its body: what routing, dedupe and `events show` need.
@@ -181,6 +195,112 @@ pub struct ListedRow {
     pub last_status: Option<u16>,
     /// Last error text.
     pub last_error: Option<String>,
+}
+
+/// A rule one chat made for itself (a subscription, a mute): a row the router stage reads
+/// beside the configuration's routes. What `kind`, `subject` and `spec` mean is the caller's
+/// business (`route::chat`); the store only keeps one row per `(chat, kind, subject)`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatRule {
+    /// The chat it applies to (Cliq chat id).
+    pub chat: String,
+    /// What kind of rule (`subscription`, `mute`).
+    pub kind: String,
+    /// What it is about (a project path, an issue).
+    pub subject: String,
+    /// Its details, as JSON text.
+    pub spec: String,
+    /// When it lapses (unix ms), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// Who made it (a Cliq user id, or `cli`).
+    pub created_by: String,
+    /// When (unix ms).
+    pub created_at: i64,
+}
+
+/// A change to the chat rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleChange {
+    /// Adds the rule, or replaces the one with its `(chat, kind, subject)`.
+    Put(ChatRule),
+    /// Removes the rule `(chat, kind, subject)`, if any.
+    Delete {
+        /// The chat.
+        chat: String,
+        /// The kind.
+        kind: String,
+        /// The subject.
+        subject: String,
+    },
+    /// Puts every rule (an import), all or none.
+    PutAll(Vec<ChatRule>),
+}
+
+/// Applies `change`; returns how many rows it added, replaced or removed.
+pub fn change_rules(tx: &Connection, change: &RuleChange) -> Result<usize, StoreError> {
+    let put = |r: &ChatRule| -> Result<usize, StoreError> {
+        Ok(tx
+            .prepare_cached(
+                "INSERT INTO chat_rules (chat, kind, subject, spec, until, created_by, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (chat, kind, subject) DO UPDATE SET spec = excluded.spec,
+                     until = excluded.until, created_by = excluded.created_by,
+                     created_at = excluded.created_at",
+            )?
+            .execute(params![
+                r.chat,
+                r.kind,
+                r.subject,
+                r.spec,
+                r.until,
+                r.created_by,
+                r.created_at
+            ])?)
+    };
+    match change {
+        RuleChange::Put(r) => put(r),
+        RuleChange::PutAll(rules) => rules.iter().map(put).sum(),
+        RuleChange::Delete {
+            chat,
+            kind,
+            subject,
+        } => Ok(tx
+            .prepare_cached(
+                "DELETE FROM chat_rules WHERE chat = ?1 AND kind = ?2 AND subject = ?3",
+            )?
+            .execute(params![chat, kind, subject])?),
+    }
+}
+
+/// Every chat rule, by chat, kind and subject.
+pub fn chat_rules(conn: &Connection) -> Result<Vec<ChatRule>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT chat, kind, subject, spec, until, created_by, created_at FROM chat_rules
+         ORDER BY chat, kind, subject",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ChatRule {
+            chat: r.get(0)?,
+            kind: r.get(1)?,
+            subject: r.get(2)?,
+            spec: r.get(3)?,
+            until: r.get(4)?,
+            created_by: r.get(5)?,
+            created_at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// When each channel last had a message posted (unix ms), by channel.
+pub fn last_posts(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel, MAX(sent_at) FROM messages WHERE state = 'sent' GROUP BY channel
+         ORDER BY channel",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Counts for one channel.
@@ -553,6 +673,11 @@ impl Reader {
     /// Event `id` as received, if it is still kept.
     pub fn event(&self, id: i64) -> Result<Option<StoredEvent>, StoreError> {
         event(&self.conn, id)
+    }
+
+    /// Every chat rule.
+    pub fn chat_rules(&self) -> Result<Vec<ChatRule>, StoreError> {
+        chat_rules(&self.conn)
     }
 }
 

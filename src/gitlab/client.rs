@@ -75,6 +75,15 @@ impl ProjectRef {
     }
 }
 
+/// A path GitLab shows the token's user, with its full path as GitLab spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visible {
+    /// A project (`group/project`).
+    Project(String),
+    /// A group (`group/subgroup`).
+    Group(String),
+}
+
 /// A GitLab REST API v4 client. Cheap to clone (the connection pool is shared).
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -130,6 +139,39 @@ impl Client {
             .send(Method::GET, self.api_url(&["user"]), None, what)
             .await?;
         decode(resp, what).await
+    }
+
+    /// What `path` is to the token's user: a project it can see, a group it can see, or
+    /// nothing it can see (`None`: GitLab answers 404 to both, as it does for what exists but is
+    /// hidden from the token).
+    pub async fn visible(&self, path: &str) -> Result<Option<Visible>, GitlabError> {
+        let what = format!("looking up project {path}");
+        match self
+            .send(Method::GET, self.api_url(&["projects", path]), None, &what)
+            .await
+        {
+            Ok(resp) => {
+                let p: Project = decode(resp, &what).await?;
+                return Ok(Some(Visible::Project(
+                    p.path_with_namespace.unwrap_or_else(|| path.to_string()),
+                )));
+            }
+            Err(GitlabError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let what = format!("looking up group {path}");
+        match self
+            .send(Method::GET, self.api_url(&["groups", path]), None, &what)
+            .await
+        {
+            Ok(resp) => {
+                let g: serde_json::Value = decode(resp, &what).await?;
+                let full = g["full_path"].as_str().unwrap_or(path).to_string();
+                Ok(Some(Visible::Group(full)))
+            }
+            Err(GitlabError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every unarchived project where the token's user is Maintainer or Owner.

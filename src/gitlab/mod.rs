@@ -15,7 +15,7 @@ pub mod client;
 pub mod error;
 pub mod hooks;
 
-pub use client::{Client, ProjectRef, RetryPolicy};
+pub use client::{Client, ProjectRef, RetryPolicy, Visible};
 pub use error::GitlabError;
 pub use hooks::{
     normalize_hook_url, reconcile, same_hook_url, DesiredHook, HookEvent, Mode, Op, Project,

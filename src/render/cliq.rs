@@ -204,6 +204,98 @@ pub fn fallback(event: &Event, error: &dyn Display) -> Message {
     Message(m)
 }
 
+/// Label of the *Mute* button on merge request and issue cards in subscribed chats.
+pub const MUTE_LABEL: &str = "Mute";
+/// Prefix of the *Mute* button's key; the rest is what it mutes (`group/project!12`).
+pub const MUTE_KEY_PREFIX: &str = "mute:";
+/// Most rows in one table slide of an answer; longer lists take several slides.
+pub const ROWS_PER_SLIDE: usize = 10;
+
+/// `body` (a rendered message) with a *Mute* button that invokes the extension's `function`
+/// with the key `mute:<subject>`; when the message already has the most buttons Cliq takes, the
+/// last one gives way. A body that is not a message object is returned as it was.
+pub fn with_mute_button(body: &str, function: &str, subject: &str) -> String {
+    let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(body) else {
+        return body.to_string();
+    };
+    let button = json!({
+        "label": MUTE_LABEL,
+        "type": "-",
+        "hint": truncate(&format!("Stop posting about {subject} in this chat"), 100),
+        "action": {"type": "invoke.function", "data": {"name": function}},
+        "key": format!("{MUTE_KEY_PREFIX}{subject}"),
+    });
+    let buttons = m
+        .entry("buttons")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(list) = buttons {
+        list.truncate(MAX_BUTTONS - 1);
+        list.push(button);
+    }
+    match shape(Value::Object(m)) {
+        Ok(message) => message.to_json(),
+        Err(_) => body.to_string(),
+    }
+}
+
+/// A table in an answer: column titles, and rows of cells in the same order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    /// Column titles.
+    pub headers: Vec<String>,
+    /// The rows.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// An answer of the Cliq extension (`/gitlab …`): a card with `title` and `text`, and the
+/// `table`'s rows as table slides of at most [`ROWS_PER_SLIDE`] rows each. `text` is markup the
+/// caller composed, with every value from GitLab or the user passed through [`plain`] first;
+/// the title and the table's cells are neutralised here.
+pub fn answer(title: &str, text: &str, table: Option<&Table>) -> Message {
+    let mut m = Map::new();
+    m.insert("text".into(), Value::String(text.to_string()));
+    m.insert(
+        "card".into(),
+        json!({"title": neutralize(title), "theme": "modern-inline"}),
+    );
+    if let Some(t) = table.filter(|t| !t.rows.is_empty()) {
+        let headers: Vec<String> = t.headers.iter().map(|h| neutralize(h)).collect();
+        let slides: Vec<Value> = t
+            .rows
+            .chunks(ROWS_PER_SLIDE)
+            .map(|chunk| {
+                let rows: Vec<Value> = chunk
+                    .iter()
+                    .map(|row| {
+                        let cells: Map<String, Value> = headers
+                            .iter()
+                            .zip(row)
+                            .map(|(h, v)| (h.clone(), Value::String(neutralize(v))))
+                            .collect();
+                        Value::Object(cells)
+                    })
+                    .collect();
+                json!({"type": "table", "data": {"headers": headers, "rows": rows}})
+            })
+            .collect();
+        m.insert("slides".into(), Value::Array(slides));
+    }
+    match shape(Value::Object(m)) {
+        Ok(message) => message,
+        // Only an empty text gets here; the title says it.
+        Err(_) => {
+            let mut m = Map::new();
+            m.insert("text".into(), Value::String(neutralize(title)));
+            Message(m)
+        }
+    }
+}
+
+/// `s` (text from GitLab or a user) made safe to put in an answer's markup.
+pub fn plain(s: &str) -> String {
+    neutralize(s)
+}
+
 /// A button survives when it has a label and, for URL actions, a usable URL within Cliq's limit.
 fn button_fits(b: &Value) -> bool {
     let has_label = b

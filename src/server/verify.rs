@@ -247,6 +247,191 @@ impl Verifier {
     }
 }
 
+/// How far a Cliq invocation's `timestamp` may be from now: 5 minutes either way.
+pub const CLIQ_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// Most Cliq invocation bodies remembered against replays; the oldest are forgotten first.
+pub const MAX_REMEMBERED_INVOCATIONS: usize = 10_000;
+
+/// Why a Cliq invocation was refused before it was read as a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CliqRefusal {
+    /// No `X-Cliq-Signature` header.
+    #[error("missing X-Cliq-Signature header")]
+    MissingSignature,
+    /// The signature is not base64, or no configured key made it.
+    #[error("X-Cliq-Signature does not verify with the extension's public key")]
+    BadSignature,
+    /// `timestamp` is missing, or more than 5 minutes from now.
+    #[error("timestamp missing or more than 5 minutes from now")]
+    Stale,
+    /// The same body was accepted before.
+    #[error("this invocation was already received")]
+    Replayed,
+}
+
+/// A public key of the Cliq extension that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cliq_extension.public_keys[{0}] is not a base64 X.509 RSA public key")]
+pub struct BadPublicKey(pub usize);
+
+#[derive(Debug, Default)]
+struct RememberedBodies {
+    at: HashMap<[u8; 32], i64>,
+    order: VecDeque<(i64, [u8; 32])>,
+}
+
+/// Who may invoke the Cliq extension: a `SHA256withRSA` signature of the raw body by one of the
+/// extension's keys (the active one first, so keys rotate without refusals), a `timestamp`
+/// within [`CLIQ_WINDOW_MS`] of now, and a memory of the bodies accepted within that window so a
+/// captured invocation cannot be replayed. Public keys are not secrets; this holds nothing else.
+pub struct CliqVerifier {
+    keys: Vec<rsa::pkcs1v15::VerifyingKey<Sha256>>,
+    seen: Mutex<RememberedBodies>,
+}
+
+impl std::fmt::Debug for CliqVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliqVerifier")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CliqVerifier {
+    /// Reads the extension's keys (base64 X.509 SubjectPublicKeyInfo).
+    pub fn new(public_keys: &[String]) -> Result<CliqVerifier, BadPublicKey> {
+        use rsa::pkcs8::DecodePublicKey;
+        let keys = public_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let der = STANDARD.decode(k.trim()).map_err(|_| BadPublicKey(i))?;
+                let key =
+                    rsa::RsaPublicKey::from_public_key_der(&der).map_err(|_| BadPublicKey(i))?;
+                Ok(rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CliqVerifier {
+            keys,
+            seen: Mutex::new(RememberedBodies::default()),
+        })
+    }
+
+    /// Checks `signature` (the `X-Cliq-Signature` header) over the raw `body`.
+    pub fn verify(&self, signature: Option<&str>, body: &[u8]) -> Result<(), CliqRefusal> {
+        use rsa::signature::Verifier as _;
+        let signature = signature.ok_or(CliqRefusal::MissingSignature)?;
+        let bytes = STANDARD
+            .decode(signature.trim())
+            .map_err(|_| CliqRefusal::BadSignature)?;
+        let signature = rsa::pkcs1v15::Signature::try_from(bytes.as_slice())
+            .map_err(|_| CliqRefusal::BadSignature)?;
+        if self.keys.iter().any(|k| k.verify(body, &signature).is_ok()) {
+            Ok(())
+        } else {
+            Err(CliqRefusal::BadSignature)
+        }
+    }
+
+    /// Checks the invocation's `timestamp` (unix ms) against `now` (unix ms).
+    pub fn fresh(&self, timestamp: Option<i64>, now: i64) -> Result<(), CliqRefusal> {
+        match timestamp {
+            Some(t) if (now - t).abs() <= CLIQ_WINDOW_MS => Ok(()),
+            _ => Err(CliqRefusal::Stale),
+        }
+    }
+
+    /// Remembers `body` (received at `now`, unix ms) as accepted; refuses one accepted before.
+    pub fn remember(&self, body: &[u8], now: i64) -> Result<(), CliqRefusal> {
+        use sha2::Digest as _;
+        let hash: [u8; 32] = Sha256::digest(body).into();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        // Twice the window: a body older than that is refused as stale anyway.
+        let horizon = now - 2 * CLIQ_WINDOW_MS;
+        while let Some((t, old)) = seen.order.front().copied() {
+            if t >= horizon && seen.order.len() < MAX_REMEMBERED_INVOCATIONS {
+                break;
+            }
+            seen.order.pop_front();
+            if seen.at.get(&old) == Some(&t) {
+                seen.at.remove(&old);
+            }
+        }
+        if seen.at.contains_key(&hash) {
+            return Err(CliqRefusal::Replayed);
+        }
+        seen.at.insert(hash, now);
+        seen.order.push_back((now, hash));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod cliq_tests {
+    use super::*;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+
+    fn data(file: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(file);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn sign(file: &str, body: &[u8]) -> String {
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(&data(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let key = rsa::pkcs1v15::SigningKey::<Sha256>::new(key);
+        STANDARD.encode(key.sign(body).to_bytes())
+    }
+
+    fn public(file: &str) -> String {
+        String::from_utf8_lossy(&data(file)).trim().to_string()
+    }
+
+    #[test]
+    fn signatures_windows_and_replays() {
+        let other = public("cliq_other_key.pub.b64");
+        // The active key is the second one listed: any configured key verifies.
+        let v = match CliqVerifier::new(&[other, public("cliq_test_key.pub.b64")]) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        };
+        let body = br#"{"type":"command","timestamp":1}"#;
+        let good = sign("cliq_test_key.pk8.der", body);
+        assert_eq!(v.verify(Some(&good), body), Ok(()));
+        assert_eq!(v.verify(None, body), Err(CliqRefusal::MissingSignature));
+        assert_eq!(v.verify(Some("%%%"), body), Err(CliqRefusal::BadSignature));
+        assert_eq!(v.verify(Some(&good), b"{}"), Err(CliqRefusal::BadSignature));
+        let only_test = match CliqVerifier::new(&[public("cliq_test_key.pub.b64")]) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        };
+        let by_other = sign("cliq_other_key.pk8.der", body);
+        assert_eq!(
+            only_test.verify(Some(&by_other), body),
+            Err(CliqRefusal::BadSignature)
+        );
+
+        let now = 1_000_000_000;
+        assert_eq!(v.fresh(Some(now - CLIQ_WINDOW_MS), now), Ok(()));
+        assert_eq!(
+            v.fresh(Some(now + CLIQ_WINDOW_MS + 1), now),
+            Err(CliqRefusal::Stale)
+        );
+        assert_eq!(
+            v.fresh(Some(now - CLIQ_WINDOW_MS - 1), now),
+            Err(CliqRefusal::Stale)
+        );
+        assert_eq!(v.fresh(None, now), Err(CliqRefusal::Stale));
+        assert_eq!(v.remember(body, now), Ok(()));
+        assert_eq!(v.remember(body, now + 1), Err(CliqRefusal::Replayed));
+        assert_eq!(v.remember(b"other", now + 1), Ok(()));
+        assert!(CliqVerifier::new(&["TUlJQg==".to_string()]).is_err());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,6 +73,14 @@ fn button_violations(b: &Value) -> Vec<String> {
             v.push(format!("type {t}"));
         }
     }
+    // A button that invokes the extension's function names it; any other opens a URL.
+    if b["action"]["type"] == "invoke.function" {
+        let name = &b["action"]["data"]["name"];
+        if name.as_str().is_none_or(|n| n.trim().is_empty()) {
+            v.push(format!("action.data.name {name}"));
+        }
+        return v;
+    }
     let web = &b["action"]["data"]["web"];
     let fits = web
         .as_str()

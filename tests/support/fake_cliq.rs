@@ -124,6 +124,8 @@ pub struct Seen {
     pub answered: Vec<Answered>,
     /// Posts held in hold mode: never recorded as accepted, answered 503 on release.
     pub held: usize,
+    /// Bodies posted to an extension's response URL (`/v2/extensions/{id}/responses/{id}`).
+    pub responses: Vec<Value>,
 }
 
 impl Seen {
@@ -201,6 +203,8 @@ impl FakeCliq {
         });
         let app = Router::new()
             .route("/api/v2/channelsbyname/{name}/message", post(message))
+            .route("/api/v2/chats/{chat}/message", post(chat_message))
+            .route("/v2/extensions/{ext}/responses/{id}", post(response))
             .fallback(unexpected)
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -209,6 +213,11 @@ impl FakeCliq {
             let _ = axum::serve(listener, app).await;
         });
         FakeCliq { addr, shared, task }
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`), the extension's `api_url`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The channel URL for `name` (without the key, as in the config).
@@ -327,6 +336,39 @@ async fn message(
         "held",
         "Held by the test; not posted.",
     )
+}
+
+/// A post into a chat by id (the Cliq extension's subscribed chats): recorded as channel
+/// `chat:<id>`, under the same contract as channel posts.
+async fn chat_message(
+    state: State<Arc<Shared>>,
+    UrlPath(chat): UrlPath<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    message(state, UrlPath(format!("chat:{chat}")), query, headers, body).await
+}
+
+/// A post to an extension's response URL: `{"output": message}`, recorded whole.
+async fn response(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let mut seen = s.seen.lock().unwrap();
+    seen.requests += 1;
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(v) if v["output"].is_object() && cliq_violations(&v["output"]).is_empty() => {
+            seen.responses.push(v);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => {
+            seen.violations
+                .push(format!("400 response: {}", String::from_utf8_lossy(&body)));
+            cliq_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "not {\"output\": message}",
+            )
+        }
+    }
 }
 
 /// Counts the request and checks the key and the message; `Err` is the refusal to send

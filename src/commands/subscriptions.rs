@@ -1,0 +1,89 @@
+//! `subscriptions`: the chats' own subscriptions and mutes (chat rules in the outbox store,
+//! made with the Cliq extension's `/gitlab` command) listed, exported as JSON and imported back,
+//! whether the daemon runs or not (a running daemon applies an import from its next routing
+//! batch, and starts the workers of new chats within seconds).
+
+use super::now_ms;
+use crate::cli::{SubscriptionsAction, SubscriptionsArgs};
+use crate::deliver::store::{self, ChatRule, RuleChange, Store};
+use crate::route::{SubscriptionSpec, MUTE, SUBSCRIPTION};
+use anyhow::Context;
+use std::io::Write;
+
+/// Runs `subscriptions`. Returns the process exit code.
+pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
+    let cfg = super::load_config(&args.config.config)?;
+    let mut out = std::io::stdout().lock();
+    match &args.action {
+        SubscriptionsAction::List => {
+            let store = super::open_store(&cfg)?;
+            let rules = store::chat_rules(store.conn())?;
+            if rules.is_empty() {
+                writeln!(out, "(no chat has subscribed to anything)")?;
+            }
+            let now = now_ms();
+            for r in &rules {
+                let lapsed = r.until.is_some_and(|u| u <= now);
+                writeln!(
+                    out,
+                    "{:<40} {:<12} {:<40} {}{} by {} at {}",
+                    r.chat,
+                    r.kind,
+                    r.subject,
+                    r.spec,
+                    r.until
+                        .map_or(String::new(), |u| format!(" until {}", super::when(u))),
+                    r.created_by,
+                    super::when(r.created_at),
+                )?;
+                if lapsed {
+                    writeln!(out, "{:<40} (lapsed)", "")?;
+                }
+            }
+        }
+        SubscriptionsAction::Export => {
+            let store = super::open_store(&cfg)?;
+            let rules = store::chat_rules(store.conn())?;
+            serde_json::to_writer_pretty(&mut out, &rules)?;
+            writeln!(out)?;
+        }
+        SubscriptionsAction::Import { file } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let rules: Vec<ChatRule> = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not a JSON list of subscriptions (as `subscriptions export` writes)",
+                    file.display()
+                )
+            })?;
+            for (i, r) in rules.iter().enumerate() {
+                check(r).with_context(|| format!("{}: entry {i}", file.display()))?;
+            }
+            let mut store = Store::open(&cfg.outbox.path, cfg.outbox.full_sync)
+                .with_context(|| format!("cannot open the outbox {}", cfg.outbox.path.display()))?;
+            let tx = store.transaction()?;
+            let n = rules.len();
+            store::change_rules(&tx, &RuleChange::PutAll(rules))?;
+            tx.commit()?;
+            tracing::info!(file = %file.display(), rules = n, "imported chat subscriptions and mutes");
+            writeln!(out, "imported {n} subscription(s) and mute(s)")?;
+        }
+    }
+    Ok(0)
+}
+
+/// An imported rule must be one the router stage understands.
+fn check(r: &ChatRule) -> anyhow::Result<()> {
+    if r.chat.trim().is_empty() || r.subject.trim().is_empty() {
+        anyhow::bail!("chat and subject must not be empty");
+    }
+    match r.kind.as_str() {
+        SUBSCRIPTION => {
+            serde_json::from_str::<SubscriptionSpec>(&r.spec)
+                .context("spec is not a subscription's filters ({\"events\": [...], ...})")?;
+        }
+        MUTE => {}
+        other => anyhow::bail!("kind {other:?} is neither {SUBSCRIPTION:?} nor {MUTE:?}"),
+    }
+    Ok(())
+}
