@@ -10,62 +10,18 @@
 
 use crate::config::ServerConfig;
 use crate::secret::Secret;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use crate::signing;
 use ipnet::IpNet;
-use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use subtle::ConstantTimeEq;
 
 /// Most `webhook-id`s remembered against replays; the oldest are forgotten first beyond this.
 /// (The outbox's own dedupe still stops a forgotten one from being posted twice.)
 pub const MAX_REMEMBERED_IDS: usize = 100_000;
 /// Longest `webhook-id` accepted (GitLab sends a UUID).
 pub const MAX_WEBHOOK_ID_LEN: usize = 256;
-/// Prefix of Standard-Webhooks signing tokens.
-pub const SIGNING_TOKEN_PREFIX: &str = "whsec_";
-
-/// A decoded Standard-Webhooks signing key (the bytes after `whsec_`).
-#[derive(Clone)]
-pub struct SigningKey(Vec<u8>);
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningKey(****)")
-    }
-}
-
-impl SigningKey {
-    /// Decodes `whsec_<base64>` (the prefix is optional, as in Standard Webhooks' libraries).
-    pub fn parse(token: &Secret) -> Option<SigningKey> {
-        let t = token.expose().trim();
-        let b64 = t.strip_prefix(SIGNING_TOKEN_PREFIX).unwrap_or(t);
-        let bytes = STANDARD.decode(b64).ok()?;
-        (!bytes.is_empty()).then_some(SigningKey(bytes))
-    }
-
-    /// `v1` signature of `{id}.{timestamp}.{body}`: HMAC-SHA256 with this key.
-    fn sign(&self, id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
-        // HMAC takes keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.finalize().into_bytes().into()
-    }
-
-    /// The `webhook-signature` header value GitLab would send (`v1,<base64>`); for tests and
-    /// tools that play GitLab.
-    pub fn signature_header(&self, id: &str, timestamp: &str, body: &[u8]) -> String {
-        format!("v1,{}", STANDARD.encode(self.sign(id, timestamp, body)))
-    }
-}
+pub use crate::signing::{SigningKey, SIGNING_TOKEN_PREFIX};
 
 /// A signing token that is not `whsec_` followed by base64.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +82,7 @@ impl Verifier {
             .signing_tokens
             .iter()
             .enumerate()
-            .map(|(i, t)| SigningKey::parse(t).ok_or(BadSigningToken(i + 1)))
+            .map(|(i, t)| SigningKey::parse(t.expose()).ok_or(BadSigningToken(i + 1)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Verifier {
             tokens: server.secret_tokens.clone(),
@@ -156,7 +112,7 @@ impl Verifier {
             return false;
         };
         self.tokens.iter().fold(false, |ok, t| {
-            ok | bool::from(got.as_bytes().ct_eq(t.expose().as_bytes()))
+            ok | signing::constant_time_eq(got.as_bytes(), t.expose().as_bytes())
         })
     }
 
@@ -187,11 +143,7 @@ impl Verifier {
         if skew.saturating_abs() > self.tolerance_secs {
             return Err(SignatureError::Stale(skew));
         }
-        let signatures: Vec<Vec<u8>> = signature
-            .split_whitespace()
-            .filter_map(|s| s.strip_prefix("v1,"))
-            .filter_map(|b64| STANDARD.decode(b64).ok())
-            .collect();
+        let signatures = signing::v1_signatures(signature);
         if signatures.is_empty() {
             return Err(SignatureError::Malformed("webhook-signature"));
         }
@@ -204,13 +156,9 @@ impl Verifier {
 
     /// Checks the signatures over the raw body against every accepted key; any match is enough.
     pub fn verify(&self, signed: &Signed, body: &[u8]) -> Result<(), SignatureError> {
-        let mut ok = false;
-        for key in &self.keys {
-            let expected = key.sign(&signed.id, &signed.timestamp, body);
-            for s in &signed.signatures {
-                ok |= bool::from(s.as_slice().ct_eq(expected.as_slice()));
-            }
-        }
+        let ok = self.keys.iter().any(|key| {
+            key.verifies(&signed.id, &signed.timestamp, body, &signed.signatures)
+        });
         if ok {
             Ok(())
         } else {
@@ -284,7 +232,7 @@ mod tests {
     /// Standard Webhooks' published test vector.
     #[test]
     fn standard_webhooks_test_vector() {
-        let key = SigningKey::parse(&Secret::new(KEY));
+        let key = SigningKey::parse(KEY);
         let Some(key) = key else { panic!("key") };
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
@@ -301,7 +249,7 @@ mod tests {
             &[],
         );
         assert!(v.signature_required());
-        let key = SigningKey::parse(&Secret::new(KEY)).unwrap_or_else(|| panic!("key"));
+        let key = SigningKey::parse(KEY).unwrap_or_else(|| panic!("key"));
         let now = 1_800_000_000;
         let body = b"{\"object_kind\":\"push\"}";
         let ts = now.to_string();
@@ -342,7 +290,7 @@ mod tests {
             Err(SignatureError::Malformed("webhook-timestamp"))
         );
         // A signature made with the second (rotated-in) key is accepted too.
-        let other = SigningKey::parse(&Secret::new("whsec_b2xkLWtleS1zdGlsbC1hY2NlcHRlZA=="))
+        let other = SigningKey::parse("whsec_b2xkLWtleS1zdGlsbC1hY2NlcHRlZA==")
             .unwrap_or_else(|| panic!("key"));
         let list2 = [
             ("webhook-id", "id-2".to_string()),
@@ -398,7 +346,7 @@ mod tests {
         let cfg = crate::config::Config::parse(text, std::path::Path::new("/x.toml"), &NoEnv);
         let Ok(cfg) = cfg else { panic!("config") };
         assert!(Verifier::new(&cfg.server).is_err());
-        let key = SigningKey::parse(&Secret::new(KEY)).unwrap_or_else(|| panic!("key"));
+        let key = SigningKey::parse(KEY).unwrap_or_else(|| panic!("key"));
         assert_eq!(format!("{key:?}"), "SigningKey(****)");
     }
 }
