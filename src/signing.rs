@@ -86,7 +86,9 @@ mod tests {
     fn standard_webhooks_test_vector() {
         // The example of the Standard Webhooks specification.
         let key = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-        let Some(key) = key else { panic!("the spec's key decodes") };
+        let Some(key) = key else {
+            panic!("the spec's key decodes")
+        };
         let body = br#"{"test": 2432232314}"#;
         let header = key.signature_header("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body);
         assert_eq!(header, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");

@@ -23,4 +23,5 @@ mod render;
 mod routes;
 mod security;
 mod setup;
+mod targets;
 mod tidy;

@@ -3,7 +3,7 @@
 //! SIGTERM/SIGINT stops accepting, finishes in-flight requests, the routing batch and the posts
 //! in progress within a bound, and leaves the rest in the store for the next start.
 
-use crate::config::{ChannelConfig, ChannelKind, Config, LogFormat};
+use crate::config::{ChannelConfig, ChannelKind, Config, Format, LogFormat};
 use crate::deliver::clock::Clock;
 use crate::deliver::durable::{DurableOutbox, DurableSettings};
 use crate::deliver::rate::RateLimiter;
@@ -32,9 +32,16 @@ use tokio_util::task::TaskTracker;
 pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
     let credential = |c: &ChannelConfig| match (&c.kind, &c.endpoint.auth) {
         (ChannelKind::Console, _) => format!("console:{}", c.name),
-        (ChannelKind::Cliq, Auth::ZapiKey(k)) => format!("zapikey:{}", k.expose()),
-        (ChannelKind::Cliq, Auth::OAuth(t)) => format!("oauth:{}", t.expose()),
-        (ChannelKind::Cliq, Auth::None) => format!("url:{}", c.endpoint.url),
+        (_, Auth::ZapiKey(k)) => format!("zapikey:{}", k.expose()),
+        (_, Auth::OAuth(t)) => format!("oauth:{}", t.expose()),
+        // An extension's incoming URL is limited per zapikey like any other Cliq post.
+        (_, Auth::Query(keys)) => match keys.iter().find(|(k, _)| k == "zapikey") {
+            Some((_, k)) => format!("zapikey:{}", k.expose()),
+            None => format!("url:{}", c.endpoint.url),
+        },
+        // A webhook URL is its own budget (Slack, Discord, Google Chat: per webhook or space).
+        (_, Auth::SecretUrl(u) | Auth::Signed { url: u, .. }) => format!("webhook:{}", u.expose()),
+        (_, Auth::None) => format!("url:{}", c.endpoint.url),
     };
     let mut rates: HashMap<String, u32> = HashMap::new();
     for c in channels {
@@ -52,10 +59,25 @@ pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
                 name: c.name.clone(),
                 endpoint: c.endpoint.clone(),
                 limiter: Arc::clone(l),
-                digest: Arc::new(cliq::digest),
+                digest: digest_of(c),
             })
         })
         .collect()
+}
+
+/// How a channel's backlog is combined: Cliq cards (and the console, which draws them) into
+/// one Cliq digest; other kinds and the event JSON are posted one by one (their limits are per
+/// second rather than Cliq's lock-out, and a webhook consumer wants each event).
+fn digest_of(c: &ChannelConfig) -> Arc<dyn worker::Digest> {
+    match (c.kind, c.format) {
+        (ChannelKind::Cliq | ChannelKind::Console, Format::Card) => Arc::new(cliq::digest),
+        _ => Arc::new(|bodies: &[&str]| {
+            (
+                bodies.first().map_or_else(String::new, |b| b.to_string()),
+                1,
+            )
+        }),
+    }
 }
 
 /// The poster of a `console` channel: draws each message as text (`render::terminal`) on
@@ -79,7 +101,12 @@ impl Console {
 }
 
 impl Post for Console {
-    fn post<'a>(&'a self, _endpoint: &'a Endpoint, body: &'a str) -> BoxFuture<'a, Attempt> {
+    fn post<'a>(
+        &'a self,
+        _endpoint: &'a Endpoint,
+        _id: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Attempt> {
         let text = terminal::draw(&self.channel, body, self.paint);
         Box::pin(async move {
             // A blocked pipe must not stall a runtime thread; the lock keeps messages whole.
@@ -153,7 +180,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
             .map(|c| c.kind);
         let poster: Arc<dyn Post> = match kind {
             Some(ChannelKind::Console) => Arc::new(Console::for_stdout(&t.name)),
-            Some(ChannelKind::Cliq) | None => Arc::clone(&poster),
+            Some(_) | None => Arc::clone(&poster),
         };
         tracker.spawn(worker::run_channel(
             t,

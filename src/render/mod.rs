@@ -5,19 +5,29 @@
 //! `templates/`) are used for any name the user's folder does not provide. Every template may be
 //! used as a partial by its name (`{{> header}}`). Values are escaped for JSON with Cliq markup
 //! neutralised (see [`escape`]); the output is parsed as JSON and held to Cliq's limits ([`cliq`]).
-//! A template whose output is blank, or that calls `{{skip}}`, posts nothing.
+//! A template whose output is blank, or that calls `{{skip}}`, posts nothing. Other chats get
+//! the card rebuilt in their own shape ([`chat::Platform::body`]: `slack`, `mattermost`, `teams`,
+//! `google_chat`, `discord`), and `format = "event"` channels the event JSON ([`event_json`]).
 
+pub mod chat;
 pub mod cliq;
+pub mod discord;
 pub mod escape;
+pub mod event_json;
+pub mod google_chat;
 pub mod helpers;
+pub mod mattermost;
 pub mod mentions;
 pub mod reference;
+pub mod slack;
+pub mod teams;
 pub mod terminal;
 
 use crate::event::{Detail, Event};
 use handlebars::Handlebars;
 use std::collections::HashMap;
 
+pub use chat::Platform;
 pub use cliq::Message;
 pub use helpers::{Clock, DateSettings};
 pub use mentions::Mentions;

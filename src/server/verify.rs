@@ -156,9 +156,10 @@ impl Verifier {
 
     /// Checks the signatures over the raw body against every accepted key; any match is enough.
     pub fn verify(&self, signed: &Signed, body: &[u8]) -> Result<(), SignatureError> {
-        let ok = self.keys.iter().any(|key| {
-            key.verifies(&signed.id, &signed.timestamp, body, &signed.signatures)
-        });
+        let ok = self
+            .keys
+            .iter()
+            .any(|key| key.verifies(&signed.id, &signed.timestamp, body, &signed.signatures));
         if ok {
             Ok(())
         } else {
