@@ -45,24 +45,6 @@ impl Platform {
             Platform::Discord => "discord",
         }
     }
-
-    /// Builds this platform's body from a Cliq card; `thread` is the event's object key (Google
-    /// Chat threads by it). Cliq's own card is returned as is.
-    pub fn body(self, card: &Message, thread: &str) -> Message {
-        let parts = Parts::of(card);
-        let v = match self {
-            Platform::Cliq => return card.clone(),
-            Platform::Slack => super::slack::body(&parts),
-            Platform::Mattermost => super::mattermost::body(&parts),
-            Platform::Teams => super::teams::body(&parts),
-            Platform::GoogleChat => super::google_chat::body(&parts, thread),
-            Platform::Discord => super::discord::body(&parts),
-        };
-        match v {
-            Value::Object(m) => Message::from_map(m),
-            _ => card.clone(),
-        }
-    }
 }
 
 /// A Cliq card taken apart: its title (plain text), its text (Cliq markup, GitLab text

@@ -25,6 +25,7 @@ pub mod terminal;
 
 use crate::event::{Detail, Event};
 use handlebars::Handlebars;
+use serde_json::Value;
 use std::collections::HashMap;
 
 pub use chat::Platform;
@@ -47,6 +48,26 @@ impl From<DateSettings> for RenderSettings {
         RenderSettings {
             dates,
             mentions: Mentions::default(),
+        }
+    }
+}
+
+impl Platform {
+    /// Builds this platform's body from a Cliq card; `thread` is the event's object key (Google
+    /// Chat threads by it). Cliq's own card is returned as is.
+    pub fn body(self, card: &Message, thread: &str) -> Message {
+        let parts = chat::Parts::of(card);
+        let v = match self {
+            Platform::Cliq => return card.clone(),
+            Platform::Slack => slack::body(&parts),
+            Platform::Mattermost => mattermost::body(&parts),
+            Platform::Teams => teams::body(&parts),
+            Platform::GoogleChat => google_chat::body(&parts, thread),
+            Platform::Discord => discord::body(&parts),
+        };
+        match v {
+            Value::Object(m) => Message::from_map(m),
+            _ => card.clone(),
         }
     }
 }
