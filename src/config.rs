@@ -839,7 +839,7 @@ fn mentions_section(
         }
         if matches!(
             id.to_ascii_lowercase().as_str(),
-            "all" | "available" | "participants"
+            "all" | "available" | "participants" | "channel" | "here" | "everyone"
         ) {
             return Err(invalid(
                 key,

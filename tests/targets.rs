@@ -5,6 +5,7 @@
 //! verifies per Standard Webhooks, the event JSON is the documented one, and no secret is logged.
 
 use crate::support::chats::violations;
+use crate::support::cli::run;
 use crate::support::daemon::{assert_no_secrets, ChannelSpec, Daemon, Settings};
 use crate::support::fake_chats::{FakeChats, APPKEY, TOKEN};
 use crate::support::fake_cliq::{FakeCliq, ZAPIKEY};
@@ -236,4 +237,67 @@ async fn one_event_fans_out_to_each_kind_in_its_own_shape() {
         let leaks: Vec<&String> = log.iter().filter(|l| l.contains(s)).collect();
         assert!(leaks.is_empty(), "{s} leaked: {leaks:#?}");
     }
+}
+
+/// A config with a Cliq channel and a Slack channel, templates in `dir/templates`.
+fn two_kinds_config(dir: &TempDir) -> std::path::PathBuf {
+    dir.write(
+        "config.toml",
+        "[server]\nsecret_token = \"t\"\n[templates]\ndir = \"templates\"\n\
+         [mentions]\nalice = \"111\"\n[mentions.slack]\nalice = \"U0ALICE\"\n\
+         [[channels]]\nname = \"cliq\"\nurl = \"https://cliq.zoho.com/api/v2/channelsbyname/dev/message\"\nzapikey = \"k\"\n\
+         [[channels]]\nname = \"slack\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T1/B2/XYZSECRET\"\n",
+    )
+}
+
+#[test]
+fn kind_templates_override_per_kind_and_render_shows_each_kinds_body() {
+    let _turn = turn::shared();
+    let dir = TempDir::new("kind-templates");
+    let config = two_kinds_config(&dir);
+    std::fs::create_dir_all(dir.join("templates/slack")).unwrap();
+    dir.write(
+        "templates/slack/issue.hbs",
+        "{\"text\": \"Slack words: *{{issue.title}}* for {{mention \"alice\"}}\", \"card\": {\"title\": \"{{plain issue.title}}\"}}",
+    );
+    let sample = samples::dir().join("issue__open.json");
+    let slack = run([
+        "render",
+        "--config",
+        config.to_str().unwrap(),
+        "--event",
+        sample.to_str().unwrap(),
+        "--channel",
+        "slack",
+    ]);
+    assert_eq!(slack.code, Some(0), "{slack:?}");
+    let body: Value = serde_json::from_str(slack.stdout.trim()).unwrap();
+    assert!(violations("slack", &body).is_empty(), "{body}");
+    let section = body["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert!(section.starts_with("Slack words: *"), "{section}");
+    assert!(
+        section.ends_with("for <@U0ALICE>"),
+        "the [mentions.slack] id: {section}"
+    );
+    let cliq = run([
+        "render",
+        "--config",
+        config.to_str().unwrap(),
+        "--event",
+        sample.to_str().unwrap(),
+        "--channel",
+        "cliq",
+    ]);
+    let card: Value = serde_json::from_str(cliq.stdout.trim()).unwrap();
+    assert!(
+        !card["text"].as_str().unwrap().contains("Slack words"),
+        "Cliq keeps the built-in: {card}"
+    );
+    assert!(!slack.stdout.contains("XYZSECRET") && !slack.stderr.contains("XYZSECRET"));
+
+    // `check` renders every kind's templates: a broken Slack one is reported with its file.
+    dir.write("templates/slack/issue.hbs", "{\"text\": \"{{#if}}\"}");
+    let check = run(["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(check.code, Some(1), "{check:?}");
+    assert!(check.stdout.contains("slack/issue.hbs"), "{check:?}");
 }
