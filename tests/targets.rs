@@ -9,6 +9,8 @@ use crate::support::cli::run;
 use crate::support::daemon::{assert_no_secrets, ChannelSpec, Daemon, Settings};
 use crate::support::fake_chats::{FakeChats, APPKEY, TOKEN};
 use crate::support::fake_cliq::{FakeCliq, ZAPIKEY};
+use crate::cliq_schema::post;
+use crate::support::prism::{self, Prism};
 use crate::support::renderer::renderer;
 use crate::support::samples;
 use crate::support::temp::TempDir;
@@ -300,4 +302,44 @@ fn kind_templates_override_per_kind_and_render_shows_each_kinds_body() {
     let check = run(["check", "--config", config.to_str().unwrap()]);
     assert_eq!(check.code, Some(1), "{check:?}");
     assert!(check.stdout.contains("slack/issue.hbs"), "{check:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_bodies_match_discords_openapi_document() {
+    let _turn = turn::shared_async().await;
+    let Some(bin) = prism::binary() else {
+        return;
+    };
+    let mut mock = Prism::launch(&bin, &prism::spec("discord/execute_webhook.json"), true);
+    let r = renderer();
+    let mut bodies = Vec::new();
+    for (label, ev) in sample_events() {
+        if let Ok(Rendered::Message(card, _)) = r.render(&ev) {
+            bodies.push((label, Platform::Discord.body(&card, &ev.object_key()).to_json()));
+        }
+    }
+    let hostile = gitlab_chat_bridge::event::parse(Some("Issue Hook"), hostile_issue("@everyone <@1> [x](http://evil) ".repeat(500).as_str())).unwrap();
+    if let Ok(Rendered::Message(card, _)) = r.render(&hostile) {
+        bodies.push(("hostile, long".into(), Platform::Discord.body(&card, "k").to_json()));
+    }
+    tokio::task::block_in_place(|| mock.wait_ready());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let url = mock.url("/webhooks/42/token");
+    // Negative control: a body breaking the schema is refused.
+    let bad = post(&client, &url, r#"{"embeds": [{"title": 5}], "content": 7}"#).await;
+    assert!(
+        !bad.status.is_success() && !bad.request_violations.is_empty(),
+        "negative control accepted: HTTP {} {:?}",
+        bad.status,
+        bad.header
+    );
+    let mut failures = Vec::new();
+    for (label, body) in &bodies {
+        let a = post(&client, &url, body).await;
+        if !a.status.is_success() || !a.request_violations.is_empty() {
+            failures.push(format!("{label}: HTTP {} {:?}\n  body: {body}\n  answer: {}", a.status, a.header, a.body));
+        }
+    }
+    assert!(bodies.len() >= 40, "only {} bodies", bodies.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
