@@ -598,26 +598,31 @@ fn urls_cannot_carry_mentions() {
 fn hostile_text_is_inert_in_every_kind() {
     let _turn = turn::shared();
     let r = shared::renderer();
-    run(128, (hostile_text(), hostile_text(), hostile_text()), |(title, description, name)| {
-        let mut body = crate::targets::hostile_issue("x");
-        body["object_attributes"]["title"] = json!(title);
-        body["object_attributes"]["description"] = json!(description);
-        body["user"]["name"] = json!(name);
-        let ev = event::parse(Some("Issue Hook"), body).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let Ok(Rendered::Message(card, _)) = r.render(&ev) else {
-            return Err(TestCaseError::fail("the issue does not render"));
-        };
-        for (p, kind) in crate::targets::PLATFORMS {
-            let b: Value = serde_json::from_str(&p.body(&card, &ev.object_key()).to_json())
+    run(
+        128,
+        (hostile_text(), hostile_text(), hostile_text()),
+        |(title, description, name)| {
+            let mut body = crate::targets::hostile_issue("x");
+            body["object_attributes"]["title"] = json!(title);
+            body["object_attributes"]["description"] = json!(description);
+            body["user"]["name"] = json!(name);
+            let ev = event::parse(Some("Issue Hook"), body)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let mut problems = crate::targets::inert_problems(kind, &b);
-            problems.extend(crate::support::chats::violations(kind, &b));
-            if !problems.is_empty() {
-                return Err(TestCaseError::fail(format!("{problems:#?}")));
+            let Ok(Rendered::Message(card, _)) = r.render(&ev) else {
+                return Err(TestCaseError::fail("the issue does not render"));
+            };
+            for (p, kind) in crate::targets::PLATFORMS {
+                let b: Value = serde_json::from_str(&p.body(&card, &ev.object_key()).to_json())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut problems = crate::targets::inert_problems(kind, &b);
+                problems.extend(crate::support::chats::violations(kind, &b));
+                if !problems.is_empty() {
+                    return Err(TestCaseError::fail(format!("{problems:#?}")));
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 }
 
 #[test]

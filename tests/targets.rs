@@ -4,12 +4,12 @@
 //! function: each gets its own shape once, a 429 on Slack delays only Slack, the signature
 //! verifies per Standard Webhooks, the event JSON is the documented one, and no secret is logged.
 
+use crate::cliq_schema::post;
 use crate::support::chats::violations;
 use crate::support::cli::run;
 use crate::support::daemon::{assert_no_secrets, ChannelSpec, Daemon, Settings};
 use crate::support::fake_chats::{FakeChats, APPKEY, TOKEN};
 use crate::support::fake_cliq::{FakeCliq, ZAPIKEY};
-use crate::cliq_schema::post;
 use crate::support::prism::{self, Prism};
 use crate::support::renderer::renderer;
 use crate::support::samples;
@@ -315,15 +315,28 @@ async fn discord_bodies_match_discords_openapi_document() {
     let mut bodies = Vec::new();
     for (label, ev) in sample_events() {
         if let Ok(Rendered::Message(card, _)) = r.render(&ev) {
-            bodies.push((label, Platform::Discord.body(&card, &ev.object_key()).to_json()));
+            bodies.push((
+                label,
+                Platform::Discord.body(&card, &ev.object_key()).to_json(),
+            ));
         }
     }
-    let hostile = gitlab_chat_bridge::event::parse(Some("Issue Hook"), hostile_issue("@everyone <@1> [x](http://evil) ".repeat(500).as_str())).unwrap();
+    let hostile = gitlab_chat_bridge::event::parse(
+        Some("Issue Hook"),
+        hostile_issue("@everyone <@1> [x](http://evil) ".repeat(500).as_str()),
+    )
+    .unwrap();
     if let Ok(Rendered::Message(card, _)) = r.render(&hostile) {
-        bodies.push(("hostile, long".into(), Platform::Discord.body(&card, "k").to_json()));
+        bodies.push((
+            "hostile, long".into(),
+            Platform::Discord.body(&card, "k").to_json(),
+        ));
     }
     tokio::task::block_in_place(|| mock.wait_ready());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let url = mock.url("/webhooks/42/token");
     // Negative control: a body breaking the schema is refused.
     let bad = post(&client, &url, r#"{"embeds": [{"title": 5}], "content": 7}"#).await;
@@ -337,9 +350,99 @@ async fn discord_bodies_match_discords_openapi_document() {
     for (label, body) in &bodies {
         let a = post(&client, &url, body).await;
         if !a.status.is_success() || !a.request_violations.is_empty() {
-            failures.push(format!("{label}: HTTP {} {:?}\n  body: {body}\n  answer: {}", a.status, a.header, a.body));
+            failures.push(format!(
+                "{label}: HTTP {} {:?}\n  body: {body}\n  answer: {}",
+                a.status, a.header, a.body
+            ));
         }
     }
     assert!(bodies.len() >= 40, "only {} bodies", bodies.len());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn teams_cards_match_the_adaptive_card_schema() {
+    let _turn = turn::shared();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("specs/teams/adaptive-card-1.5.0.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    // Negative control: the validator is live.
+    let bad = json!({"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "text": 5, "size": "Huge"}]});
+    assert!(!validator.is_valid(&bad), "a bad card passed");
+    let r = renderer();
+    let mut cards = 0;
+    let mut failures = Vec::new();
+    let hostile = gitlab_chat_bridge::event::parse(
+        Some("Issue Hook"),
+        hostile_issue(&"<at>x</at> **b** ".repeat(3000)),
+    )
+    .unwrap();
+    let events = sample_events()
+        .into_iter()
+        .chain([("hostile, long".to_string(), hostile)]);
+    for (label, ev) in events {
+        let Ok(Rendered::Message(card, _)) = r.render(&ev) else {
+            continue;
+        };
+        let body: Value =
+            serde_json::from_str(&Platform::Teams.body(&card, &ev.object_key()).to_json()).unwrap();
+        let mut content = body["attachments"][0]["content"].clone();
+        // `msteams` (width, mention entities) is Teams' documented extension of the card,
+        // outside the schema, which allows no other property.
+        assert!(content["msteams"].is_object(), "{label}");
+        content.as_object_mut().unwrap().remove("msteams");
+        for e in validator.iter_errors(&content) {
+            failures.push(format!("{label}: {e} at {}", e.instance_path()));
+        }
+        cards += 1;
+    }
+    assert!(cards >= 40, "only {cards} cards");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_rate_limit_headers_and_retry_after_are_honoured() {
+    use gitlab_chat_bridge::deliver::sender::{Attempt, Sender};
+    use gitlab_chat_bridge::deliver::{Auth, Endpoint};
+    use gitlab_chat_bridge::secret::Secret;
+    let _turn = turn::shared_async().await;
+    let chats = FakeChats::start().await;
+    let sender = Sender::new(Duration::from_secs(5)).unwrap();
+    let endpoint = Endpoint {
+        url: "discord (redacted)".into(),
+        auth: Auth::SecretUrl(Secret::new(chats.url("discord"))),
+    };
+    let body =
+        json!({"embeds": [{"description": "x"}], "allowed_mentions": {"parse": []}}).to_string();
+    // An empty bucket (X-RateLimit-Remaining: 0) holds the next post for Reset-After.
+    chats.discord_bucket_empty(0.8);
+    assert_eq!(
+        sender.post(&endpoint, "m1", &body).await,
+        Attempt::Delivered(204)
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(
+        sender.post(&endpoint, "m2", &body).await,
+        Attempt::Delivered(204)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "not held: {:?}",
+        started.elapsed()
+    );
+    // A 429 with Discord's JSON retry_after is a throttle with that wait.
+    chats.throttle("discord", 1);
+    match sender.post(&endpoint, "m3", &body).await {
+        Attempt::Retry {
+            throttled: true,
+            retry_after: Some(d),
+            reason,
+            ..
+        } => {
+            assert_eq!(d, Duration::from_secs(1));
+            assert!(!reason.contains(TOKEN), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

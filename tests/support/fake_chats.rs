@@ -47,6 +47,9 @@ pub struct Post {
 struct Shared {
     posts: Vec<Post>,
     throttle: HashMap<String, usize>,
+    /// Discord's answers say the bucket is empty (`X-RateLimit-Remaining: 0`) and refills after
+    /// this many seconds.
+    discord_reset_after: Option<f64>,
 }
 
 /// The fake server.
@@ -103,6 +106,11 @@ impl FakeChats {
             .unwrap()
             .throttle
             .insert(kind.to_string(), n);
+    }
+
+    /// Makes Discord's 2xx answers say the webhook's bucket is empty for `secs` seconds.
+    pub fn discord_bucket_empty(&self, secs: f64) {
+        self.shared.lock().unwrap().discord_reset_after = Some(secs);
     }
 
     /// Every post so far.
@@ -205,6 +213,7 @@ async fn handle(
             t
         });
     let accepted = problems.is_empty() && !throttled;
+    let reset_after = s.discord_reset_after;
     s.posts.push(Post {
         kind: kind.to_string(),
         query,
@@ -230,7 +239,18 @@ async fn handle(
     }
     match kind {
         "slack" => (StatusCode::OK, "ok").into_response(),
-        "discord" => StatusCode::NO_CONTENT.into_response(),
+        "discord" => match reset_after {
+            Some(secs) => (
+                StatusCode::NO_CONTENT,
+                [
+                    ("x-ratelimit-limit", "5".to_string()),
+                    ("x-ratelimit-remaining", "0".to_string()),
+                    ("x-ratelimit-reset-after", format!("{secs:.3}")),
+                ],
+            )
+                .into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        },
         _ => (StatusCode::OK, axum::Json(json!({}))).into_response(),
     }
 }
