@@ -76,6 +76,9 @@ fn platforms(cfg: &Config) -> Vec<Platform> {
     out
 }
 
+/// Each other platform's renderer.
+type PlatformRenderers = Vec<(Platform, Arc<Renderer>)>;
+
 /// The renderers of each platform in `platforms(cfg)`: the built-in templates overlaid with
 /// `<dir>/<kind>/*.hbs` of each folder in `dirs` (in order), the zone `tz` and
 /// `[mentions.<kind>]`.
@@ -84,7 +87,7 @@ fn platform_renderers(
     dirs: &[&Path],
     tz: chrono_tz::Tz,
     strict: bool,
-) -> anyhow::Result<Result<Vec<(Platform, Arc<Renderer>)>, Vec<TemplateError>>> {
+) -> anyhow::Result<Result<PlatformRenderers, Vec<TemplateError>>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for p in platforms(cfg) {
