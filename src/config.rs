@@ -1376,22 +1376,27 @@ fn channel_endpoint(
                 "an extension incoming URL needs its appkey (in the url or as appkey/_file/_env)",
             ));
         }
-        let auth = match (zapikey, oauth, appkey) {
-            (Some(k), None, None) => Auth::ZapiKey(k),
-            (None, Some(t), None) => Auth::OAuth(t),
-            (None, None, None) => Auth::None,
-            (k, None, Some(a)) => {
-                let mut keys = vec![("appkey".to_string(), a)];
-                keys.extend(k.map(|k| ("zapikey".to_string(), k)));
-                Auth::Query(keys)
-            }
-            (Some(_), Some(_), _) | (None, Some(_), Some(_)) => {
-                return Err(invalid(
-                    key("zapikey"),
-                    "give a zapikey or an oauth_token, not both",
-                ))
-            }
-        };
+        let auth =
+            match (zapikey, oauth, appkey) {
+                (Some(k), None, None) => Auth::ZapiKey(k),
+                (None, Some(t), None) => Auth::OAuth(t),
+                (None, None, None) => Auth::None,
+                (k, None, Some(a)) => {
+                    let mut keys = vec![("appkey".to_string(), a)];
+                    keys.extend(k.map(|k| ("zapikey".to_string(), k)));
+                    Auth::Query(keys)
+                }
+                (None, Some(_), Some(_)) => return Err(invalid(
+                    key("oauth_token"),
+                    "an extension incoming URL takes a zapikey with its appkey, not an oauth_token",
+                )),
+                (Some(_), Some(_), _) => {
+                    return Err(invalid(
+                        key("zapikey"),
+                        "give a zapikey or an oauth_token, not both",
+                    ))
+                }
+            };
         return Ok((Endpoint { url, auth }, format));
     }
     // The other kinds: the URL is the credential (Slack, Discord, Teams, Google Chat and
