@@ -107,7 +107,7 @@ struct RawConfig {
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
-    mentions: BTreeMap<String, String>,
+    mentions: BTreeMap<String, RawMention>,
     #[serde(default)]
     preview: RawPreview,
     cliq_extension: Option<RawCliqExtension>,
@@ -135,6 +135,14 @@ struct RawCliqExtension {
     confidential: bool,
     rate_per_minute: Option<u32>,
     answer_within_ms: Option<u64>,
+}
+
+/// A `[mentions]` entry: `alice = "id"`, or a `[mentions.<kind>]` table of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawMention {
+    Id(String),
+    Kind(BTreeMap<String, String>),
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -236,6 +244,15 @@ struct RawChannel {
     oauth_token: Option<String>,
     oauth_token_file: Option<PathBuf>,
     oauth_token_env: Option<String>,
+    appkey: Option<String>,
+    appkey_file: Option<PathBuf>,
+    appkey_env: Option<String>,
+    url_file: Option<PathBuf>,
+    url_env: Option<String>,
+    format: Option<String>,
+    signing_secret: Option<String>,
+    signing_secret_file: Option<PathBuf>,
+    signing_secret_env: Option<String>,
     events: Option<Vec<String>>,
     #[serde(default)]
     confidential: bool,
@@ -371,14 +388,101 @@ pub struct RouteConfig {
 }
 
 /// What a channel posts to (`channels[].kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum ChannelKind {
-    /// A Zoho Cliq channel, bot or extension URL (the default).
+    /// A Zoho Cliq channel, chat, bot incoming or extension incoming URL (the default).
     #[default]
     Cliq,
+    /// A Zoho CRM / Creator / Cliq REST API function URL called with a `zapikey`.
+    ZohoFunction,
+    /// A Slack incoming webhook (Block Kit).
+    Slack,
+    /// A Mattermost incoming webhook (`text` + `attachments`).
+    Mattermost,
+    /// A Microsoft Teams Workflows (Power Automate) webhook (an Adaptive Card).
+    Teams,
+    /// A Google Chat space webhook (`cardsV2`, a thread per object).
+    GoogleChat,
+    /// A Discord webhook (`embeds`).
+    Discord,
+    /// A generic JSON POST, signed per Standard Webhooks when `signing_secret` is set.
+    Webhook,
     /// The daemon's standard output: each message drawn as text (`render::terminal`), for trying
     /// the bridge without a Cliq account. It takes no url or credential.
     Console,
+}
+
+impl ChannelKind {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [ChannelKind; 9] = [
+        ChannelKind::Cliq,
+        ChannelKind::ZohoFunction,
+        ChannelKind::Slack,
+        ChannelKind::Mattermost,
+        ChannelKind::Teams,
+        ChannelKind::GoogleChat,
+        ChannelKind::Discord,
+        ChannelKind::Webhook,
+        ChannelKind::Console,
+    ];
+
+    /// The name used in the config (`kind = "google_chat"`) and in template folders.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Cliq => "cliq",
+            ChannelKind::ZohoFunction => "zoho_function",
+            ChannelKind::Slack => "slack",
+            ChannelKind::Mattermost => "mattermost",
+            ChannelKind::Teams => "teams",
+            ChannelKind::GoogleChat => "google_chat",
+            ChannelKind::Discord => "discord",
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Console => "console",
+        }
+    }
+
+    /// The kind of this name.
+    pub fn from_name(name: &str) -> Option<ChannelKind> {
+        ChannelKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Default `rate_per_minute`: a little under each vendor's documented limit (see README).
+    pub fn default_rate_per_minute(self) -> u32 {
+        match self {
+            ChannelKind::Cliq | ChannelKind::ZohoFunction => DEFAULT_RATE_PER_MINUTE,
+            ChannelKind::Slack => 60,
+            ChannelKind::Mattermost => 60,
+            ChannelKind::Teams => 30,
+            ChannelKind::GoogleChat => 60,
+            ChannelKind::Discord => 30,
+            ChannelKind::Webhook => 600,
+            ChannelKind::Console => CONSOLE_RATE_PER_MINUTE,
+        }
+    }
+
+    /// Whether the whole webhook URL is the credential (it is then a [`Secret`], never logged).
+    pub fn secret_url(self) -> bool {
+        matches!(
+            self,
+            ChannelKind::Slack
+                | ChannelKind::Mattermost
+                | ChannelKind::Teams
+                | ChannelKind::GoogleChat
+                | ChannelKind::Discord
+                | ChannelKind::Webhook
+        )
+    }
+}
+
+/// What a channel's bodies are (`channels[].format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// The event rendered through the kind's templates (the default, except for
+    /// `zoho_function` and `webhook`).
+    #[default]
+    Card,
+    /// The documented, versioned event JSON (`render::event_json`).
+    Event,
 }
 
 /// One `[[channels]]` entry, validated.
@@ -386,8 +490,10 @@ pub enum ChannelKind {
 pub struct ChannelConfig {
     /// Unique name, used in logs and the outbox.
     pub name: String,
-    /// `kind`: Cliq (default) or the console.
+    /// `kind`: Cliq (default), another chat, a generic webhook or the console.
     pub kind: ChannelKind,
+    /// `format`: a rendered card or the event JSON.
+    pub format: Format,
     /// Where and how to post.
     pub endpoint: Endpoint,
     /// Event-key globs; `!glob` excludes. Empty means every event.
@@ -492,6 +598,9 @@ pub struct Config {
     /// `[mentions]`: GitLab username or e-mail → Cliq user id, for `{@id}` mentions. Keys are
     /// stored without a leading `@`; ids are non-empty and hold no braces, quotes or blanks.
     pub mentions: BTreeMap<String, String>,
+    /// `[mentions.<kind>]` (`slack`, `mattermost`, `teams`, `google_chat`, `discord`): GitLab
+    /// username or e-mail → that platform's user id, validated like `[mentions]`.
+    pub kind_mentions: BTreeMap<String, BTreeMap<String, String>>,
     /// `[preview]`: the template preview page.
     pub preview: PreviewConfig,
     /// `[cliq_extension]`, if present: `POST /hooks/cliq` and chats' own subscriptions.
@@ -543,7 +652,7 @@ impl Config {
 
     /// Parses and validates `text` as if read from `path`.
     pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
@@ -594,7 +703,7 @@ impl Config {
 
         let mut names = HashSet::new();
         let mut channels = Vec::new();
-        for (i, c) in raw.channels.into_iter().enumerate() {
+        for (i, mut c) in raw.channels.into_iter().enumerate() {
             let key = |k: &str| format!("channels[{i}].{k}");
             if c.name.trim().is_empty() {
                 return Err(invalid(key("name"), "must not be empty"));
@@ -603,75 +712,19 @@ impl Config {
                 return Err(invalid(key("name"), format!("{:?} is used twice", c.name)));
             }
             let kind = match c.kind.as_deref().map(str::trim) {
-                None | Some("cliq") => ChannelKind::Cliq,
-                Some("console") => ChannelKind::Console,
-                Some(other) => {
-                    return Err(invalid(
+                None => ChannelKind::Cliq,
+                Some(name) => ChannelKind::from_name(name).ok_or_else(|| {
+                    let names: Vec<&str> = ChannelKind::ALL.iter().map(|k| k.as_str()).collect();
+                    invalid(
                         key("kind"),
-                        format!("{other:?} is not a channel kind: \"cliq\" or \"console\""),
-                    ))
-                }
+                        format!(
+                            "{name:?} is not a channel kind: one of {}",
+                            names.join(", ")
+                        ),
+                    )
+                })?,
             };
-            let endpoint = match kind {
-                ChannelKind::Cliq => {
-                    let Some(raw_url) = c.url.as_deref() else {
-                        return Err(invalid(key("url"), "required for a Cliq channel"));
-                    };
-                    let (url, key_in_url) =
-                        split_zapikey(raw_url).map_err(|m| invalid(key("url"), m))?;
-                    let zapikey = secret(
-                        SecretSources {
-                            key: &key("zapikey"),
-                            inline: c.zapikey.or(key_in_url),
-                            file: c.zapikey_file.map(&resolve),
-                            env: c.zapikey_env,
-                        },
-                        env,
-                    )?;
-                    let oauth = secret(
-                        SecretSources {
-                            key: &key("oauth_token"),
-                            inline: c.oauth_token,
-                            file: c.oauth_token_file.map(&resolve),
-                            env: c.oauth_token_env,
-                        },
-                        env,
-                    )?;
-                    let auth = match (zapikey, oauth) {
-                        (Some(k), None) => Auth::ZapiKey(k),
-                        (None, Some(t)) => Auth::OAuth(t),
-                        (None, None) => Auth::None,
-                        (Some(_), Some(_)) => {
-                            return Err(invalid(
-                                key("zapikey"),
-                                "give a zapikey or an oauth_token, not both",
-                            ))
-                        }
-                    };
-                    Endpoint { url, auth }
-                }
-                ChannelKind::Console => {
-                    let given = [
-                        ("url", c.url.is_some()),
-                        ("zapikey", c.zapikey.is_some()),
-                        ("zapikey_file", c.zapikey_file.is_some()),
-                        ("zapikey_env", c.zapikey_env.is_some()),
-                        ("oauth_token", c.oauth_token.is_some()),
-                        ("oauth_token_file", c.oauth_token_file.is_some()),
-                        ("oauth_token_env", c.oauth_token_env.is_some()),
-                    ];
-                    if let Some((k, _)) = given.iter().find(|(_, set)| *set) {
-                        return Err(invalid(
-                            key(k),
-                            "a console channel prints to standard output: it takes no url or credential",
-                        ));
-                    }
-                    Endpoint {
-                        url: CONSOLE_URL.to_string(),
-                        auth: Auth::None,
-                    }
-                }
-            };
+            let (endpoint, format) = channel_endpoint(i, kind, &mut c, env, &resolve)?;
             let events = c.events.unwrap_or_default();
             for (j, e) in events.iter().enumerate() {
                 if e.trim_start_matches('!').trim().is_empty() {
@@ -681,16 +734,14 @@ impl Config {
                     ));
                 }
             }
-            let rate_per_minute = c.rate_per_minute.unwrap_or(match kind {
-                ChannelKind::Cliq => DEFAULT_RATE_PER_MINUTE,
-                ChannelKind::Console => CONSOLE_RATE_PER_MINUTE,
-            });
+            let rate_per_minute = c.rate_per_minute.unwrap_or(kind.default_rate_per_minute());
             if rate_per_minute == 0 {
                 return Err(invalid(key("rate_per_minute"), "must be at least 1"));
             }
             channels.push(ChannelConfig {
                 name: c.name,
                 kind,
+                format,
                 endpoint,
                 events,
                 confidential: c.confidential,
@@ -698,6 +749,28 @@ impl Config {
             });
         }
 
+        let mut plain_mentions = BTreeMap::new();
+        let mut kind_mentions = BTreeMap::new();
+        for (name, m) in std::mem::take(&mut raw.mentions) {
+            match m {
+                RawMention::Id(id) => {
+                    plain_mentions.insert(name, id);
+                }
+                RawMention::Kind(table) => {
+                    if !MENTION_KINDS.contains(&name.as_str()) {
+                        return Err(invalid(
+                            format!("mentions.{name}"),
+                            format!(
+                                "a table here names a kind: one of {}",
+                                MENTION_KINDS.join(", ")
+                            ),
+                        ));
+                    }
+                    let checked = mentions_section(table, &format!("mentions.{name}"))?;
+                    kind_mentions.insert(name, checked);
+                }
+            }
+        }
         let gitlab = match raw.gitlab {
             None => None,
             Some(g) => Some(gitlab_section(g, env, &resolve)?),
@@ -756,7 +829,8 @@ impl Config {
             channels,
             gitlab,
             log,
-            mentions: mentions_section(raw.mentions)?,
+            mentions: mentions_section(plain_mentions, "mentions")?,
+            kind_mentions,
             preview,
             cliq_extension,
         })
@@ -972,14 +1046,19 @@ fn cliq_extension_section(
     })
 }
 
-/// Validates `[mentions]`: usernames or e-mails mapped to Cliq ids that are safe inside `{@…}`.
+/// The kinds that may have a `[mentions.<kind>]` table.
+pub const MENTION_KINDS: [&str; 5] = ["slack", "mattermost", "teams", "google_chat", "discord"];
+
+/// Validates `[mentions]` (or a `[mentions.<kind>]` table, `section`): usernames or e-mails
+/// mapped to user ids that are safe inside `{@…}`.
 fn mentions_section(
     raw: BTreeMap<String, String>,
+    section: &str,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut out = BTreeMap::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for (name, id) in raw {
-        let key = format!("mentions.{name:?}");
+        let key = format!("{section}.{name:?}");
         let user = name.trim().trim_start_matches('@').trim().to_string();
         if user.is_empty() {
             return Err(invalid(key, "the GitLab username or e-mail is empty"));
@@ -999,7 +1078,7 @@ fn mentions_section(
         }
         if matches!(
             id.to_ascii_lowercase().as_str(),
-            "all" | "available" | "participants"
+            "all" | "available" | "participants" | "channel" | "here" | "everyone"
         ) {
             return Err(invalid(
                 key,
@@ -1384,6 +1463,342 @@ fn secret(src: SecretSources<'_>, env: &dyn Environment) -> Result<Option<Secret
     Ok(None)
 }
 
+/// The endpoint and format of channel `i` of `kind`: its URL checked for the kind's shape, its
+/// credentials read (a URL that embeds a secret becomes one), `format` and `signing_secret`
+/// checked against what the kind takes.
+fn channel_endpoint(
+    i: usize,
+    kind: ChannelKind,
+    c: &mut RawChannel,
+    env: &dyn Environment,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<(Endpoint, Format), ConfigError> {
+    let key = |k: &str| format!("channels[{i}].{k}");
+    let given = |c: &RawChannel| {
+        [
+            ("zapikey", c.zapikey.is_some()),
+            ("zapikey_file", c.zapikey_file.is_some()),
+            ("zapikey_env", c.zapikey_env.is_some()),
+            ("oauth_token", c.oauth_token.is_some()),
+            ("oauth_token_file", c.oauth_token_file.is_some()),
+            ("oauth_token_env", c.oauth_token_env.is_some()),
+            ("appkey", c.appkey.is_some()),
+            ("appkey_file", c.appkey_file.is_some()),
+            ("appkey_env", c.appkey_env.is_some()),
+            ("signing_secret", c.signing_secret.is_some()),
+            ("signing_secret_file", c.signing_secret_file.is_some()),
+            ("signing_secret_env", c.signing_secret_env.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k)
+        .collect::<Vec<&str>>()
+    };
+    let format = match c.format.as_deref().map(str::trim) {
+        None if matches!(kind, ChannelKind::ZohoFunction | ChannelKind::Webhook) => Format::Event,
+        None | Some("card") => Format::Card,
+        Some("event") => Format::Event,
+        Some(other) => {
+            return Err(invalid(
+                key("format"),
+                format!("{other:?} is not a format: \"card\" or \"event\""),
+            ))
+        }
+    };
+    let sources =
+        |name: &str, inline: Option<String>, file: Option<PathBuf>, env_var: Option<String>| {
+            (key(name), inline, file.map(resolve), env_var)
+        };
+    let read =
+        |(k, inline, file, env_var): (String, Option<String>, Option<PathBuf>, Option<String>)| {
+            secret(
+                SecretSources {
+                    key: &k,
+                    inline,
+                    file,
+                    env: env_var,
+                },
+                env,
+            )
+        };
+    if kind == ChannelKind::Console {
+        let mut set = given(c);
+        if c.url.is_some() || c.url_file.is_some() || c.url_env.is_some() {
+            set.insert(0, "url");
+        }
+        if let Some(k) = set.first() {
+            return Err(invalid(
+                key(k),
+                "a console channel prints to standard output: it takes no url or credential",
+            ));
+        }
+        if format == Format::Event {
+            return Err(invalid(key("format"), "a console channel draws cards only"));
+        }
+        let endpoint = Endpoint {
+            url: CONSOLE_URL.to_string(),
+            auth: Auth::None,
+        };
+        return Ok((endpoint, format));
+    }
+    if matches!(kind, ChannelKind::Cliq | ChannelKind::ZohoFunction) {
+        if c.url_file.is_some() || c.url_env.is_some() {
+            return Err(invalid(
+                key("url"),
+                "a Zoho URL is not a secret: give `url` and the zapikey (or oauth_token) apart",
+            ));
+        }
+        let Some(raw_url) = c.url.as_deref() else {
+            let what = if kind == ChannelKind::Cliq {
+                "Cliq"
+            } else {
+                "zoho_function"
+            };
+            return Err(invalid(
+                key("url"),
+                format!("required for a {what} channel"),
+            ));
+        };
+        let (url, key_in_url, appkey_in_url) =
+            split_zoho_keys(raw_url).map_err(|m| invalid(key("url"), m))?;
+        let path = url::Url::parse(&url)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        let extension = path.contains("/applications/") && path.ends_with("/incoming");
+        let incoming = path.ends_with("/incoming");
+        if kind == ChannelKind::Cliq && format == Format::Event && !incoming {
+            return Err(invalid(
+                key("format"),
+                "\"event\" is for a bot or extension incoming URL (/api/v2/bots/NAME/incoming, \
+                 /api/v2/applications/ID/incoming): a channel or chat shows only cards",
+            ));
+        }
+        if kind == ChannelKind::ZohoFunction && !path.contains("/functions/") {
+            return Err(invalid(
+                key("url"),
+                "a zoho_function URL names a function (…/functions/NAME/actions/execute)",
+            ));
+        }
+        let zapikey = read(sources(
+            "zapikey",
+            c.zapikey.take().or(key_in_url),
+            c.zapikey_file.take(),
+            c.zapikey_env.take(),
+        ))?;
+        let oauth = read(sources(
+            "oauth_token",
+            c.oauth_token.take(),
+            c.oauth_token_file.take(),
+            c.oauth_token_env.take(),
+        ))?;
+        let appkey = read(sources(
+            "appkey",
+            c.appkey.take().or(appkey_in_url),
+            c.appkey_file.take(),
+            c.appkey_env.take(),
+        ))?;
+        if let Some(k) = given(c)
+            .into_iter()
+            .find(|k| k.starts_with("signing_secret"))
+        {
+            return Err(invalid(key(k), "only a webhook channel is signed"));
+        }
+        if appkey.is_some() && !extension {
+            return Err(invalid(
+                key("appkey"),
+                "only an extension incoming URL (/api/v2/applications/ID/incoming) takes an appkey",
+            ));
+        }
+        if extension && appkey.is_none() {
+            return Err(invalid(
+                key("appkey"),
+                "an extension incoming URL needs its appkey (in the url or as appkey/_file/_env)",
+            ));
+        }
+        let auth =
+            match (zapikey, oauth, appkey) {
+                (Some(k), None, None) => Auth::ZapiKey(k),
+                (None, Some(t), None) => Auth::OAuth(t),
+                (None, None, None) => Auth::None,
+                (k, None, Some(a)) => {
+                    let mut keys = vec![("appkey".to_string(), a)];
+                    keys.extend(k.map(|k| ("zapikey".to_string(), k)));
+                    Auth::Query(keys)
+                }
+                (None, Some(_), Some(_)) => return Err(invalid(
+                    key("oauth_token"),
+                    "an extension incoming URL takes a zapikey with its appkey, not an oauth_token",
+                )),
+                (Some(_), Some(_), _) => {
+                    return Err(invalid(
+                        key("zapikey"),
+                        "give a zapikey or an oauth_token, not both",
+                    ))
+                }
+            };
+        return Ok((Endpoint { url, auth }, format));
+    }
+    // The other kinds: the URL is the credential (Slack, Discord, Teams, Google Chat and
+    // Mattermost put a token in it; a generic webhook may).
+    if let Some(k) = given(c)
+        .into_iter()
+        .find(|k| !k.starts_with("signing_secret"))
+    {
+        return Err(invalid(
+            key(k),
+            format!(
+                "a {} channel's credential is its url (or url_file / url_env)",
+                kind.as_str()
+            ),
+        ));
+    }
+    if format == Format::Event && kind != ChannelKind::Webhook {
+        return Err(invalid(
+            key("format"),
+            format!("a {} channel shows cards: \"event\" is for cliq incoming URLs, zoho_function and webhook", kind.as_str()),
+        ));
+    }
+    let Some(url) = read(sources(
+        "url",
+        c.url.take(),
+        c.url_file.take(),
+        c.url_env.take(),
+    ))?
+    else {
+        return Err(invalid(
+            key("url"),
+            format!("required for a {} channel", kind.as_str()),
+        ));
+    };
+    let redacted = check_webhook_url(kind, url.expose()).map_err(|m| invalid(key("url"), m))?;
+    let url = if kind == ChannelKind::GoogleChat {
+        Secret::new(thread_replies(url.expose()))
+    } else {
+        url
+    };
+    let signing = read(sources(
+        "signing_secret",
+        c.signing_secret.take(),
+        c.signing_secret_file.take(),
+        c.signing_secret_env.take(),
+    ))?;
+    let auth = match signing {
+        None => Auth::SecretUrl(url),
+        Some(_) if kind != ChannelKind::Webhook => {
+            return Err(invalid(
+                key("signing_secret"),
+                "only a webhook channel is signed",
+            ))
+        }
+        Some(s) => {
+            if crate::signing::SigningKey::parse(s.expose()).is_none() {
+                return Err(invalid(
+                    key("signing_secret"),
+                    "must be \"whsec_\" followed by base64 (Standard Webhooks)",
+                ));
+            }
+            Auth::Signed { url, key: s }
+        }
+    };
+    Ok((
+        Endpoint {
+            url: redacted,
+            auth,
+        },
+        format,
+    ))
+}
+
+/// Checks a webhook URL against its kind's documented shape and returns the form that may be
+/// logged (scheme, host and the path's first segment). Plain http is accepted on loopback
+/// hosts only (a local relay, or a test).
+fn check_webhook_url(kind: ChannelKind, raw: &str) -> Result<String, String> {
+    // The message never quotes the URL: it is a secret.
+    let url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err("must be an https URL".into()),
+    }
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let path = url.path();
+    let query = |k: &str| url.query_pairs().any(|(q, v)| q == k && !v.is_empty());
+    let shape = match kind {
+        ChannelKind::Slack => path.starts_with("/services/") && path.split('/').count() >= 5,
+        ChannelKind::Discord => {
+            path.starts_with("/api/webhooks/") && path.trim_end_matches('/').split('/').count() >= 5
+        }
+        ChannelKind::GoogleChat => {
+            path.starts_with("/v1/spaces/") && query("key") && query("token")
+        }
+        ChannelKind::Mattermost => path.starts_with("/hooks/") && path.len() > "/hooks/".len(),
+        _ => true,
+    };
+    if !shape {
+        let expected = match kind {
+            ChannelKind::Slack => "https://hooks.slack.com/services/T…/B…/…",
+            ChannelKind::Discord => "https://discord.com/api/webhooks/ID/TOKEN",
+            ChannelKind::GoogleChat => {
+                "https://chat.googleapis.com/v1/spaces/SPACE/messages?key=…&token=…"
+            }
+            _ => "https://MATTERMOST/hooks/KEY",
+        };
+        return Err(format!(
+            "is not a {} webhook URL (expected {expected})",
+            kind.as_str()
+        ));
+    }
+    let first = path.split('/').find(|s| !s.is_empty()).unwrap_or_default();
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(format!("{}://{host}{port}/{first}/****", url.scheme()))
+}
+
+/// A Google Chat webhook URL that replies in the `thread.threadKey` the body names (or starts
+/// that thread): `messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD` unless it has one.
+fn thread_replies(raw: &str) -> String {
+    match url::Url::parse(raw.trim()) {
+        Ok(mut u) if !u.query_pairs().any(|(k, _)| k == "messageReplyOption") => {
+            u.query_pairs_mut()
+                .append_pair("messageReplyOption", "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD");
+            u.to_string()
+        }
+        _ => raw.trim().to_string(),
+    }
+}
+
+/// Validates a Zoho URL and moves the `zapikey` and `appkey` found in its query out of it.
+fn split_zoho_keys(raw: &str) -> Result<(String, Option<String>, Option<String>), String> {
+    let (rest, zapikey) = split_zapikey(raw)?;
+    let mut url = url::Url::parse(&rest).map_err(|e| format!("not a URL: {e}"))?;
+    let mut appkey = None;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == "appkey" {
+                appkey = Some(v.into_owned());
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Ok((url.to_string(), zapikey, appkey))
+}
+
 /// Validates a channel URL and moves a `zapikey` found in its query out of it.
 fn split_zapikey(raw: &str) -> Result<(String, Option<String>), String> {
     let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
@@ -1532,6 +1947,121 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_checks_its_url_credentials_and_format() {
+        let base = "[server]\nsecret_token='x'\n[[channels]]\nname='c'\n";
+        let ok = |extra: &str| match parse(
+            &format!("{base}{extra}\n"),
+            &[("SLACK", "https://hooks.slack.com/services/T1/B2/SECRETX")],
+        ) {
+            Ok(c) => c.channels[0].clone(),
+            Err(e) => panic!("{extra}: {e}"),
+        };
+        let err = |extra: &str| match parse(&format!("{base}{extra}\n"), &[]) {
+            Ok(_) => panic!("{extra}: accepted"),
+            Err(e) => e.to_string(),
+        };
+        // A webhook URL is a secret: the logged form keeps only scheme, host and first segment.
+        let slack = ok("kind='slack'\nurl_env='SLACK'");
+        assert_eq!(slack.endpoint.url, "https://hooks.slack.com/services/****");
+        assert!(
+            matches!(&slack.endpoint.auth, Auth::SecretUrl(u) if u.expose().ends_with("SECRETX"))
+        );
+        assert!(!format!("{slack:?}").contains("SECRETX"));
+        assert_eq!((slack.format, slack.rate_per_minute), (Format::Card, 60));
+        assert!(err("kind='slack'\nurl='https://hooks.slack.com/x'")
+            .starts_with("channels[0].url: is not a slack webhook URL"));
+        assert!(err("kind='slack'\nurl='http://hooks.slack.com/services/T/B/K'").contains("https"));
+        assert!(
+            err("kind='slack'\nurl='https://hooks.slack.com/services/T/B/K'\nzapikey='k'")
+                .starts_with("channels[0].zapikey")
+        );
+        assert!(
+            err("kind='discord'\nurl='https://discord.com/api/webhooks/1/t'\nformat='event'")
+                .starts_with("channels[0].format")
+        );
+        assert!(err(
+            "kind='google_chat'\nurl='https://chat.googleapis.com/v1/spaces/S/messages?key=k'"
+        )
+        .starts_with("channels[0].url"));
+        let chat = ok("kind='google_chat'\nurl='https://chat.googleapis.com/v1/spaces/S/messages?key=k&token=t'");
+        assert!(
+            matches!(&chat.endpoint.auth, Auth::SecretUrl(u) if u.expose().contains("messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"))
+        );
+        // Signed webhooks, and the event JSON by default.
+        let hook = ok("kind='webhook'\nurl='https://example.com/in'\nsigning_secret='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'");
+        assert!(matches!(hook.endpoint.auth, Auth::Signed { .. }));
+        assert_eq!(hook.format, Format::Event);
+        assert!(
+            err("kind='webhook'\nurl='https://example.com/in'\nsigning_secret='nope!'")
+                .starts_with("channels[0].signing_secret")
+        );
+        assert!(err("kind='slack'\nurl='https://hooks.slack.com/services/T/B/K'\nsigning_secret='whsec_AAAA'").starts_with("channels[0].signing_secret"));
+        // Zoho: an extension's appkey is a secret taken out of the URL; functions take the event.
+        let ext = ok("url='https://cliq.zoho.com/api/v2/applications/9/incoming?appkey=AK&zapikey=ZK'\nformat='event'");
+        assert_eq!(
+            ext.endpoint.url,
+            "https://cliq.zoho.com/api/v2/applications/9/incoming"
+        );
+        assert!(
+            matches!(&ext.endpoint.auth, Auth::Query(k) if k.len() == 2 && k[0].0 == "appkey" && k[1].1.expose() == "ZK")
+        );
+        assert!(
+            err("url='https://cliq.zoho.com/api/v2/applications/9/incoming'")
+                .starts_with("channels[0].appkey")
+        );
+        assert!(
+            err("url='https://cliq.zoho.com/api/v2/channelsbyname/a/message'\nformat='event'")
+                .starts_with("channels[0].format")
+        );
+        assert!(
+            err("url='https://cliq.zoho.com/api/v2/channelsbyname/a/message'\nappkey='A'")
+                .starts_with("channels[0].appkey")
+        );
+        let bot =
+            ok("url='https://cliq.zoho.com/api/v2/bots/b/incoming'\nzapikey='k'\nformat='event'");
+        assert_eq!(bot.format, Format::Event);
+        let function = ok("kind='zoho_function'\nurl='https://www.zohoapis.com/crm/v7/functions/f/actions/execute?auth_type=apikey&zapikey=ZK'");
+        assert_eq!(function.format, Format::Event);
+        assert_eq!(
+            function.endpoint.url,
+            "https://www.zohoapis.com/crm/v7/functions/f/actions/execute?auth_type=apikey"
+        );
+        assert!(
+            err("kind='zoho_function'\nurl='https://www.zohoapis.com/crm/v7/x'")
+                .starts_with("channels[0].url")
+        );
+    }
+
+    #[test]
+    fn mentions_per_kind() {
+        let base =
+            "[server]\nsecret_token='x'\n[mentions]\nalice='111'\n[mentions.slack]\nalice='U1'\n";
+        let cfg = match parse(base, &[]) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(cfg.mentions.get("alice").map(String::as_str), Some("111"));
+        assert_eq!(
+            cfg.kind_mentions["slack"].get("alice").map(String::as_str),
+            Some("U1")
+        );
+        let bad = parse(
+            "[server]\nsecret_token='x'\n[mentions.skype]\nalice='U1'\n",
+            &[],
+        );
+        assert!(bad
+            .err()
+            .is_some_and(|e| e.to_string().starts_with("mentions.skype")));
+        let group = parse(
+            "[server]\nsecret_token='x'\n[mentions.discord]\nalice='all'\n",
+            &[],
+        );
+        assert!(group
+            .err()
+            .is_some_and(|e| e.to_string().starts_with("mentions.discord")));
+    }
+
+    #[test]
     fn console_channels_take_no_url_or_credential() {
         let base = "[server]\nsecret_token='x'\n[[channels]]\nname='c'\n";
         let cfg = match parse(&format!("{base}kind='console'\n"), &[]) {
@@ -1556,7 +2086,7 @@ mod tests {
                 "{extra}: {e:?}"
             );
         }
-        let e = parse(&format!("{base}kind='slack'\n"), &[]).err();
+        let e = parse(&format!("{base}kind='skype'\n"), &[]).err();
         assert!(
             e.as_ref()
                 .is_some_and(|e| e.to_string().starts_with("channels[0].kind")),

@@ -681,7 +681,10 @@ impl Extension {
                         url,
                         auth: Auth::None,
                     };
-                    match sender.post(&endpoint, &body.to_string()).await {
+                    match sender
+                        .post(&endpoint, "setup-answer", &body.to_string())
+                        .await
+                    {
                         Attempt::Delivered(_) => {
                             tracing::info!("setup result sent through the response URL")
                         }

@@ -2,7 +2,7 @@
 //!
 //! Layers (imports point down only; the table in `docs/ARCHITECTURE.md` is the truth, and
 //! `tests/tidy.rs` enforces it):
-//! - 0: [`secret`] (wrapped credentials), [`metrics`] (counters and `GET /metrics`), [`shutdown`],
+//! - 0: [`secret`] (wrapped credentials), [`signing`] (Standard Webhooks HMAC), [`metrics`] (counters and `GET /metrics`), [`shutdown`],
 //!   [`systemd`] (service notifications)
 //! - 1: [`event`] (payload → typed event), [`deliver`] (outbox, retries, posting),
 //!   [`gitlab`] (GitLab REST client and hook reconciling, for `setup` and `check`)
@@ -26,4 +26,5 @@ pub mod route;
 pub mod secret;
 pub mod server;
 pub mod shutdown;
+pub mod signing;
 pub mod systemd;

@@ -19,11 +19,11 @@
 //! into the channel [`chat_channel`]; confidential events only with the configuration's opt-in; a
 //! mute drops what is about one merge request or issue in that chat.
 
-use crate::config::{ChannelConfig, RouteConfig};
+use crate::config::{ChannelConfig, ChannelKind, Format, RouteConfig};
 use crate::deliver::store::ChatRule;
 use crate::deliver::Delivery;
 use crate::event::{Detail, Event, Kind};
-use crate::render::{Message, RenderError, Rendered, Renderer};
+use crate::render::{Message, Platform, RenderError, Rendered, Renderer};
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
 
@@ -94,6 +94,35 @@ pub struct Route {
     pub config: RouteConfig,
     /// Its templates (shared between routes with the same folder and zone).
     pub renderer: Arc<Renderer>,
+    /// The templates of each other platform its channels post to (`templates/<kind>/` over the
+    /// built-in ones, with `[mentions.<kind>]`); a platform not listed uses `renderer`.
+    pub platforms: Vec<(Platform, Arc<Renderer>)>,
+}
+
+impl Route {
+    /// The renderer of `platform`'s cards.
+    pub fn renderer_for(&self, platform: Platform) -> &Arc<Renderer> {
+        self.platforms
+            .iter()
+            .find(|(p, _)| *p == platform)
+            .map_or(&self.renderer, |(_, r)| r)
+    }
+}
+
+/// The platform whose body a channel of `kind` gets (Cliq's card for the console, Zoho functions
+/// and generic webhooks).
+pub fn platform_of(kind: ChannelKind) -> Platform {
+    match kind {
+        ChannelKind::Slack => Platform::Slack,
+        ChannelKind::Mattermost => Platform::Mattermost,
+        ChannelKind::Teams => Platform::Teams,
+        ChannelKind::GoogleChat => Platform::GoogleChat,
+        ChannelKind::Discord => Platform::Discord,
+        ChannelKind::Cliq
+        | ChannelKind::ZohoFunction
+        | ChannelKind::Webhook
+        | ChannelKind::Console => Platform::Cliq,
+    }
 }
 
 /// Channels and routes, ready to route events.
@@ -111,6 +140,15 @@ pub struct RouteTable {
 impl RouteTable {
     /// Without explicit routes: one route per channel, taking that channel's filters.
     pub fn per_channel(channels: Vec<ChannelConfig>, renderer: Arc<Renderer>) -> RouteTable {
+        RouteTable::per_channel_with(channels, renderer, Vec::new())
+    }
+
+    /// [`RouteTable::per_channel`], with the renderers of other platforms.
+    pub fn per_channel_with(
+        channels: Vec<ChannelConfig>,
+        renderer: Arc<Renderer>,
+        platforms: Vec<(Platform, Arc<Renderer>)>,
+    ) -> RouteTable {
         let routes = channels
             .iter()
             .map(|c| Route {
@@ -122,6 +160,7 @@ impl RouteTable {
                     ..RouteConfig::default()
                 },
                 renderer: Arc::clone(&renderer),
+                platforms: platforms.clone(),
             })
             .collect();
         RouteTable {
@@ -142,12 +181,15 @@ impl RouteTable {
         }
     }
 
-    /// Every distinct renderer, for checks.
+    /// Every distinct renderer (each platform's too), for checks.
     pub fn renderers(&self) -> Vec<(String, Arc<Renderer>)> {
         let mut out: Vec<(String, Arc<Renderer>)> = Vec::new();
         for r in &self.routes {
-            if !out.iter().any(|(_, x)| Arc::ptr_eq(x, &r.renderer)) {
-                out.push((r.config.name.clone(), Arc::clone(&r.renderer)));
+            let all = std::iter::once(&r.renderer).chain(r.platforms.iter().map(|(_, x)| x));
+            for renderer in all {
+                if !out.iter().any(|(_, x)| Arc::ptr_eq(x, renderer)) {
+                    out.push((r.config.name.clone(), Arc::clone(renderer)));
+                }
             }
         }
         out
@@ -296,8 +338,10 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
     let mut render_error = None;
     let mut blocked_confidential = false;
     let mut ignored_render: Option<Ignored> = None;
-    // (renderer, body) already rendered for this event, so routes sharing templates render once.
-    let mut rendered: Vec<(&Arc<Renderer>, Option<String>)> = Vec::new();
+    // (renderer, card) already rendered for this event, so routes sharing templates render once.
+    let mut rendered: Vec<(&Arc<Renderer>, Option<Message>)> = Vec::new();
+    // The event JSON of `format = "event"` channels, built once.
+    let mut event_body: Option<String> = None;
     for r in &table.routes {
         if !matches(&r.config, event) {
             continue;
@@ -321,36 +365,45 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
         if targets.is_empty() {
             continue;
         }
-        let body = match rendered.iter().find(|(x, _)| Arc::ptr_eq(x, &r.renderer)) {
-            Some((_, b)) => b.clone(),
-            None => {
-                let b = match r.renderer.render(event) {
-                    Ok(Rendered::Message(m, _)) => Some(m.to_json()),
-                    Ok(Rendered::Skipped(_)) => {
-                        ignored_render = Some(Ignored::Skipped);
-                        None
-                    }
-                    Ok(Rendered::NoTemplate) => {
-                        ignored_render.get_or_insert(Ignored::NoTemplate);
-                        None
-                    }
-                    Err(e) => {
-                        let fallback = crate::render::cliq::fallback(event, &e).to_json();
-                        render_error = Some(e);
-                        Some(fallback)
+        for c in targets {
+            let body = if c.format == Format::Event {
+                event_body
+                    .get_or_insert_with(|| crate::render::event_json::body(event).to_string())
+                    .clone()
+            } else {
+                let platform = platform_of(c.kind);
+                let renderer = r.renderer_for(platform);
+                let card = match rendered.iter().find(|(x, _)| Arc::ptr_eq(x, renderer)) {
+                    Some((_, b)) => b.clone(),
+                    None => {
+                        let b = match renderer.render(event) {
+                            Ok(Rendered::Message(m, _)) => Some(m),
+                            Ok(Rendered::Skipped(_)) => {
+                                ignored_render = Some(Ignored::Skipped);
+                                None
+                            }
+                            Ok(Rendered::NoTemplate) => {
+                                ignored_render.get_or_insert(Ignored::NoTemplate);
+                                None
+                            }
+                            Err(e) => {
+                                let fallback = crate::render::cliq::fallback(event, &e);
+                                render_error = Some(e);
+                                Some(fallback)
+                            }
+                        };
+                        rendered.push((renderer, b.clone()));
+                        b
                     }
                 };
-                rendered.push((&r.renderer, b.clone()));
-                b
-            }
-        };
-        let Some(body) = body else { continue };
-        for c in targets {
+                let Some(card) = card else { continue };
+                platform.body(&card, &ordering_key).to_json()
+            };
             deliveries.push(Delivery {
                 id: format!("{request_id}/{}", c.name),
                 channel: c.name.clone(),
                 ordering_key: ordering_key.clone(),
-                body: body.clone(),
+                body,
             });
         }
     }
@@ -536,6 +589,7 @@ mod tests {
         ChannelConfig {
             name: name.into(),
             kind: crate::config::ChannelKind::Cliq,
+            format: crate::config::Format::Card,
             endpoint: crate::deliver::Endpoint {
                 url: format!("http://127.0.0.1:9/{name}"),
                 auth: crate::deliver::Auth::None,
@@ -693,6 +747,7 @@ mod tests {
                 ..RouteConfig::default()
             },
             renderer: renderer(),
+            platforms: Vec::new(),
         };
         let channels = vec![channel("ops", &[]), channel("dev", &["push*"])];
         for (events, want) in [

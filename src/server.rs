@@ -30,7 +30,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -510,11 +509,7 @@ async fn read_body(
 
 /// A stable id for a delivery without GitLab's ids: the event header and body, hashed.
 fn body_hash(gitlab_event: Option<&str>, body: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(gitlab_event.unwrap_or_default().as_bytes());
-    h.update([0]);
-    h.update(body);
-    let digest = h.finalize();
+    let digest = crate::signing::sha256(&[gitlab_event.unwrap_or_default().as_bytes(), &[0], body]);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }

@@ -51,16 +51,17 @@ fn rendered_bodies() -> Vec<Body> {
 }
 
 /// Prism's answer to one POST.
-struct Answer {
-    status: reqwest::StatusCode,
+pub(crate) struct Answer {
+    pub(crate) status: reqwest::StatusCode,
     /// `sl-violations` entries whose location starts with request.body or request.query.
-    request_violations: Vec<Value>,
+    pub(crate) request_violations: Vec<Value>,
     /// The whole `sl-violations` header, if any.
-    header: Option<String>,
-    body: String,
+    pub(crate) header: Option<String>,
+    pub(crate) body: String,
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: &str) -> Answer {
+/// POSTs `body` as JSON to `url` (on a Prism mock) and reads its violations.
+pub(crate) async fn post(client: &reqwest::Client, url: &str, body: &str) -> Answer {
     let resp = client
         .post(url)
         .header("Authorization", "Bearer test")

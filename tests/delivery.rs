@@ -30,7 +30,7 @@ struct ScriptedPoster {
 }
 
 impl Post for ScriptedPoster {
-    fn post<'a>(&'a self, _: &'a Endpoint, body: &'a str) -> BoxFuture<'a, Attempt> {
+    fn post<'a>(&'a self, _: &'a Endpoint, _: &'a str, body: &'a str) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
             self.posts
                 .lock()

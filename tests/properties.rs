@@ -107,6 +107,18 @@ const HOSTILE: &[&str] = &[
     "\u{2029}",
     "{@all}",
     "{@available}",
+    "@everyone",
+    "@here",
+    "@channel",
+    "<!channel>",
+    "<!here>",
+    "<@U123>",
+    "<@&456>",
+    "<#789>",
+    "<users/all>",
+    "<at>x</at>",
+    "<a href=\"http://evil\">x</a>",
+    "[x](http://evil)",
     "{@12345678}",
     "{@",
     "{",
@@ -578,6 +590,39 @@ fn urls_cannot_carry_mentions() {
             panic!("{}: {e}", f.file);
         }
     }
+}
+
+/// Hostile issue titles, descriptions and author names are inert in every other kind's body
+/// (`targets::inert_problems`) and keep to its contract.
+#[test]
+fn hostile_text_is_inert_in_every_kind() {
+    let _turn = turn::shared();
+    let r = shared::renderer();
+    run(
+        128,
+        (hostile_text(), hostile_text(), hostile_text()),
+        |(title, description, name)| {
+            let mut body = crate::targets::hostile_issue("x");
+            body["object_attributes"]["title"] = json!(title);
+            body["object_attributes"]["description"] = json!(description);
+            body["user"]["name"] = json!(name);
+            let ev = event::parse(Some("Issue Hook"), body)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let Ok(Rendered::Message(card, _)) = r.render(&ev) else {
+                return Err(TestCaseError::fail("the issue does not render"));
+            };
+            for (p, kind) in crate::targets::PLATFORMS {
+                let b: Value = serde_json::from_str(&p.body(&card, &ev.object_key()).to_json())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut problems = crate::targets::inert_problems(kind, &b);
+                problems.extend(crate::support::chats::violations(kind, &b));
+                if !problems.is_empty() {
+                    return Err(TestCaseError::fail(format!("{problems:#?}")));
+                }
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]

@@ -35,6 +35,7 @@ fn channel(name: &str, confidential: bool) -> ChannelConfig {
     ChannelConfig {
         name: name.into(),
         kind: ChannelKind::Cliq,
+        format: gitlab_chat_bridge::config::Format::Card,
         endpoint: Endpoint {
             url: format!("http://127.0.0.1:9/{name}"),
             auth: Auth::None,
@@ -65,6 +66,7 @@ fn delivered(ev: &Event, route: RouteConfig) -> Vec<String> {
         routes: vec![Route {
             config: route,
             renderer: renderer(Vec::new(), "UTC"),
+            platforms: Vec::new(),
         }],
         chats: None,
     };
@@ -269,6 +271,7 @@ fn confidential_events_are_denied_by_default() {
         routes: vec![Route {
             config: route_to(&["dev"]),
             renderer: renderer(Vec::new(), "UTC"),
+            platforms: Vec::new(),
         }],
         chats: None,
     };
@@ -307,10 +310,12 @@ fn one_event_reaches_several_channels_once_each_in_their_own_words() {
             Route {
                 config: route_to(&["in", "all"]),
                 renderer: Arc::clone(&india),
+                platforms: Vec::new(),
             },
             Route {
                 config: route_to(&["us", "all"]),
                 renderer: Arc::clone(&west),
+                platforms: Vec::new(),
             },
         ],
         chats: None,
@@ -349,6 +354,7 @@ fn a_template_can_decide_not_to_post() {
         routes: vec![Route {
             config: route_to(&["dev"]),
             renderer: r,
+            platforms: Vec::new(),
         }],
         chats: None,
     };
@@ -369,6 +375,7 @@ fn a_template_can_decide_not_to_post() {
         routes: vec![Route {
             config: route_to(&["dev"]),
             renderer: renderer(Vec::new(), "UTC"),
+            platforms: Vec::new(),
         }],
         chats: None,
     };

@@ -9,7 +9,6 @@ use crate::support::daemon::{self, ChannelSpec, Daemon, Settings, MAX_BODY_BYTES
 use crate::support::fake_cliq::FakeCliq;
 use crate::support::temp::TempDir;
 use crate::support::{samples, turn, unique};
-use gitlab_chat_bridge::secret::Secret;
 use gitlab_chat_bridge::server::verify::SigningKey;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -72,7 +71,7 @@ impl Signed {
         let id = unique("msg");
         let timestamp = (now_secs() + skew).to_string();
         let body = samples::bytes(file);
-        let key = SigningKey::parse(&Secret::new(key)).unwrap();
+        let key = SigningKey::parse(key).unwrap();
         Signed {
             signature: Some(key.signature_header(&id, &timestamp, &body)),
             id,
@@ -215,7 +214,7 @@ async fn signatures_valid_wrong_stale_and_replayed() {
 
     // Refused as malformed after its signature was checked: its re-send must still pass.
     let mut bad_json = Signed::new("issue__open.json", SIGNING, 0);
-    let key = SigningKey::parse(&Secret::new(SIGNING)).unwrap();
+    let key = SigningKey::parse(SIGNING).unwrap();
     bad_json.body = b"{not json".to_vec();
     bad_json.signature =
         Some(key.signature_header(&bad_json.id, &bad_json.timestamp, &bad_json.body));

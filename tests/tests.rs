@@ -24,4 +24,5 @@ mod render;
 mod routes;
 mod security;
 mod setup;
+mod targets;
 mod tidy;

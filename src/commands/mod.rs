@@ -9,12 +9,12 @@ pub mod serve;
 pub mod setup;
 pub mod subscriptions;
 
-use crate::config::Config;
+use crate::config::{Config, Format};
 use crate::deliver::store::Store;
 use crate::render::{
-    DateSettings, Mentions, RenderSettings, Renderer, TemplateError, TemplateSource,
+    DateSettings, Mentions, Platform, RenderSettings, Renderer, TemplateError, TemplateSource,
 };
-use crate::route::{Route, RouteTable};
+use crate::route::{self, Route, RouteTable};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +65,61 @@ pub fn render_settings(cfg: &Config) -> RenderSettings {
     }
 }
 
+/// The platforms other than Cliq that the config's card channels post to.
+fn platforms(cfg: &Config) -> Vec<Platform> {
+    let mut out = Vec::new();
+    for c in &cfg.channels {
+        let p = route::platform_of(c.kind);
+        if c.format == Format::Card && p != Platform::Cliq && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Each other platform's renderer.
+type PlatformRenderers = Vec<(Platform, Arc<Renderer>)>;
+
+/// The renderers of each platform in `platforms(cfg)`: the built-in templates overlaid with
+/// `<dir>/<kind>/*.hbs` of each folder in `dirs` (in order), the zone `tz` and
+/// `[mentions.<kind>]`.
+fn platform_renderers(
+    cfg: &Config,
+    dirs: &[&Path],
+    tz: chrono_tz::Tz,
+    strict: bool,
+) -> anyhow::Result<Result<PlatformRenderers, Vec<TemplateError>>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for p in platforms(cfg) {
+        let mut sources: Vec<TemplateSource> = Vec::new();
+        for dir in dirs {
+            let sub = dir.join(p.as_str());
+            if sub.is_dir() {
+                for t in read_template_dir(&sub)? {
+                    sources.retain(|s| s.name != t.name);
+                    sources.push(t);
+                }
+            }
+        }
+        let mut settings = render_settings(cfg);
+        settings.dates.timezone = tz;
+        settings.mentions = match cfg.kind_mentions.get(p.as_str()) {
+            Some(m) => Mentions::new(m),
+            None => Mentions::default(),
+        };
+        match Renderer::new(sources, settings, strict) {
+            Ok(r) => out.push((p, Arc::new(r))),
+            Err(e) => errors.extend(e),
+        }
+    }
+    Ok(if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    })
+}
+
 /// Builds the route table the config describes: one renderer per distinct (template folder,
 /// time zone); a route's folder overlays `[templates] dir`, which overlays the built-in templates.
 /// Template errors come back one per entry.
@@ -80,8 +135,18 @@ pub fn build_routes(
         Ok(r) => Arc::new(r),
         Err(e) => return Ok(Err(e)),
     };
+    let base_dirs: Vec<&Path> = cfg.templates.dir.iter().map(PathBuf::as_path).collect();
+    let default_platforms =
+        match platform_renderers(cfg, &base_dirs, cfg.templates.timezone, strict)? {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
     if cfg.routes.is_empty() {
-        return Ok(Ok(RouteTable::per_channel(cfg.channels.clone(), default)));
+        return Ok(Ok(RouteTable::per_channel_with(
+            cfg.channels.clone(),
+            default,
+            default_platforms,
+        )));
     }
     // Renderers already built, by (template folder, zone name).
     type Built = Vec<((Option<PathBuf>, String), Arc<Renderer>)>;
@@ -117,9 +182,23 @@ pub fn build_routes(
                 }
             }
         };
+        let platforms = if rc.templates.is_none() && rc.timezone.is_none() {
+            default_platforms.clone()
+        } else {
+            let mut dirs = base_dirs.clone();
+            dirs.extend(rc.templates.as_deref());
+            match platform_renderers(cfg, &dirs, tz, strict)? {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.extend(e);
+                    continue;
+                }
+            }
+        };
         routes.push(Route {
             config: rc.clone(),
             renderer,
+            platforms,
         });
     }
     if !errors.is_empty() {
@@ -141,7 +220,8 @@ pub fn routes_or_fail(cfg: &Config) -> anyhow::Result<RouteTable> {
     })
 }
 
-/// Every template folder the config reads (for the reload watch).
+/// Every template folder the config reads (for the reload watch), with the `<kind>/`
+/// subfolders of the platforms its channels post to.
 pub fn template_dirs(cfg: &Config) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = cfg.templates.dir.iter().cloned().collect();
     for r in &cfg.routes {
@@ -151,6 +231,13 @@ pub fn template_dirs(cfg: &Config) -> Vec<PathBuf> {
             }
         }
     }
+    let mut subs = Vec::new();
+    for d in &dirs {
+        for p in platforms(cfg) {
+            subs.push(d.join(p.as_str()));
+        }
+    }
+    dirs.extend(subs);
     dirs
 }
 

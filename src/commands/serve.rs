@@ -3,7 +3,7 @@
 //! SIGTERM/SIGINT stops accepting, finishes in-flight requests, the routing batch and the posts
 //! in progress within a bound, and leaves the rest in the store for the next start.
 
-use crate::config::{ChannelConfig, ChannelKind, Config, LogFormat};
+use crate::config::{ChannelConfig, ChannelKind, Config, Format, LogFormat};
 use crate::deliver::clock::Clock;
 use crate::deliver::durable::{DurableOutbox, DurableSettings};
 use crate::deliver::rate::RateLimiter;
@@ -36,11 +36,19 @@ pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
     targets_and_chats(channels, None).0
 }
 
-/// Who a Cliq endpoint posts as: its key, token or (without either) its URL.
+/// Who an endpoint posts as, for its rate budget: its key or token, a webhook's own URL, or
+/// (without any credential) its URL.
 fn credential(endpoint: &Endpoint) -> String {
     match &endpoint.auth {
         Auth::ZapiKey(k) => format!("zapikey:{}", k.expose()),
         Auth::OAuth(t) => format!("oauth:{}", t.expose()),
+        // An extension's incoming URL is limited per zapikey like any other Cliq post.
+        Auth::Query(keys) => match keys.iter().find(|(k, _)| k == "zapikey") {
+            Some((_, k)) => format!("zapikey:{}", k.expose()),
+            None => format!("url:{}", endpoint.url),
+        },
+        // A webhook URL is its own budget (Slack, Discord, Google Chat: per webhook or space).
+        Auth::SecretUrl(u) | Auth::Signed { url: u, .. } => format!("webhook:{}", u.expose()),
         Auth::None => format!("url:{}", endpoint.url),
     }
 }
@@ -54,7 +62,7 @@ pub fn targets_and_chats(
 ) -> (Vec<Target>, Option<Arc<RateLimiter>>) {
     let credential_of = |c: &ChannelConfig| match c.kind {
         ChannelKind::Console => format!("console:{}", c.name),
-        ChannelKind::Cliq => credential(&c.endpoint),
+        _ => credential(&c.endpoint),
     };
     let mut rates: HashMap<String, u32> = HashMap::new();
     for c in channels {
@@ -76,7 +84,7 @@ pub fn targets_and_chats(
                 name: c.name.clone(),
                 endpoint: c.endpoint.clone(),
                 limiter: Arc::clone(l),
-                digest: Arc::new(cliq::digest),
+                digest: digest_of(c),
             })
         })
         .collect();
@@ -183,6 +191,21 @@ impl CliqCommands for Commands {
     }
 }
 
+/// How a channel's backlog is combined: Cliq cards (and the console, which draws them) into
+/// one Cliq digest; other kinds and the event JSON are posted one by one (their limits are per
+/// second rather than Cliq's lock-out, and a webhook consumer wants each event).
+fn digest_of(c: &ChannelConfig) -> Arc<dyn worker::Digest> {
+    match (c.kind, c.format) {
+        (ChannelKind::Cliq | ChannelKind::Console, Format::Card) => Arc::new(cliq::digest),
+        _ => Arc::new(|bodies: &[&str]| {
+            (
+                bodies.first().map_or_else(String::new, |b| b.to_string()),
+                1,
+            )
+        }),
+    }
+}
+
 /// The poster of a `console` channel: draws each message as text (`render::terminal`) on
 /// standard output, in colour only on a terminal without `NO_COLOR`.
 struct Console {
@@ -204,7 +227,12 @@ impl Console {
 }
 
 impl Post for Console {
-    fn post<'a>(&'a self, _endpoint: &'a Endpoint, body: &'a str) -> BoxFuture<'a, Attempt> {
+    fn post<'a>(
+        &'a self,
+        _endpoint: &'a Endpoint,
+        _id: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Attempt> {
         let text = terminal::draw(&self.channel, body, self.paint);
         Box::pin(async move {
             // A blocked pipe must not stall a runtime thread; the lock keeps messages whole.
@@ -315,7 +343,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
             .map(|c| c.kind);
         let poster: Arc<dyn Post> = match kind {
             Some(ChannelKind::Console) => Arc::new(Console::for_stdout(&t.name)),
-            Some(ChannelKind::Cliq) | None => Arc::clone(&poster),
+            Some(_) | None => Arc::clone(&poster),
         };
         tracker.spawn(worker::run_channel(
             t,

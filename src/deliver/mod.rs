@@ -31,6 +31,20 @@ pub enum Auth {
     ZapiKey(Secret),
     /// `Authorization: Zoho-oauthtoken …`.
     OAuth(Secret),
+    /// Secret query parameters added at send time, in order (a Cliq extension incoming URL's
+    /// `appkey`, and its `zapikey`).
+    Query(Vec<(String, Secret)>),
+    /// The whole URL is the credential (Slack, Discord, Teams, Google Chat, Mattermost and
+    /// generic webhooks); [`Endpoint::url`] is then a redacted form for logs.
+    SecretUrl(Secret),
+    /// A secret URL, and each post signed per Standard Webhooks with this `whsec_` key
+    /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    Signed {
+        /// The URL to post to.
+        url: Secret,
+        /// The signing secret.
+        key: Secret,
+    },
     /// Nothing (the URL carries its own authentication, or a test endpoint).
     None,
 }
@@ -38,7 +52,7 @@ pub enum Auth {
 /// Where a channel's messages go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// URL without credentials (safe to log).
+    /// URL without credentials, or a redacted form of a secret URL (safe to log).
     pub url: String,
     /// Credentials added at send time.
     pub auth: Auth,

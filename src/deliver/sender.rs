@@ -1,17 +1,27 @@
-//! One POST to a Cliq endpoint and what its answer means for retrying.
+//! One POST to a chat endpoint and what its answer means for retrying.
 //!
 //! Any 2xx is success (Cliq answers 204, or 200 with a body). 429, 5xx, 408, network errors and
 //! Cliq's throttle answer (`400 {"code":"request_limit_exceeded"}`) are retried; other 4xx are
-//! permanent and carry Cliq's `message`. Credentials are added here and never appear in an error:
-//! reqwest errors are stripped of their URL.
+//! permanent and carry the answer's `message` (Cliq, Discord) or text (Slack's `invalid_blocks`).
+//! A wait comes from `Retry-After` or, failing that, a JSON `retry_after` in seconds (Discord);
+//! after a 2xx with `X-RateLimit-Remaining: 0` the next post to that endpoint waits
+//! `X-RateLimit-Reset-After` (Discord's per-webhook bucket). Credentials are added here and never
+//! appear in an error: reqwest errors are stripped of their URL. A signed endpoint's posts carry
+//! Standard Webhooks' `webhook-id` (the message's id, the same on every retry),
+//! `webhook-timestamp` and `webhook-signature`.
 
 use super::{Auth, Endpoint};
-use std::time::Duration;
+use crate::signing::SigningKey;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Cliq's error code for "too many requests" on older deployments (sent with HTTP 400).
 pub const THROTTLE_CODE: &str = "request_limit_exceeded";
 /// Longest error text kept from an answer body.
 const MAX_REASON_CHARS: usize = 300;
+/// Longest pause honoured from `X-RateLimit-Reset-After` before the next post.
+const MAX_BUCKET_WAIT: Duration = Duration::from_secs(60);
 
 /// The outcome of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +52,8 @@ pub enum Attempt {
 #[derive(Debug, Clone)]
 pub struct Sender {
     client: reqwest::Client,
+    /// Endpoint (logged form) → when its rate-limit bucket refills, after one said it was empty.
+    hold: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 /// The HTTP client could not be built.
@@ -58,13 +70,21 @@ impl Sender {
             .user_agent(concat!("gitlab-chat-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SenderError(e.without_url().to_string()))?;
-        Ok(Sender { client })
+        Ok(Sender {
+            client,
+            hold: Arc::default(),
+        })
     }
 
-    /// POSTs `body` (JSON) to `endpoint`.
-    pub async fn post(&self, endpoint: &Endpoint, body: &str) -> Attempt {
-        let mut url = match reqwest::Url::parse(&endpoint.url) {
+    /// POSTs `body` (JSON) to `endpoint`; `id` names the message (the same on every retry).
+    pub async fn post(&self, endpoint: &Endpoint, id: &str, body: &str) -> Attempt {
+        let raw_url = match &endpoint.auth {
+            Auth::SecretUrl(u) | Auth::Signed { url: u, .. } => u.expose(),
+            _ => endpoint.url.as_str(),
+        };
+        let mut url = match reqwest::Url::parse(raw_url) {
             Ok(u) => u,
+            // The parser's message never quotes the URL.
             Err(e) => {
                 return Attempt::Permanent {
                     status: 0,
@@ -72,16 +92,42 @@ impl Sender {
                 }
             }
         };
-        let mut req = self.client.post(url.clone());
+        let mut headers = Vec::new();
         match &endpoint.auth {
             Auth::ZapiKey(k) => {
                 url.query_pairs_mut().append_pair("zapikey", k.expose());
-                req = self.client.post(url);
+            }
+            Auth::Query(keys) => {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in keys {
+                    q.append_pair(k, v.expose());
+                }
             }
             Auth::OAuth(t) => {
-                req = req.header("Authorization", format!("Zoho-oauthtoken {}", t.expose()));
+                headers.push(("Authorization", format!("Zoho-oauthtoken {}", t.expose())));
             }
-            Auth::None => {}
+            Auth::Signed { key, .. } => {
+                let Some(key) = SigningKey::parse(key.expose()) else {
+                    return Attempt::Permanent {
+                        status: 0,
+                        reason: "the signing secret is not whsec_ followed by base64".into(),
+                    };
+                };
+                let ts = chrono::Utc::now().timestamp().to_string();
+                let msg_id = format!("msg_{id}");
+                headers.push((
+                    "webhook-signature",
+                    key.signature_header(&msg_id, &ts, body.as_bytes()),
+                ));
+                headers.push(("webhook-id", msg_id));
+                headers.push(("webhook-timestamp", ts));
+            }
+            Auth::SecretUrl(_) | Auth::None => {}
+        }
+        self.wait_for_bucket(&endpoint.url).await;
+        let mut req = self.client.post(url);
+        for (name, value) in headers {
+            req = req.header(name, value);
         }
         let resp = req
             .header("Content-Type", "application/json")
@@ -97,14 +143,35 @@ impl Sender {
             },
             Ok(r) => {
                 let status = r.status().as_u16();
-                let retry_after = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
+                let header = |n: &str| {
+                    r.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let retry_after = header("retry-after");
+                if header("x-ratelimit-remaining").as_deref() == Some("0") {
+                    if let Some(wait) = header("x-ratelimit-reset-after")
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .filter(|s| s.is_finite() && *s > 0.0)
+                    {
+                        let wait = Duration::from_secs_f64(wait).min(MAX_BUCKET_WAIT);
+                        if let Ok(mut hold) = self.hold.lock() {
+                            hold.insert(endpoint.url.clone(), Instant::now() + wait);
+                        }
+                    }
+                }
                 let body = r.bytes().await.unwrap_or_default();
                 classify(status, retry_after.as_deref(), &body)
             }
+        }
+    }
+
+    /// Waits while the endpoint's rate-limit bucket is empty (Discord's `X-RateLimit-*`).
+    async fn wait_for_bucket(&self, endpoint: &str) {
+        let until = self.hold.lock().ok().and_then(|mut h| h.remove(endpoint));
+        if let Some(until) = until {
+            tokio::time::sleep_until(until.into()).await;
         }
     }
 }
@@ -153,9 +220,16 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt 
     }
     let throttled = status == 429 || code == THROTTLE_CODE;
     if throttled || status == 408 || status >= 500 {
+        // Discord's 429 body: {"retry_after": 1.5, ...} in seconds.
+        let json_wait = parsed
+            .as_ref()
+            .and_then(|v| v.get("retry_after"))
+            .and_then(serde_json::Value::as_f64)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(3600.0)));
         return Attempt::Retry {
             status: Some(status),
-            retry_after: retry_after.and_then(parse_retry_after),
+            retry_after: retry_after.and_then(parse_retry_after).or(json_wait),
             throttled,
             reason,
         };
@@ -212,6 +286,25 @@ mod tests {
                 status: 404,
                 reason,
             } => assert!(reason.contains("No such channel")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn discord_and_slack_throttles() {
+        assert!(matches!(
+            classify(429, None, br#"{"message":"You are being rate limited.","retry_after":1.5,"global":false}"#),
+            Attempt::Retry { throttled: true, retry_after: Some(d), .. } if d == Duration::from_millis(1500)
+        ));
+        assert!(matches!(
+            classify(429, Some("30"), b"rate_limited"),
+            Attempt::Retry { throttled: true, retry_after: Some(d), .. } if d == Duration::from_secs(30)
+        ));
+        match classify(400, None, b"invalid_blocks") {
+            Attempt::Permanent {
+                status: 400,
+                reason,
+            } => assert!(reason.contains("invalid_blocks")),
             other => panic!("{other:?}"),
         }
     }

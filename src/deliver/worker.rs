@@ -30,13 +30,23 @@ pub const STORE_RETRY: Duration = Duration::from_millis(500);
 
 /// Something that can post a message (the HTTP [`Sender`], or a fake in tests).
 pub trait Post: Send + Sync + 'static {
-    /// Posts `body` to `endpoint`.
-    fn post<'a>(&'a self, endpoint: &'a Endpoint, body: &'a str) -> BoxFuture<'a, Attempt>;
+    /// Posts `body` to `endpoint`; `id` names the message (the same on every retry).
+    fn post<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        id: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Attempt>;
 }
 
 impl Post for Sender {
-    fn post<'a>(&'a self, endpoint: &'a Endpoint, body: &'a str) -> BoxFuture<'a, Attempt> {
-        Box::pin(Sender::post(self, endpoint, body))
+    fn post<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        id: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Attempt> {
+        Box::pin(Sender::post(self, endpoint, id, body))
     }
 }
 
@@ -195,7 +205,10 @@ impl Ctx<'_> {
             return true;
         };
         // Not cancelled: the post in progress finishes (within the post timeout) and is recorded.
-        let attempt = self.poster.post(&target.endpoint, body).await;
+        let attempt = self
+            .poster
+            .post(&target.endpoint, &first.delivery_id, body)
+            .await;
         let attempts = first.attempts + 1;
         let now = self.clock.now_ms();
         let max_age_ms = policy.max_age.as_millis() as i64;

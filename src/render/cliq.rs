@@ -42,6 +42,12 @@ const DIGEST_SEPARATOR: &str = "\n\n";
 pub struct Message(Map<String, Value>);
 
 impl Message {
+    /// A body built and held to its limits by one of the other kinds' builders
+    /// ([`super::chat::Platform::body`]).
+    pub(crate) fn from_map(m: Map<String, Value>) -> Message {
+        Message(m)
+    }
+
     /// The message as JSON.
     pub fn to_json(&self) -> String {
         Value::Object(self.0.clone()).to_string()

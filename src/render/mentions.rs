@@ -37,7 +37,7 @@ pub fn valid_id(id: &str) -> bool {
             .any(|c| matches!(c, '{' | '}' | '"' | '\\') || c.is_whitespace() || c.is_control())
         && !matches!(
             id.to_ascii_lowercase().as_str(),
-            "all" | "available" | "participants"
+            "all" | "available" | "participants" | "channel" | "here" | "everyone"
         )
 }
 

@@ -5,19 +5,30 @@
 //! `templates/`) are used for any name the user's folder does not provide. Every template may be
 //! used as a partial by its name (`{{> header}}`). Values are escaped for JSON with Cliq markup
 //! neutralised (see [`escape`]); the output is parsed as JSON and held to Cliq's limits ([`cliq`]).
-//! A template whose output is blank, or that calls `{{skip}}`, posts nothing.
+//! A template whose output is blank, or that calls `{{skip}}`, posts nothing. Other chats get
+//! the card rebuilt in their own shape ([`chat::Platform::body`]: `slack`, `mattermost`, `teams`,
+//! `google_chat`, `discord`), and `format = "event"` channels the event JSON ([`event_json`]).
 
+pub mod chat;
 pub mod cliq;
+pub mod discord;
 pub mod escape;
+pub mod event_json;
+pub mod google_chat;
 pub mod helpers;
+pub mod mattermost;
 pub mod mentions;
 pub mod reference;
+pub mod slack;
+pub mod teams;
 pub mod terminal;
 
 use crate::event::{Detail, Event};
 use handlebars::Handlebars;
+use serde_json::Value;
 use std::collections::HashMap;
 
+pub use chat::Platform;
 pub use cliq::Message;
 pub use helpers::{Clock, DateSettings};
 pub use mentions::Mentions;
@@ -37,6 +48,26 @@ impl From<DateSettings> for RenderSettings {
         RenderSettings {
             dates,
             mentions: Mentions::default(),
+        }
+    }
+}
+
+impl Platform {
+    /// Builds this platform's body from a Cliq card; `thread` is the event's object key (Google
+    /// Chat threads by it). Cliq's own card is returned as is.
+    pub fn body(self, card: &Message, thread: &str) -> Message {
+        let parts = chat::Parts::of(card);
+        let v = match self {
+            Platform::Cliq => return card.clone(),
+            Platform::Slack => slack::body(&parts),
+            Platform::Mattermost => mattermost::body(&parts),
+            Platform::Teams => teams::body(&parts),
+            Platform::GoogleChat => google_chat::body(&parts, thread),
+            Platform::Discord => discord::body(&parts),
+        };
+        match v {
+            Value::Object(m) => Message::from_map(m),
+            _ => card.clone(),
         }
     }
 }

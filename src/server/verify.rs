@@ -10,62 +10,18 @@
 
 use crate::config::ServerConfig;
 use crate::secret::Secret;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use crate::signing;
 use ipnet::IpNet;
-use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use subtle::ConstantTimeEq;
 
 /// Most `webhook-id`s remembered against replays; the oldest are forgotten first beyond this.
 /// (The outbox's own dedupe still stops a forgotten one from being posted twice.)
 pub const MAX_REMEMBERED_IDS: usize = 100_000;
 /// Longest `webhook-id` accepted (GitLab sends a UUID).
 pub const MAX_WEBHOOK_ID_LEN: usize = 256;
-/// Prefix of Standard-Webhooks signing tokens.
-pub const SIGNING_TOKEN_PREFIX: &str = "whsec_";
-
-/// A decoded Standard-Webhooks signing key (the bytes after `whsec_`).
-#[derive(Clone)]
-pub struct SigningKey(Vec<u8>);
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningKey(****)")
-    }
-}
-
-impl SigningKey {
-    /// Decodes `whsec_<base64>` (the prefix is optional, as in Standard Webhooks' libraries).
-    pub fn parse(token: &Secret) -> Option<SigningKey> {
-        let t = token.expose().trim();
-        let b64 = t.strip_prefix(SIGNING_TOKEN_PREFIX).unwrap_or(t);
-        let bytes = STANDARD.decode(b64).ok()?;
-        (!bytes.is_empty()).then_some(SigningKey(bytes))
-    }
-
-    /// `v1` signature of `{id}.{timestamp}.{body}`: HMAC-SHA256 with this key.
-    fn sign(&self, id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
-        // HMAC takes keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.finalize().into_bytes().into()
-    }
-
-    /// The `webhook-signature` header value GitLab would send (`v1,<base64>`); for tests and
-    /// tools that play GitLab.
-    pub fn signature_header(&self, id: &str, timestamp: &str, body: &[u8]) -> String {
-        format!("v1,{}", STANDARD.encode(self.sign(id, timestamp, body)))
-    }
-}
+pub use crate::signing::{SigningKey, SIGNING_TOKEN_PREFIX};
 
 /// A signing token that is not `whsec_` followed by base64.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +82,7 @@ impl Verifier {
             .signing_tokens
             .iter()
             .enumerate()
-            .map(|(i, t)| SigningKey::parse(t).ok_or(BadSigningToken(i + 1)))
+            .map(|(i, t)| SigningKey::parse(t.expose()).ok_or(BadSigningToken(i + 1)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Verifier {
             tokens: server.secret_tokens.clone(),
@@ -156,7 +112,7 @@ impl Verifier {
             return false;
         };
         self.tokens.iter().fold(false, |ok, t| {
-            ok | bool::from(got.as_bytes().ct_eq(t.expose().as_bytes()))
+            ok | signing::constant_time_eq(got.as_bytes(), t.expose().as_bytes())
         })
     }
 
@@ -187,11 +143,7 @@ impl Verifier {
         if skew.saturating_abs() > self.tolerance_secs {
             return Err(SignatureError::Stale(skew));
         }
-        let signatures: Vec<Vec<u8>> = signature
-            .split_whitespace()
-            .filter_map(|s| s.strip_prefix("v1,"))
-            .filter_map(|b64| STANDARD.decode(b64).ok())
-            .collect();
+        let signatures = signing::v1_signatures(signature);
         if signatures.is_empty() {
             return Err(SignatureError::Malformed("webhook-signature"));
         }
@@ -204,13 +156,10 @@ impl Verifier {
 
     /// Checks the signatures over the raw body against every accepted key; any match is enough.
     pub fn verify(&self, signed: &Signed, body: &[u8]) -> Result<(), SignatureError> {
-        let mut ok = false;
-        for key in &self.keys {
-            let expected = key.sign(&signed.id, &signed.timestamp, body);
-            for s in &signed.signatures {
-                ok |= bool::from(s.as_slice().ct_eq(expected.as_slice()));
-            }
-        }
+        let ok = self
+            .keys
+            .iter()
+            .any(|key| key.verifies(&signed.id, &signed.timestamp, body, &signed.signatures));
         if ok {
             Ok(())
         } else {
@@ -285,14 +234,14 @@ struct RememberedBodies {
 /// within [`CLIQ_WINDOW_MS`] of now, and a memory of the bodies accepted within that window so a
 /// captured invocation cannot be replayed. Public keys are not secrets; this holds nothing else.
 pub struct CliqVerifier {
-    keys: Vec<rsa::pkcs1v15::VerifyingKey<Sha256>>,
+    keys: signing::RsaKeys,
     seen: Mutex<RememberedBodies>,
 }
 
 impl std::fmt::Debug for CliqVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CliqVerifier")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
@@ -300,17 +249,7 @@ impl std::fmt::Debug for CliqVerifier {
 impl CliqVerifier {
     /// Reads the extension's keys (base64 X.509 SubjectPublicKeyInfo).
     pub fn new(public_keys: &[String]) -> Result<CliqVerifier, BadPublicKey> {
-        use rsa::pkcs8::DecodePublicKey;
-        let keys = public_keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let der = STANDARD.decode(k.trim()).map_err(|_| BadPublicKey(i))?;
-                let key =
-                    rsa::RsaPublicKey::from_public_key_der(&der).map_err(|_| BadPublicKey(i))?;
-                Ok(rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = signing::RsaKeys::parse(public_keys).map_err(BadPublicKey)?;
         Ok(CliqVerifier {
             keys,
             seen: Mutex::new(RememberedBodies::default()),
@@ -319,14 +258,8 @@ impl CliqVerifier {
 
     /// Checks `signature` (the `X-Cliq-Signature` header) over the raw `body`.
     pub fn verify(&self, signature: Option<&str>, body: &[u8]) -> Result<(), CliqRefusal> {
-        use rsa::signature::Verifier as _;
         let signature = signature.ok_or(CliqRefusal::MissingSignature)?;
-        let bytes = STANDARD
-            .decode(signature.trim())
-            .map_err(|_| CliqRefusal::BadSignature)?;
-        let signature = rsa::pkcs1v15::Signature::try_from(bytes.as_slice())
-            .map_err(|_| CliqRefusal::BadSignature)?;
-        if self.keys.iter().any(|k| k.verify(body, &signature).is_ok()) {
+        if self.keys.verifies(signature, body) {
             Ok(())
         } else {
             Err(CliqRefusal::BadSignature)
@@ -343,8 +276,7 @@ impl CliqVerifier {
 
     /// Remembers `body` (received at `now`, unix ms) as accepted; refuses one accepted before.
     pub fn remember(&self, body: &[u8], now: i64) -> Result<(), CliqRefusal> {
-        use sha2::Digest as _;
-        let hash: [u8; 32] = Sha256::digest(body).into();
+        let hash = signing::sha256(&[body]);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         // Twice the window: a body older than that is refused as stale anyway.
         let horizon = now - 2 * CLIQ_WINDOW_MS;
@@ -369,8 +301,6 @@ impl CliqVerifier {
 #[cfg(test)]
 mod cliq_tests {
     use super::*;
-    use rsa::pkcs8::DecodePrivateKey;
-    use rsa::signature::{SignatureEncoding, Signer};
 
     fn data(file: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -380,10 +310,7 @@ mod cliq_tests {
     }
 
     fn sign(file: &str, body: &[u8]) -> String {
-        let key = rsa::RsaPrivateKey::from_pkcs8_der(&data(file))
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-        let key = rsa::pkcs1v15::SigningKey::<Sha256>::new(key);
-        STANDARD.encode(key.sign(body).to_bytes())
+        signing::rsa_sign(&data(file), body).unwrap_or_else(|e| panic!("{file}: {e}"))
     }
 
     fn public(file: &str) -> String {
@@ -469,7 +396,7 @@ mod tests {
     /// Standard Webhooks' published test vector.
     #[test]
     fn standard_webhooks_test_vector() {
-        let key = SigningKey::parse(&Secret::new(KEY));
+        let key = SigningKey::parse(KEY);
         let Some(key) = key else { panic!("key") };
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
@@ -486,7 +413,7 @@ mod tests {
             &[],
         );
         assert!(v.signature_required());
-        let key = SigningKey::parse(&Secret::new(KEY)).unwrap_or_else(|| panic!("key"));
+        let key = SigningKey::parse(KEY).unwrap_or_else(|| panic!("key"));
         let now = 1_800_000_000;
         let body = b"{\"object_kind\":\"push\"}";
         let ts = now.to_string();
@@ -527,7 +454,7 @@ mod tests {
             Err(SignatureError::Malformed("webhook-timestamp"))
         );
         // A signature made with the second (rotated-in) key is accepted too.
-        let other = SigningKey::parse(&Secret::new("whsec_b2xkLWtleS1zdGlsbC1hY2NlcHRlZA=="))
+        let other = SigningKey::parse("whsec_b2xkLWtleS1zdGlsbC1hY2NlcHRlZA==")
             .unwrap_or_else(|| panic!("key"));
         let list2 = [
             ("webhook-id", "id-2".to_string()),
@@ -583,7 +510,7 @@ mod tests {
         let cfg = crate::config::Config::parse(text, std::path::Path::new("/x.toml"), &NoEnv);
         let Ok(cfg) = cfg else { panic!("config") };
         assert!(Verifier::new(&cfg.server).is_err());
-        let key = SigningKey::parse(&Secret::new(KEY)).unwrap_or_else(|| panic!("key"));
+        let key = SigningKey::parse(KEY).unwrap_or_else(|| panic!("key"));
         assert_eq!(format!("{key:?}"), "SigningKey(****)");
     }
 }

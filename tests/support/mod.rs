@@ -13,9 +13,11 @@
 //!
 //! and, here, unique names and bounded polling.
 
+pub mod chats;
 pub mod cli;
 pub mod cliq;
 pub mod daemon;
+pub mod fake_chats;
 pub mod fake_cliq;
 pub mod prism;
 pub mod renderer;
