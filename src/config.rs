@@ -140,6 +140,8 @@ struct RawRoute {
     exclude_users: Option<Vec<String>>,
     #[serde(default)]
     confidential: bool,
+    #[serde(default)]
+    only_status_changes: bool,
     templates: Option<PathBuf>,
     timezone: Option<String>,
 }
@@ -339,6 +341,9 @@ pub struct RouteConfig {
     pub exclude_users: Vec<String>,
     /// Whether confidential issues and comments may take this route.
     pub confidential: bool,
+    /// Pipelines take this route only when their ref's finished status changed
+    /// (`pipeline.fixed`, `pipeline.broken`); other events are not affected.
+    pub only_status_changes: bool,
     /// Template folder of this route (overrides `[templates] dir`).
     pub templates: Option<PathBuf>,
     /// Zone of this route's dates (overrides `[templates] timezone`).
@@ -1038,6 +1043,7 @@ fn routes_section(
             labels_all: r.labels_all.unwrap_or_default(),
             exclude_users: r.exclude_users.unwrap_or_default(),
             confidential: r.confidential,
+            only_status_changes: r.only_status_changes,
             templates: r.templates.map(resolve),
             timezone,
         });

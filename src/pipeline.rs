@@ -6,7 +6,7 @@
 //! `route::route` that `render` and `events replay` use, so a replay or a preview shows exactly
 //! what the daemon posts.
 
-use crate::deliver::router::EventRouter;
+use crate::deliver::router::{EventRouter, Memory};
 use crate::deliver::store::{RoutedEvent, StoredEvent};
 use crate::event::{self, Event, Kind};
 use crate::metrics::{self, Routed};
@@ -49,12 +49,12 @@ pub fn route_event(stored: &StoredEvent, event: &Event, table: &RouteTable) -> R
 }
 
 impl EventRouter for Pipeline {
-    fn route(&self, stored: &StoredEvent) -> RoutedEvent {
+    fn route(&self, stored: &StoredEvent, memory: &Memory<'_>) -> RoutedEvent {
         let since =
             Duration::from_millis(unix_ms().saturating_sub(stored.received_at).max(0) as u64);
         let request = &stored.raw.request_id;
         let key = stored.raw.dedupe_key.as_deref().unwrap_or("-");
-        let event = match parse(stored) {
+        let mut event = match parse(stored) {
             Ok(e) => e,
             Err(error) => {
                 // The receiver checked for one JSON object, so only a changed store gets here.
@@ -68,6 +68,13 @@ impl EventRouter for Pipeline {
                 };
             }
         };
+        // A finished pipeline is compared with its ref's last finished status, and remembered
+        // (in the same transaction as this event's messages, so a restart keeps it).
+        let mut remember = Vec::new();
+        if let Some((memory_key, status)) = event.ref_status() {
+            event.note_ref_status(memory.get(&memory_key).as_deref());
+            remember.push((memory_key, status));
+        }
         let known = !matches!(event.kind, Kind::Unknown(_));
         let routing = route_event(stored, &event, &self.routes.get());
         let n = routing.deliveries.len();
@@ -96,6 +103,7 @@ impl EventRouter for Pipeline {
             project: event.project.path.clone(),
             outcome,
             deliveries: routing.deliveries,
+            memory: remember,
         }
     }
 }

@@ -18,6 +18,7 @@ mod events;
 mod kinds;
 mod preview;
 mod properties;
+mod reliability;
 mod reload;
 mod render;
 mod routes;
