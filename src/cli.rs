@@ -27,6 +27,27 @@ pub enum Command {
     Outbox(OutboxArgs),
     /// Stored webhook deliveries: list, show, replay through the current templates.
     Events(EventsArgs),
+    /// Recover deliveries GitLab failed to make (read from each managed hook's delivery log).
+    CatchUp(CatchUpArgs),
+}
+
+/// Arguments of `catch-up`.
+#[derive(Debug, Args)]
+pub struct CatchUpArgs {
+    /// Configuration file (its `[gitlab]` section and `[outbox] path`).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// How far back to look (`30s`, `15m`, `2h`, `7d`; GitLab keeps 7 days of log): each
+    /// hook's log is read back to the last delivery the bridge received before then.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub since: std::time::Duration,
+    /// A project ID or full path (`group/project`); repeatable. Default: every project where
+    /// the token's user is Maintainer.
+    #[arg(long, value_name = "ID_OR_PATH")]
+    pub project: Vec<String>,
+    /// Print what would be recovered and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `events`.
@@ -213,4 +234,8 @@ pub struct SetupArgs {
     /// Also delete duplicates of the bridge's hook.
     #[arg(long)]
     pub yes: bool,
+    /// Re-enable the bridge's hooks GitLab disabled after failures (by a test request, which
+    /// GitLab answers by re-enabling a hook whose test succeeds).
+    #[arg(long)]
+    pub repair: bool,
 }

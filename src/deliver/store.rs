@@ -704,6 +704,15 @@ fn insert_messages(
     Ok(())
 }
 
+/// When a delivery with dedupe key `key` was last received (unix ms), while the dedupe table
+/// remembers it.
+pub fn received_at(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT received_at FROM dedupe WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
 /// Whether `key` was seen at or after `since` (unix ms); remembers it at `now` when not.
 fn seen_before(tx: &Connection, key: &str, now: i64, since: i64) -> Result<bool, StoreError> {
     let seen: Option<i64> = tx
