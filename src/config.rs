@@ -39,6 +39,8 @@ pub const CONSOLE_RATE_PER_MINUTE: u32 = u32::MAX;
 pub const CONSOLE_URL: &str = "console:stdout";
 /// Default `[gitlab] concurrency`: projects `setup` works on at once.
 pub const DEFAULT_GITLAB_CONCURRENCY: usize = 4;
+/// Default `[gitlab] watch_hooks_minutes`.
+pub const DEFAULT_WATCH_HOOKS_MINUTES: f64 = 10.0;
 /// Largest `[gitlab] concurrency` accepted (GitLab rate-limits API users).
 pub const MAX_GITLAB_CONCURRENCY: usize = 32;
 /// Default `server.signature_tolerance_secs`: how far a `webhook-timestamp` may be from now, in
@@ -231,6 +233,8 @@ struct RawGitlab {
     push_events_branch_filter: Option<String>,
     enable_ssl_verification: Option<bool>,
     concurrency: Option<usize>,
+    watch_hooks_minutes: Option<f64>,
+    ops_channel: Option<String>,
 }
 
 /// The `[server]` section, validated.
@@ -409,6 +413,12 @@ pub struct GitlabConfig {
     pub enable_ssl_verification: bool,
     /// Projects `setup` works on at once (default [`DEFAULT_GITLAB_CONCURRENCY`]).
     pub concurrency: usize,
+    /// How often `serve` checks the managed hooks' health (`watch_hooks_minutes`, default
+    /// [`DEFAULT_WATCH_HOOKS_MINUTES`]; fractions allowed); `None` when 0 (off).
+    pub watch_hooks: Option<Duration>,
+    /// The channel hook-health alerts go to (`ops_channel`); without one they are only logged
+    /// and counted.
+    pub ops_channel: Option<String>,
 }
 
 /// The whole configuration, validated.
@@ -643,6 +653,14 @@ impl Config {
             None => None,
             Some(g) => Some(gitlab_section(g, env, &resolve)?),
         };
+        if let Some(ops) = gitlab.as_ref().and_then(|g| g.ops_channel.as_ref()) {
+            if !channels.iter().any(|c| &c.name == ops) {
+                return Err(invalid(
+                    "gitlab.ops_channel",
+                    format!("no [[channels]] named {ops:?}"),
+                ));
+            }
+        }
         let preview = preview_section(raw.preview, &server.listen, &resolve)?;
 
         Ok(Config {
@@ -1089,7 +1107,20 @@ fn gitlab_section(
             format!("must be between 1 and {MAX_GITLAB_CONCURRENCY}"),
         ));
     }
+    let minutes = g.watch_hooks_minutes.unwrap_or(DEFAULT_WATCH_HOOKS_MINUTES);
+    if !minutes.is_finite() || !(0.0..=24.0 * 60.0).contains(&minutes) {
+        return Err(invalid(
+            "gitlab.watch_hooks_minutes",
+            "must be between 0 (off) and 1440",
+        ));
+    }
+    let watch_hooks = (minutes > 0.0).then(|| Duration::from_secs_f64(minutes * 60.0));
     Ok(GitlabConfig {
+        watch_hooks,
+        ops_channel: g
+            .ops_channel
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty()),
         url,
         token: secret(
             SecretSources {
@@ -1430,6 +1461,8 @@ mod tests {
         assert!(g.enable_ssl_verification);
         assert_eq!(g.concurrency, DEFAULT_GITLAB_CONCURRENCY);
         assert_eq!(g.push_events_branch_filter, None);
+        assert_eq!(g.watch_hooks, Some(Duration::from_secs(600)));
+        assert_eq!(g.ops_channel, None);
         assert!(!format!("{g:?}").contains("glpat-1"));
         let err = |extra: &str| {
             parse(&format!("{base}{extra}"), &[("GT", "t")])
@@ -1441,6 +1474,10 @@ mod tests {
             .starts_with("gitlab.events[1]: unknown event \"pushes\""));
         assert!(err("events=[]\n").starts_with("gitlab.events:"));
         assert!(err("concurrency=0\n").starts_with("gitlab.concurrency:"));
+        assert!(err("watch_hooks_minutes=-1\n").starts_with("gitlab.watch_hooks_minutes:"));
+        assert!(err("ops_channel='ops'\n").starts_with("gitlab.ops_channel: no [[channels]]"));
+        let off = parse(&format!("{base}watch_hooks_minutes=0\n"), &[("GT", "t")]);
+        assert!(matches!(off.map(|c| c.gitlab), Ok(Some(g)) if g.watch_hooks.is_none()));
         let ok = parse(
             &format!("{base}events=['job','push']\nenable_ssl_verification=false\npush_events_branch_filter='main'\nconcurrency=8\n"),
             &[("GT", "t")],

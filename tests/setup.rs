@@ -258,6 +258,14 @@ impl FakeGitlab {
         st.projects.get_mut(&project).unwrap().hooks.push(hook);
     }
 
+    /// Sets the `alert_status` of hook `hook` of `project`.
+    fn set_alert_status(&self, project: u64, hook: u64, status: &str) {
+        let mut st = self.state.lock().unwrap();
+        let hooks = &mut st.projects.get_mut(&project).unwrap().hooks;
+        let h = hooks.iter_mut().find(|h| h["id"] == hook).unwrap();
+        h["alert_status"] = json!(status);
+    }
+
     /// Logs a delivery of `hook` as the newest entry.
     fn log(&self, hook: u64, entry: Value) {
         let mut st = self.state.lock().unwrap();
@@ -1277,7 +1285,8 @@ async fn catch_up_recovers_each_failed_delivery_once_and_repair_re_enables() {
     dir.write("gitlab-token", TOKEN);
     let mut settings = Settings::new(vec![ChannelSpec::new("caught", cliq.url(&channel))]);
     settings.rest = format!(
-        "[gitlab]\nurl = \"{}\"\ntoken_file = \"gitlab-token\"\nhook_url = \"{HOOK_URL}\"\n",
+        "[gitlab]\nurl = \"{}\"\ntoken_file = \"gitlab-token\"\nhook_url = \"{HOOK_URL}\"\n\
+         watch_hooks_minutes = 0\n",
         gitlab.base
     );
     let config = settings.write_config(&dir);
@@ -1507,4 +1516,92 @@ async fn catch_up_recovers_each_failed_delivery_once_and_repair_re_enables() {
     );
     assert_eq!(gitlab.tested(), [(2101, "push_events".to_string())]);
     assert_eq!(gitlab.hooks(B)[0]["alert_status"], "executable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_posts_one_alert_per_hook_state_change() {
+    use crate::support::daemon::{ChannelSpec, Daemon, Settings};
+    use crate::support::fake_cliq::FakeCliq;
+    use crate::support::unique;
+    let _turn = turn::shared_async().await;
+    let gitlab = FakeGitlab::start(false);
+    let cliq = FakeCliq::start(0).await;
+    let ops = unique("ops");
+    let dir = TempDir::new("hook-watch");
+    dir.write("gitlab-token", TOKEN);
+    let mut settings = Settings::new(vec![ChannelSpec::new("ops", cliq.url(&ops))]);
+    // 0.01 minutes: a poll every 0.6 s.
+    settings.rest = format!(
+        "[gitlab]\nurl = \"{}\"\ntoken_file = \"gitlab-token\"\nhook_url = \"{HOOK_URL}\"\n\
+         watch_hooks_minutes = 0.01\nops_channel = \"ops\"\n",
+        gitlab.base
+    );
+    gitlab.add_hook(20, hook_json(2001, 20, HOOK_URL, &DEFAULT_EVENTS));
+    let mut paused = hook_json(2101, 21, HOOK_URL, &DEFAULT_EVENTS);
+    paused["alert_status"] = json!("temporarily_disabled");
+    paused["disabled_until"] = json!("2026-11-29T21:00:00.000Z");
+    gitlab.add_hook(21, paused);
+    let mut off = hook_json(2201, 22, HOOK_URL, &DEFAULT_EVENTS);
+    off["alert_status"] = json!("disabled");
+    gitlab.add_hook(22, off);
+    // Not the bridge's: never reported.
+    let mut other = hook_json(2301, 23, "https://ci.example.com/hook", &["push_events"]);
+    other["alert_status"] = json!("disabled");
+    gitlab.add_hook(23, other);
+    let config = settings.write_config(&dir);
+    let daemon = Daemon::spawn(&config).await;
+    let wait = std::time::Duration::from_secs(15);
+    cliq.wait_for_accepted(2, wait).await;
+    gitlab.set_alert_status(20, 2001, "temporarily_disabled");
+    gitlab.set_alert_status(21, 2101, "executable");
+    cliq.wait_for_accepted(4, wait).await;
+    // A last change: once its card is in, every poll before it has been seen.
+    gitlab.set_alert_status(22, 2201, "executable");
+    cliq.wait_for_accepted(5, wait).await;
+    let seen = cliq.snapshot();
+    let titles: Vec<String> = seen
+        .accepted
+        .iter()
+        .map(|a| {
+            a.body["card"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let mut sorted = titles.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "Webhook #2001 on acme/app-20: temporarily_disabled",
+            "Webhook #2101 on acme/app-21: executable",
+            "Webhook #2101 on acme/app-21: temporarily_disabled",
+            "Webhook #2201 on acme/app-22: disabled",
+            "Webhook #2201 on acme/app-22: executable",
+        ],
+        "{titles:?}"
+    );
+    assert_eq!(
+        titles.last().map(String::as_str),
+        Some("Webhook #2201 on acme/app-22: executable")
+    );
+    let paused_card = &seen
+        .accepted
+        .iter()
+        .find(|a| a.text().contains("#2101") && a.text().contains("temporarily"))
+        .unwrap();
+    assert!(
+        paused_card
+            .text()
+            .contains("until 2026-11-29T21:00:00.000Z"),
+        "{}",
+        paused_card.text()
+    );
+    assert!(
+        paused_card.text().contains("setup --repair"),
+        "{}",
+        paused_card.text()
+    );
+    drop(daemon.stop());
 }

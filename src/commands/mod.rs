@@ -9,6 +9,7 @@ pub mod progress;
 pub mod render;
 pub mod serve;
 pub mod setup;
+pub mod watch;
 
 use crate::config::Config;
 use crate::deliver::store::Store;

@@ -222,6 +222,9 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         Arc::clone(&state),
         workers.clone(),
     ));
+    if let Some(watch) = hook_watch(&cfg) {
+        tracker.spawn(super::watch::run(watch, outbox.clone(), workers.clone()));
+    }
     tracing::info!(listen = %local, channels = cfg.channels.len(), path = server::HOOK_PATH, tls = cfg.server.tls.is_some(), "ready");
     let notified = CancellationToken::new();
     let notifier = tokio::spawn(notify_systemd(
@@ -251,6 +254,32 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// The hook-health watch `[gitlab]` asks for: `None` without `[gitlab]`, with
+/// `watch_hooks_minutes = 0`, or without the token or `hook_url` it needs (then logged).
+fn hook_watch(cfg: &Config) -> Option<super::watch::Watch> {
+    let gitlab = cfg.gitlab.as_ref()?;
+    let every = gitlab.watch_hooks?;
+    let (Some(token), Some(hook_url)) = (gitlab.token.clone(), gitlab.hook_url.clone()) else {
+        tracing::warn!("[gitlab] without token or hook_url: the bridge's hooks are not watched");
+        return None;
+    };
+    let client =
+        match crate::gitlab::Client::new(&gitlab.url, token, crate::gitlab::RetryPolicy::default())
+        {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, "the bridge's hooks are not watched");
+                return None;
+            }
+        };
+    Some(super::watch::Watch {
+        client,
+        hook_url,
+        ops_channel: gitlab.ops_channel.clone(),
+        every,
+    })
 }
 
 /// The preview page's view of the configuration: templates compiled from disk as `serve`
