@@ -1529,7 +1529,14 @@ async fn serve_posts_one_alert_per_hook_state_change() {
     let ops = unique("ops");
     let dir = TempDir::new("hook-watch");
     dir.write("gitlab-token", TOKEN);
-    let mut settings = Settings::new(vec![ChannelSpec::new("ops", cliq.url(&ops))]);
+    let dev = unique("dev");
+    let mut settings = Settings::new(vec![
+        ChannelSpec {
+            events: Some(vec!["nothing"]),
+            ..ChannelSpec::new("ops", cliq.url(&ops))
+        },
+        ChannelSpec::new("dev", cliq.url(&dev)),
+    ]);
     // 0.01 minutes: a poll every 0.6 s.
     settings.rest = format!(
         "[gitlab]\nurl = \"{}\"\ntoken_file = \"gitlab-token\"\nhook_url = \"{HOOK_URL}\"\n\
@@ -1548,20 +1555,60 @@ async fn serve_posts_one_alert_per_hook_state_change() {
     let mut other = hook_json(2301, 23, "https://ci.example.com/hook", &["push_events"]);
     other["alert_status"] = json!("disabled");
     gitlab.add_hook(23, other);
+    // What GitLab failed to deliver: caught up at start (hook 2101) and when hook 2001 is seen
+    // failing.
+    gitlab.log(
+        2101,
+        log_json(
+            31,
+            "200",
+            "Issue Hook",
+            Some("k-w1"),
+            Some(&issue_body("marker-w1")),
+        ),
+    );
+    gitlab.log(
+        2101,
+        log_json(
+            32,
+            "500",
+            "Issue Hook",
+            Some("k-w2"),
+            Some(&issue_body("marker-w2")),
+        ),
+    );
     let config = settings.write_config(&dir);
     let daemon = Daemon::spawn(&config).await;
     let wait = std::time::Duration::from_secs(15);
-    cliq.wait_for_accepted(2, wait).await;
+    cliq.wait_for_accepted(3, wait).await;
+    gitlab.log(
+        2001,
+        log_json(
+            33,
+            "500",
+            "Issue Hook",
+            Some("k-w3"),
+            Some(&issue_body("marker-w3")),
+        ),
+    );
     gitlab.set_alert_status(20, 2001, "temporarily_disabled");
     gitlab.set_alert_status(21, 2101, "executable");
-    cliq.wait_for_accepted(4, wait).await;
+    cliq.wait_for_accepted(6, wait).await;
     // A last change: once its card is in, every poll before it has been seen.
     gitlab.set_alert_status(22, 2201, "executable");
-    cliq.wait_for_accepted(5, wait).await;
+    cliq.wait_for_accepted(7, wait).await;
     let seen = cliq.snapshot();
+    assert_eq!(
+        (seen.count(&dev, "marker-w2"), seen.count(&dev, "marker-w3")),
+        (1, 1),
+        "{}",
+        seen.summary()
+    );
+    assert_eq!(seen.count(&dev, "marker-w1"), 0);
     let titles: Vec<String> = seen
         .accepted
         .iter()
+        .filter(|a| a.channel == ops)
         .map(|a| {
             a.body["card"]["title"]
                 .as_str()

@@ -14,6 +14,7 @@
 use super::progress::ProgressKind;
 use crate::cli::CatchUpArgs;
 use crate::deliver::store::{self, Ingested, RawEvent, Store, KEPT_HEADERS};
+use crate::deliver::BoxFuture;
 use crate::gitlab::{same_hook_url, Client, GitlabError, HookLogEntry, ProjectRef};
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -22,6 +23,47 @@ use std::time::{Duration, Instant};
 pub const RESENDS_PER_MINUTE: usize = 5;
 /// Most log pages read per hook (GitLab keeps 7 days; a guard against a looping server).
 pub const MAX_LOG_PAGES: usize = 200;
+
+/// Where recovered deliveries go, and what the bridge already received: the store itself for
+/// the `catch-up` command, the running outbox for `serve`.
+pub trait Sink {
+    /// When the delivery with dedupe key `key` was received (unix ms), if the bridge holds it.
+    fn received_at(&self, key: &str) -> Result<Option<i64>, String>;
+    /// Stores `raw` as a newly received delivery (deduplicated on its key).
+    fn store(&mut self, raw: RawEvent) -> BoxFuture<'_, Result<Ingested, String>>;
+    /// Reports one line of what was done.
+    fn note(&self, line: &str);
+}
+
+/// The `catch-up` command's sink: the store, written directly; lines go to standard output.
+struct StoreSink {
+    store: Store,
+    window: i64,
+}
+
+impl Sink for StoreSink {
+    fn received_at(&self, key: &str) -> Result<Option<i64>, String> {
+        store::received_at(self.store.conn(), key).map_err(|e| e.to_string())
+    }
+
+    fn store(&mut self, raw: RawEvent) -> BoxFuture<'_, Result<Ingested, String>> {
+        let now = super::now_ms();
+        let r = self
+            .store
+            .transaction()
+            .and_then(|tx| {
+                let r = store::insert_event(&tx, &raw, now, now - self.window)?;
+                tx.commit()?;
+                Ok(r)
+            })
+            .map_err(|e| e.to_string());
+        Box::pin(std::future::ready(r))
+    }
+
+    fn note(&self, line: &str) {
+        println!("{line}");
+    }
+}
 
 /// What to do with one failed delivery found in a hook's log.
 #[derive(Debug)]
@@ -43,21 +85,28 @@ struct Found {
 }
 
 /// What was done for one project.
-#[derive(Debug, Default)]
-struct Tally {
-    hooks: usize,
-    found: usize,
-    ingested: usize,
-    resent: usize,
-    already: usize,
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Managed hooks whose log was read.
+    pub hooks: usize,
+    /// Failed deliveries found.
+    pub found: usize,
+    /// Stored from the log.
+    pub ingested: usize,
+    /// Re-sent by GitLab on request.
+    pub resent: usize,
+    /// Received already (by GitLab's own re-send or an earlier recovery).
+    pub already: usize,
 }
 
 /// Runs `catch-up`. Returns the process exit code.
 pub async fn run(args: &CatchUpArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
     let (_, client, desired) = super::setup::connect(&cfg)?;
-    let mut store = super::open_store(&cfg)?;
-    let window = cfg.outbox.dedupe_window.as_millis() as i64;
+    let mut sink = StoreSink {
+        store: super::open_store(&cfg)?,
+        window: cfg.outbox.dedupe_window.as_millis() as i64,
+    };
     let now = super::now_ms();
     let cutoff = now - args.since.as_millis() as i64;
     let projects: Vec<ProjectRef> = if args.project.is_empty() {
@@ -88,8 +137,7 @@ pub async fn run(args: &CatchUpArgs) -> anyhow::Result<i32> {
             project,
             &desired.url,
             cutoff,
-            &mut store,
-            window,
+            &mut sink,
             args.dry_run,
         )
         .await;
@@ -138,21 +186,21 @@ pub async fn run(args: &CatchUpArgs) -> anyhow::Result<i32> {
     Ok(i32::from(!failed.is_empty()))
 }
 
-/// Catches up every managed hook of `project`.
-async fn catch_up_project(
+/// Catches up every managed hook of `project`: reads each log back to the last delivery `sink`
+/// received before `cutoff` (unix ms) and recovers the failed deliveries after it.
+pub async fn catch_up_project<S: Sink + ?Sized>(
     client: &Client,
     project: &ProjectRef,
     hook_url: &str,
     cutoff: i64,
-    store: &mut Store,
-    window: i64,
+    sink: &mut S,
     dry_run: bool,
 ) -> Result<Tally, GitlabError> {
     let mut tally = Tally::default();
     let hooks = client.hooks(project).await?;
     for hook in hooks.iter().filter(|h| same_hook_url(&h.url, hook_url)) {
         tally.hooks += 1;
-        let (found, already) = scan(client, project, hook.id, cutoff, store).await?;
+        let (found, already) = scan(client, project, hook.id, cutoff, &*sink).await?;
         tally.found += found.len() + already;
         tally.already += already;
         let mut resends = Window::new(RESENDS_PER_MINUTE, Duration::from_secs(60));
@@ -164,33 +212,31 @@ async fn catch_up_project(
             match f.how {
                 Recovery::Ingest(_) if dry_run => {
                     tally.ingested += 1;
-                    println!("{at}: would store it from the log");
+                    sink.note(&format!("{at}: would store it from the log"));
                 }
                 Recovery::Resend if dry_run => {
                     tally.resent += 1;
-                    println!("{at}: would ask GitLab to re-send it");
+                    sink.note(&format!("{at}: would ask GitLab to re-send it"));
                 }
                 Recovery::Ingest(raw) => {
-                    let now = super::now_ms();
-                    let stored = store
-                        .transaction()
-                        .and_then(|tx| {
-                            let r = store::insert_event(&tx, &raw, now, now - window)?;
-                            tx.commit()?;
-                            Ok(r)
-                        })
-                        .map_err(|e| GitlabError::Unexpected {
-                            what: format!("storing delivery #{} of hook #{}", f.log_id, hook.id),
-                            message: e.to_string(),
-                        })?;
+                    let stored =
+                        sink.store(*raw)
+                            .await
+                            .map_err(|message| GitlabError::Unexpected {
+                                what: format!(
+                                    "storing delivery #{} of hook #{}",
+                                    f.log_id, hook.id
+                                ),
+                                message,
+                            })?;
                     match stored {
                         Ingested::Accepted(id) => {
                             tally.ingested += 1;
-                            println!("{at}: stored from the log as event {id}");
+                            sink.note(&format!("{at}: stored from the log as event {id}"));
                         }
                         Ingested::Duplicate => {
                             tally.already += 1;
-                            println!("{at}: already received");
+                            sink.note(&format!("{at}: already received"));
                         }
                     }
                 }
@@ -198,7 +244,7 @@ async fn catch_up_project(
                     resends.wait().await;
                     client.resend_hook_event(project, hook.id, f.log_id).await?;
                     tally.resent += 1;
-                    println!("{at}: GitLab re-sent it");
+                    sink.note(&format!("{at}: GitLab re-sent it"));
                 }
             }
         }
@@ -210,19 +256,20 @@ async fn catch_up_project(
 /// received before `cutoff` (unix ms). Returns the failed deliveries to recover, oldest first, and
 /// how many failed ones the bridge holds already. (Log entries carry no time: the bridge's own
 /// record of the deliveries it received is the clock.)
-async fn scan(
+async fn scan<S: Sink + ?Sized>(
     client: &Client,
     project: &ProjectRef,
     hook_id: u64,
     cutoff: i64,
-    store: &Store,
+    sink: &S,
 ) -> Result<(Vec<Found>, usize), GitlabError> {
     let held = |key: Option<&str>| -> Result<Option<i64>, GitlabError> {
         let Some(key) = key else { return Ok(None) };
-        store::received_at(store.conn(), key).map_err(|e| GitlabError::Unexpected {
-            what: "reading the outbox".into(),
-            message: e.to_string(),
-        })
+        sink.received_at(key)
+            .map_err(|message| GitlabError::Unexpected {
+                what: "reading the outbox".into(),
+                message,
+            })
     };
     let mut found = Vec::new();
     let mut already = 0;

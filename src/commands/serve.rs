@@ -279,6 +279,7 @@ fn hook_watch(cfg: &Config) -> Option<super::watch::Watch> {
         hook_url,
         ops_channel: gitlab.ops_channel.clone(),
         every,
+        store: cfg.outbox.path.clone(),
     })
 }
 

@@ -568,6 +568,11 @@ impl Reader {
         event(&self.conn, id)
     }
 
+    /// When a delivery with dedupe key `key` was last received (unix ms), while remembered.
+    pub fn received_at(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        received_at(&self.conn, key)
+    }
+
     /// The router's memory of `key`: the last value a routed event asked to remember.
     pub fn memory(&self, key: &str) -> Result<Option<String>, StoreError> {
         memory(&self.conn, key)
