@@ -14,16 +14,43 @@ use crate::render::RenderError;
 use crate::route::{self, RouteTable, Routing, SharedRoutes};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Asks GitLab whether a push rewrote its branch. Called from the router stage's thread; an
+/// implementation answers within a short timeout and never panics.
+pub trait ForceCheck: Send + Sync {
+    /// For a push of `project` (id or path) from `before` to `after`: `Some(n)` when `before`
+    /// is not an ancestor of `after` (`n` commits of `before` are no longer on the branch),
+    /// `Some(0)` for a fast-forward, `None` when GitLab could not say (any failure or timeout).
+    fn dropped_commits(&self, project: &str, before: &str, after: &str) -> Option<u64>;
+}
+
 /// Routes stored events with the route table in force.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Pipeline {
     routes: SharedRoutes,
+    force: Option<std::sync::Arc<dyn ForceCheck>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("force_check", &self.force.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pipeline {
     /// A pipeline over `routes` (reloads of the table take effect for the next event).
     pub fn new(routes: SharedRoutes) -> Pipeline {
-        Pipeline { routes }
+        Pipeline {
+            routes,
+            force: None,
+        }
+    }
+
+    /// Also asks `check` about each push of new commits, keying force pushes `push.force`.
+    pub fn with_force_check(mut self, check: std::sync::Arc<dyn ForceCheck>) -> Pipeline {
+        self.force = Some(check);
+        self
     }
 }
 
@@ -74,6 +101,15 @@ impl EventRouter for Pipeline {
         if let Some((memory_key, status)) = event.ref_status() {
             event.note_ref_status(memory.get(&memory_key).as_deref());
             remember.push((memory_key, status));
+        }
+        if let (Some(check), Some((project, before, after))) = (&self.force, event.push_range()) {
+            // Any failure leaves a plain push.
+            if let Some(n) = check
+                .dropped_commits(&project, &before, &after)
+                .filter(|n| *n > 0)
+            {
+                event.mark_force_push(n);
+            }
         }
         let known = !matches!(event.kind, Kind::Unknown(_));
         let routing = route_event(stored, &event, &self.routes.get());

@@ -94,6 +94,10 @@ struct State {
     resend_throttle_pending: bool,
     /// Test calls answered, as (hook id, trigger); each re-enables its hook.
     tested: Vec<(u64, String)>,
+    /// Compare answers by `from..to`: how many commits (`None`: 404).
+    compare: BTreeMap<String, Option<usize>>,
+    /// A compare call with this `from` is answered only after 3 s.
+    slow_compare: Option<String>,
 }
 
 struct FakeGitlab {
@@ -200,6 +204,8 @@ impl FakeGitlab {
             resent: Vec::new(),
             resend_throttle_pending: true,
             tested: Vec::new(),
+            compare: BTreeMap::new(),
+            slow_compare: None,
         }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
@@ -214,7 +220,14 @@ impl FakeGitlab {
                 let app = axum::Router::new().fallback(
                     move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                         let state = shared.clone();
-                        async move { handle(&state, &method, &uri, &headers, &body) }
+                        async move {
+                            let slow = state.lock().unwrap().slow_compare.clone();
+                            let query = uri.query().unwrap_or_default();
+                            if slow.is_some_and(|s| query.contains(&format!("from={s}"))) {
+                                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                            }
+                            handle(&state, &method, &uri, &headers, &body)
+                        }
                     },
                 );
                 axum::serve(listener, app)
@@ -544,6 +557,24 @@ fn route(
                 .cloned()
                 .collect();
             list_projects(st, path, query, rows)
+        }
+        ("GET", ["projects", _, "repository", "compare"]) => {
+            let key = format!(
+                "{}..{}",
+                query.get("from").map(String::as_str).unwrap_or(""),
+                query.get("to").map(String::as_str).unwrap_or("")
+            );
+            match st.compare.get(&key) {
+                Some(Some(n)) => {
+                    let commits: Vec<Value> = (0..*n)
+                        .map(|i| json!({"id": format!("{i:040}"), "title": "gone"}))
+                        .collect();
+                    axum::Json(json!({"commit": null, "commits": commits, "diffs": [],
+                        "compare_timeout": false, "compare_same_ref": false}))
+                    .into_response()
+                }
+                _ => message(StatusCode::NOT_FOUND, "404 Not found"),
+            }
         }
         ("GET", ["projects", id]) => match find_project(st, id) {
             Some(p) => axum::Json(project_json(p)).into_response(),
@@ -1650,5 +1681,91 @@ async fn serve_posts_one_alert_per_hook_state_change() {
         "{}",
         paused_card.text()
     );
+    drop(daemon.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_pushes_are_told_apart_in_the_router_stage() {
+    use crate::support::daemon::{ChannelSpec, Daemon, Settings};
+    use crate::support::fake_cliq::FakeCliq;
+    use crate::support::unique;
+    let _turn = turn::shared_async().await;
+    let gitlab = FakeGitlab::start(false);
+    let cliq = FakeCliq::start(0).await;
+    let dev = unique("pushes");
+    let dir = TempDir::new("force-push");
+    dir.write("gitlab-token", TOKEN);
+    let mut settings = Settings::new(vec![ChannelSpec::new("dev", cliq.url(&dev))]);
+    settings.rest = format!(
+        "[gitlab]\nurl = \"{}\"\ntoken_file = \"gitlab-token\"\n",
+        gitlab.base
+    );
+    let sha = |c: char| c.to_string().repeat(40);
+    {
+        // The bridge asks compare?from=AFTER&to=BEFORE: the commits of `before` not in `after`.
+        let mut st = gitlab.state.lock().unwrap();
+        st.compare
+            .insert(format!("{}..{}", sha('b'), sha('a')), Some(0));
+        st.compare
+            .insert(format!("{}..{}", sha('d'), sha('c')), Some(3));
+        st.slow_compare = Some(sha('h'));
+        st.compare
+            .insert(format!("{}..{}", sha('h'), sha('g')), Some(2));
+    }
+    let config = settings.write_config(&dir);
+    let daemon = Daemon::spawn(&config).await;
+    let header = crate::support::samples::header("push__basic.json");
+    for (branch, before, after) in [
+        ("fast-forward", 'a', 'b'),
+        ("forced", 'c', 'd'),
+        ("unknown", 'e', 'f'),
+        ("slow", 'g', 'h'),
+    ] {
+        let mut v = crate::support::samples::json("push__basic.json");
+        v["ref"] = json!(format!("refs/heads/{branch}"));
+        v["before"] = json!(sha(before));
+        v["after"] = json!(sha(after));
+        let started = std::time::Instant::now();
+        let a = daemon
+            .post(&header, v.to_string().into_bytes(), None, None)
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        // Acknowledging never waits for GitLab's answer.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{branch}: {:?}",
+            started.elapsed()
+        );
+    }
+    cliq.wait_for_accepted(4, std::time::Duration::from_secs(15))
+        .await;
+    let seen = cliq.snapshot();
+    let text = |branch: &str| -> String {
+        seen.accepted
+            .iter()
+            .find(|a| {
+                a.body["card"]["title"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with(branch)
+            })
+            .map(|a| a.text().to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        text("forced").contains("force-pushed to"),
+        "{}",
+        text("forced")
+    );
+    assert!(
+        text("forced").contains("dropping 3 commits"),
+        "{}",
+        text("forced")
+    );
+    assert!(text("forced").contains("compare"), "{}", text("forced"));
+    for plain in ["fast-forward", "unknown", "slow"] {
+        let t = text(plain);
+        assert!(t.contains("pushed") && !t.contains("force"), "{plain}: {t}");
+    }
     drop(daemon.stop());
 }

@@ -139,7 +139,10 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let stage = router::spawn(
         &cfg.outbox.path,
         outbox.clone(),
-        Arc::new(Pipeline::new(routes.clone())),
+        Arc::new(match force_check(&cfg) {
+            Some(check) => Pipeline::new(routes.clone()).with_force_check(check),
+            None => Pipeline::new(routes.clone()),
+        }),
         stage_stop.clone(),
     )
     .context("cannot start the router stage")?;
@@ -254,6 +257,57 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// Longest the router stage waits for GitLab's answer about a push.
+pub const FORCE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks GitLab's compare API, from the router stage's thread, on this process's runtime.
+struct GitlabForceCheck {
+    client: crate::gitlab::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+impl crate::pipeline::ForceCheck for GitlabForceCheck {
+    fn dropped_commits(&self, project: &str, before: &str, after: &str) -> Option<u64> {
+        let p = crate::gitlab::ProjectRef {
+            id_or_path: project.to_string(),
+            label: project.to_string(),
+        };
+        // Commits of `before` not reachable from `after`: none for a fast-forward.
+        let ask = self.client.compare_commit_count(&p, after, before);
+        // The timer is made inside the runtime (this thread is not one of its threads).
+        let answer = self
+            .runtime
+            .block_on(async { tokio::time::timeout(FORCE_CHECK_TIMEOUT, ask).await });
+        match answer {
+            Ok(Ok(n)) => Some(n as u64),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, project, "cannot tell whether a push was forced");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(project, "GitLab's compare answer came too late");
+                None
+            }
+        }
+    }
+}
+
+/// The force-push check, when `[gitlab]` has a token.
+fn force_check(cfg: &Config) -> Option<Arc<dyn crate::pipeline::ForceCheck>> {
+    let gitlab = cfg.gitlab.as_ref()?;
+    let token = gitlab.token.clone()?;
+    let retry = crate::gitlab::RetryPolicy {
+        max_attempts: 1,
+        timeout: FORCE_CHECK_TIMEOUT,
+        ..crate::gitlab::RetryPolicy::default()
+    };
+    let client = crate::gitlab::Client::new(&gitlab.url, token, retry).ok()?;
+    Some(Arc::new(GitlabForceCheck {
+        client,
+        runtime: tokio::runtime::Handle::current(),
+    }))
 }
 
 /// The hook-health watch `[gitlab]` asks for: `None` without `[gitlab]`, with

@@ -102,6 +102,31 @@ impl Event {
         }
     }
 
+    /// For a push of new commits (not a branch creation or deletion): the project (id, else
+    /// path) and the `before` and `after` commits, to ask GitLab whether it was a force push.
+    pub fn push_range(&self) -> Option<(String, String, String)> {
+        match &self.detail {
+            Detail::Push(p)
+                if p.change == "commits" && !p.before.is_empty() && !p.after.is_empty() =>
+            {
+                Some((self.project.key(), p.before.clone(), p.after.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Re-keys a push as `push.force` (`before` is not an ancestor of `after`) that dropped
+    /// `dropped` commits.
+    pub fn mark_force_push(&mut self, dropped: u64) {
+        let Detail::Push(p) = &mut self.detail else {
+            return;
+        };
+        mark_forced(p, dropped);
+        self.key = "push.force".to_string();
+        self.action = Some("force".to_string());
+        self.verb = "force-pushed to".to_string();
+    }
+
     /// Whether [`Event::note_ref_status`] found a change (`pipeline.fixed` or `.broken`).
     pub fn status_changed(&self) -> bool {
         self.also_keys

@@ -294,6 +294,29 @@ impl Client {
         Ok(())
     }
 
+    /// How many commits `GET /projects/:id/repository/compare?from=FROM&to=TO` lists (merge-base
+    /// comparison: the commits of `to` that are not in `from`).
+    pub async fn compare_commit_count(
+        &self,
+        project: &ProjectRef,
+        from: &str,
+        to: &str,
+    ) -> Result<usize, GitlabError> {
+        #[derive(serde::Deserialize)]
+        struct Compare {
+            #[serde(default)]
+            commits: Vec<serde_json::Value>,
+        }
+        let what = format!("comparing commits on project {}", project.label);
+        let mut url = self.api_url(&["projects", &project.id_or_path, "repository", "compare"]);
+        url.query_pairs_mut()
+            .append_pair("from", from)
+            .append_pair("to", to);
+        let resp = self.send(Method::GET, url, None, &what).await?;
+        let c: Compare = decode(resp, &what).await?;
+        Ok(c.commits.len())
+    }
+
     /// A project list with keyset pagination, or offset pages where GitLab has no keyset (405).
     async fn list_projects(&self, url: Url, what: &str) -> Result<Vec<Project>, GitlabError> {
         let per_page = PER_PAGE.to_string();
