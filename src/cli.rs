@@ -29,6 +29,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Chats' own subscriptions and mutes (made with the Cliq extension's `/gitlab` command).
     Subscriptions(SubscriptionsArgs),
+    /// Recover deliveries GitLab failed to make (read from each managed hook's delivery log).
+    CatchUp(CatchUpArgs),
 }
 
 /// Arguments of `subscriptions`.
@@ -55,6 +57,25 @@ pub enum SubscriptionsAction {
         /// The JSON file.
         file: std::path::PathBuf,
     },
+}
+
+/// Arguments of `catch-up`.
+#[derive(Debug, Args)]
+pub struct CatchUpArgs {
+    /// Configuration file (its `[gitlab]` section and `[outbox] path`).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// How far back to look (`30s`, `15m`, `2h`, `7d`; GitLab keeps 7 days of log): each
+    /// hook's log is read back to the last delivery the bridge received before then.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub since: std::time::Duration,
+    /// A project ID or full path (`group/project`); repeatable. Default: every project where
+    /// the token's user is Maintainer.
+    #[arg(long, value_name = "ID_OR_PATH")]
+    pub project: Vec<String>,
+    /// Print what would be recovered and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `events`.
@@ -241,4 +262,8 @@ pub struct SetupArgs {
     /// Also delete duplicates of the bridge's hook.
     #[arg(long)]
     pub yes: bool,
+    /// Re-enable the bridge's hooks GitLab disabled after failures (by a test request, which
+    /// GitLab answers by re-enabling a hook whose test succeeds).
+    #[arg(long)]
+    pub repair: bool,
 }

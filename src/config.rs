@@ -39,6 +39,8 @@ pub const CONSOLE_RATE_PER_MINUTE: u32 = u32::MAX;
 pub const CONSOLE_URL: &str = "console:stdout";
 /// Default `[gitlab] concurrency`: projects `setup` works on at once.
 pub const DEFAULT_GITLAB_CONCURRENCY: usize = 4;
+/// Default `[gitlab] watch_hooks_minutes`.
+pub const DEFAULT_WATCH_HOOKS_MINUTES: f64 = 10.0;
 /// Largest `[gitlab] concurrency` accepted (GitLab rate-limits API users).
 pub const MAX_GITLAB_CONCURRENCY: usize = 32;
 /// Default `server.signature_tolerance_secs`: how far a `webhook-timestamp` may be from now, in
@@ -173,6 +175,8 @@ struct RawRoute {
     exclude_users: Option<Vec<String>>,
     #[serde(default)]
     confidential: bool,
+    #[serde(default)]
+    only_status_changes: bool,
     templates: Option<PathBuf>,
     timezone: Option<String>,
 }
@@ -271,6 +275,8 @@ struct RawGitlab {
     push_events_branch_filter: Option<String>,
     enable_ssl_verification: Option<bool>,
     concurrency: Option<usize>,
+    watch_hooks_minutes: Option<f64>,
+    ops_channel: Option<String>,
 }
 
 /// The `[server]` section, validated.
@@ -381,6 +387,9 @@ pub struct RouteConfig {
     pub exclude_users: Vec<String>,
     /// Whether confidential issues and comments may take this route.
     pub confidential: bool,
+    /// Pipelines take this route only when their ref's finished status changed
+    /// (`pipeline.fixed`, `pipeline.broken`); other events are not affected.
+    pub only_status_changes: bool,
     /// Template folder of this route (overrides `[templates] dir`).
     pub templates: Option<PathBuf>,
     /// Zone of this route's dates (overrides `[templates] timezone`).
@@ -535,6 +544,12 @@ pub struct GitlabConfig {
     pub enable_ssl_verification: bool,
     /// Projects `setup` works on at once (default [`DEFAULT_GITLAB_CONCURRENCY`]).
     pub concurrency: usize,
+    /// How often `serve` checks the managed hooks' health (`watch_hooks_minutes`, default
+    /// [`DEFAULT_WATCH_HOOKS_MINUTES`]; fractions allowed); `None` when 0 (off).
+    pub watch_hooks: Option<Duration>,
+    /// The channel hook-health alerts go to (`ops_channel`); without one they are only logged
+    /// and counted.
+    pub ops_channel: Option<String>,
 }
 
 /// Default `[cliq_extension] path`: where Cliq posts the extension's invocations.
@@ -775,6 +790,14 @@ impl Config {
             None => None,
             Some(g) => Some(gitlab_section(g, env, &resolve)?),
         };
+        if let Some(ops) = gitlab.as_ref().and_then(|g| g.ops_channel.as_ref()) {
+            if !channels.iter().any(|c| &c.name == ops) {
+                return Err(invalid(
+                    "gitlab.ops_channel",
+                    format!("no [[channels]] named {ops:?}"),
+                ));
+            }
+        }
         let preview = preview_section(raw.preview, &server.listen, &resolve)?;
         let cliq_extension = match raw.cliq_extension {
             None => None,
@@ -1356,6 +1379,7 @@ fn routes_section(
             labels_all: r.labels_all.unwrap_or_default(),
             exclude_users: r.exclude_users.unwrap_or_default(),
             confidential: r.confidential,
+            only_status_changes: r.only_status_changes,
             templates: r.templates.map(resolve),
             timezone,
         });
@@ -1401,7 +1425,20 @@ fn gitlab_section(
             format!("must be between 1 and {MAX_GITLAB_CONCURRENCY}"),
         ));
     }
+    let minutes = g.watch_hooks_minutes.unwrap_or(DEFAULT_WATCH_HOOKS_MINUTES);
+    if !minutes.is_finite() || !(0.0..=24.0 * 60.0).contains(&minutes) {
+        return Err(invalid(
+            "gitlab.watch_hooks_minutes",
+            "must be between 0 (off) and 1440",
+        ));
+    }
+    let watch_hooks = (minutes > 0.0).then(|| Duration::from_secs_f64(minutes * 60.0));
     Ok(GitlabConfig {
+        watch_hooks,
+        ops_channel: g
+            .ops_channel
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty()),
         url,
         token: secret(
             SecretSources {
@@ -2274,6 +2311,8 @@ mod tests {
         assert!(g.enable_ssl_verification);
         assert_eq!(g.concurrency, DEFAULT_GITLAB_CONCURRENCY);
         assert_eq!(g.push_events_branch_filter, None);
+        assert_eq!(g.watch_hooks, Some(Duration::from_secs(600)));
+        assert_eq!(g.ops_channel, None);
         assert!(!format!("{g:?}").contains("glpat-1"));
         let err = |extra: &str| {
             parse(&format!("{base}{extra}"), &[("GT", "t")])
@@ -2285,6 +2324,10 @@ mod tests {
             .starts_with("gitlab.events[1]: unknown event \"pushes\""));
         assert!(err("events=[]\n").starts_with("gitlab.events:"));
         assert!(err("concurrency=0\n").starts_with("gitlab.concurrency:"));
+        assert!(err("watch_hooks_minutes=-1\n").starts_with("gitlab.watch_hooks_minutes:"));
+        assert!(err("ops_channel='ops'\n").starts_with("gitlab.ops_channel: no [[channels]]"));
+        let off = parse(&format!("{base}watch_hooks_minutes=0\n"), &[("GT", "t")]);
+        assert!(matches!(off.map(|c| c.gitlab), Ok(Some(g)) if g.watch_hooks.is_none()));
         let ok = parse(
             &format!("{base}events=['job','push']\nenable_ssl_verification=false\npush_events_branch_filter='main'\nconcurrency=8\n"),
             &[("GT", "t")],

@@ -56,6 +56,11 @@ fn main() -> ExitCode {
         Command::Outbox(a) => commands::outbox::run(a),
         Command::Events(a) => commands::events::run(a),
         Command::Subscriptions(a) => commands::subscriptions::run(a),
+        Command::CatchUp(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::catchup::run(a))),
         Command::Setup(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -43,6 +43,10 @@ pub const ACK_LATENCY: &str = "gcb_webhook_ack_seconds";
 pub const DELIVERY_LATENCY: &str = "gcb_delivery_latency_seconds";
 /// HTTP connections open now.
 pub const CONNECTIONS: &str = "gcb_http_connections";
+/// Changes of a managed GitLab hook's `alert_status` seen by `serve`, by the new status.
+pub const HOOK_ALERTS: &str = "gcb_gitlab_hook_alerts_total";
+/// Managed GitLab hooks GitLab does not call now (`temporarily_disabled` or `disabled`).
+pub const HOOKS_FAILING: &str = "gcb_gitlab_hooks_failing";
 /// Shortest time between two refreshes of the outbox gauges from the store.
 pub const GAUGE_REFRESH: Duration = Duration::from_secs(1);
 
@@ -290,6 +294,14 @@ fn describe() {
         "Seconds from a webhook's arrival to the chat endpoint accepting its message, by channel"
     );
     describe_gauge!(CONNECTIONS, "HTTP connections open now");
+    describe_counter!(
+        HOOK_ALERTS,
+        "Changes of a managed GitLab hook's alert_status, by new status (executable, temporarily_disabled, disabled)"
+    );
+    describe_gauge!(
+        HOOKS_FAILING,
+        "Managed GitLab hooks that GitLab does not call now (temporarily_disabled or disabled)"
+    );
 }
 
 /// Bounds the `kind` label: GitLab's known kinds, else `unknown`.
@@ -353,6 +365,21 @@ pub fn outbox(channels: &[OutboxGauge]) {
         gauge!(OUTBOX_DEAD, "channel" => c.channel.clone()).set(c.dead as f64);
         gauge!(OUTBOX_OLDEST_AGE, "channel" => c.channel.clone()).set(c.oldest_age.as_secs_f64());
     }
+}
+
+/// A managed hook's `alert_status` changed to `status` (bounded: GitLab's three words, else
+/// `other`).
+pub fn hook_alert(status: &str) {
+    let status = match status {
+        "executable" | "temporarily_disabled" | "disabled" => status.to_string(),
+        _ => "other".to_string(),
+    };
+    counter!(HOOK_ALERTS, "alert_status" => status).increment(1);
+}
+
+/// How many managed hooks GitLab does not call now.
+pub fn hooks_failing(n: usize) {
+    gauge!(HOOKS_FAILING).set(n as f64);
 }
 
 /// A connection was opened (`+1`) or closed (`-1`).

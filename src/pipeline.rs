@@ -6,7 +6,7 @@
 //! `route::route` that `render` and `events replay` use, so a replay or a preview shows exactly
 //! what the daemon posts.
 
-use crate::deliver::router::EventRouter;
+use crate::deliver::router::{EventRouter, Memory};
 use crate::deliver::store::{ChatRule, RoutedEvent, StoredEvent};
 use crate::event::{self, Event, Kind};
 use crate::metrics::{self, Routed};
@@ -14,12 +14,31 @@ use crate::render::{cliq, RenderError};
 use crate::route::{self, RouteTable, Routing, SharedRoutes};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Asks GitLab whether a push rewrote its branch. Called from the router stage's thread; an
+/// implementation answers within a short timeout and never panics.
+pub trait ForceCheck: Send + Sync {
+    /// For a push of `project` (id or path) from `before` to `after`: `Some(n)` when `before`
+    /// is not an ancestor of `after` (`n` commits of `before` are no longer on the branch),
+    /// `Some(0)` for a fast-forward, `None` when GitLab could not say (any failure or timeout).
+    fn dropped_commits(&self, project: &str, before: &str, after: &str) -> Option<u64>;
+}
+
 /// Routes stored events with the route table in force, and the chats' own rules.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Pipeline {
     routes: SharedRoutes,
     /// `None` without the Cliq extension: chat rules left in the store are not applied.
     chats: Option<ChatOptions>,
+    force: Option<std::sync::Arc<dyn ForceCheck>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("chats", &self.chats)
+            .field("force_check", &self.force.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How chats that subscribed themselves (the Cliq extension) are served.
@@ -38,7 +57,14 @@ impl Pipeline {
         Pipeline {
             routes,
             chats: None,
+            force: None,
         }
+    }
+
+    /// Also asks `check` about each push of new commits, keying force pushes `push.force`.
+    pub fn with_force_check(mut self, check: std::sync::Arc<dyn ForceCheck>) -> Pipeline {
+        self.force = Some(check);
+        self
     }
 
     /// The same, serving chats' subscriptions as `chats` says.
@@ -101,12 +127,12 @@ pub fn route_event(stored: &StoredEvent, event: &Event, table: &RouteTable) -> R
 }
 
 impl EventRouter for Pipeline {
-    fn route(&self, stored: &StoredEvent, rules: &[ChatRule]) -> RoutedEvent {
+    fn route(&self, stored: &StoredEvent, rules: &[ChatRule], memory: &Memory<'_>) -> RoutedEvent {
         let since =
             Duration::from_millis(unix_ms().saturating_sub(stored.received_at).max(0) as u64);
         let request = &stored.raw.request_id;
         let key = stored.raw.dedupe_key.as_deref().unwrap_or("-");
-        let event = match parse(stored) {
+        let mut event = match parse(stored) {
             Ok(e) => e,
             Err(error) => {
                 // The receiver checked for one JSON object, so only a changed store gets here.
@@ -120,6 +146,22 @@ impl EventRouter for Pipeline {
                 };
             }
         };
+        // A finished pipeline is compared with its ref's last finished status, and remembered
+        // (in the same transaction as this event's messages, so a restart keeps it).
+        let mut remember = Vec::new();
+        if let Some((memory_key, status)) = event.ref_status() {
+            event.note_ref_status(memory.get(&memory_key).as_deref());
+            remember.push((memory_key, status));
+        }
+        if let (Some(check), Some((project, before, after))) = (&self.force, event.push_range()) {
+            // Any failure leaves a plain push.
+            if let Some(n) = check
+                .dropped_commits(&project, &before, &after)
+                .filter(|n| *n > 0)
+            {
+                event.mark_force_push(n);
+            }
+        }
         let known = !matches!(event.kind, Kind::Unknown(_));
         let table = self.routes.get();
         let mut routing = route_event(stored, &event, &table);
@@ -154,6 +196,7 @@ impl EventRouter for Pipeline {
             project: event.project.path.clone(),
             outcome,
             deliveries: routing.deliveries,
+            memory: remember,
         }
     }
 }

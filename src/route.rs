@@ -207,6 +207,23 @@ pub fn wants(patterns: &[String], key: &str) -> bool {
     included && !excluded
 }
 
+/// Does an event with these keys pass an `events` list? One key that a positive pattern
+/// matches lets it in (an empty list takes everything); one key that a `!glob` matches keeps it
+/// out. An event's keys are its `key` and its `also_keys` (`pipeline.fixed`, …).
+pub fn wants_event(patterns: &[String], event: &Event) -> bool {
+    if event.also_keys.is_empty() {
+        return wants(patterns, &event.key);
+    }
+    let mut positives = patterns.iter().filter(|p| !p.starts_with('!')).peekable();
+    let included =
+        positives.peek().is_none() || positives.any(|p| event.keys().any(|k| glob(p.trim(), k)));
+    let excluded = patterns
+        .iter()
+        .filter_map(|p| p.strip_prefix('!'))
+        .any(|p| event.keys().any(|k| glob(p.trim(), k)));
+    included && !excluded
+}
+
 /// `*` matches any run of characters (including dots and slashes); everything else matches itself.
 pub fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
@@ -277,7 +294,11 @@ fn protected(event: &Event) -> bool {
 
 /// Does `route` take `event`, confidentiality aside?
 pub fn matches(route: &RouteConfig, event: &Event) -> bool {
-    if !wants(&route.events, &event.key) {
+    if !wants_event(&route.events, event) {
+        return false;
+    }
+    if route.only_status_changes && matches!(event.kind, Kind::Pipeline) && !event.status_changed()
+    {
         return false;
     }
     if !route.projects.is_empty() && !route.projects.iter().any(|p| glob(p, &event.project.path)) {
@@ -320,7 +341,10 @@ fn names_kind(patterns: &[String], event: &Event) -> bool {
         .iter()
         .map(|p| p.trim())
         .filter(|p| !p.starts_with('!'))
-        .any(|p| p.split('*').next().is_some_and(|l| l.starts_with(kind)) && glob(p, &event.key))
+        .any(|p| {
+            p.split('*').next().is_some_and(|l| l.starts_with(kind))
+                && event.keys().any(|k| glob(p, k))
+        })
 }
 
 /// Does channel `c`, reached through `route`, take `event`? Opt-in kinds need a filter of the
@@ -328,7 +352,7 @@ fn names_kind(patterns: &[String], event: &Event) -> bool {
 fn channel_accepts(c: &ChannelConfig, route: &RouteConfig, event: &Event) -> bool {
     let named =
         !event.kind.opt_in() || names_kind(&route.events, event) || names_kind(&c.events, event);
-    named && wants(&c.events, &event.key) && (!event.confidential || c.confidential)
+    named && wants_event(&c.events, event) && (!event.confidential || c.confidential)
 }
 
 /// Routes and renders `event`. `request_id` goes into each delivery's id.
@@ -358,7 +382,7 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
             .filter(|c| !deliveries.iter().any(|d| d.channel == c.name))
             .filter(|c| {
                 let ok = channel_accepts(c, &r.config, event);
-                blocked_confidential |= !ok && event.confidential && wants(&c.events, &event.key);
+                blocked_confidential |= !ok && event.confidential && wants_event(&c.events, event);
                 ok
             })
             .collect();
@@ -583,6 +607,35 @@ mod tests {
         for (p, key, want) in cases {
             assert_eq!(wants(&pats(p), key), want, "{p:?} vs {key}");
         }
+    }
+
+    #[test]
+    fn further_keys_pass_filters_and_only_status_changes_wants_one() {
+        let body = serde_json::json!({"object_kind": "pipeline",
+            "object_attributes": {"ref": "main", "status": "failed"}});
+        let plain = event("Pipeline Hook", body);
+        let mut broken = plain.clone();
+        broken.note_ref_status(Some("success"));
+        for (p, ev, want) in [
+            (&["pipeline.broken"][..], &broken, true),
+            (&["pipeline.broken"][..], &plain, false),
+            (&["pipeline.failed"][..], &broken, true),
+            (&["pipeline.*", "!pipeline.broken"][..], &broken, false),
+            (&["pipeline.*", "!pipeline.broken"][..], &plain, true),
+        ] {
+            assert_eq!(
+                wants_event(&pats(p), ev),
+                want,
+                "{p:?} vs {:?}",
+                ev.also_keys
+            );
+        }
+        let changes = RouteConfig {
+            only_status_changes: true,
+            ..RouteConfig::default()
+        };
+        assert!(matches(&changes, &broken));
+        assert!(!matches(&changes, &plain));
     }
 
     fn channel(name: &str, events: &[&str]) -> ChannelConfig {

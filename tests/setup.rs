@@ -86,6 +86,18 @@ struct State {
     /// The first listing of project 10's hooks answers 502.
     bad_gateway_pending: bool,
     requests: Vec<Recorded>,
+    /// Each hook's delivery log, newest first (`GET …/hooks/:id/events`, two entries a page).
+    logs: BTreeMap<u64, Vec<Value>>,
+    /// Resend calls answered 200, as (hook id, log entry id).
+    resent: Vec<(u64, u64)>,
+    /// The first resend call answers 429 with `Retry-After: 1`.
+    resend_throttle_pending: bool,
+    /// Test calls answered, as (hook id, trigger); each re-enables its hook.
+    tested: Vec<(u64, String)>,
+    /// Compare answers by `from..to`: how many commits (`None`: 404).
+    compare: BTreeMap<String, Option<usize>>,
+    /// A compare call with this `from` is answered only after 3 s.
+    slow_compare: Option<String>,
 }
 
 struct FakeGitlab {
@@ -188,6 +200,12 @@ impl FakeGitlab {
             throttle_pending: true,
             bad_gateway_pending: true,
             requests: Vec::new(),
+            logs: BTreeMap::new(),
+            resent: Vec::new(),
+            resend_throttle_pending: true,
+            tested: Vec::new(),
+            compare: BTreeMap::new(),
+            slow_compare: None,
         }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
@@ -202,7 +220,14 @@ impl FakeGitlab {
                 let app = axum::Router::new().fallback(
                     move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                         let state = shared.clone();
-                        async move { handle(&state, &method, &uri, &headers, &body) }
+                        async move {
+                            let slow = state.lock().unwrap().slow_compare.clone();
+                            let query = uri.query().unwrap_or_default();
+                            if slow.is_some_and(|s| query.contains(&format!("from={s}"))) {
+                                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                            }
+                            handle(&state, &method, &uri, &headers, &body)
+                        }
                     },
                 );
                 axum::serve(listener, app)
@@ -239,6 +264,73 @@ impl FakeGitlab {
     fn hooks(&self, project: u64) -> Vec<Value> {
         self.state.lock().unwrap().projects[&project].hooks.clone()
     }
+
+    /// Adds `hook` to `project`.
+    fn add_hook(&self, project: u64, hook: Value) {
+        let mut st = self.state.lock().unwrap();
+        st.projects.get_mut(&project).unwrap().hooks.push(hook);
+    }
+
+    /// Sets the `alert_status` of hook `hook` of `project`.
+    fn set_alert_status(&self, project: u64, hook: u64, status: &str) {
+        let mut st = self.state.lock().unwrap();
+        let hooks = &mut st.projects.get_mut(&project).unwrap().hooks;
+        let h = hooks.iter_mut().find(|h| h["id"] == hook).unwrap();
+        h["alert_status"] = json!(status);
+    }
+
+    /// Logs a delivery of `hook` as the newest entry.
+    fn log(&self, hook: u64, entry: Value) {
+        let mut st = self.state.lock().unwrap();
+        st.logs.entry(hook).or_default().insert(0, entry);
+    }
+
+    fn resent(&self) -> Vec<(u64, u64)> {
+        self.state.lock().unwrap().resent.clone()
+    }
+
+    fn tested(&self) -> Vec<(u64, String)> {
+        self.state.lock().unwrap().tested.clone()
+    }
+
+    /// The log entry `id` of `hook`.
+    fn log_entry(&self, hook: u64, id: u64) -> Value {
+        let st = self.state.lock().unwrap();
+        st.logs[&hook]
+            .iter()
+            .find(|e| e["id"] == id)
+            .cloned()
+            .unwrap()
+    }
+}
+
+/// A delivery-log entry shaped as GitLab documents it. `key`: the `Idempotency-Key` (no
+/// request headers logged when `None`); `body`: the request body (`{}` logged when `None`).
+fn log_json(id: u64, status: &str, event: &str, key: Option<&str>, body: Option<&Value>) -> Value {
+    let headers = match key {
+        Some(k) => json!({
+            "Content-Type": "application/json",
+            "User-Agent": "GitLab/17.4.0",
+            "Idempotency-Key": k,
+            "X-Gitlab-Event": event,
+            "X-Gitlab-Webhook-UUID": format!("uuid-{k}"),
+            "X-Gitlab-Instance": "https://gitlab.example.com",
+            "X-Gitlab-Event-UUID": format!("event-uuid-{k}"),
+            "X-Gitlab-Token": "[REDACTED]",
+        }),
+        None => json!({}),
+    };
+    json!({
+        "id": id,
+        "url": HOOK_URL,
+        "trigger": "issue_hooks",
+        "request_headers": headers,
+        "request_data": body.cloned().unwrap_or_else(|| json!({})),
+        "response_headers": {},
+        "response_body": "",
+        "execution_duration": 0.01,
+        "response_status": status,
+    })
 }
 
 impl Drop for FakeGitlab {
@@ -466,6 +558,24 @@ fn route(
                 .collect();
             list_projects(st, path, query, rows)
         }
+        ("GET", ["projects", _, "repository", "compare"]) => {
+            let key = format!(
+                "{}..{}",
+                query.get("from").map(String::as_str).unwrap_or(""),
+                query.get("to").map(String::as_str).unwrap_or("")
+            );
+            match st.compare.get(&key) {
+                Some(Some(n)) => {
+                    let commits: Vec<Value> = (0..*n)
+                        .map(|i| json!({"id": format!("{i:040}"), "title": "gone"}))
+                        .collect();
+                    axum::Json(json!({"commit": null, "commits": commits, "diffs": [],
+                        "compare_timeout": false, "compare_same_ref": false}))
+                    .into_response()
+                }
+                _ => message(StatusCode::NOT_FOUND, "404 Not found"),
+            }
+        }
         ("GET", ["projects", id]) => match find_project(st, id) {
             Some(p) => axum::Json(project_json(p)).into_response(),
             None => message(StatusCode::NOT_FOUND, "404 Project Not Found"),
@@ -497,6 +607,61 @@ fn hooks_route(
     body: Option<&Value>,
 ) -> Response {
     match (method.as_str(), rest) {
+        ("GET", [hook_id, "events"]) => {
+            let Ok(hook_id) = hook_id.parse::<u64>() else {
+                return message(StatusCode::NOT_FOUND, "404 Not found");
+            };
+            // Two entries a page, whatever was asked, so the client follows several pages.
+            let n: usize = query
+                .get("page")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            let log = st.logs.get(&hook_id).cloned().unwrap_or_default();
+            let page: Vec<Value> = log.iter().skip((n - 1) * 2).take(2).cloned().collect();
+            let mut resp = axum::Json(page).into_response();
+            if log.len() > n * 2 {
+                let link = format!(
+                    "<{}/api/v4/projects/{project_id}/hooks/{hook_id}/events?page={}&per_page=2>; rel=\"next\"",
+                    st.base,
+                    n + 1
+                );
+                resp.headers_mut()
+                    .insert("link", HeaderValue::from_str(&link).unwrap());
+            }
+            resp
+        }
+        ("POST", [hook_id, "events", event_id, "resend"]) => {
+            if st.resend_throttle_pending {
+                st.resend_throttle_pending = false;
+                let mut resp = message(StatusCode::TOO_MANY_REQUESTS, "Retry later");
+                resp.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+                return resp;
+            }
+            let (Ok(hook_id), Ok(event_id)) = (hook_id.parse::<u64>(), event_id.parse::<u64>())
+            else {
+                return message(StatusCode::NOT_FOUND, "404 Not found");
+            };
+            st.resent.push((hook_id, event_id));
+            axum::Json(json!({"response_status": 200})).into_response()
+        }
+        ("POST", [hook_id, "test", trigger]) => {
+            let Ok(hook_id) = hook_id.parse::<u64>() else {
+                return message(StatusCode::NOT_FOUND, "404 Not found");
+            };
+            st.tested.push((hook_id, trigger.to_string()));
+            let hooks = &mut st.projects.get_mut(&project_id).unwrap().hooks;
+            if let Some(h) = hooks.iter_mut().find(|h| h["id"] == hook_id) {
+                h["alert_status"] = json!("executable");
+                h["disabled_until"] = Value::Null;
+            }
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"message": "201 Created"})),
+            )
+                .into_response()
+        }
         ("GET", []) => {
             let per_page = query
                 .get("per_page")
@@ -1113,4 +1278,494 @@ fn requests_match_gitlabs_openapi_document() {
             "no {method} reached Prism:\n{log}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catch-up and repair
+// ---------------------------------------------------------------------------------------------
+
+/// An issue webhook whose title is `marker`.
+fn issue_body(marker: &str) -> Value {
+    let mut v = crate::support::samples::json("issue__open.json");
+    v["object_attributes"]["title"] = json!(marker);
+    v
+}
+
+/// `catch-up --config CONFIG ARGS…` from async code.
+async fn catch_up(config: &Path, args: &[&str]) -> CliOutput {
+    let config = config.display().to_string();
+    let mut all = vec!["catch-up", "--config", config.as_str()];
+    all.extend(args);
+    let r = cli::run_async(&all, std::time::Duration::from_secs(60)).await;
+    assert!(!r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN));
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_recovers_each_failed_delivery_once_and_repair_re_enables() {
+    use crate::support::daemon::{ChannelSpec, Daemon, Settings};
+    use crate::support::fake_cliq::FakeCliq;
+    use crate::support::unique;
+    const A: u64 = 20;
+    const B: u64 = 21;
+    let _turn = turn::shared_async().await;
+    let gitlab = FakeGitlab::start(true);
+    let cliq = FakeCliq::start(0).await;
+    let channel = unique("caught");
+    let dir = TempDir::new("catch-up");
+    dir.write("gitlab-token", TOKEN);
+    let mut settings = Settings::new(vec![ChannelSpec::new("caught", cliq.url(&channel))]);
+    settings.rest = format!(
+        "[gitlab]\nurl = \"{}\"\ntoken_file = \"gitlab-token\"\nhook_url = \"{HOOK_URL}\"\n\
+         watch_hooks_minutes = 0\n",
+        gitlab.base
+    );
+    let config = settings.write_config(&dir);
+    let daemon = Daemon::spawn(&config).await;
+    let deliver = |key: &str, marker: &str| {
+        let hooks = daemon.hooks();
+        let (key, body) = (key.to_string(), issue_body(marker).to_string().into_bytes());
+        async move {
+            let a = hooks.post("Issue Hook", body, None, Some(&key)).await;
+            assert_eq!(a.status, 200, "{}", a.body);
+        }
+    };
+
+    gitlab.add_hook(A, hook_json(2001, A, HOOK_URL, &DEFAULT_EVENTS));
+    let mut failing = hook_json(2101, B, HOOK_URL, &DEFAULT_EVENTS);
+    failing["alert_status"] = json!("temporarily_disabled");
+    gitlab.add_hook(B, failing);
+    gitlab.add_hook(
+        B,
+        hook_json(2102, B, "https://ci.example.com/hook", &["issues_events"]),
+    );
+    // Hook A's log, oldest first: failures with and without the body, deliveries the bridge
+    // received, and one failure GitLab itself re-sent successfully.
+    let body = |m: &str| issue_body(m);
+    let entries_a = [
+        log_json(
+            1,
+            "500",
+            "Issue Hook",
+            Some("k-old"),
+            Some(&body("marker-old")),
+        ),
+        log_json(
+            2,
+            "200",
+            "Issue Hook",
+            Some("k-last"),
+            Some(&body("marker-last")),
+        ),
+        log_json(
+            3,
+            "500",
+            "Issue Hook",
+            Some("k-a3"),
+            Some(&body("marker-a3")),
+        ),
+        log_json(4, "internal error", "Issue Hook", Some("k-a4"), None),
+        log_json(
+            5,
+            "502",
+            "Issue Hook",
+            Some("k-a5"),
+            Some(&body("marker-a5")),
+        ),
+        log_json(
+            6,
+            "200",
+            "Issue Hook",
+            Some("k-a5"),
+            Some(&body("marker-a5")),
+        ),
+        log_json(
+            7,
+            "500",
+            "Issue Hook",
+            Some("k-a7"),
+            Some(&body("marker-a7")),
+        ),
+    ];
+    for e in entries_a {
+        gitlab.log(2001, e);
+    }
+    gitlab.log(
+        2101,
+        log_json(
+            8,
+            "500",
+            "Issue Hook",
+            Some("k-b8"),
+            Some(&body("marker-b8")),
+        ),
+    );
+    gitlab.log(
+        2101,
+        log_json(9, "internal error", "Issue Hook", Some("k-b9"), None),
+    );
+    gitlab.log(
+        2102,
+        log_json(
+            20,
+            "500",
+            "Issue Hook",
+            Some("k-ci"),
+            Some(&body("marker-ci")),
+        ),
+    );
+    deliver("k-last", "marker-last").await;
+    deliver("k-a5", "marker-a5").await;
+    cliq.wait_for_accepted(2, std::time::Duration::from_secs(10))
+        .await;
+
+    let projects = [
+        "--project",
+        "5",
+        "--project",
+        &A.to_string(),
+        "--project",
+        &B.to_string(),
+    ];
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        projects
+            .iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let dry = args(&["--dry-run"]);
+    let dry: Vec<&str> = dry.iter().map(String::as_str).collect();
+    let out = catch_up(&config, &dry).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("5: error: listing hooks of project 5: 403"),
+        "{}",
+        out.stdout
+    );
+    for line in [
+        "hook #2001: delivery #1 (Issue Hook): would store it from the log",
+        "hook #2001: delivery #3 (Issue Hook): would store it from the log",
+        "hook #2001: delivery #4 (Issue Hook): would ask GitLab to re-send it",
+        "hook #2001: delivery #7 (Issue Hook): would store it from the log",
+        "hook #2101: delivery #8 (Issue Hook): would store it from the log",
+        "hook #2101: delivery #9 (Issue Hook): would ask GitLab to re-send it",
+    ] {
+        assert!(
+            out.stdout.contains(line),
+            "{line:?} missing:\n{}",
+            out.stdout
+        );
+    }
+    assert!(!out.stdout.contains("delivery #5 ") && !out.stdout.contains("delivery #20 "));
+    assert!(out.stdout.contains("nothing was changed"), "{}", out.stdout);
+    assert!(gitlab.resent().is_empty());
+
+    // For real: two stored from the log, two re-sent (the first resend call is throttled and
+    // retried after its Retry-After), the rest already received or out of range.
+    let real = args(&[]);
+    let real: Vec<&str> = real.iter().map(String::as_str).collect();
+    let out = catch_up(&config, &real).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("catch-up: recovered 6 of 7 failed deliveries (4 from the log, 2 re-sent by GitLab); 1 already received"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(gitlab.resent(), [(2001, 4), (2101, 9)]);
+    assert_eq!(gitlab.log_entry(2001, 4)["request_data"], json!({}));
+    // GitLab delivers what it was asked to re-send (with the original Idempotency-Key) and logs it.
+    for (hook, id, key, marker) in [
+        (2001, 10, "k-a4", "marker-a4"),
+        (2101, 11, "k-b9", "marker-b9"),
+    ] {
+        deliver(key, marker).await;
+        gitlab.log(
+            hook,
+            log_json(id, "200", "Issue Hook", Some(key), Some(&body(marker))),
+        );
+    }
+    cliq.wait_for_accepted(8, std::time::Duration::from_secs(10))
+        .await;
+
+    // A second run finds nothing new and asks GitLab for nothing.
+    let out = catch_up(&config, &real).await;
+    assert!(
+        out.stdout
+            .contains("catch-up: recovered 0 of 7 failed deliveries (0 from the log, 0 re-sent by GitLab); 7 already received"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(gitlab.resent().len(), 2);
+    // With --since 0s the log is read back only to the newest delivery the bridge received.
+    let since = args(&["--dry-run", "--since", "0s"]);
+    let since: Vec<&str> = since.iter().map(String::as_str).collect();
+    let out = catch_up(&config, &since).await;
+    assert!(
+        out.stdout.contains("would recover 0 of 0 failed"),
+        "{}",
+        out.stdout
+    );
+
+    // Every delivery reached the channel exactly once (a sentinel shows nothing else is queued).
+    deliver(&unique("k"), "marker-end").await;
+    cliq.wait_for_accepted(9, std::time::Duration::from_secs(10))
+        .await;
+    let seen = cliq.snapshot();
+    for m in [
+        "marker-old",
+        "marker-last",
+        "marker-a3",
+        "marker-a4",
+        "marker-a5",
+        "marker-a7",
+        "marker-b8",
+        "marker-b9",
+        "marker-end",
+    ] {
+        assert_eq!(seen.count(&channel, m), 1, "{m}: {}", seen.summary());
+    }
+    assert_eq!(seen.count(&channel, "marker-ci"), 0);
+    drop(daemon.stop());
+
+    // `setup --repair` re-enables the disabled hook with a test request, and only that one.
+    let out = run(
+        &config,
+        &[
+            "--project",
+            &A.to_string(),
+            "--project",
+            &B.to_string(),
+            "--repair",
+        ],
+    );
+    assert!(
+        out.stdout.contains("hook #2101: test request sent"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(gitlab.tested(), [(2101, "push_events".to_string())]);
+    assert_eq!(gitlab.hooks(B)[0]["alert_status"], "executable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_posts_one_alert_per_hook_state_change() {
+    use crate::support::daemon::{ChannelSpec, Daemon, Settings};
+    use crate::support::fake_cliq::FakeCliq;
+    use crate::support::unique;
+    let _turn = turn::shared_async().await;
+    let gitlab = FakeGitlab::start(false);
+    let cliq = FakeCliq::start(0).await;
+    let ops = unique("ops");
+    let dir = TempDir::new("hook-watch");
+    dir.write("gitlab-token", TOKEN);
+    let dev = unique("dev");
+    let mut settings = Settings::new(vec![
+        ChannelSpec {
+            events: Some(vec!["nothing"]),
+            ..ChannelSpec::new("ops", cliq.url(&ops))
+        },
+        ChannelSpec::new("dev", cliq.url(&dev)),
+    ]);
+    // 0.01 minutes: a poll every 0.6 s.
+    settings.rest = format!(
+        "[gitlab]\nurl = \"{}\"\ntoken_file = \"gitlab-token\"\nhook_url = \"{HOOK_URL}\"\n\
+         watch_hooks_minutes = 0.01\nops_channel = \"ops\"\n",
+        gitlab.base
+    );
+    gitlab.add_hook(20, hook_json(2001, 20, HOOK_URL, &DEFAULT_EVENTS));
+    let mut paused = hook_json(2101, 21, HOOK_URL, &DEFAULT_EVENTS);
+    paused["alert_status"] = json!("temporarily_disabled");
+    paused["disabled_until"] = json!("2026-11-29T21:00:00.000Z");
+    gitlab.add_hook(21, paused);
+    let mut off = hook_json(2201, 22, HOOK_URL, &DEFAULT_EVENTS);
+    off["alert_status"] = json!("disabled");
+    gitlab.add_hook(22, off);
+    // Not the bridge's: never reported.
+    let mut other = hook_json(2301, 23, "https://ci.example.com/hook", &["push_events"]);
+    other["alert_status"] = json!("disabled");
+    gitlab.add_hook(23, other);
+    // What GitLab failed to deliver: caught up at start (hook 2101) and when hook 2001 is seen
+    // failing.
+    gitlab.log(
+        2101,
+        log_json(
+            31,
+            "200",
+            "Issue Hook",
+            Some("k-w1"),
+            Some(&issue_body("marker-w1")),
+        ),
+    );
+    gitlab.log(
+        2101,
+        log_json(
+            32,
+            "500",
+            "Issue Hook",
+            Some("k-w2"),
+            Some(&issue_body("marker-w2")),
+        ),
+    );
+    let config = settings.write_config(&dir);
+    let daemon = Daemon::spawn(&config).await;
+    let wait = std::time::Duration::from_secs(15);
+    cliq.wait_for_accepted(3, wait).await;
+    gitlab.log(
+        2001,
+        log_json(
+            33,
+            "500",
+            "Issue Hook",
+            Some("k-w3"),
+            Some(&issue_body("marker-w3")),
+        ),
+    );
+    gitlab.set_alert_status(20, 2001, "temporarily_disabled");
+    gitlab.set_alert_status(21, 2101, "executable");
+    cliq.wait_for_accepted(6, wait).await;
+    // A last change: once its card is in, every poll before it has been seen.
+    gitlab.set_alert_status(22, 2201, "executable");
+    cliq.wait_for_accepted(7, wait).await;
+    let seen = cliq.snapshot();
+    assert_eq!(
+        (seen.count(&dev, "marker-w2"), seen.count(&dev, "marker-w3")),
+        (1, 1),
+        "{}",
+        seen.summary()
+    );
+    assert_eq!(seen.count(&dev, "marker-w1"), 0);
+    let titles: Vec<String> = seen
+        .accepted
+        .iter()
+        .filter(|a| a.channel == ops)
+        .map(|a| {
+            a.body["card"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let mut sorted = titles.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "Webhook #2001 on acme/app-20: temporarily_disabled",
+            "Webhook #2101 on acme/app-21: executable",
+            "Webhook #2101 on acme/app-21: temporarily_disabled",
+            "Webhook #2201 on acme/app-22: disabled",
+            "Webhook #2201 on acme/app-22: executable",
+        ],
+        "{titles:?}"
+    );
+    assert_eq!(
+        titles.last().map(String::as_str),
+        Some("Webhook #2201 on acme/app-22: executable")
+    );
+    let paused_card = &seen
+        .accepted
+        .iter()
+        .find(|a| a.text().contains("#2101") && a.text().contains("temporarily"))
+        .unwrap();
+    assert!(
+        paused_card
+            .text()
+            .contains("until 2026-11-29T21:00:00.000Z"),
+        "{}",
+        paused_card.text()
+    );
+    assert!(
+        paused_card.text().contains("setup --repair"),
+        "{}",
+        paused_card.text()
+    );
+    drop(daemon.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_pushes_are_told_apart_in_the_router_stage() {
+    use crate::support::daemon::{ChannelSpec, Daemon, Settings};
+    use crate::support::fake_cliq::FakeCliq;
+    use crate::support::unique;
+    let _turn = turn::shared_async().await;
+    let gitlab = FakeGitlab::start(false);
+    let cliq = FakeCliq::start(0).await;
+    let dev = unique("pushes");
+    let dir = TempDir::new("force-push");
+    dir.write("gitlab-token", TOKEN);
+    let mut settings = Settings::new(vec![ChannelSpec::new("dev", cliq.url(&dev))]);
+    settings.rest = format!(
+        "[gitlab]\nurl = \"{}\"\ntoken_file = \"gitlab-token\"\n",
+        gitlab.base
+    );
+    let sha = |c: char| c.to_string().repeat(40);
+    {
+        // The bridge asks compare?from=AFTER&to=BEFORE: the commits of `before` not in `after`.
+        let mut st = gitlab.state.lock().unwrap();
+        st.compare
+            .insert(format!("{}..{}", sha('b'), sha('a')), Some(0));
+        st.compare
+            .insert(format!("{}..{}", sha('d'), sha('c')), Some(3));
+        st.slow_compare = Some(sha('h'));
+        st.compare
+            .insert(format!("{}..{}", sha('h'), sha('g')), Some(2));
+    }
+    let config = settings.write_config(&dir);
+    let daemon = Daemon::spawn(&config).await;
+    let header = crate::support::samples::header("push__basic.json");
+    for (branch, before, after) in [
+        ("fast-forward", 'a', 'b'),
+        ("forced", 'c', 'd'),
+        ("unknown", 'e', 'f'),
+        ("slow", 'g', 'h'),
+    ] {
+        let mut v = crate::support::samples::json("push__basic.json");
+        v["ref"] = json!(format!("refs/heads/{branch}"));
+        v["before"] = json!(sha(before));
+        v["after"] = json!(sha(after));
+        let started = std::time::Instant::now();
+        let a = daemon
+            .post(&header, v.to_string().into_bytes(), None, None)
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        // Acknowledging never waits for GitLab's answer.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{branch}: {:?}",
+            started.elapsed()
+        );
+    }
+    cliq.wait_for_accepted(4, std::time::Duration::from_secs(15))
+        .await;
+    let seen = cliq.snapshot();
+    let text = |branch: &str| -> String {
+        seen.accepted
+            .iter()
+            .find(|a| {
+                a.body["card"]["title"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with(branch)
+            })
+            .map(|a| a.text().to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        text("forced").contains("force-pushed to"),
+        "{}",
+        text("forced")
+    );
+    assert!(
+        text("forced").contains("dropping 3 commits"),
+        "{}",
+        text("forced")
+    );
+    assert!(text("forced").contains("compare"), "{}", text("forced"));
+    for plain in ["fast-forward", "unknown", "slow"] {
+        let t = text(plain);
+        assert!(t.contains("pushed") && !t.contains("force"), "{plain}: {t}");
+    }
+    drop(daemon.stop());
 }

@@ -19,6 +19,7 @@ mod extension;
 mod kinds;
 mod preview;
 mod properties;
+mod reliability;
 mod reload;
 mod render;
 mod routes;

@@ -2,7 +2,8 @@
 //! against the bundled sample events (every action of every kind). Exit 1 with one line per
 //! problem, each naming the file and line.
 
-use super::setup::{connect, plan, Planned, ProgressKind, Target};
+use super::progress::ProgressKind;
+use super::setup::{connect, plan, Planned, Target};
 use crate::config::Config;
 use crate::event::{self, Event};
 use crate::gitlab::{Mode, Op, ProjectRef};

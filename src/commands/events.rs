@@ -255,6 +255,8 @@ fn replay(
         project: event.project.path.clone(),
         outcome: format!("queued {n} (replay of {})", ev.id),
         deliveries,
+        // A replay re-posts an old event: it does not change what the router remembers.
+        memory: Vec::new(),
     };
     let tx = store.transaction()?;
     let new_id = store::insert_replay(&tx, ev, &request_id, &routed, now)?;

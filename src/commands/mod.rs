@@ -1,13 +1,16 @@
 //! One composition root per subcommand, plus what they share: reading templates from disk and
 //! building the renderer from the configuration.
 
+pub mod catchup;
 pub mod check;
 pub mod events;
 pub mod outbox;
+pub mod progress;
 pub mod render;
 pub mod serve;
 pub mod setup;
 pub mod subscriptions;
+pub mod watch;
 
 use crate::config::{Config, Format};
 use crate::deliver::store::Store;

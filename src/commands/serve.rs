@@ -290,6 +290,9 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let routes = SharedRoutes::new(table);
     let stage_stop = CancellationToken::new();
     let mut pipeline = Pipeline::new(routes.clone());
+    if let Some(check) = force_check(&cfg) {
+        pipeline = pipeline.with_force_check(check);
+    }
     if let Some(x) = &cfg.cliq_extension {
         pipeline = pipeline.with_chats(ChatOptions {
             confidential: x.confidential,
@@ -413,6 +416,9 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         Arc::clone(&state),
         workers.clone(),
     ));
+    if let Some(watch) = hook_watch(&cfg) {
+        tracker.spawn(super::watch::run(watch, outbox.clone(), workers.clone()));
+    }
     tracing::info!(listen = %local, channels = cfg.channels.len(), path = server::HOOK_PATH, tls = cfg.server.tls.is_some(), "ready");
     let notified = CancellationToken::new();
     let notifier = tokio::spawn(notify_systemd(
@@ -442,6 +448,84 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// Longest the router stage waits for GitLab's answer about a push.
+pub const FORCE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks GitLab's compare API, from the router stage's thread, on this process's runtime.
+struct GitlabForceCheck {
+    client: crate::gitlab::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+impl crate::pipeline::ForceCheck for GitlabForceCheck {
+    fn dropped_commits(&self, project: &str, before: &str, after: &str) -> Option<u64> {
+        let p = crate::gitlab::ProjectRef {
+            id_or_path: project.to_string(),
+            label: project.to_string(),
+        };
+        // Commits of `before` not reachable from `after`: none for a fast-forward.
+        let ask = self.client.compare_commit_count(&p, after, before);
+        // The timer is made inside the runtime (this thread is not one of its threads).
+        let answer = self
+            .runtime
+            .block_on(async { tokio::time::timeout(FORCE_CHECK_TIMEOUT, ask).await });
+        match answer {
+            Ok(Ok(n)) => Some(n as u64),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, project, "cannot tell whether a push was forced");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(project, "GitLab's compare answer came too late");
+                None
+            }
+        }
+    }
+}
+
+/// The force-push check, when `[gitlab]` has a token.
+fn force_check(cfg: &Config) -> Option<Arc<dyn crate::pipeline::ForceCheck>> {
+    let gitlab = cfg.gitlab.as_ref()?;
+    let token = gitlab.token.clone()?;
+    let retry = crate::gitlab::RetryPolicy {
+        max_attempts: 1,
+        timeout: FORCE_CHECK_TIMEOUT,
+        ..crate::gitlab::RetryPolicy::default()
+    };
+    let client = crate::gitlab::Client::new(&gitlab.url, token, retry).ok()?;
+    Some(Arc::new(GitlabForceCheck {
+        client,
+        runtime: tokio::runtime::Handle::current(),
+    }))
+}
+
+/// The hook-health watch `[gitlab]` asks for: `None` without `[gitlab]`, with
+/// `watch_hooks_minutes = 0`, or without the token or `hook_url` it needs (then logged).
+fn hook_watch(cfg: &Config) -> Option<super::watch::Watch> {
+    let gitlab = cfg.gitlab.as_ref()?;
+    let every = gitlab.watch_hooks?;
+    let (Some(token), Some(hook_url)) = (gitlab.token.clone(), gitlab.hook_url.clone()) else {
+        tracing::warn!("[gitlab] without token or hook_url: the bridge's hooks are not watched");
+        return None;
+    };
+    let client =
+        match crate::gitlab::Client::new(&gitlab.url, token, crate::gitlab::RetryPolicy::default())
+        {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, "the bridge's hooks are not watched");
+                return None;
+            }
+        };
+    Some(super::watch::Watch {
+        client,
+        hook_url,
+        ops_channel: gitlab.ops_channel.clone(),
+        every,
+        store: cfg.outbox.path.clone(),
+    })
 }
 
 /// The preview page's view of the configuration: templates compiled from disk as `serve`

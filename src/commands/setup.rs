@@ -7,6 +7,7 @@
 //! bar on a terminal, plain lines otherwise) → summary. One project's failure never stops the
 //! others; the exit code is 1 when any project failed.
 
+use super::progress::ProgressKind;
 use crate::cli::SetupArgs;
 use crate::config::{Config, GitlabConfig};
 use crate::gitlab::{
@@ -15,7 +16,6 @@ use crate::gitlab::{
 use anyhow::Context;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::io::IsTerminal;
 use tokio::task::JoinSet;
 
 /// Runs `setup`. Returns the process exit code.
@@ -53,7 +53,18 @@ pub async fn run(args: &SetupArgs) -> anyhow::Result<i32> {
     )
     .await;
     print_table(&plans);
+    let disabled = if args.repair {
+        disabled_hooks(&plans)
+    } else {
+        Vec::new()
+    };
     if args.dry_run {
+        for (project, hook_id) in &disabled {
+            println!(
+                "{}: would re-enable hook #{hook_id} (a test request)",
+                project.label
+            );
+        }
         let s = Summary::of_plan(&plans);
         println!(
             "dry run: would create {}, update {}, delete {}; {} unchanged, {} skipped, {} failed; \
@@ -76,14 +87,52 @@ pub async fn run(args: &SetupArgs) -> anyhow::Result<i32> {
         s.failed,
         results.len()
     );
-    let failures: Vec<&String> = results.iter().flat_map(|r| r.errors.iter()).collect();
+    let mut failures: Vec<String> = results
+        .iter()
+        .flat_map(|r| r.errors.iter().cloned())
+        .collect();
+    let trigger = desired
+        .events
+        .iter()
+        .map(|e| e.field())
+        .find(|f| *f != "deployment_events")
+        .unwrap_or("push_events");
+    for (project, hook_id) in &disabled {
+        match client.test_hook(project, *hook_id, trigger).await {
+            Ok(()) => println!(
+                "{}: hook #{hook_id}: test request sent; GitLab re-enables the hook when the \
+                 bridge answers it",
+                project.label
+            ),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
     if !failures.is_empty() {
         println!("failures:");
-        for f in failures {
+        for f in &failures {
             println!("  {f}");
         }
     }
-    Ok(i32::from(s.failed > 0))
+    Ok(i32::from(s.failed > 0 || !failures.is_empty()))
+}
+
+/// The bridge's hooks GitLab disabled after failures (`--repair` re-enables them).
+fn disabled_hooks(plans: &[ProjectPlan]) -> Vec<(ProjectRef, u64)> {
+    let mut out = Vec::new();
+    for p in plans {
+        if let Planned::Ops(ops) = &p.planned {
+            for op in ops {
+                if let Op::Unchanged {
+                    hook_id,
+                    disabled: true,
+                } = op
+                {
+                    out.push((p.project.clone(), *hook_id));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The `[gitlab]` section, a client for it, and the hook the config describes; errors name the
@@ -480,39 +529,6 @@ impl Summary {
             s.failed += usize::from(!r.errors.is_empty());
         }
         s
-    }
-}
-
-/// How progress is shown.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum ProgressKind {
-    /// A bar on stderr: stdout and stderr are terminals.
-    Bar,
-    /// Plain lines on stdout.
-    Lines,
-}
-
-impl ProgressKind {
-    fn detect() -> ProgressKind {
-        if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
-            ProgressKind::Bar
-        } else {
-            ProgressKind::Lines
-        }
-    }
-
-    fn bar(self, len: usize, phase: &'static str) -> Option<indicatif::ProgressBar> {
-        if !matches!(self, ProgressKind::Bar) || len == 0 {
-            return None;
-        }
-        let bar = indicatif::ProgressBar::new(u64::try_from(len).unwrap_or(u64::MAX));
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {elapsed}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(phase);
-        Some(bar)
     }
 }
 

@@ -11,6 +11,7 @@
 
 use super::durable::DurableOutbox;
 use super::store::{ChatRule, Reader, RoutedEvent, StoredEvent};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +32,65 @@ pub const NICENESS: i32 = 10;
 /// routed is returned with no deliveries and an outcome that says why, and is marked routed.
 pub trait EventRouter: Send + Sync + 'static {
     /// Routes `event`, with the chat rules in force (read from the store for each batch, so a
-    /// rule committed by the daemon or by the command line applies from the next batch on).
-    fn route(&self, event: &StoredEvent, rules: &[ChatRule]) -> RoutedEvent;
+    /// rule committed by the daemon or by the command line applies from the next batch on);
+    /// `memory` holds what earlier events asked to remember ([`RoutedEvent::memory`]).
+    fn route(&self, event: &StoredEvent, rules: &[ChatRule], memory: &Memory<'_>) -> RoutedEvent;
+}
+
+/// The router's memory as the event being routed sees it: what committed events stored, overlaid
+/// with what the earlier events of the batch being routed asked to remember (not committed yet).
+/// Keys and values are the routing function's own strings.
+pub struct Memory<'a> {
+    reader: Option<&'a Reader>,
+    pending: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Memory<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Memory<'a> {
+    /// The memory of the store `reader` reads.
+    pub fn of(reader: &'a Reader) -> Memory<'a> {
+        Memory {
+            reader: Some(reader),
+            pending: HashMap::new(),
+        }
+    }
+
+    /// A memory that remembers nothing (routing outside the router stage: `render`, replays).
+    pub fn empty() -> Memory<'static> {
+        Memory {
+            reader: None,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// The value last remembered under `key`. A store that cannot be read counts as no memory
+    /// (logged): routing goes on.
+    pub fn get(&self, key: &str) -> Option<String> {
+        if let Some(v) = self.pending.get(key) {
+            return Some(v.clone());
+        }
+        match self.reader?.memory(key) {
+            Ok(v) => v,
+            Err(error) => {
+                tracing::warn!(%error, key, "cannot read the router's memory");
+                None
+            }
+        }
+    }
+
+    /// Takes `routed`'s writes into account for the events after it.
+    fn remember(&mut self, routed: &RoutedEvent) {
+        for (k, v) in &routed.memory {
+            self.pending.insert(k.clone(), v.clone());
+        }
+    }
 }
 
 /// Starts the router stage on its own thread, reading the store at `path`. It stops when
@@ -75,7 +133,14 @@ fn run(reader: Reader, outbox: DurableOutbox, route: &dyn EventRouter, stop: &Ca
                 continue;
             }
         };
-        let routed: Vec<RoutedEvent> = events.iter().map(|e| route.route(e, &rules)).collect();
+        // A failed commit drops this overlay with the batch: the retry starts from the store.
+        let mut memory = Memory::of(&reader);
+        let mut routed: Vec<RoutedEvent> = Vec::with_capacity(events.len());
+        for e in &events {
+            let r = route.route(e, &rules, &memory);
+            memory.remember(&r);
+            routed.push(r);
+        }
         match outbox.routed_blocking(routed) {
             Ok(()) => done = last,
             Err(error) => {

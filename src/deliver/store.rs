@@ -19,7 +19,7 @@ use std::path::Path;
 const STATEMENT_CACHE: usize = 64;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     r#"
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -132,6 +132,16 @@ CREATE TABLE chat_rules (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (chat, kind, subject)
 );
+"#,
+    // The router's memory: small values the routing function keeps between events (keys and
+    // values are its own, e.g. the last finished status of a branch), written in the same
+    // transaction as the event that set them.
+    r#"
+CREATE TABLE router_memory (
+    key        TEXT    PRIMARY KEY,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -439,6 +449,9 @@ pub struct RoutedEvent {
     pub outcome: String,
     /// One message per channel.
     pub deliveries: Vec<super::Delivery>,
+    /// What routing asked to remember (`(key, value)`, see [`Reader::memory`]), written with the
+    /// event's mark.
+    pub memory: Vec<(String, String)>,
 }
 
 /// An event as `events list` and `events show` describe it.
@@ -679,6 +692,16 @@ impl Reader {
     pub fn chat_rules(&self) -> Result<Vec<ChatRule>, StoreError> {
         chat_rules(&self.conn)
     }
+
+    /// When a delivery with dedupe key `key` was last received (unix ms), while remembered.
+    pub fn received_at(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        received_at(&self.conn, key)
+    }
+
+    /// The router's memory of `key`: the last value a routed event asked to remember.
+    pub fn memory(&self, key: &str) -> Result<Option<String>, StoreError> {
+        memory(&self.conn, key)
+    }
 }
 
 /// A connection that only checkpoints the write-ahead log (for [`super::checkpoint`]).
@@ -809,6 +832,15 @@ fn insert_messages(
         ])?;
     }
     Ok(())
+}
+
+/// When a delivery with dedupe key `key` was last received (unix ms), while the dedupe table
+/// remembers it.
+pub fn received_at(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT received_at FROM dedupe WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
 }
 
 /// Whether `key` was seen at or after `since` (unix ms); remembers it at `now` when not.
@@ -976,6 +1008,13 @@ pub fn mark_routed(tx: &Connection, routed: &RoutedEvent, now: i64) -> Result<bo
     if changed == 0 {
         return Ok(false);
     }
+    for (key, value) in &routed.memory {
+        tx.prepare_cached(
+            "INSERT INTO router_memory (key, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )?
+        .execute(params![key, value, now])?;
+    }
     insert_messages(
         tx,
         Some(routed.event_id),
@@ -985,6 +1024,14 @@ pub fn mark_routed(tx: &Connection, routed: &RoutedEvent, now: i64) -> Result<bo
         now,
     )?;
     Ok(true)
+}
+
+/// The router's memory of `key` (see [`RoutedEvent::memory`]).
+pub fn memory(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM router_memory WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
 }
 
 /// Stores a replay of an event as a new, already routed event with its messages (no dedupe: a
@@ -1445,10 +1492,18 @@ mod tests {
                 ordering_key: "o".into(),
                 body: "m".into(),
             }],
+            memory: vec![("k".into(), "v1".into())],
         };
+        assert_eq!(memory(&tx, "k")?, None);
         assert!(mark_routed(&tx, &routed, 200)?);
+        assert_eq!(memory(&tx, "k")?.as_deref(), Some("v1"));
         // A second commit of the same routing (a retried batch) adds nothing.
-        assert!(!mark_routed(&tx, &routed, 201)?);
+        let again = RoutedEvent {
+            memory: vec![("k".into(), "v2".into())],
+            ..routed.clone()
+        };
+        assert!(!mark_routed(&tx, &again, 201)?);
+        assert_eq!(memory(&tx, "k")?.as_deref(), Some("v1"));
         assert_eq!(new_events(&tx, 0, 10)?.len(), 1);
         let m = lease_next(&tx, "c", 300, 1000)?.map(|l| (l.id, l.idempotency_key));
         let Some((id, key)) = m else {

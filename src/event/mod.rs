@@ -63,6 +63,9 @@ pub struct Event {
     pub actor: User,
     /// Where it happened.
     pub project: Project,
+    /// Further keys filters match besides `key` (`pipeline.fixed`, `pipeline.broken`), set by
+    /// the router stage from what it remembers ([`Event::note_ref_status`]).
+    pub also_keys: Vec<String>,
     /// The kind-specific part.
     #[serde(flatten)]
     pub detail: Detail,
@@ -72,6 +75,64 @@ pub struct Event {
 }
 
 impl Event {
+    /// `key` and then [`Event::also_keys`].
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.key.as_str()).chain(self.also_keys.iter().map(String::as_str))
+    }
+
+    /// For a finished pipeline whose status says something about its ref: the key under which
+    /// the router remembers that ref's last status, and the status to remember.
+    pub fn ref_status(&self) -> Option<(String, String)> {
+        match &self.detail {
+            Detail::Pipeline(p) => kinds::pipeline_ref_status(p, &self.project.key()),
+            _ => None,
+        }
+    }
+
+    /// Given the status remembered for this event's ref before it (see [`Event::ref_status`]),
+    /// adds `pipeline.fixed` or `pipeline.broken` to [`Event::also_keys`] when the status
+    /// changed between failed and success.
+    pub fn note_ref_status(&mut self, previous: Option<&str>) {
+        let change = match &self.detail {
+            Detail::Pipeline(p) => kinds::pipeline_status_change(previous, &p.status),
+            _ => None,
+        };
+        if let Some(key) = change {
+            self.also_keys.push(key.to_string());
+        }
+    }
+
+    /// For a push of new commits (not a branch creation or deletion): the project (id, else
+    /// path) and the `before` and `after` commits, to ask GitLab whether it was a force push.
+    pub fn push_range(&self) -> Option<(String, String, String)> {
+        match &self.detail {
+            Detail::Push(p)
+                if p.change == "commits" && !p.before.is_empty() && !p.after.is_empty() =>
+            {
+                Some((self.project.key(), p.before.clone(), p.after.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Re-keys a push as `push.force` (`before` is not an ancestor of `after`) that dropped
+    /// `dropped` commits.
+    pub fn mark_force_push(&mut self, dropped: u64) {
+        let Detail::Push(p) = &mut self.detail else {
+            return;
+        };
+        mark_forced(p, dropped);
+        self.key = "push.force".to_string();
+        self.action = Some("force".to_string());
+        self.verb = "force-pushed to".to_string();
+    }
+
+    /// Whether [`Event::note_ref_status`] found a change (`pipeline.fixed` or `.broken`).
+    pub fn status_changed(&self) -> bool {
+        self.also_keys
+            .iter()
+            .any(|k| k == PIPELINE_FIXED || k == PIPELINE_BROKEN)
+    }
     /// The object's ordering key: same project + issue/MR number or ref → same key.
     pub fn object_key(&self) -> String {
         let p = self.project.key();
@@ -125,6 +186,7 @@ pub fn parse(header: Option<&str>, body: Value) -> Result<Event, ParseError> {
         known: p.known,
         actor,
         project,
+        also_keys: Vec::new(),
         detail: p.detail,
         raw: body,
     })

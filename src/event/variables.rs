@@ -84,6 +84,7 @@ const COMMON: KindVariables = (
         ("kind", "the kind: `merge_request`, `pipeline`, …"),
         ("action", "the key's last part: GitLab's action (`open`, `merge`), a status (`failed`), `create`/`delete`, `on`/`off`; empty for the *Test* button"),
         ("verb", "past-tense words for people: `opened`, `merged`, `pushed to`, `failed`, …"),
+        ("also_keys", "further keys filters match: `pipeline.fixed` (failed → success on the ref), `pipeline.broken` (success → failed); empty otherwise"),
         ("confidential", "true for confidential issues, work items and comments"),
         ("known", "true when the kind and action are ones this version knows"),
         ("actor", "who did it (`someone` when the payload names no one)"),

@@ -13,7 +13,7 @@
 //!   it as a duplicate.
 
 use super::error::GitlabError;
-use super::hooks::{DesiredHook, Project, ProjectHook, User};
+use super::hooks::{DesiredHook, HookLogEntry, Project, ProjectHook, User};
 use crate::secret::Secret;
 use backon::BackoffBuilder;
 use reqwest::header::HeaderMap;
@@ -246,6 +246,117 @@ impl Client {
         let url = self.api_url(&["projects", &project.id_or_path, "hooks", &id]);
         self.send(Method::DELETE, url, None, &what).await?;
         Ok(())
+    }
+
+    /// One page of hook `hook_id`'s delivery log (newest first): the first page when `page` is
+    /// `None`, else the page a previous call returned as next. Returns the entries and the next
+    /// page, if GitLab's `Link` header names one.
+    pub async fn hook_events_page(
+        &self,
+        project: &ProjectRef,
+        hook_id: u64,
+        page: Option<Url>,
+    ) -> Result<(Vec<HookLogEntry>, Option<Url>), GitlabError> {
+        let what = format!(
+            "reading the delivery log of hook #{hook_id} on project {}",
+            project.label
+        );
+        let url = match page {
+            Some(u) => u,
+            None => {
+                let id = hook_id.to_string();
+                let mut u =
+                    self.api_url(&["projects", &project.id_or_path, "hooks", &id, "events"]);
+                u.query_pairs_mut()
+                    .append_pair("per_page", &PER_PAGE.to_string());
+                u
+            }
+        };
+        let resp = self.send(Method::GET, url.clone(), None, &what).await?;
+        let next = next_link(resp.headers());
+        let entries: Vec<HookLogEntry> = decode(resp, &what).await?;
+        let next = match next {
+            Some(n) => Some(
+                self.rebase(&url, &n)
+                    .map_err(|message| GitlabError::Unexpected {
+                        what: what.clone(),
+                        message,
+                    })?,
+            ),
+            None => None,
+        };
+        Ok((entries, next))
+    }
+
+    /// Asks GitLab to deliver log entry `event_id` of hook `hook_id` again (GitLab ≥ 17.4; at
+    /// most 5 a minute per hook and user, a 429 beyond).
+    pub async fn resend_hook_event(
+        &self,
+        project: &ProjectRef,
+        hook_id: u64,
+        event_id: u64,
+    ) -> Result<(), GitlabError> {
+        let what = format!(
+            "re-sending delivery #{event_id} of hook #{hook_id} on project {}",
+            project.label
+        );
+        let (hook, event) = (hook_id.to_string(), event_id.to_string());
+        let url = self.api_url(&[
+            "projects",
+            &project.id_or_path,
+            "hooks",
+            &hook,
+            "events",
+            &event,
+            "resend",
+        ]);
+        self.send(Method::POST, url, None, &what).await?;
+        Ok(())
+    }
+
+    /// Sends hook `hook_id` a test request of `trigger` (`push_events`, …): GitLab re-enables a
+    /// disabled hook when the test is answered 2xx.
+    pub async fn test_hook(
+        &self,
+        project: &ProjectRef,
+        hook_id: u64,
+        trigger: &str,
+    ) -> Result<(), GitlabError> {
+        let what = format!("testing hook #{hook_id} on project {}", project.label);
+        let id = hook_id.to_string();
+        let url = self.api_url(&[
+            "projects",
+            &project.id_or_path,
+            "hooks",
+            &id,
+            "test",
+            trigger,
+        ]);
+        self.send(Method::POST, url, None, &what).await?;
+        Ok(())
+    }
+
+    /// How many commits `GET /projects/:id/repository/compare?from=FROM&to=TO` lists (merge-base
+    /// comparison: the commits of `to` that are not in `from`).
+    pub async fn compare_commit_count(
+        &self,
+        project: &ProjectRef,
+        from: &str,
+        to: &str,
+    ) -> Result<usize, GitlabError> {
+        #[derive(serde::Deserialize)]
+        struct Compare {
+            #[serde(default)]
+            commits: Vec<serde_json::Value>,
+        }
+        let what = format!("comparing commits on project {}", project.label);
+        let mut url = self.api_url(&["projects", &project.id_or_path, "repository", "compare"]);
+        url.query_pairs_mut()
+            .append_pair("from", from)
+            .append_pair("to", to);
+        let resp = self.send(Method::GET, url, None, &what).await?;
+        let c: Compare = decode(resp, &what).await?;
+        Ok(c.commits.len())
     }
 
     /// A project list with keyset pagination, or offset pages where GitLab has no keyset (405).

@@ -214,6 +214,72 @@ fn flexible_id<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// One delivery in a hook's log, as `GET /projects/:id/hooks/:hook_id/events` shows it
+/// (GitLab ≥ 17.3; the last 7 days, newest first). GitLab redacts the secret token in
+/// `request_headers`; the other headers are those it sent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HookLogEntry {
+    /// The log entry's ID (the `hook_event_id` of the resend call).
+    #[serde(deserialize_with = "flexible_id")]
+    pub id: u64,
+    /// What triggered it (`push_hooks`, …).
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// The headers GitLab sent (`Idempotency-Key`, `X-Gitlab-Event`, …), if logged.
+    #[serde(default)]
+    pub request_headers: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The body GitLab sent (a JSON object, or its text), if logged.
+    #[serde(default)]
+    pub request_data: Option<serde_json::Value>,
+    /// The receiver's answer (`"200"`, `500`, or a word such as `internal error` when no HTTP
+    /// answer came).
+    #[serde(default)]
+    pub response_status: Option<serde_json::Value>,
+}
+
+impl HookLogEntry {
+    /// Whether the receiver answered 2xx.
+    pub fn succeeded(&self) -> bool {
+        let code = match &self.response_status {
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        code.is_some_and(|c| (200..300).contains(&c))
+    }
+
+    /// The request header `name` (any case), if logged.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.request_headers
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// The key the bridge deduplicates this delivery on, as its receiver computes it:
+    /// `Idempotency-Key`, else `X-Gitlab-Webhook-UUID`.
+    pub fn dedupe_key(&self) -> Option<&str> {
+        self.header("idempotency-key")
+            .or_else(|| self.header("x-gitlab-webhook-uuid"))
+    }
+
+    /// The body as sent, when the log holds it as one JSON object.
+    pub fn body(&self) -> Option<Vec<u8>> {
+        match self.request_data.as_ref()? {
+            // An empty object is what a log without the body shows.
+            v @ serde_json::Value::Object(o) if !o.is_empty() => serde_json::to_vec(v).ok(),
+            serde_json::Value::String(text) => {
+                let v: serde_json::Value = serde_json::from_str(text).ok()?;
+                let full = v.as_object().is_some_and(|o| !o.is_empty());
+                full.then(|| text.as_bytes().to_vec())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The hook the bridge wants on every selected project.
 #[derive(Debug, Clone)]
 pub struct DesiredHook {
@@ -406,7 +472,7 @@ impl Op {
                 disabled: true,
             } => format!(
                 "hook #{hook_id} is up to date but GitLab disabled it after failures \
-                 (send a test request from GitLab to re-enable it)"
+                 (`setup --repair` re-enables it)"
             ),
             Op::Delete {
                 hook_id,
@@ -492,6 +558,38 @@ mod tests {
     use serde_json::json;
 
     const URL: &str = "https://bridge.example.com/hooks/gitlab?b=2&a=1";
+
+    #[test]
+    fn log_entries_tell_failures_keys_and_bodies() {
+        let entry = |v: serde_json::Value| -> HookLogEntry {
+            match serde_json::from_value(v) {
+                Ok(e) => e,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        // As GitLab documents it: headers and body logged, status as text.
+        let full = entry(
+            json!({"id": 1, "trigger": "push_hooks", "response_status": "500",
+            "request_headers": {"Idempotency-Key": "k1", "X-Gitlab-Event": "Push Hook"},
+            "request_data": {"object_kind": "push"}}),
+        );
+        assert!(!full.succeeded());
+        assert_eq!(full.dedupe_key(), Some("k1"));
+        assert_eq!(full.header("x-gitlab-event"), Some("Push Hook"));
+        assert_eq!(
+            full.body().as_deref(),
+            Some(&br#"{"object_kind":"push"}"#[..])
+        );
+        let bare = entry(json!({"id": "2", "response_status": "internal error",
+            "request_headers": {}, "request_data": {}}));
+        assert!(!bare.succeeded());
+        assert_eq!((bare.dedupe_key(), bare.body()), (None, None));
+        let ok = entry(json!({"id": 3, "response_status": 204,
+            "request_headers": {"X-Gitlab-Webhook-UUID": "u3"}, "request_data": "{\"a\":1}"}));
+        assert!(ok.succeeded());
+        assert_eq!(ok.dedupe_key(), Some("u3"));
+        assert_eq!(ok.body().as_deref(), Some(&br#"{"a":1}"#[..]));
+    }
 
     fn desired() -> DesiredHook {
         DesiredHook {

@@ -18,6 +18,6 @@ pub mod hooks;
 pub use client::{Client, ProjectRef, RetryPolicy, Visible};
 pub use error::GitlabError;
 pub use hooks::{
-    normalize_hook_url, reconcile, same_hook_url, DesiredHook, HookEvent, Mode, Op, Project,
-    ProjectHook, User,
+    normalize_hook_url, reconcile, same_hook_url, DesiredHook, HookEvent, HookLogEntry, Mode, Op,
+    Project, ProjectHook, User,
 };

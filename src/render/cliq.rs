@@ -302,6 +302,60 @@ pub fn plain(s: &str) -> String {
     neutralize(s)
 }
 
+/// The card `serve` posts to `gitlab.ops_channel` when GitLab changes a managed hook's
+/// `alert_status` (`executable`, `temporarily_disabled`, `disabled`): which hook, what GitLab
+/// does now, until when, and what to do. Every part from GitLab is neutralised.
+pub fn hook_alert(
+    project: &str,
+    hook_id: u64,
+    alert_status: &str,
+    disabled_until: Option<&str>,
+) -> Message {
+    let (icon, what, advice) = match alert_status {
+        "executable" => (
+            "✅",
+            "is enabled again: GitLab delivers to the bridge",
+            "Run `gitlab-chat-bridge catch-up` if deliveries failed meanwhile.",
+        ),
+        "temporarily_disabled" => (
+            "⚠️",
+            "is temporarily disabled after failed deliveries",
+            "GitLab retries it later; `gitlab-chat-bridge setup --repair` re-enables it now.",
+        ),
+        _ => (
+            "🛑",
+            "is disabled: GitLab no longer delivers to the bridge",
+            "Fix the cause, then run `gitlab-chat-bridge setup --repair` and `catch-up`.",
+        ),
+    };
+    let until = disabled_until
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| format!(" until {}", neutralize(u)))
+        .unwrap_or_default();
+    let text = format!(
+        "{icon} The bridge's webhook #{hook_id} on {} {what}{until} (alert_status: {}).\n{advice}",
+        neutralize(project),
+        neutralize(alert_status)
+    );
+    let title = format!(
+        "Webhook #{hook_id} on {}: {}",
+        neutralize(project),
+        neutralize(alert_status)
+    );
+    let v = json!({
+        "text": text,
+        "card": {"title": truncate(&title, MAX_FALLBACK_CHARS), "theme": "modern-inline"},
+    });
+    shape(v).unwrap_or_else(|_| {
+        let mut m = Map::new();
+        m.insert(
+            "text".into(),
+            Value::String(truncate(&text, MAX_FALLBACK_CHARS)),
+        );
+        Message(m)
+    })
+}
+
 /// A button survives when it has a label and, for URL actions, a usable URL within Cliq's limit.
 fn button_fits(b: &Value) -> bool {
     let has_label = b

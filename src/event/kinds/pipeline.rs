@@ -28,6 +28,34 @@ pub(super) const ACTIONS: &[Action] = &[
     Action::new("scheduled", "is scheduled"),
 ];
 
+/// The further key of a pipeline that passed on a ref whose last finished pipeline failed.
+pub const PIPELINE_FIXED: &str = "pipeline.fixed";
+/// The further key of a pipeline that failed on a ref whose last finished pipeline passed.
+pub const PIPELINE_BROKEN: &str = "pipeline.broken";
+
+/// What a finished pipeline leaves to remember about its ref: the memory key (project and ref)
+/// and its status. Only `success` and `failed` count (a canceled or skipped pipeline says
+/// nothing about the ref), and child pipelines do not speak for their ref.
+pub(crate) fn pipeline_ref_status(x: &Pipeline, project_key: &str) -> Option<(String, String)> {
+    let conclusive = matches!(x.status.as_str(), "success" | "failed");
+    (conclusive && !x.child && !x.git_ref.is_empty()).then(|| {
+        (
+            format!("pipeline-status/{project_key}/{}", x.git_ref),
+            x.status.clone(),
+        )
+    })
+}
+
+/// The further key of a finished pipeline whose ref last finished with `previous`:
+/// [`PIPELINE_FIXED`], [`PIPELINE_BROKEN`], or none (no change, or nothing known before).
+pub(crate) fn pipeline_status_change(previous: Option<&str>, now: &str) -> Option<&'static str> {
+    match (previous?, now) {
+        ("failed", "success") => Some(PIPELINE_FIXED),
+        ("success", "failed") => Some(PIPELINE_BROKEN),
+        _ => None,
+    }
+}
+
 /// A merge request as a pipeline names it.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct MergeRequestRef {
@@ -319,3 +347,49 @@ pub(super) const VARIABLES: KindVariables = (
         ("pipeline.jobs_total", "how many jobs GitLab listed"),
     ],
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failed_to_success_and_back_are_changes() {
+        let cases = [
+            (None, "failed", None),
+            (Some("success"), "failed", Some(PIPELINE_BROKEN)),
+            (Some("failed"), "failed", None),
+            (Some("failed"), "success", Some(PIPELINE_FIXED)),
+            (Some("success"), "success", None),
+            (Some("failed"), "canceled", None),
+        ];
+        for (before, now, want) in cases {
+            assert_eq!(pipeline_status_change(before, now), want, "{before:?} → {now}");
+        }
+    }
+
+    #[test]
+    fn children_and_inconclusive_statuses_leave_the_ref_alone() {
+        let v = serde_json::json!({"object_kind": "pipeline", "project": {"id": 7},
+            "object_attributes": {"ref": "main", "status": "failed", "source": "push"}});
+        let ev = |edit: &dyn Fn(&mut Value)| {
+            let mut v = v.clone();
+            edit(&mut v);
+            match crate::event::parse(Some("Pipeline Hook"), v) {
+                Ok(e) => e,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(
+            ev(&|_| {}).ref_status(),
+            Some(("pipeline-status/7/main".into(), "failed".into()))
+        );
+        let canceled = ev(&|v| v["object_attributes"]["status"] = "canceled".into());
+        assert_eq!(canceled.ref_status(), None);
+        let child = ev(&|v| v["object_attributes"]["source"] = "parent_pipeline".into());
+        assert_eq!(child.ref_status(), None);
+        let mut broken = ev(&|_| {});
+        broken.note_ref_status(Some("success"));
+        assert_eq!(broken.keys().collect::<Vec<_>>(), ["pipeline.failed", PIPELINE_BROKEN]);
+        assert!(broken.status_changed());
+    }
+}

@@ -14,6 +14,9 @@ pub(super) const ACTIONS: &[Action] = &[
     Action::new("", "pushed to"),
     Action::new("branch_created", "created branch"),
     Action::new("branch_deleted", "deleted branch"),
+    // Never in a payload: the router stage keys a push whose `before` is not an ancestor of
+    // `after` so (GitLab's compare API, when `[gitlab]` is configured).
+    Action::new("force", "force-pushed to"),
 ];
 
 /// A push to a branch.
@@ -40,6 +43,14 @@ pub struct Push {
     pub compare_url: Option<String>,
     /// Whether the ref is protected (when GitLab says).
     pub protected: Option<bool>,
+    /// For a force push (`push.force`): how many commits of `before` are no longer on the
+    /// branch; `None` for other pushes.
+    pub dropped_commits: Option<u64>,
+}
+
+/// Makes `push` a force push that dropped `dropped` commits.
+pub(crate) fn mark_forced(push: &mut Push, dropped: u64) {
+    push.dropped_commits = Some(dropped);
 }
 
 /// A push; a branch push with no new commits has an empty list.
@@ -83,6 +94,7 @@ pub(super) fn parse(input: &mut Input<'_>) -> Option<Parsed> {
         more_commits: total_commits - listed,
         compare_url,
         protected: bool_at(v, &["ref_protected"]),
+        dropped_commits: None,
     };
     let mut k = input.keyed((change != "commits").then_some(change));
     k.action = input.action.clone();
@@ -138,5 +150,6 @@ pub(super) const VARIABLES: KindVariables = (
         ("push.more_commits", "commits pushed but not listed"),
         ("push.compare_url", "web page comparing `before` and `after`, or the branch's commits on creation"),
         ("push.protected", "whether the branch is protected (when GitLab says)"),
+        ("push.dropped_commits", "for `push.force`: commits of `before` no longer on the branch"),
     ],
 );
