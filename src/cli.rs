@@ -177,18 +177,8 @@ pub enum OutboxAction {
 
 /// Parses a duration: a whole number and one unit, `30s`, `15m`, `2h` or `7d`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let secs = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        _ => return Err(format!("{s:?} is not a duration like 30s, 15m, 2h or 7d")),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m, 2h or 7d"))?;
-    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
+    crate::duration::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 30s, 15m, 2h or 7d"))
 }
 
 /// The configuration file option shared by every subcommand.

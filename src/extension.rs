@@ -14,6 +14,7 @@ use crate::deliver::durable::DurableOutbox;
 use crate::deliver::sender::{Attempt, Sender};
 use crate::deliver::store::{ChatRule, RuleChange};
 use crate::deliver::{Auth, Endpoint};
+use crate::duration;
 use crate::gitlab::{self, Client, DesiredHook, GitlabError, Mode, Op, ProjectRef, Visible};
 use crate::render::cliq::{self, plain, Table};
 use crate::route::{self, SubscriptionSpec, MUTE, SUBSCRIPTION};
@@ -472,8 +473,8 @@ impl Extension {
         };
         let (subject, dur) = match args {
             [s] => (*s, None),
-            [s, f, d] if f.eq_ignore_ascii_case("for") => match parse_duration(d) {
-                Some(d) if d <= MAX_MUTE => (*s, Some(d)),
+            [s, f, d] if f.eq_ignore_ascii_case("for") => match duration::parse(d) {
+                Some(d) if !d.is_zero() && d <= MAX_MUTE => (*s, Some(d)),
                 _ => {
                     return cliq::answer(
                         "Not understood",
@@ -758,7 +759,30 @@ async fn setup_work(
             }
         };
         for op in ops {
-            let result = if dry_run || !op.writes() {
+            // A hook GitLab disabled after failures is re-enabled as `setup --repair` does.
+            let disabled = match op {
+                Op::Unchanged {
+                    hook_id,
+                    disabled: true,
+                } => Some(hook_id),
+                _ => None,
+            };
+            let result = if let Some(hook_id) = disabled {
+                if dry_run {
+                    format!("would re-enable #{hook_id} (a test request)")
+                } else {
+                    match client.test_hook(p, hook_id, desired.test_trigger()).await {
+                        Ok(()) => {
+                            changed += 1;
+                            format!("test request sent to #{hook_id}: GitLab re-enables it")
+                        }
+                        Err(e) => {
+                            errors += 1;
+                            format!("failed: {e}")
+                        }
+                    }
+                }
+            } else if dry_run || !op.writes() {
                 if op.writes() { "planned" } else { "-" }.to_string()
             } else {
                 let done = match &op {
@@ -905,20 +929,6 @@ fn check_subject(raw: &str) -> Result<String, cliq::Message> {
     })
 }
 
-/// `30s`, `15m`, `2h`, `7d`.
-fn parse_duration(s: &str) -> Option<Duration> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3_600)?,
-        "d" => n.checked_mul(86_400)?,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
-}
-
 fn list(s: &str) -> impl Iterator<Item = String> + '_ {
     s.split(',')
         .map(str::trim)
@@ -1000,11 +1010,6 @@ mod tests {
         assert_eq!(check_subject("g/p#3").ok().as_deref(), Some("g/p#3"));
         for bad in ["g/p", "g/p!x", "!3", "g/p#-1"] {
             assert!(check_subject(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7_200)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        for bad in ["", "h", "0m", "2w", "-1h", "1.5h"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }
 }

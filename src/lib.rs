@@ -2,7 +2,7 @@
 //!
 //! Layers (imports point down only; the table in `docs/ARCHITECTURE.md` is the truth, and
 //! `tests/tidy.rs` enforces it):
-//! - 0: [`secret`] (wrapped credentials), [`signing`] (Standard Webhooks HMAC), [`metrics`] (counters and `GET /metrics`), [`shutdown`],
+//! - 0: [`secret`] (wrapped credentials), [`signing`] (signature primitives), [`duration`] (`30s`/`2h`/`7d`), [`metrics`] (counters and `GET /metrics`), [`shutdown`],
 //!   [`systemd`] (service notifications)
 //! - 1: [`event`] (payload → typed event), [`deliver`] (outbox, retries, posting),
 //!   [`gitlab`] (GitLab REST client and hook reconciling, for `setup` and `check`)
@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod deliver;
+pub mod duration;
 pub mod event;
 pub mod extension;
 pub mod gitlab;

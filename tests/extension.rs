@@ -13,7 +13,7 @@ use crate::support::{turn, unique, wait_until};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
@@ -202,6 +202,20 @@ async fn gl_create_hook(
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
+async fn gl_test_hook(
+    State(s): State<Arc<Mutex<GitlabState>>>,
+    UrlPath((id, hook, trigger)): UrlPath<(String, u64, String)>,
+) -> Response {
+    let mut st = s.lock().unwrap();
+    st.writes
+        .push(format!("POST {id}/hooks/{hook}/test/{trigger}"));
+    // GitLab re-enables a disabled hook when its test request is answered 2xx.
+    for h in st.hooks.iter_mut().filter(|h| h["id"] == hook) {
+        h["alert_status"] = json!("executable");
+    }
+    (StatusCode::CREATED, Json(json!({"message": "201 Created"}))).into_response()
+}
+
 impl FakeGitlab {
     async fn start() -> FakeGitlab {
         let state = Arc::new(Mutex::new(GitlabState::default()));
@@ -211,6 +225,10 @@ impl FakeGitlab {
             .route(
                 "/api/v4/projects/{id}/hooks",
                 get(gl_hooks).post(gl_create_hook),
+            )
+            .route(
+                "/api/v4/projects/{id}/hooks/{hook}/test/{trigger}",
+                post(gl_test_hook),
             )
             .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -432,6 +450,37 @@ async fn a_chat_subscribes_mutes_and_sets_up_from_cliq() {
     assert_eq!(
         gitlab.state.lock().unwrap().writes,
         [format!("POST {PROJECT}/hooks")]
+    );
+
+    // GitLab disables the hook after failures: `setup` again re-enables it with a test request,
+    // as `setup --repair` does, and changes nothing else.
+    let hook_id = {
+        let mut st = gitlab.state.lock().unwrap();
+        st.hooks[0]["alert_status"] = json!("disabled");
+        st.hooks[0]["id"].as_u64().unwrap()
+    };
+    let a = say(&daemon, &cliq, ADMIN, CHAT, &format!("setup {PROJECT}")).await;
+    assert!(a.says().contains("Setting up"), "{}", a.says());
+    wait_until("the repair result", WAIT, || {
+        cliq.snapshot().responses.len() >= 2
+    })
+    .await;
+    let out = cliq.snapshot().responses[1]["output"].clone();
+    assert!(
+        out.to_string()
+            .contains(&format!("test request sent to #{hook_id}")),
+        "{out}"
+    );
+    assert_eq!(
+        gitlab.state.lock().unwrap().writes,
+        [
+            format!("POST {PROJECT}/hooks"),
+            format!("POST {PROJECT}/hooks/{hook_id}/test/push_events")
+        ]
+    );
+    assert_eq!(
+        gitlab.state.lock().unwrap().hooks[0]["alert_status"],
+        "executable"
     );
     assert!(
         cliq.snapshot().violations.is_empty(),

@@ -522,7 +522,14 @@ fn hook_watch(cfg: &Config) -> Option<super::watch::Watch> {
     Some(super::watch::Watch {
         client,
         hook_url,
-        ops_channel: gitlab.ops_channel.clone(),
+        ops_channel: gitlab.ops_channel.as_ref().map(|name| {
+            let kind = cfg
+                .channels
+                .iter()
+                .find(|c| &c.name == name)
+                .map_or(ChannelKind::Cliq, |c| c.kind);
+            (name.clone(), crate::route::platform_of(kind))
+        }),
         every,
         store: cfg.outbox.path.clone(),
     })

@@ -91,12 +91,7 @@ pub async fn run(args: &SetupArgs) -> anyhow::Result<i32> {
         .iter()
         .flat_map(|r| r.errors.iter().cloned())
         .collect();
-    let trigger = desired
-        .events
-        .iter()
-        .map(|e| e.field())
-        .find(|f| *f != "deployment_events")
-        .unwrap_or("push_events");
+    let trigger = desired.test_trigger();
     for (project, hook_id) in &disabled {
         match client.test_hook(project, *hook_id, trigger).await {
             Ok(()) => println!(

@@ -17,7 +17,7 @@ use crate::deliver::store::{Ingested, RawEvent, Reader};
 use crate::deliver::{Batch, BoxFuture, Delivery};
 use crate::gitlab::{same_hook_url, Client, GitlabError, ProjectRef};
 use crate::metrics;
-use crate::render::cliq;
+use crate::render::{cliq, Platform};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -40,8 +40,8 @@ pub struct Watch {
     pub client: Client,
     /// `gitlab.hook_url`: which hooks are the bridge's.
     pub hook_url: String,
-    /// `gitlab.ops_channel`, if any.
-    pub ops_channel: Option<String>,
+    /// `gitlab.ops_channel`, if any, and the chat its alert cards are built for.
+    pub ops_channel: Option<(String, Platform)>,
     /// Time between polls.
     pub every: Duration,
     /// The outbox's store, read for what was received already.
@@ -186,16 +186,17 @@ async fn poll(client: &Client, hook_url: &str) -> Result<Vec<Seen>, GitlabError>
 async fn alert(watch: &Watch, outbox: &DurableOutbox, h: &Seen, before: &str) {
     metrics::hook_alert(&h.alert_status);
     tracing::warn!(project = %h.project.label, hook = h.hook_id, from = before, to = %h.alert_status, "a GitLab hook of the bridge changed state");
-    let Some(ops) = &watch.ops_channel else {
+    let Some((ops, platform)) = &watch.ops_channel else {
         return;
     };
-    let body = cliq::hook_alert(
+    let card = cliq::hook_alert(
         &h.project.label,
         h.hook_id,
         &h.alert_status,
         h.disabled_until.as_deref(),
-    )
-    .to_json();
+    );
+    let thread = format!("gitlab-hook/{}", h.hook_id);
+    let body = platform.body(&card, &thread).to_json();
     let request_id = format!("hook-{}-{}", h.hook_id, h.alert_status);
     let batch = Batch {
         dedupe_key: None,
@@ -203,7 +204,7 @@ async fn alert(watch: &Watch, outbox: &DurableOutbox, h: &Seen, before: &str) {
         deliveries: vec![Delivery {
             id: format!("{request_id}/{ops}"),
             channel: ops.clone(),
-            ordering_key: format!("gitlab-hook/{}", h.hook_id),
+            ordering_key: thread,
             body,
         }],
     };

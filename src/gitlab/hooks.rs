@@ -298,6 +298,16 @@ pub struct DesiredHook {
 }
 
 impl DesiredHook {
+    /// The trigger of the test request that re-enables a disabled hook (GitLab re-enables it
+    /// when the bridge answers 2xx): the first subscribed event with a test trigger, else push.
+    pub fn test_trigger(&self) -> &'static str {
+        self.events
+            .iter()
+            .map(|e| e.field())
+            .find(|f| *f != "deployment_events")
+            .unwrap_or("push_events")
+    }
+
     /// The JSON body of `POST`/`PUT …/hooks`. It carries the secrets: build it only to send it.
     pub fn request_body(&self) -> serde_json::Value {
         let mut body = serde_json::Map::new();

@@ -337,11 +337,12 @@ pub fn hook_alert(
         neutralize(project),
         neutralize(alert_status)
     );
-    let title = format!(
-        "Webhook #{hook_id} on {}: {}",
-        neutralize(project),
-        neutralize(alert_status)
-    );
+    // GitLab's three states read as they are; anything else is hostile text like the rest.
+    let status = match alert_status {
+        "executable" | "temporarily_disabled" | "disabled" => alert_status.to_string(),
+        other => neutralize(other),
+    };
+    let title = format!("Webhook #{hook_id} on {}: {status}", neutralize(project));
     let v = json!({
         "text": text,
         "card": {"title": truncate(&title, MAX_FALLBACK_CHARS), "theme": "modern-inline"},
