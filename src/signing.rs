@@ -81,27 +81,6 @@ pub fn v1_signatures(header: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn standard_webhooks_test_vector() {
-        // The example of the Standard Webhooks specification.
-        let key = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-        let Some(key) = key else {
-            panic!("the spec's key decodes")
-        };
-        let body = br#"{"test": 2432232314}"#;
-        let header = key.signature_header("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body);
-        assert_eq!(header, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-        let sigs = v1_signatures(&format!("v0,xx {header}"));
-        assert!(key.verifies("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body, &sigs));
-        assert!(!key.verifies("msg_other", "1614265330", body, &sigs));
-        assert_eq!(format!("{key:?}"), "SigningKey(****)");
-    }
-}
-
 /// RSA public keys, each verifying SHA256withRSA (PKCS#1 v1.5) signatures. Public keys are not
 /// secrets.
 pub struct RsaKeys(Vec<VerifyingKey<Sha256>>);
@@ -171,4 +150,25 @@ pub fn rsa_sign(pkcs8_der: &[u8], body: &[u8]) -> Result<String, String> {
     let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der).map_err(|e| e.to_string())?;
     let key = rsa::pkcs1v15::SigningKey::<Sha256>::new(key);
     Ok(STANDARD.encode(key.sign(body).to_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_webhooks_test_vector() {
+        // The example of the Standard Webhooks specification.
+        let key = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let Some(key) = key else {
+            panic!("the spec's key decodes")
+        };
+        let body = br#"{"test": 2432232314}"#;
+        let header = key.signature_header("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body);
+        assert_eq!(header, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let sigs = v1_signatures(&format!("v0,xx {header}"));
+        assert!(key.verifies("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body, &sigs));
+        assert!(!key.verifies("msg_other", "1614265330", body, &sigs));
+        assert_eq!(format!("{key:?}"), "SigningKey(****)");
+    }
 }
