@@ -1816,12 +1816,28 @@ fn thread_replies(raw: &str) -> String {
 fn split_zoho_keys(raw: &str) -> Result<(String, Option<String>, Option<String>), String> {
     let (rest, zapikey) = split_zapikey(raw)?;
     let mut url = url::Url::parse(&rest).map_err(|e| format!("not a URL: {e}"))?;
-    let mut appkey = None;
+    let appkey = take_query(&mut url, "appkey");
+    Ok((url.to_string(), zapikey, appkey))
+}
+
+/// Validates a channel URL and moves a `zapikey` found in its query out of it.
+fn split_zapikey(raw: &str) -> Result<(String, Option<String>), String> {
+    let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http(s) URL".into());
+    }
+    let key = take_query(&mut url, "zapikey");
+    Ok((url.to_string(), key))
+}
+
+/// Removes the query parameter `name` from `url` (every occurrence) and returns its last value.
+fn take_query(url: &mut url::Url, name: &str) -> Option<String> {
+    let mut value = None;
     let kept: Vec<(String, String)> = url
         .query_pairs()
         .filter_map(|(k, v)| {
-            if k == "appkey" {
-                appkey = Some(v.into_owned());
+            if k == name {
+                value = Some(v.into_owned());
                 None
             } else {
                 Some((k.into_owned(), v.into_owned()))
@@ -1833,33 +1849,7 @@ fn split_zoho_keys(raw: &str) -> Result<(String, Option<String>, Option<String>)
     } else {
         url.query_pairs_mut().clear().extend_pairs(kept);
     }
-    Ok((url.to_string(), zapikey, appkey))
-}
-
-/// Validates a channel URL and moves a `zapikey` found in its query out of it.
-fn split_zapikey(raw: &str) -> Result<(String, Option<String>), String> {
-    let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err("must be an http(s) URL".into());
-    }
-    let mut key = None;
-    let rest: Vec<(String, String)> = url
-        .query_pairs()
-        .filter_map(|(k, v)| {
-            if k == "zapikey" {
-                key = Some(v.into_owned());
-                None
-            } else {
-                Some((k.into_owned(), v.into_owned()))
-            }
-        })
-        .collect();
-    if rest.is_empty() {
-        url.set_query(None);
-    } else {
-        url.query_pairs_mut().clear().extend_pairs(rest);
-    }
-    Ok((url.to_string(), key))
+    value
 }
 
 /// Rejects strftime formats chrono cannot render, at load time rather than per message.

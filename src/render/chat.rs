@@ -258,21 +258,47 @@ pub fn plain_text(s: &str) -> String {
         .replace('>', "\u{203A}")
 }
 
-/// How a platform writes the template's markup.
+/// How a platform writes the template's markup, links and mentions.
 pub struct Markup {
+    /// The platform (its escaping of text runs).
+    pub platform: Platform,
     /// `*bold*` opens and closes as.
     pub bold: (&'static str, &'static str),
     /// `_italic_`.
     pub italic: (&'static str, &'static str),
     /// `~strike~`.
     pub strike: (&'static str, &'static str),
+    /// `[label](url)` as: the label already escaped and its markup rewritten; the URL as the
+    /// card had it.
+    pub link: fn(label: &str, url: &str) -> String,
+    /// `{@id}` as.
+    pub mention: fn(id: &str) -> String,
+}
+
+/// The card's text (its runs) written in `markup`: text escaped and its markup rewritten, links
+/// and mentions in the platform's syntax, and what was left open closed at the end.
+pub fn write_runs(parts: &Parts, markup: &Markup) -> String {
+    let mut out = String::new();
+    let mut open = [false; 3];
+    for run in parts.runs() {
+        match run {
+            Run::Text(t) => out.push_str(&rewrite(&t, markup, &mut open)),
+            Run::Link(label, url) => {
+                let label = rewrite(&label, markup, &mut [false; 3]);
+                out.push_str(&(markup.link)(&label, &url));
+            }
+            Run::Mention(id) => out.push_str(&(markup.mention)(&id)),
+        }
+    }
+    out.push_str(&close(markup, &open));
+    out
 }
 
 /// Rewrites the template's markup characters in a text run for `markup`, keeping open/closed
 /// state across runs in `open` (bold, italic, strike). GitLab text carries look-alikes instead
 /// of these characters, so every one left is the template's.
-pub fn rewrite(platform: Platform, text: &str, markup: &Markup, open: &mut [bool; 3]) -> String {
-    let escaped = escape_text(platform, text);
+fn rewrite(text: &str, markup: &Markup, open: &mut [bool; 3]) -> String {
+    let escaped = escape_text(markup.platform, text);
     let mut out = String::with_capacity(escaped.len());
     for c in escaped.chars() {
         let i = match c {
@@ -292,7 +318,7 @@ pub fn rewrite(platform: Platform, text: &str, markup: &Markup, open: &mut [bool
 }
 
 /// Closes what [`rewrite`] left open at the end of a text.
-pub fn close(markup: &Markup, open: &[bool; 3]) -> String {
+fn close(markup: &Markup, open: &[bool; 3]) -> String {
     let mut out = String::new();
     for (i, (_, cl)) in [markup.bold, markup.italic, markup.strike]
         .iter()
@@ -338,12 +364,15 @@ mod tests {
     #[test]
     fn markup_is_rewritten_and_closed() {
         let md = Markup {
+            platform: Platform::Discord,
             bold: ("**", "**"),
             italic: ("_", "_"),
             strike: ("~~", "~~"),
+            link: |label, url| format!("[{label}]({url})"),
+            mention: |id| format!("<@{id}>"),
         };
         let mut open = [false; 3];
-        let s = rewrite(Platform::Discord, "*Al* @everyone <@1> ~x", &md, &mut open);
+        let s = rewrite("*Al* @everyone <@1> ~x", &md, &mut open);
         assert_eq!(s, "**Al** ＠everyone ‹＠1› ~~x");
         assert_eq!(close(&md, &open), "~~");
     }

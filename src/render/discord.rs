@@ -8,7 +8,7 @@
 //! write `@everyone`, `@here`, `<@id>`, `<@&role>` or `<#channel>`, and `parse: []` would stop
 //! them anyway. Mentions (`<@ID>`) go in `content`, as mentions inside embeds notify no one.
 
-use super::chat::{close, cut, plain, rewrite, Markup, Parts, Platform, Run};
+use super::chat::{cut, plain, write_runs, Markup, Parts, Platform};
 use serde_json::{json, Value};
 
 /// Longest `content`.
@@ -23,27 +23,17 @@ pub const MAX_EMBED_CHARS: usize = 6_000;
 pub const MAX_ALLOWED_USERS: usize = 100;
 
 const MARKUP: Markup = Markup {
+    platform: Platform::Discord,
     bold: ("**", "**"),
     italic: ("_", "_"),
     strike: ("~~", "~~"),
+    link: |label, url| format!("[{label}]({url})"),
+    mention: |id| format!("<@{id}>"),
 };
 
 /// The text in Discord Markdown (mentions left out: they go in `content`).
 pub fn markdown(parts: &Parts) -> String {
-    let mut out = String::new();
-    let mut open = [false; 3];
-    for run in parts.runs() {
-        match run {
-            Run::Text(t) => out.push_str(&rewrite(Platform::Discord, &t, &MARKUP, &mut open)),
-            Run::Link(label, url) => out.push_str(&format!(
-                "[{}]({url})",
-                rewrite(Platform::Discord, &label, &MARKUP, &mut [false; 3])
-            )),
-            Run::Mention(id) => out.push_str(&format!("<@{id}>")),
-        }
-    }
-    out.push_str(&close(&MARKUP, &open));
-    out
+    write_runs(parts, &MARKUP)
 }
 
 /// The Discord body of a card.

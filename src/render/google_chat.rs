@@ -9,7 +9,7 @@
 //! `<users/all>`. Mentions (`<users/ID>` from `[mentions.google_chat]`) go in `text`, where
 //! Chat notifies them.
 
-use super::chat::{close, cut, plain_text, rewrite, Markup, Parts, Platform, Run};
+use super::chat::{cut, plain_text, write_runs, Markup, Parts, Platform};
 use serde_json::{json, Value};
 
 /// Longest card text kept.
@@ -22,28 +22,17 @@ pub const MAX_BUTTONS: usize = 5;
 pub const MAX_THREAD_KEY_CHARS: usize = 1_000;
 
 const MARKUP: Markup = Markup {
+    platform: Platform::GoogleChat,
     bold: ("<b>", "</b>"),
     italic: ("<i>", "</i>"),
     strike: ("<s>", "</s>"),
+    link: |label, url| format!("<a href=\"{}\">{label}</a>", attr(url)),
+    mention: |id| format!("<users/{id}>"),
 };
 
 /// The text in Google Chat's card HTML.
 pub fn html(parts: &Parts) -> String {
-    let mut out = String::new();
-    let mut open = [false; 3];
-    for run in parts.runs() {
-        match run {
-            Run::Text(t) => out.push_str(&rewrite(Platform::GoogleChat, &t, &MARKUP, &mut open)),
-            Run::Link(label, url) => out.push_str(&format!(
-                "<a href=\"{}\">{}</a>",
-                attr(&url),
-                rewrite(Platform::GoogleChat, &label, &MARKUP, &mut [false; 3])
-            )),
-            Run::Mention(id) => out.push_str(&format!("<users/{id}>")),
-        }
-    }
-    out.push_str(&close(&MARKUP, &open));
-    out
+    write_runs(parts, &MARKUP)
 }
 
 /// A URL inside a double-quoted HTML attribute.

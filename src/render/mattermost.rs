@@ -6,7 +6,7 @@
 //! separate cap we rely on. GitLab text has `@` as `＠`, so it cannot write `@channel`, `@all`,
 //! `@here` or `@someone`; mentions are `@ID` from `[mentions.mattermost]`.
 
-use super::chat::{close, cut, plain, rewrite, Markup, Parts, Platform, Run};
+use super::chat::{cut, plain, write_runs, Markup, Parts, Platform};
 use serde_json::{json, Value};
 
 /// Longest post text.
@@ -15,27 +15,17 @@ pub const MAX_TEXT_CHARS: usize = 16_383;
 pub const MAX_TITLE_CHARS: usize = 250;
 
 const MARKUP: Markup = Markup {
+    platform: Platform::Mattermost,
     bold: ("**", "**"),
     italic: ("_", "_"),
     strike: ("~~", "~~"),
+    link: |label, url| format!("[{label}]({url})"),
+    mention: |id| format!("@{id}"),
 };
 
 /// The text in Mattermost Markdown.
 pub fn markdown(parts: &Parts) -> String {
-    let mut out = String::new();
-    let mut open = [false; 3];
-    for run in parts.runs() {
-        match run {
-            Run::Text(t) => out.push_str(&rewrite(Platform::Mattermost, &t, &MARKUP, &mut open)),
-            Run::Link(label, url) => out.push_str(&format!(
-                "[{}]({url})",
-                rewrite(Platform::Mattermost, &label, &MARKUP, &mut [false; 3])
-            )),
-            Run::Mention(id) => out.push_str(&format!("@{id}")),
-        }
-    }
-    out.push_str(&close(&MARKUP, &open));
-    out
+    write_runs(parts, &MARKUP)
 }
 
 /// The Mattermost body of a card.

@@ -7,7 +7,7 @@
 //! has `&`, `<` and `>` as entities, so it cannot write `<!channel>`, `<!here>`, `<@U…>` or a
 //! link; mentions are `<@ID>` from `[mentions.slack]`.
 
-use super::chat::{close, cut, plain, plain_text, rewrite, Markup, Parts, Platform, Run};
+use super::chat::{cut, plain, plain_text, write_runs, Markup, Parts, Platform};
 use serde_json::{json, Value};
 
 /// Longest header text.
@@ -26,28 +26,17 @@ pub const MAX_URL_CHARS: usize = 3_000;
 pub const MAX_FALLBACK_CHARS: usize = 4_000;
 
 const MARKUP: Markup = Markup {
+    platform: Platform::Slack,
     bold: ("*", "*"),
     italic: ("_", "_"),
     strike: ("~", "~"),
+    link: |label, url| format!("<{}|{label}>", url_safe(url)),
+    mention: |id| format!("<@{id}>"),
 };
 
 /// The text in Slack mrkdwn.
 pub fn mrkdwn(parts: &Parts) -> String {
-    let mut out = String::new();
-    let mut open = [false; 3];
-    for run in parts.runs() {
-        match run {
-            Run::Text(t) => out.push_str(&rewrite(Platform::Slack, &t, &MARKUP, &mut open)),
-            Run::Link(label, url) => out.push_str(&format!(
-                "<{}|{}>",
-                url_safe(&url),
-                rewrite(Platform::Slack, &label, &MARKUP, &mut [false; 3])
-            )),
-            Run::Mention(id) => out.push_str(&format!("<@{id}>")),
-        }
-    }
-    out.push_str(&close(&MARKUP, &open));
-    out
+    write_runs(parts, &MARKUP)
 }
 
 /// A URL that cannot end Slack's `<url|label>` early.

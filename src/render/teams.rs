@@ -9,7 +9,7 @@
 //! it can neither format nor write `<at>`. Mentions are `<at>ID</at>` with their entity, from
 //! `[mentions.teams]` (a Teams user id or UPN).
 
-use super::chat::{close, cut, plain, rewrite, Markup, Parts, Platform, Run};
+use super::chat::{cut, plain, write_runs, Markup, Parts, Platform};
 use serde_json::{json, Value};
 
 /// Largest body, in bytes of JSON (Teams refuses a card message over 28 KB).
@@ -20,28 +20,18 @@ pub const MAX_ACTIONS: usize = 5;
 pub const MAX_TITLE_CHARS: usize = 200;
 
 const MARKUP: Markup = Markup {
+    platform: Platform::Teams,
     bold: ("**", "**"),
     italic: ("_", "_"),
     // Adaptive Cards' Markdown has no strike-through.
     strike: ("", ""),
+    link: |label, url| format!("[{label}]({url})"),
+    mention: |id| format!("<at>{id}</at>"),
 };
 
 /// The text in Adaptive Cards' Markdown subset.
 pub fn markdown(parts: &Parts) -> String {
-    let mut out = String::new();
-    let mut open = [false; 3];
-    for run in parts.runs() {
-        match run {
-            Run::Text(t) => out.push_str(&rewrite(Platform::Teams, &t, &MARKUP, &mut open)),
-            Run::Link(label, url) => out.push_str(&format!(
-                "[{}]({url})",
-                rewrite(Platform::Teams, &label, &MARKUP, &mut [false; 3])
-            )),
-            Run::Mention(id) => out.push_str(&format!("<at>{id}</at>")),
-        }
-    }
-    out.push_str(&close(&MARKUP, &open));
-    out
+    write_runs(parts, &MARKUP)
 }
 
 /// The Teams body of a card.
