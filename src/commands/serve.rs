@@ -9,12 +9,12 @@ use crate::deliver::durable::{DurableOutbox, DurableSettings};
 use crate::deliver::rate::RateLimiter;
 use crate::deliver::router;
 use crate::deliver::sender::{Attempt, Sender};
-use crate::deliver::worker::{self, Post, Target};
-use crate::deliver::{Auth, BoxFuture, Endpoint};
+use crate::deliver::worker::{self, DeadLetter, DeadLetters, Post, Target};
+use crate::deliver::{Auth, Batch, BoxFuture, Delivery, Endpoint};
 use crate::extension::{ChatStarter, Extension};
 use crate::pipeline::{ChatOptions, Pipeline};
 use crate::preview::{self, PreviewState};
-use crate::render::cliq;
+use crate::render::{cliq, Platform};
 use crate::render::terminal::{self, Paint};
 use crate::route::{self, SharedRoutes};
 use crate::server::{
@@ -85,6 +85,7 @@ pub fn targets_and_chats(
                 endpoint: c.endpoint.clone(),
                 limiter: Arc::clone(l),
                 digest: digest_of(c),
+                dead_letters: None,
             })
         })
         .collect();
@@ -106,6 +107,7 @@ struct ChatWorkers {
     clock: Clock,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    dead_letters: Option<Arc<dyn DeadLetters>>,
 }
 
 impl ChatWorkers {
@@ -131,6 +133,7 @@ impl ChatWorkers {
             },
             limiter: Arc::clone(&self.limiter),
             digest: Arc::new(cliq::digest),
+            dead_letters: self.dead_letters.clone(),
         };
         tracing::info!(chat = %chat, "chat worker started");
         self.tracker.spawn(worker::run_channel(
@@ -174,6 +177,78 @@ async fn scan_chats(chats: Arc<ChatWorkers>, cancel: CancellationToken) {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(CHAT_SCAN) => {}
         }
+    }
+}
+
+/// `serve`'s alerts about dead letters: one card in `gitlab.ops_channel` for each message
+/// given up (never for the ops channel's own, which could only loop), built by
+/// `render::cliq::dead_letter_alert` for the ops channel's chat, with a *Retry* button when the
+/// extension's `button_function` is set and the ops channel is a Cliq channel.
+struct DeadAlerts {
+    ops: String,
+    platform: Platform,
+    retry_function: Option<String>,
+    outbox: DurableOutbox,
+}
+
+/// The thread (ordering key) of dead-letter alerts in the ops channel.
+const DEAD_LETTER_THREAD: &str = "gitlab-chat-bridge/dead-letters";
+
+impl DeadAlerts {
+    /// From the configuration: `None` without `gitlab.ops_channel`.
+    fn of(cfg: &Config, outbox: &DurableOutbox) -> Option<Arc<dyn DeadLetters>> {
+        let ops = cfg.gitlab.as_ref()?.ops_channel.clone()?;
+        let kind = cfg
+            .channels
+            .iter()
+            .find(|c| c.name == ops)
+            .map_or(ChannelKind::Cliq, |c| c.kind);
+        let retry_function = match kind {
+            ChannelKind::Cliq => cfg
+                .cliq_extension
+                .as_ref()
+                .and_then(|x| x.button_function.clone()),
+            _ => None,
+        };
+        Some(Arc::new(DeadAlerts {
+            ops,
+            platform: route::platform_of(kind),
+            retry_function,
+            outbox: outbox.clone(),
+        }))
+    }
+}
+
+impl DeadLetters for DeadAlerts {
+    fn dead<'a>(&'a self, dead: &'a DeadLetter) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if dead.channel == self.ops {
+                // An alert about the ops channel would go to the ops channel: logged only.
+                return;
+            }
+            let card = cliq::dead_letter_alert(
+                &dead.channel,
+                dead.id,
+                dead.status,
+                &dead.error,
+                self.retry_function.as_deref(),
+            );
+            let body = self.platform.body(&card, DEAD_LETTER_THREAD).to_json();
+            let request_id = format!("dead-letter-{}", dead.id);
+            let batch = Batch {
+                dedupe_key: None,
+                request_id: request_id.clone(),
+                deliveries: vec![Delivery {
+                    id: format!("{request_id}/{}", self.ops),
+                    channel: self.ops.clone(),
+                    ordering_key: DEAD_LETTER_THREAD.into(),
+                    body,
+                }],
+            };
+            if let Err(error) = self.outbox.enqueue(batch).await {
+                tracing::error!(%error, message = dead.id, "cannot queue a dead-letter alert");
+            }
+        })
     }
 }
 
@@ -312,7 +387,11 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         .cliq_extension
         .as_ref()
         .map(|x| (&x.api, x.rate_per_minute));
-    let (channel_targets, chat_limiter) = targets_and_chats(&cfg.channels, extension_api);
+    let (mut channel_targets, chat_limiter) = targets_and_chats(&cfg.channels, extension_api);
+    let dead_letters = DeadAlerts::of(&cfg, &outbox);
+    for t in &mut channel_targets {
+        t.dead_letters = dead_letters.clone();
+    }
     let mut cliq_endpoint = None;
     if let (Some(x), Some(limiter)) = (&cfg.cliq_extension, chat_limiter) {
         let chats = Arc::new(ChatWorkers {
@@ -325,6 +404,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
             clock,
             tracker: tracker.clone(),
             cancel: workers.clone(),
+            dead_letters: dead_letters.clone(),
         });
         let starter_chats = Arc::clone(&chats);
         let starter: ChatStarter = Arc::new(move |chat: &str| starter_chats.ensure(chat));
