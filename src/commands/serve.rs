@@ -14,8 +14,8 @@ use crate::deliver::{Auth, Batch, BoxFuture, Delivery, Endpoint};
 use crate::extension::{ChatStarter, Extension};
 use crate::pipeline::{ChatOptions, Pipeline};
 use crate::preview::{self, PreviewState};
-use crate::render::{cliq, Platform};
 use crate::render::terminal::{self, Paint};
+use crate::render::{cliq, Platform};
 use crate::route::{self, SharedRoutes};
 use crate::server::{
     self, AppState, CliqCommands, CliqEndpoint, CliqVerifier, ListenOptions, Verifier,
@@ -753,5 +753,55 @@ fn reload(cfg: &Config, state: &AppState, why: &str) {
         Err(error) => {
             tracing::error!(reason = why, error = %format!("{error:#}"), "template reload failed; keeping the previous templates");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::Outbox;
+
+    #[tokio::test]
+    async fn dead_letters_are_alerted_but_never_about_the_ops_channel() {
+        let dir = std::env::temp_dir().join(format!("gcb-dead-alerts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = DurableSettings {
+            dedupe_window_ms: 1000,
+            full_sync: false,
+        };
+        let opened = DurableOutbox::open(&dir.join("o.sqlite"), settings, &[], Clock::new());
+        let Ok((outbox, _writer)) = opened else {
+            panic!("cannot open the outbox in {}", dir.display())
+        };
+        let alerts = DeadAlerts {
+            ops: "ops".into(),
+            platform: Platform::Slack,
+            retry_function: None,
+            outbox: outbox.clone(),
+        };
+        let dead = |channel: &str| DeadLetter {
+            id: 7,
+            channel: channel.into(),
+            delivery_id: "r/x".into(),
+            status: Some(400),
+            error: "{@all} *bold*".into(),
+        };
+        alerts.dead(&dead("ops")).await;
+        let stats = outbox.stats().await.unwrap_or_default();
+        assert!(
+            stats.is_empty(),
+            "no alert about the ops channel: {stats:?}"
+        );
+        alerts.dead(&dead("team")).await;
+        let stats = outbox.stats().await.unwrap_or_default();
+        assert_eq!(
+            stats
+                .iter()
+                .map(|s| (s.channel.as_str(), s.pending))
+                .collect::<Vec<_>>(),
+            [("ops", 1)]
+        );
+        drop(outbox);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -66,7 +66,11 @@ enum Cmd {
     /// When each channel last had a post (a read).
     LastPosts(oneshot::Sender<Result<Vec<(String, i64)>, OutboxError>>),
     /// Make one dead letter due again; answered with its channel, after the commit.
-    RetryDead(i64, i64, oneshot::Sender<Result<Option<String>, OutboxError>>),
+    RetryDead(
+        i64,
+        i64,
+        oneshot::Sender<Result<Option<String>, OutboxError>>,
+    ),
 }
 
 /// The wake-up signals of the channels, made on first use: a channel that appears while

@@ -290,8 +290,7 @@ impl Ctx<'_> {
                 tracing::error!(delivery = %m.delivery_id, idempotency_key = m.idempotency_key.as_deref().unwrap_or("-"), channel = %ch, %error, "cannot record the outcome");
                 continue;
             }
-            if let (Outcome::Dead { status, error }, Some(tell)) =
-                (&outcome, &target.dead_letters)
+            if let (Outcome::Dead { status, error }, Some(tell)) = (&outcome, &target.dead_letters)
             {
                 let dead = DeadLetter {
                     id: m.id,

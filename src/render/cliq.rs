@@ -628,7 +628,11 @@ mod tests {
         let m = dead_letter_alert("chat:{@all}", 42, Some(400), &error, Some("gitlabbridge"));
         assert_inert_and_within_limits(&m.to_json());
         let map = m.as_map();
-        assert!(m.text().contains("dead letter 42 (HTTP 400)"), "{}", m.text());
+        assert!(
+            m.text().contains("dead letter 42 (HTTP 400)"),
+            "{}",
+            m.text()
+        );
         assert!(m.text().contains("outbox retry 42"), "{}", m.text());
         assert!(m.text().contains("{＠all}"), "readable: {}", m.text());
         assert!(
