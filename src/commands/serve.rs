@@ -1,7 +1,8 @@
 //! `serve`: the daemon. Loads config and templates, opens the durable outbox, starts the router
 //! stage (stored events → messages) and one delivery worker per channel, listens, and on
 //! SIGTERM/SIGINT stops accepting, finishes in-flight requests, the routing batch and the posts
-//! in progress within a bound, and leaves the rest in the store for the next start.
+//! in progress within a bound, and leaves the rest in the store for the next start. With
+//! `gitlab.ops_channel`, each new dead letter is alerted there.
 
 use crate::config::{ChannelConfig, ChannelKind, Config, Format, LogFormat};
 use crate::deliver::clock::Clock;

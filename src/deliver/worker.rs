@@ -3,7 +3,8 @@
 //!
 //! A failed post is rescheduled with the retry policy (exponential backoff with jitter, the
 //! server's `Retry-After`, a cap); a throttle answer pauses the whole credential; permanent
-//! failures, the last attempt and messages older than the maximum age become dead letters.
+//! failures, the last attempt and messages older than the maximum age become dead letters (the
+//! channel's [`DeadLetters`], if any, is told of each once it is recorded).
 //! When more messages are due than the credential may post in a minute, the oldest are combined
 //! into one digest (built by the channel's [`Digest`]) rather than waiting their turn for many
 //! minutes.
