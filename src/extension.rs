@@ -1,13 +1,15 @@
 //! The Cliq extension's commands and buttons: what a verified invocation (`server` checked the
 //! signature, the timestamp and replays) asks, and the card that answers it.
 //!
-//! `/gitlab help | subscribe | unsubscribe | list | mute | unmute | status | setup`, and the
-//! *Mute* button of merge request and issue cards. Subscriptions and mutes are chat rules in the
-//! outbox store (written through its writer thread, read by the router stage with every batch);
-//! a chat's first subscription starts its delivery worker. Every refusal (another organisation or
-//! data centre, a path outside `allowed_projects` or hidden from the GitLab token, a non-admin's
-//! `setup`, an argument list too long) is answered with a card that says why, and changes
-//! nothing. Whoever changed what is logged with their Cliq user id.
+//! `/gitlab help | subscribe | unsubscribe | list | mute | unmute | status | setup`, the
+//! *Mute* button of merge request and issue cards, and the *Retry* button of dead-letter
+//! alerts (admins only; the dead letter is made due again through the outbox's writer).
+//! Subscriptions and mutes are chat rules in the outbox store (written through its writer
+//! thread, read by the router stage with every batch); a chat's first subscription starts its
+//! delivery worker. Every refusal (another organisation or data centre, a path outside
+//! `allowed_projects` or hidden from the GitLab token, a non-admin's `setup` or *Retry*, an
+//! argument list too long) is answered with a card that says why, and changes nothing. Whoever
+//! changed what is logged with their Cliq user id.
 
 use crate::config::{CliqExtensionConfig, Config};
 use crate::deliver::durable::DurableOutbox;
@@ -217,14 +219,71 @@ impl Extension {
     }
 
     async fn button(&self, caller: &Caller, key: &str) -> Answer {
-        let Some(subject) = key.strip_prefix(cliq::MUTE_KEY_PREFIX) else {
-            return Answer::ok(cliq::answer(
-                "Unknown button",
-                "This button is not one of gitlab-chat-bridge's; nothing was done.",
+        if let Some(subject) = key.strip_prefix(cliq::MUTE_KEY_PREFIX) {
+            return Answer::ok(self.mute(caller, &[subject]).await);
+        }
+        if let Some(id) = key.strip_prefix(cliq::RETRY_KEY_PREFIX) {
+            return Answer::ok(self.retry(caller, id).await);
+        }
+        Answer::ok(cliq::answer(
+            "Unknown button",
+            "This button is not one of gitlab-chat-bridge's; nothing was done.",
+            None,
+        ))
+    }
+
+    fn is_admin(&self, caller: &Caller) -> bool {
+        self.cfg
+            .admins
+            .iter()
+            .any(|a| *a == caller.user_id.to_lowercase() || Some(a) == caller.email.as_ref())
+    }
+
+    /// The *Retry* button of a dead-letter alert: admins only; the dead letter `id` is made due
+    /// again through the outbox's writer.
+    async fn retry(&self, caller: &Caller, id: &str) -> cliq::Message {
+        if !self.is_admin(caller) {
+            tracing::warn!(user = %caller.user_id, message = %clip(id, 40), "refused a dead-letter retry from a non-admin");
+            return cliq::answer(
+                "Admins only",
+                "Only the bridge's admins (`cliq_extension.admins`) may retry dead letters; nothing was done.",
                 None,
-            ));
+            );
+        }
+        let Some(n) = id.parse::<i64>().ok().filter(|n| *n > 0) else {
+            return cliq::answer(
+                "Unknown message",
+                &format!(
+                    "`{}` is not a message id; nothing was done.",
+                    plain(&clip(id, 40))
+                ),
+                None,
+            );
         };
-        Answer::ok(self.mute(caller, &[subject]).await)
+        match self.outbox.retry_dead(n).await {
+            Ok(Some(channel)) => {
+                tracing::info!(user = %caller.user_id, message = n, channel = %channel, "dead letter retried from Cliq");
+                if let Some(chat) = route::chat_of(&channel) {
+                    (self.chats)(chat);
+                }
+                cliq::answer(
+                    "Retrying",
+                    &format!(
+                        "Dead letter {n} (channel {}) is due again; the bridge posts it now.",
+                        plain(&channel)
+                    ),
+                    None,
+                )
+            }
+            Ok(None) => cliq::answer(
+                "Not a dead letter",
+                &format!(
+                    "Message {n} is not a dead letter (unknown, already retried, or delivered); nothing was done."
+                ),
+                None,
+            ),
+            Err(e) => store_failed(&e.to_string()),
+        }
     }
 
     fn chat<'a>(&self, caller: &'a Caller) -> Result<&'a str, cliq::Message> {
@@ -613,12 +672,7 @@ impl Extension {
     }
 
     async fn setup(&self, caller: &Caller, args: &[&str]) -> Answer {
-        let admin = self
-            .cfg
-            .admins
-            .iter()
-            .any(|a| *a == caller.user_id.to_lowercase() || Some(a) == caller.email.as_ref());
-        if !admin {
+        if !self.is_admin(caller) {
             tracing::warn!(user = %caller.user_id, "refused /gitlab setup from a non-admin");
             return Answer::ok(cliq::answer(
                 "Admins only",

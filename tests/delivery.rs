@@ -155,6 +155,7 @@ impl Harness {
                 },
                 limiter,
                 digest: Arc::new(cliq::digest),
+                dead_letters: None,
             };
             let p: Arc<dyn Post> = poster.clone();
             tasks.push(tokio::spawn(run_channel(
@@ -449,6 +450,7 @@ async fn messages_survive_a_restart_and_keep_their_order() {
         },
         limiter: Arc::new(RateLimiter::new(1000)),
         digest: Arc::new(cliq::digest),
+        dead_letters: None,
     };
     let p: Arc<dyn Post> = poster.clone();
     let task = tokio::spawn(run_channel(

@@ -6,8 +6,8 @@
 //! same store to show a subscription survives.
 
 use crate::support::cli;
-use crate::support::daemon::{Daemon, Settings};
-use crate::support::fake_cliq::{FakeCliq, ZAPIKEY};
+use crate::support::daemon::{ChannelSpec, Daemon, Settings};
+use crate::support::fake_cliq::{FakeCliq, Reply, ZAPIKEY};
 use crate::support::temp::TempDir;
 use crate::support::{turn, unique, wait_until};
 use axum::extract::{Path as UrlPath, State};
@@ -241,9 +241,20 @@ impl FakeGitlab {
 }
 
 fn config(dir: &TempDir, gitlab: &FakeGitlab, cliq: &FakeCliq) -> std::path::PathBuf {
-    let mut s = Settings::new(Vec::new());
+    config_with(dir, gitlab, cliq, Vec::new(), "")
+}
+
+/// [`config`] with `channels` and more `[gitlab]` lines.
+fn config_with(
+    dir: &TempDir,
+    gitlab: &FakeGitlab,
+    cliq: &FakeCliq,
+    channels: Vec<ChannelSpec>,
+    more_gitlab: &str,
+) -> std::path::PathBuf {
+    let mut s = Settings::new(channels);
     s.rest = format!(
-        "[gitlab]\nurl = \"http://{}\"\ntoken = \"glpat-TEST\"\nhook_url = \"https://bridge.example.com/hooks/gitlab\"\n\n\
+        "[gitlab]\nurl = \"http://{}\"\ntoken = \"glpat-TEST\"\nhook_url = \"https://bridge.example.com/hooks/gitlab\"\n{more_gitlab}\n\
          [cliq_extension]\npublic_keys = [\"{}\"]\nadmins = [\"{ADMIN}\"]\n\
          allowed_projects = [\"gitlabhq/*\"]\napi_url = \"{}\"\nzapikey = \"{ZAPIKEY}\"\n\
          button_function = \"gitlabbridge\"\ndata_center = \"US\"\nanswer_within_ms = 1\nrate_per_minute = 600\n",
@@ -536,6 +547,111 @@ async fn a_chat_subscribes_mutes_and_sets_up_from_cliq() {
         "{}",
         out.stdout
     );
+    drop(daemon);
+}
+
+/// Posts to the configured channel `channel` whose card title contains `title`.
+fn channel_cards(cliq: &FakeCliq, channel: &str, title: &str) -> Vec<Value> {
+    cliq.snapshot()
+        .accepted
+        .into_iter()
+        .filter(|a| a.channel == channel)
+        .map(|a| a.body)
+        .filter(|b| {
+            b["card"]["title"]
+                .as_str()
+                .is_some_and(|t| t.contains(title))
+        })
+        .collect()
+}
+
+/// `(pending, retrying, dead)` of `channel` in `outbox stats`, if it has a row.
+async fn stats_of(config: &std::path::Path, channel: &str) -> Option<(u64, u64, u64)> {
+    let config = config.display().to_string();
+    let out = cli::run_async(&["outbox", "--config", &config, "stats"], WAIT).await;
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    out.stdout
+        .lines()
+        .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [name, p, r, d, ..] if name == channel => {
+                Some((p.parse().ok()?, r.parse().ok()?, d.parse().ok()?))
+            }
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_alerted_in_the_ops_channel_and_retried_by_an_admin() {
+    let _turn = turn::shared_async().await;
+    let cliq = FakeCliq::start(0).await;
+    cliq.set_channel("team", Reply::ChannelNotFound);
+    let gitlab = FakeGitlab::start().await;
+    let dir = TempDir::new("extension-retry");
+    let cfg = config_with(
+        &dir,
+        &gitlab,
+        &cliq,
+        vec![
+            ChannelSpec::new("ops", cliq.url("ops")),
+            ChannelSpec::new("team", cliq.url("team")),
+        ],
+        "ops_channel = \"ops\"\n",
+    );
+    let daemon = Daemon::spawn(&cfg).await;
+
+    // Cliq refuses the team channel's post for good: one alert card in the ops channel.
+    assert_eq!(daemon.post_sample("issue__open.json").await.status, 200);
+    wait_until("the dead-letter alert", WAIT, || {
+        !channel_cards(&cliq, "ops", "Dead letter").is_empty()
+    })
+    .await;
+    let alerts = channel_cards(&cliq, "ops", "Dead letter");
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let text = alerts[0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("channel team"), "{text}");
+    assert!(text.contains("HTTP 404"), "{text}");
+    assert!(
+        text.contains("No such channel exists."),
+        "the last error: {text}"
+    );
+    let retry = &alerts[0]["buttons"][0];
+    assert_eq!(retry["label"], "Retry", "{alerts:#?}");
+    assert_eq!(retry["action"]["type"], "invoke.function");
+    assert_eq!(retry["action"]["data"]["name"], "gitlabbridge");
+    let key = retry["key"].as_str().unwrap_or_default().to_string();
+    let id = key.strip_prefix("retry:").unwrap_or_default();
+    assert!(text.contains(&format!("outbox retry {id}")), "{text}");
+    assert_eq!(stats_of(&cfg, "team").await, Some((0, 0, 1)));
+
+    // A non-admin's press is refused and changes nothing.
+    let a = invoke(&daemon, &button(USER, CHAT, &key)).await;
+    assert!(a.says().contains("Admins only"), "{}", a.says());
+    assert_eq!(stats_of(&cfg, "team").await, Some((0, 0, 1)));
+
+    // An admin's press makes it due again; Cliq now accepts it: delivered once.
+    cliq.set_channel("team", Reply::Accept);
+    let a = invoke(&daemon, &button(ADMIN, CHAT, &key)).await;
+    assert!(a.says().contains("Retrying"), "{}", a.says());
+    wait_until("the retried post", WAIT, || {
+        cliq.snapshot().accepted.iter().any(|p| p.channel == "team")
+    })
+    .await;
+    // Pressed again (or an unknown id): a clear answer, nothing changes.
+    let a = invoke(&daemon, &button(ADMIN, CHAT, &key)).await;
+    assert!(a.says().contains("Not a dead letter"), "{}", a.says());
+    let a = invoke(&daemon, &button(ADMIN, CHAT, "retry:999999")).await;
+    assert!(a.says().contains("Not a dead letter"), "{}", a.says());
+    let a = invoke(&daemon, &button(ADMIN, CHAT, "retry:x{@all}")).await;
+    assert!(a.says().contains("not a message id"), "{}", a.says());
+    assert_eq!(stats_of(&cfg, "team").await, None, "nothing left for team");
+    let seen = cliq.snapshot();
+    assert_eq!(
+        seen.accepted.iter().filter(|p| p.channel == "team").count(),
+        1,
+        "delivered once"
+    );
+    assert_eq!(channel_cards(&cliq, "ops", "Dead letter").len(), 1);
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     drop(daemon);
 }
 

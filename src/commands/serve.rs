@@ -1,7 +1,8 @@
 //! `serve`: the daemon. Loads config and templates, opens the durable outbox, starts the router
 //! stage (stored events → messages) and one delivery worker per channel, listens, and on
 //! SIGTERM/SIGINT stops accepting, finishes in-flight requests, the routing batch and the posts
-//! in progress within a bound, and leaves the rest in the store for the next start.
+//! in progress within a bound, and leaves the rest in the store for the next start. With
+//! `gitlab.ops_channel`, each new dead letter is alerted there.
 
 use crate::config::{ChannelConfig, ChannelKind, Config, Format, LogFormat};
 use crate::deliver::clock::Clock;
@@ -9,13 +10,13 @@ use crate::deliver::durable::{DurableOutbox, DurableSettings};
 use crate::deliver::rate::RateLimiter;
 use crate::deliver::router;
 use crate::deliver::sender::{Attempt, Sender};
-use crate::deliver::worker::{self, Post, Target};
-use crate::deliver::{Auth, BoxFuture, Endpoint};
+use crate::deliver::worker::{self, DeadLetter, DeadLetters, Post, Target};
+use crate::deliver::{Auth, Batch, BoxFuture, Delivery, Endpoint};
 use crate::extension::{ChatStarter, Extension};
 use crate::pipeline::{ChatOptions, Pipeline};
 use crate::preview::{self, PreviewState};
-use crate::render::cliq;
 use crate::render::terminal::{self, Paint};
+use crate::render::{cliq, Platform};
 use crate::route::{self, SharedRoutes};
 use crate::server::{
     self, AppState, CliqCommands, CliqEndpoint, CliqVerifier, ListenOptions, Verifier,
@@ -85,6 +86,7 @@ pub fn targets_and_chats(
                 endpoint: c.endpoint.clone(),
                 limiter: Arc::clone(l),
                 digest: digest_of(c),
+                dead_letters: None,
             })
         })
         .collect();
@@ -106,6 +108,7 @@ struct ChatWorkers {
     clock: Clock,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    dead_letters: Option<Arc<dyn DeadLetters>>,
 }
 
 impl ChatWorkers {
@@ -131,6 +134,7 @@ impl ChatWorkers {
             },
             limiter: Arc::clone(&self.limiter),
             digest: Arc::new(cliq::digest),
+            dead_letters: self.dead_letters.clone(),
         };
         tracing::info!(chat = %chat, "chat worker started");
         self.tracker.spawn(worker::run_channel(
@@ -174,6 +178,78 @@ async fn scan_chats(chats: Arc<ChatWorkers>, cancel: CancellationToken) {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(CHAT_SCAN) => {}
         }
+    }
+}
+
+/// `serve`'s alerts about dead letters: one card in `gitlab.ops_channel` for each message
+/// given up (never for the ops channel's own, which could only loop), built by
+/// `render::cliq::dead_letter_alert` for the ops channel's chat, with a *Retry* button when the
+/// extension's `button_function` is set and the ops channel is a Cliq channel.
+struct DeadAlerts {
+    ops: String,
+    platform: Platform,
+    retry_function: Option<String>,
+    outbox: DurableOutbox,
+}
+
+/// The thread (ordering key) of dead-letter alerts in the ops channel.
+const DEAD_LETTER_THREAD: &str = "gitlab-chat-bridge/dead-letters";
+
+impl DeadAlerts {
+    /// From the configuration: `None` without `gitlab.ops_channel`.
+    fn of(cfg: &Config, outbox: &DurableOutbox) -> Option<Arc<dyn DeadLetters>> {
+        let ops = cfg.gitlab.as_ref()?.ops_channel.clone()?;
+        let kind = cfg
+            .channels
+            .iter()
+            .find(|c| c.name == ops)
+            .map_or(ChannelKind::Cliq, |c| c.kind);
+        let retry_function = match kind {
+            ChannelKind::Cliq => cfg
+                .cliq_extension
+                .as_ref()
+                .and_then(|x| x.button_function.clone()),
+            _ => None,
+        };
+        Some(Arc::new(DeadAlerts {
+            ops,
+            platform: route::platform_of(kind),
+            retry_function,
+            outbox: outbox.clone(),
+        }))
+    }
+}
+
+impl DeadLetters for DeadAlerts {
+    fn dead<'a>(&'a self, dead: &'a DeadLetter) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if dead.channel == self.ops {
+                // An alert about the ops channel would go to the ops channel: logged only.
+                return;
+            }
+            let card = cliq::dead_letter_alert(
+                &dead.channel,
+                dead.id,
+                dead.status,
+                &dead.error,
+                self.retry_function.as_deref(),
+            );
+            let body = self.platform.body(&card, DEAD_LETTER_THREAD).to_json();
+            let request_id = format!("dead-letter-{}", dead.id);
+            let batch = Batch {
+                dedupe_key: None,
+                request_id: request_id.clone(),
+                deliveries: vec![Delivery {
+                    id: format!("{request_id}/{}", self.ops),
+                    channel: self.ops.clone(),
+                    ordering_key: DEAD_LETTER_THREAD.into(),
+                    body,
+                }],
+            };
+            if let Err(error) = self.outbox.enqueue(batch).await {
+                tracing::error!(%error, message = dead.id, "cannot queue a dead-letter alert");
+            }
+        })
     }
 }
 
@@ -312,7 +388,11 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         .cliq_extension
         .as_ref()
         .map(|x| (&x.api, x.rate_per_minute));
-    let (channel_targets, chat_limiter) = targets_and_chats(&cfg.channels, extension_api);
+    let (mut channel_targets, chat_limiter) = targets_and_chats(&cfg.channels, extension_api);
+    let dead_letters = DeadAlerts::of(&cfg, &outbox);
+    for t in &mut channel_targets {
+        t.dead_letters = dead_letters.clone();
+    }
     let mut cliq_endpoint = None;
     if let (Some(x), Some(limiter)) = (&cfg.cliq_extension, chat_limiter) {
         let chats = Arc::new(ChatWorkers {
@@ -325,6 +405,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
             clock,
             tracker: tracker.clone(),
             cancel: workers.clone(),
+            dead_letters: dead_letters.clone(),
         });
         let starter_chats = Arc::clone(&chats);
         let starter: ChatStarter = Arc::new(move |chat: &str| starter_chats.ensure(chat));
@@ -673,5 +754,55 @@ fn reload(cfg: &Config, state: &AppState, why: &str) {
         Err(error) => {
             tracing::error!(reason = why, error = %format!("{error:#}"), "template reload failed; keeping the previous templates");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::Outbox;
+
+    #[tokio::test]
+    async fn dead_letters_are_alerted_but_never_about_the_ops_channel() {
+        let dir = std::env::temp_dir().join(format!("gcb-dead-alerts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = DurableSettings {
+            dedupe_window_ms: 1000,
+            full_sync: false,
+        };
+        let opened = DurableOutbox::open(&dir.join("o.sqlite"), settings, &[], Clock::new());
+        let Ok((outbox, _writer)) = opened else {
+            panic!("cannot open the outbox in {}", dir.display())
+        };
+        let alerts = DeadAlerts {
+            ops: "ops".into(),
+            platform: Platform::Slack,
+            retry_function: None,
+            outbox: outbox.clone(),
+        };
+        let dead = |channel: &str| DeadLetter {
+            id: 7,
+            channel: channel.into(),
+            delivery_id: "r/x".into(),
+            status: Some(400),
+            error: "{@all} *bold*".into(),
+        };
+        alerts.dead(&dead("ops")).await;
+        let stats = outbox.stats().await.unwrap_or_default();
+        assert!(
+            stats.is_empty(),
+            "no alert about the ops channel: {stats:?}"
+        );
+        alerts.dead(&dead("team")).await;
+        let stats = outbox.stats().await.unwrap_or_default();
+        assert_eq!(
+            stats
+                .iter()
+                .map(|s| (s.channel.as_str(), s.pending))
+                .collect::<Vec<_>>(),
+            [("ops", 1)]
+        );
+        drop(outbox);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -65,6 +65,12 @@ enum Cmd {
     ListRules(oneshot::Sender<Result<Vec<ChatRule>, OutboxError>>),
     /// When each channel last had a post (a read).
     LastPosts(oneshot::Sender<Result<Vec<(String, i64)>, OutboxError>>),
+    /// Make one dead letter due again; answered with its channel, after the commit.
+    RetryDead(
+        i64,
+        i64,
+        oneshot::Sender<Result<Option<String>, OutboxError>>,
+    ),
 }
 
 /// The wake-up signals of the channels, made on first use: a channel that appears while
@@ -221,6 +227,14 @@ impl DurableOutbox {
         self.call(Cmd::LastPosts).await
     }
 
+    /// Makes the dead letter `id` due again now (committed when this resolves) and wakes its
+    /// channel's worker; returns its channel, or `None` when `id` is not (or no longer) a dead
+    /// letter, in which case nothing changed.
+    pub async fn retry_dead(&self, id: i64) -> Result<Option<String>, OutboxError> {
+        let now = self.clock.now_ms();
+        self.call(|reply| Cmd::RetryDead(id, now, reply)).await
+    }
+
     /// Leases up to `max` messages of `channel` to post one by one (ordering respected). When
     /// more than `digest_over` messages are due (0: never), leases up to [`DIGEST_MAX`] of the
     /// oldest at once instead, to be posted as one digest.
@@ -310,6 +324,10 @@ enum Reply {
         oneshot::Sender<Result<usize, OutboxError>>,
         Result<usize, OutboxError>,
     ),
+    Retried(
+        oneshot::Sender<Result<Option<String>, OutboxError>>,
+        Result<Option<String>, OutboxError>,
+    ),
 }
 
 impl Reply {
@@ -321,6 +339,7 @@ impl Reply {
             Reply::Lease(tx, _) => drop(tx.send(Err(err()))),
             Reply::Record(tx, _) => drop(tx.send(Err(err()))),
             Reply::Count(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Retried(tx, _) => drop(tx.send(Err(err()))),
         }
     }
 
@@ -331,6 +350,7 @@ impl Reply {
             Reply::Lease(tx, r) => drop(tx.send(r)),
             Reply::Record(tx, r) => drop(tx.send(r)),
             Reply::Count(tx, r) => drop(tx.send(r)),
+            Reply::Retried(tx, r) => drop(tx.send(r)),
         }
     }
 }
@@ -474,6 +494,19 @@ fn writer(
                     }
                     Cmd::LastPosts(reply) => {
                         let _ = reply.send(store::last_posts(&tx).map_err(store_err));
+                    }
+                    Cmd::RetryDead(id, now, reply) => {
+                        let mut sp = tx.savepoint()?;
+                        let r = store::retry_dead_one(&sp, id, now).map_err(store_err);
+                        if r.is_ok() {
+                            sp.commit()?;
+                        } else {
+                            sp.rollback()?;
+                        }
+                        if let Ok(Some(channel)) = &r {
+                            woken.push(channel.clone());
+                        }
+                        replies.push(Reply::Retried(reply, r));
                     }
                 }
             }

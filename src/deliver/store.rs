@@ -1330,6 +1330,27 @@ pub fn record(tx: &Connection, id: i64, outcome: &Outcome, now: i64) -> Result<(
     Ok(())
 }
 
+/// Makes the dead letter `id` pending again, due at `now` (the Cliq extension's *Retry*
+/// button); returns its channel, or `None` (nothing changed) when `id` is not a dead letter.
+pub fn retry_dead_one(tx: &Connection, id: i64, now: i64) -> Result<Option<String>, StoreError> {
+    let channel: Option<String> = tx
+        .query_row(
+            "SELECT channel FROM messages WHERE id = ?1 AND state = 'dead'",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if channel.is_some() {
+        tx.execute(
+            "UPDATE messages SET state = 'pending', attempts = 0, next_at = ?1, lease_until = NULL
+              WHERE id = ?2 AND state = 'dead'",
+            params![now, id],
+        )?;
+        recompute_heads(tx)?;
+    }
+    Ok(channel)
+}
+
 /// Forgets dedupe keys received before `before` (unix ms).
 pub fn prune_dedupe(tx: &Connection, before: i64) -> Result<usize, StoreError> {
     Ok(tx.execute("DELETE FROM dedupe WHERE received_at < ?1", [before])?)
@@ -1431,6 +1452,35 @@ mod tests {
         assert_eq!(s.list(false, 10)?.len(), 3);
         assert_eq!(s.retry_dead(None, 700)?, 1);
         assert_eq!(s.purge_dead(i64::MAX)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn one_dead_letter_is_made_due_again_and_nothing_else() -> Result<(), StoreError> {
+        let mut s = store_named("retry-one");
+        let tx = s.transaction()?;
+        insert_batch(&tx, &batch("k1", &[("A", "a1"), ("B", "b1")]), 1, 0)?;
+        let a1 = lease_next(&tx, "c", 10, 1000)?.map(|l| l.id).unwrap_or(-1);
+        let dead = Outcome::Dead {
+            status: Some(400),
+            error: "bad".into(),
+        };
+        record(&tx, a1, &dead, 20)?;
+        // Not a dead letter (pending, or no such row): nothing changes.
+        let b1: i64 = tx.query_row("SELECT id FROM messages WHERE body = 'b1'", [], |r| {
+            r.get(0)
+        })?;
+        assert_eq!(retry_dead_one(&tx, b1, 30)?, None);
+        assert_eq!(retry_dead_one(&tx, 9_999, 30)?, None);
+        assert_eq!(retry_dead_one(&tx, a1, 30)?.as_deref(), Some("c"));
+        assert_eq!(retry_dead_one(&tx, a1, 31)?, None, "no longer dead");
+        let again = lease_next(&tx, "c", 30, 1000)?;
+        assert_eq!(
+            again.as_ref().map(|l| (l.id, l.attempts)),
+            Some((a1, 0)),
+            "due again, from its first attempt"
+        );
+        tx.commit()?;
         Ok(())
     }
 

@@ -3,7 +3,8 @@
 //!
 //! A failed post is rescheduled with the retry policy (exponential backoff with jitter, the
 //! server's `Retry-After`, a cap); a throttle answer pauses the whole credential; permanent
-//! failures, the last attempt and messages older than the maximum age become dead letters.
+//! failures, the last attempt and messages older than the maximum age become dead letters (the
+//! channel's [`DeadLetters`], if any, is told of each once it is recorded).
 //! When more messages are due than the credential may post in a minute, the oldest are combined
 //! into one digest (built by the channel's [`Digest`]) rather than waiting their turn for many
 //! minutes.
@@ -68,6 +69,28 @@ where
     }
 }
 
+/// A message that just became a dead letter, as [`DeadLetters`] is told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Row id (for `outbox retry ID`).
+    pub id: i64,
+    /// Its channel.
+    pub channel: String,
+    /// Id for logs (`request/channel`).
+    pub delivery_id: String,
+    /// The last HTTP status, if any.
+    pub status: Option<u16>,
+    /// The last error.
+    pub error: String,
+}
+
+/// Told of each message that becomes a dead letter, after it is recorded. `deliver` knows no
+/// chat format: `serve` implements it (an alert card in `gitlab.ops_channel`).
+pub trait DeadLetters: Send + Sync + 'static {
+    /// `dead` was just recorded as a dead letter.
+    fn dead<'a>(&'a self, dead: &'a DeadLetter) -> BoxFuture<'a, ()>;
+}
+
 /// A channel as its worker sees it.
 #[derive(Clone)]
 pub struct Target {
@@ -79,6 +102,8 @@ pub struct Target {
     pub limiter: Arc<RateLimiter>,
     /// How several of this channel's messages become one digest.
     pub digest: Arc<dyn Digest>,
+    /// Who is told of this channel's dead letters, if anyone.
+    pub dead_letters: Option<Arc<dyn DeadLetters>>,
 }
 
 /// Most messages a worker leases at once (each still posted, and recorded, one at a time).
@@ -264,6 +289,18 @@ impl Ctx<'_> {
             if let Err(error) = outbox.record(m.id, outcome.clone()).await {
                 // The lease expires and the message is tried again: at least once, never lost.
                 tracing::error!(delivery = %m.delivery_id, idempotency_key = m.idempotency_key.as_deref().unwrap_or("-"), channel = %ch, %error, "cannot record the outcome");
+                continue;
+            }
+            if let (Outcome::Dead { status, error }, Some(tell)) = (&outcome, &target.dead_letters)
+            {
+                let dead = DeadLetter {
+                    id: m.id,
+                    channel: ch.clone(),
+                    delivery_id: m.delivery_id.clone(),
+                    status: *status,
+                    error: error.clone(),
+                };
+                tell.dead(&dead).await;
             }
         }
         true

@@ -357,6 +357,59 @@ pub fn hook_alert(
     })
 }
 
+/// Label of the *Retry* button on dead-letter alerts.
+pub const RETRY_LABEL: &str = "Retry";
+/// Prefix of the *Retry* button's key; the rest is the dead letter's message id.
+pub const RETRY_KEY_PREFIX: &str = "retry:";
+/// Most characters of a dead letter's last error shown in its alert.
+pub const MAX_DEAD_ERROR_CHARS: usize = 500;
+
+/// The card `serve` posts to `gitlab.ops_channel` when a message becomes a dead letter: its
+/// channel, its message id, the last status and error (from the chat server, so neutralised and
+/// cut), and what to do. With `retry_function` (the extension's `button_function`) it carries a
+/// *Retry* button with the key `retry:<id>`.
+pub fn dead_letter_alert(
+    channel: &str,
+    id: i64,
+    status: Option<u16>,
+    error: &str,
+    retry_function: Option<&str>,
+) -> Message {
+    let status = status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
+    let error = neutralize(&truncate(error.trim(), MAX_DEAD_ERROR_CHARS));
+    let advice = if retry_function.is_some() {
+        format!("Press *{RETRY_LABEL}* or run `gitlab-chat-bridge outbox retry {id}` once the cause is fixed.")
+    } else {
+        format!("Run `gitlab-chat-bridge outbox retry {id}` once the cause is fixed.")
+    };
+    let text = format!(
+        "🛑 A message for channel {} was given up and kept as dead letter {id}{status}.\nLast error: {error}\n{advice}",
+        neutralize(channel)
+    );
+    let title = format!("Dead letter {id} in {}", neutralize(channel));
+    let mut v = json!({
+        "text": text,
+        "card": {"title": truncate(&title, MAX_FALLBACK_CHARS), "theme": "modern-inline"},
+    });
+    if let Some(function) = retry_function {
+        v["buttons"] = json!([{
+            "label": RETRY_LABEL,
+            "type": "+",
+            "hint": "Make this message due again",
+            "action": {"type": "invoke.function", "data": {"name": function}},
+            "key": format!("{RETRY_KEY_PREFIX}{id}"),
+        }]);
+    }
+    shape(v).unwrap_or_else(|_| {
+        let mut m = Map::new();
+        m.insert(
+            "text".into(),
+            Value::String(truncate(&text, MAX_FALLBACK_CHARS)),
+        );
+        Message(m)
+    })
+}
+
 /// A button survives when it has a label and, for URL actions, a usable URL within Cliq's limit.
 fn button_fits(b: &Value) -> bool {
     let has_label = b
@@ -567,6 +620,32 @@ mod tests {
             assert!(m.text().starts_with("gitlab-chat-bridge could not render"));
             assert!(m.text().chars().count() <= MAX_FALLBACK_CHARS);
         }
+    }
+
+    #[test]
+    fn dead_letter_alerts_are_inert_and_carry_the_retry_button() {
+        let error = format!("400 Bad Request: {}", hostile_text());
+        let m = dead_letter_alert("chat:{@all}", 42, Some(400), &error, Some("gitlabbridge"));
+        assert_inert_and_within_limits(&m.to_json());
+        let map = m.as_map();
+        assert!(
+            m.text().contains("dead letter 42 (HTTP 400)"),
+            "{}",
+            m.text()
+        );
+        assert!(m.text().contains("outbox retry 42"), "{}", m.text());
+        assert!(m.text().contains("{＠all}"), "readable: {}", m.text());
+        assert!(
+            m.text().chars().count() < MAX_DEAD_ERROR_CHARS + 400,
+            "the error is cut"
+        );
+        assert!(!map["card"]["title"].to_string().contains("{@all}"));
+        assert_eq!(map["buttons"][0]["key"], "retry:42");
+        assert_eq!(map["buttons"][0]["action"]["type"], "invoke.function");
+        assert_eq!(map["buttons"][0]["action"]["data"]["name"], "gitlabbridge");
+        let without = dead_letter_alert("ops", 7, None, "timed out", None);
+        assert!(!without.as_map().contains_key("buttons"));
+        assert!(without.text().contains("outbox retry 7"));
     }
 
     #[test]
