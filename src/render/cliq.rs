@@ -202,12 +202,42 @@ pub fn fallback(event: &Event, error: &dyn Display) -> Message {
         neutralize(&event.actor.name),
         neutralize(&error.to_string())
     );
+    text_only(&text)
+}
+
+/// A message of `text` alone, cut to [`MAX_FALLBACK_CHARS`]: the render-error fallback, and what
+/// an alert card falls back to.
+fn text_only(text: &str) -> Message {
     let mut m = Map::new();
     m.insert(
         "text".into(),
-        Value::String(truncate(&text, MAX_FALLBACK_CHARS)),
+        Value::String(truncate(text, MAX_FALLBACK_CHARS)),
     );
     Message(m)
+}
+
+/// An operator's alert card: `title` (neutralised by the caller) over `text`, with `buttons`
+/// if any; [`text_only`] when it does not take Cliq's shape.
+fn alert_card(title: &str, text: &str, buttons: Option<Value>) -> Message {
+    let mut v = json!({
+        "text": text,
+        "card": {"title": truncate(title, MAX_FALLBACK_CHARS), "theme": "modern-inline"},
+    });
+    if let Some(b) = buttons {
+        v["buttons"] = b;
+    }
+    shape(v).unwrap_or_else(|_| text_only(text))
+}
+
+/// A button that invokes the extension's `function` with `key` (`mute:…`, `retry:…`).
+fn function_button(label: &str, kind: &str, hint: &str, function: &str, key: String) -> Value {
+    json!({
+        "label": label,
+        "type": kind,
+        "hint": hint,
+        "action": {"type": "invoke.function", "data": {"name": function}},
+        "key": key,
+    })
 }
 
 /// Label of the *Mute* button on merge request and issue cards in subscribed chats.
@@ -224,13 +254,13 @@ pub fn with_mute_button(body: &str, function: &str, subject: &str) -> String {
     let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(body) else {
         return body.to_string();
     };
-    let button = json!({
-        "label": MUTE_LABEL,
-        "type": "-",
-        "hint": truncate(&format!("Stop posting about {subject} in this chat"), 100),
-        "action": {"type": "invoke.function", "data": {"name": function}},
-        "key": format!("{MUTE_KEY_PREFIX}{subject}"),
-    });
+    let button = function_button(
+        MUTE_LABEL,
+        "-",
+        &truncate(&format!("Stop posting about {subject} in this chat"), 100),
+        function,
+        format!("{MUTE_KEY_PREFIX}{subject}"),
+    );
     let buttons = m
         .entry("buttons")
         .or_insert_with(|| Value::Array(Vec::new()));
@@ -343,18 +373,7 @@ pub fn hook_alert(
         other => neutralize(other),
     };
     let title = format!("Webhook #{hook_id} on {}: {status}", neutralize(project));
-    let v = json!({
-        "text": text,
-        "card": {"title": truncate(&title, MAX_FALLBACK_CHARS), "theme": "modern-inline"},
-    });
-    shape(v).unwrap_or_else(|_| {
-        let mut m = Map::new();
-        m.insert(
-            "text".into(),
-            Value::String(truncate(&text, MAX_FALLBACK_CHARS)),
-        );
-        Message(m)
-    })
+    alert_card(&title, &text, None)
 }
 
 /// Label of the *Retry* button on dead-letter alerts.
@@ -387,27 +406,16 @@ pub fn dead_letter_alert(
         neutralize(channel)
     );
     let title = format!("Dead letter {id} in {}", neutralize(channel));
-    let mut v = json!({
-        "text": text,
-        "card": {"title": truncate(&title, MAX_FALLBACK_CHARS), "theme": "modern-inline"},
+    let retry = retry_function.map(|function| {
+        json!([function_button(
+            RETRY_LABEL,
+            "+",
+            "Make this message due again",
+            function,
+            format!("{RETRY_KEY_PREFIX}{id}"),
+        )])
     });
-    if let Some(function) = retry_function {
-        v["buttons"] = json!([{
-            "label": RETRY_LABEL,
-            "type": "+",
-            "hint": "Make this message due again",
-            "action": {"type": "invoke.function", "data": {"name": function}},
-            "key": format!("{RETRY_KEY_PREFIX}{id}"),
-        }]);
-    }
-    shape(v).unwrap_or_else(|_| {
-        let mut m = Map::new();
-        m.insert(
-            "text".into(),
-            Value::String(truncate(&text, MAX_FALLBACK_CHARS)),
-        );
-        Message(m)
-    })
+    alert_card(&title, &text, retry)
 }
 
 /// A button survives when it has a label and, for URL actions, a usable URL within Cliq's limit.
