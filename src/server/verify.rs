@@ -12,7 +12,9 @@ use crate::config::ServerConfig;
 use crate::secret::Secret;
 use crate::signing;
 use ipnet::IpNet;
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -59,10 +61,50 @@ pub struct Signed {
     signatures: Vec<Vec<u8>>,
 }
 
-#[derive(Debug, Default)]
-struct Remembered {
-    at: HashMap<String, i64>,
-    order: VecDeque<(i64, String)>,
+/// A replay memory: when each key (a `webhook-id`, a Cliq body's hash) was accepted, oldest
+/// first, so what is older than a horizon, or beyond a count, is forgotten first.
+#[derive(Debug)]
+struct Remembered<K> {
+    at: HashMap<K, i64>,
+    order: VecDeque<(i64, K)>,
+}
+
+impl<K> Default for Remembered<K> {
+    fn default() -> Self {
+        Remembered {
+            at: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Remembered<K> {
+    /// Forgets what was accepted before `horizon`, and the oldest beyond `max` keys.
+    fn evict(&mut self, horizon: i64, max: usize) {
+        while let Some((t, old)) = self.order.front().cloned() {
+            if t >= horizon && self.order.len() < max {
+                break;
+            }
+            self.order.pop_front();
+            if self.at.get(&old) == Some(&t) {
+                self.at.remove(&old);
+            }
+        }
+    }
+
+    /// When `key` was last accepted, while remembered.
+    fn accepted_at<Q: Eq + Hash + ?Sized>(&self, key: &Q) -> Option<i64>
+    where
+        K: Borrow<Q>,
+    {
+        self.at.get(key).copied()
+    }
+
+    /// Remembers `key` as accepted at `now`.
+    fn insert(&mut self, key: K, now: i64) {
+        self.at.insert(key.clone(), now);
+        self.order.push_back((now, key));
+    }
 }
 
 /// Checks requests against the `[server]` authentication settings.
@@ -72,7 +114,7 @@ pub struct Verifier {
     keys: Vec<SigningKey>,
     tolerance_secs: i64,
     networks: Vec<IpNet>,
-    seen: Mutex<Remembered>,
+    seen: Mutex<Remembered<String>>,
 }
 
 impl Verifier {
@@ -172,20 +214,11 @@ impl Verifier {
     pub fn remember(&self, id: &str, now: i64) -> Result<(), SignatureError> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let horizon = now - 2 * self.tolerance_secs;
-        while let Some((t, old)) = seen.order.front().cloned() {
-            if t >= horizon && seen.order.len() < MAX_REMEMBERED_IDS {
-                break;
-            }
-            seen.order.pop_front();
-            if seen.at.get(&old) == Some(&t) {
-                seen.at.remove(&old);
-            }
-        }
-        if seen.at.get(id).is_some_and(|t| *t >= horizon) {
+        seen.evict(horizon, MAX_REMEMBERED_IDS);
+        if seen.accepted_at(id).is_some_and(|t| t >= horizon) {
             return Err(SignatureError::Replayed);
         }
-        seen.at.insert(id.to_string(), now);
-        seen.order.push_back((now, id.to_string()));
+        seen.insert(id.to_string(), now);
         Ok(())
     }
 
@@ -223,19 +256,13 @@ pub enum CliqRefusal {
 #[error("cliq_extension.public_keys[{0}] is not a base64 X.509 RSA public key")]
 pub struct BadPublicKey(pub usize);
 
-#[derive(Debug, Default)]
-struct RememberedBodies {
-    at: HashMap<[u8; 32], i64>,
-    order: VecDeque<(i64, [u8; 32])>,
-}
-
 /// Who may invoke the Cliq extension: a `SHA256withRSA` signature of the raw body by one of the
 /// extension's keys (the active one first, so keys rotate without refusals), a `timestamp`
 /// within [`CLIQ_WINDOW_MS`] of now, and a memory of the bodies accepted within that window so a
 /// captured invocation cannot be replayed. Public keys are not secrets; this holds nothing else.
 pub struct CliqVerifier {
     keys: signing::RsaKeys,
-    seen: Mutex<RememberedBodies>,
+    seen: Mutex<Remembered<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for CliqVerifier {
@@ -252,7 +279,7 @@ impl CliqVerifier {
         let keys = signing::RsaKeys::parse(public_keys).map_err(BadPublicKey)?;
         Ok(CliqVerifier {
             keys,
-            seen: Mutex::new(RememberedBodies::default()),
+            seen: Mutex::new(Remembered::default()),
         })
     }
 
@@ -279,21 +306,11 @@ impl CliqVerifier {
         let hash = signing::sha256(&[body]);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         // Twice the window: a body older than that is refused as stale anyway.
-        let horizon = now - 2 * CLIQ_WINDOW_MS;
-        while let Some((t, old)) = seen.order.front().copied() {
-            if t >= horizon && seen.order.len() < MAX_REMEMBERED_INVOCATIONS {
-                break;
-            }
-            seen.order.pop_front();
-            if seen.at.get(&old) == Some(&t) {
-                seen.at.remove(&old);
-            }
-        }
-        if seen.at.contains_key(&hash) {
+        seen.evict(now - 2 * CLIQ_WINDOW_MS, MAX_REMEMBERED_INVOCATIONS);
+        if seen.accepted_at(&hash).is_some() {
             return Err(CliqRefusal::Replayed);
         }
-        seen.at.insert(hash, now);
-        seen.order.push_back((now, hash));
+        seen.insert(hash, now);
         Ok(())
     }
 }
