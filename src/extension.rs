@@ -287,12 +287,7 @@ impl Extension {
     }
 
     fn chat<'a>(&self, caller: &'a Caller) -> Result<&'a str, cliq::Message> {
-        // A chat id becomes part of a URL path: Cliq's are letters, digits, `_`, `-` and `.`.
-        let id = caller.chat_id.as_deref().filter(|c| {
-            c.len() <= 200
-                && c.chars()
-                    .all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '-' | '.'))
-        });
+        let id = caller.chat_id.as_deref().filter(|c| route::is_chat_id(c));
         id.ok_or_else(|| {
             cliq::answer(
                 "No chat",

@@ -459,6 +459,21 @@ pub fn chat_channel(chat_id: &str) -> String {
     format!("{CHAT_PREFIX}{chat_id}")
 }
 
+/// Longest Cliq chat id accepted.
+pub const MAX_CHAT_ID_LEN: usize = 200;
+
+/// Whether `id` can be a Cliq chat id. It becomes part of a URL path, so only what Cliq's ids
+/// are made of: letters, digits, `_`, `-` and `.`, at most [`MAX_CHAT_ID_LEN`] of them, and not
+/// dots alone (`..` would climb the path).
+pub fn is_chat_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_CHAT_ID_LEN
+        && !id.chars().all(|c| c == '.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 /// The chat id of a chat channel, `None` for configured channels.
 pub fn chat_of(channel: &str) -> Option<&str> {
     channel.strip_prefix(CHAT_PREFIX)
@@ -588,6 +603,16 @@ mod tests {
 
     fn pats(p: &[&str]) -> Vec<String> {
         p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn chat_ids_are_what_a_url_path_can_carry() {
+        assert!(is_chat_id("CT_2243226337559778047_661211447-B2"));
+        assert!(is_chat_id(&"a".repeat(MAX_CHAT_ID_LEN)));
+        for bad in ["", ".", "..", "a/b", "a b", "a?x=1", "ä", "..%2F"] {
+            assert!(!is_chat_id(bad), "{bad:?}");
+        }
+        assert!(!is_chat_id(&"a".repeat(MAX_CHAT_ID_LEN + 1)));
     }
 
     #[test]

@@ -114,11 +114,7 @@ struct ChatWorkers {
 impl ChatWorkers {
     /// Starts the worker of `chat` unless it runs already.
     fn ensure(&self, chat: &str) {
-        if chat.is_empty()
-            || !chat
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
+        if !route::is_chat_id(chat) {
             tracing::warn!(chat = %chat, "not a Cliq chat id; no worker started");
             return;
         }
@@ -192,18 +188,24 @@ struct DeadAlerts {
     outbox: DurableOutbox,
 }
 
+/// `gitlab.ops_channel`, if set, and its kind (config validation makes sure it names a channel).
+fn ops_channel(cfg: &Config) -> Option<(String, ChannelKind)> {
+    let name = cfg.gitlab.as_ref()?.ops_channel.clone()?;
+    let kind = cfg
+        .channels
+        .iter()
+        .find(|c| c.name == name)
+        .map_or(ChannelKind::Cliq, |c| c.kind);
+    Some((name, kind))
+}
+
 /// The thread (ordering key) of dead-letter alerts in the ops channel.
 const DEAD_LETTER_THREAD: &str = "gitlab-chat-bridge/dead-letters";
 
 impl DeadAlerts {
     /// From the configuration: `None` without `gitlab.ops_channel`.
     fn of(cfg: &Config, outbox: &DurableOutbox) -> Option<Arc<dyn DeadLetters>> {
-        let ops = cfg.gitlab.as_ref()?.ops_channel.clone()?;
-        let kind = cfg
-            .channels
-            .iter()
-            .find(|c| c.name == ops)
-            .map_or(ChannelKind::Cliq, |c| c.kind);
+        let (ops, kind) = ops_channel(cfg)?;
         let retry_function = match kind {
             ChannelKind::Cliq => cfg
                 .cliq_extension
@@ -603,14 +605,7 @@ fn hook_watch(cfg: &Config) -> Option<super::watch::Watch> {
     Some(super::watch::Watch {
         client,
         hook_url,
-        ops_channel: gitlab.ops_channel.as_ref().map(|name| {
-            let kind = cfg
-                .channels
-                .iter()
-                .find(|c| &c.name == name)
-                .map_or(ChannelKind::Cliq, |c| c.kind);
-            (name.clone(), crate::route::platform_of(kind))
-        }),
+        ops_channel: ops_channel(cfg).map(|(name, kind)| (name, route::platform_of(kind))),
         every,
         store: cfg.outbox.path.clone(),
     })

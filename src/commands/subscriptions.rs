@@ -6,7 +6,7 @@
 use super::now_ms;
 use crate::cli::{SubscriptionsAction, SubscriptionsArgs};
 use crate::deliver::store::{self, ChatRule, RuleChange, Store};
-use crate::route::{SubscriptionSpec, MUTE, SUBSCRIPTION};
+use crate::route::{self, SubscriptionSpec, MUTE, SUBSCRIPTION};
 use anyhow::Context;
 use std::io::Write;
 
@@ -76,6 +76,13 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
 fn check(r: &ChatRule) -> anyhow::Result<()> {
     if r.chat.trim().is_empty() || r.subject.trim().is_empty() {
         anyhow::bail!("chat and subject must not be empty");
+    }
+    if !route::is_chat_id(&r.chat) {
+        anyhow::bail!(
+            "chat {:?} is not a Cliq chat id (letters, digits, _, - and ., at most {} of them)",
+            r.chat,
+            route::MAX_CHAT_ID_LEN
+        );
     }
     match r.kind.as_str() {
         SUBSCRIPTION => {
