@@ -1,25 +1,20 @@
-//! The durable [`Outbox`]: one writer thread owns the SQLite [`Store`] and groups whatever
-//! arrived meanwhile (received deliveries, routed events, leases, outcomes) into one
-//! transaction, so throughput does not fall to one fsync per webhook. A webhook is acknowledged
-//! only after its raw delivery is committed; the router stage ([`super::router`]) is woken then,
-//! reads new events on its own connection, and hands back their messages, which are committed
-//! together with the event's `routed` mark.
+//! The durable [`Outbox`]: the handle the server, the router stage, the workers, the extension
+//! and the hook watch hold, whichever store [`Engine`] is behind it (today SQLite's writer
+//! thread, [`super::writer`]). A webhook is acknowledged only after its raw delivery is
+//! committed; the router stage ([`super::router`]) is woken then, reads new events, and hands
+//! back their messages, which are committed together with the event's `routed` mark. The
+//! outbox stamps rows with its [`Clock`] and turns the dedupe window into a time.
 
 use super::bell::Bell;
-use super::checkpoint::{self, Checkpointer};
 use super::clock::Clock;
-use super::store::{
-    self, ChatRule, EncodedEvent, Ingested, Leased, Outcome, RawEvent, RoutedEvent, RuleChange,
-    Store, StoreError,
-};
+use super::engine::{Engine, LeaseRequest, Wake};
+pub use super::engine::{LeaseAnswer, DIGEST_MAX};
+use super::store::{self, ChatRule, Ingested, Outcome, RawEvent, RoutedEvent, RuleChange};
+use super::writer::SqliteEngine;
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot, Notify};
-
-/// Most operations grouped into one transaction.
-pub const MAX_GROUP: usize = 1024;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Settings of the durable outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,85 +25,20 @@ pub struct DurableSettings {
     pub full_sync: bool,
 }
 
-enum Cmd {
-    Ingest(
-        EncodedEvent,
-        i64,
-        oneshot::Sender<Result<Ingested, OutboxError>>,
-    ),
-    Enqueue(Batch, i64, oneshot::Sender<Result<Enqueued, OutboxError>>),
-    Routed(
-        Vec<RoutedEvent>,
-        i64,
-        oneshot::Sender<Result<(), OutboxError>>,
-    ),
-    Lease {
-        channel: String,
-        now: i64,
-        lease_ms: i64,
-        digest_over: usize,
-        max: usize,
-        reply: oneshot::Sender<Result<LeaseAnswer, OutboxError>>,
-    },
-    Record(i64, Outcome, i64, oneshot::Sender<Result<(), OutboxError>>),
-    Prune {
-        dedupe_before: i64,
-        events_before: i64,
-    },
-    /// Readiness: write the probe row, answer after the commit.
-    Ping(i64, oneshot::Sender<Result<(), OutboxError>>),
-    /// Counts per channel, for the metrics.
-    Stats(oneshot::Sender<Result<Vec<store::ChannelStats>, OutboxError>>),
-    /// A change to the chat rules; answered with the rows changed, after the commit.
-    Rules(RuleChange, oneshot::Sender<Result<usize, OutboxError>>),
-    /// Every chat rule (a read).
-    ListRules(oneshot::Sender<Result<Vec<ChatRule>, OutboxError>>),
-    /// When each channel last had a post (a read).
-    LastPosts(oneshot::Sender<Result<Vec<(String, i64)>, OutboxError>>),
-    /// Make one dead letter due again; answered with its channel, after the commit.
-    RetryDead(
-        i64,
-        i64,
-        oneshot::Sender<Result<Option<String>, OutboxError>>,
-    ),
-}
-
-/// The wake-up signals of the channels, made on first use: a channel that appears while
-/// serving (a chat that subscribed itself) gets one as its worker starts.
-type Wakers = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
-
-/// Most messages one digest combines.
-pub const DIGEST_MAX: usize = 20;
-
-/// What a lease request gives: messages to post now (one, or several for a digest), and when
-/// the channel next has one due.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseAnswer {
-    /// The messages to post now, oldest first: empty, some to post one by one, or a digest's worth.
-    pub messages: Vec<Leased>,
-    /// Whether `messages` are to be combined into one digest.
-    pub digest: bool,
-    /// When (unix ms) something is next due on the channel, if anything is pending.
-    pub next_due: Option<i64>,
-}
-
-/// Handle to the writer thread; cheap to clone.
+/// The outbox everything above `deliver` holds: the store's [`Engine`], the wake-up signals
+/// of the router stage and the channels, and the clock rows are stamped with. Cheap to clone.
 #[derive(Clone)]
 pub struct DurableOutbox {
-    tx: mpsc::UnboundedSender<Cmd>,
-    wake: Wakers,
-    router: Arc<Bell>,
+    engine: Arc<dyn Engine>,
+    wake: Wake,
     clock: Clock,
+    dedupe_window_ms: i64,
 }
 
 impl std::fmt::Debug for DurableOutbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DurableOutbox").finish_non_exhaustive()
     }
-}
-
-fn store_err(e: StoreError) -> OutboxError {
-    OutboxError::Store(e.to_string())
 }
 
 impl DurableOutbox {
@@ -121,51 +51,22 @@ impl DurableOutbox {
         channels: &[String],
         clock: Clock,
     ) -> Result<(DurableOutbox, std::thread::JoinHandle<()>), OutboxError> {
-        let mut store = Store::open(path, settings.full_sync).map_err(store_err)?;
-        let released = store.clear_leases().map_err(store_err)?;
-        if released > 0 {
-            tracing::info!(
-                released,
-                "picked up messages left in flight by the previous run"
-            );
-        }
-        // Without its own checkpointer the store checkpoints inside commits, as SQLite does.
-        let checkpointer = match Checkpointer::spawn(path) {
-            Ok(c) => {
-                store
-                    .manual_checkpoints(checkpoint::LOG_PAGES, c.trigger())
-                    .map_err(store_err)?;
-                Some(c)
-            }
-            Err(error) => {
-                tracing::warn!(%error, "checkpointing inside commits instead");
-                None
-            }
+        let wake = Wake {
+            channels: Arc::new(std::sync::Mutex::new(
+                channels
+                    .iter()
+                    .map(|c| (c.clone(), Arc::new(Notify::new())))
+                    .collect(),
+            )),
+            router: Arc::new(Bell::default()),
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let wake: Wakers = Arc::new(Mutex::new(
-            channels
-                .iter()
-                .map(|c| (c.clone(), Arc::new(Notify::new())))
-                .collect(),
-        ));
-        let router = Arc::new(Bell::default());
-        let thread_wake = Arc::clone(&wake);
-        let thread_router = Arc::clone(&router);
-        let handle = std::thread::Builder::new()
-            .name("outbox-writer".into())
-            .spawn(move || {
-                writer(store, rx, settings, thread_wake, thread_router);
-                // After the writer's last commit: the checkpointer copies it and stops.
-                drop(checkpointer);
-            })
-            .map_err(|e| OutboxError::Store(format!("cannot start the writer thread: {e}")))?;
+        let (engine, handle) = SqliteEngine::open(path, settings.full_sync, wake.clone())?;
         Ok((
             DurableOutbox {
-                tx,
+                engine: Arc::new(engine),
                 wake,
-                router,
                 clock,
+                dedupe_window_ms: settings.dedupe_window_ms,
             },
             handle,
         ))
@@ -173,7 +74,7 @@ impl DurableOutbox {
 
     /// Rung after every commit that stored new events (the router stage waits on it).
     pub fn router_bell(&self) -> Arc<Bell> {
-        Arc::clone(&self.router)
+        Arc::clone(&self.wake.router)
     }
 
     /// The clock the outbox stamps rows with.
@@ -181,50 +82,38 @@ impl DurableOutbox {
         self.clock
     }
 
-    async fn call<T>(
-        &self,
-        cmd: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Cmd,
-    ) -> Result<T, OutboxError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(cmd(reply)).map_err(|_| OutboxError::Closed)?;
-        rx.await.map_err(|_| OutboxError::Closed)?
-    }
-
     /// Stores a received delivery as a new event (committed when this resolves).
     pub async fn ingest_at(&self, ev: RawEvent, now: i64) -> Result<Ingested, OutboxError> {
         let ev = ev.encode();
-        self.call(|reply| Cmd::Ingest(ev, now, reply)).await
+        self.engine
+            .ingest(ev, now, now - self.dedupe_window_ms)
+            .await
     }
 
-    /// Commits routed events, from the router stage's thread (outside the async runtime): each
-    /// is marked routed and its messages inserted, together.
-    pub fn routed_blocking(&self, events: Vec<RoutedEvent>) -> Result<(), OutboxError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Routed(events, self.clock.now_ms(), reply))
-            .map_err(|_| OutboxError::Closed)?;
-        rx.blocking_recv().map_err(|_| OutboxError::Closed)?
+    /// Commits routed events: each is marked routed and its messages inserted, together.
+    pub async fn routed(&self, events: Vec<RoutedEvent>) -> Result<(), OutboxError> {
+        self.engine.routed(events, self.clock.now_ms()).await
     }
 
     /// The wake-up signal of `channel`.
     pub fn waker(&self, channel: &str) -> Arc<Notify> {
-        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wake = self.wake.channels.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(wake.entry(channel.to_string()).or_default())
     }
 
     /// Changes the chat rules (committed when this resolves); returns the rows changed.
     pub async fn change_rules(&self, change: RuleChange) -> Result<usize, OutboxError> {
-        self.call(|reply| Cmd::Rules(change, reply)).await
+        self.engine.change_rules(change).await
     }
 
     /// Every chat rule.
     pub async fn chat_rules(&self) -> Result<Vec<ChatRule>, OutboxError> {
-        self.call(Cmd::ListRules).await
+        self.engine.chat_rules().await
     }
 
     /// When each channel last had a post (unix ms).
     pub async fn last_posts(&self) -> Result<Vec<(String, i64)>, OutboxError> {
-        self.call(Cmd::LastPosts).await
+        self.engine.last_posts().await
     }
 
     /// Makes the dead letter `id` due again now (committed when this resolves) and wakes its
@@ -232,7 +121,7 @@ impl DurableOutbox {
     /// letter, in which case nothing changed.
     pub async fn retry_dead(&self, id: i64) -> Result<Option<String>, OutboxError> {
         let now = self.clock.now_ms();
-        self.call(|reply| Cmd::RetryDead(id, now, reply)).await
+        self.engine.retry_dead(id, now).await
     }
 
     /// Leases up to `max` messages of `channel` to post one by one (ordering respected). When
@@ -246,32 +135,27 @@ impl DurableOutbox {
         digest_over: usize,
         max: usize,
     ) -> Result<LeaseAnswer, OutboxError> {
-        let channel = channel.to_string();
-        self.call(|reply| Cmd::Lease {
-            channel,
-            now,
-            lease_ms,
-            digest_over,
-            max,
-            reply,
-        })
-        .await
+        self.engine
+            .lease(LeaseRequest {
+                channel: channel.to_string(),
+                now,
+                lease_ms,
+                digest_over,
+                max,
+            })
+            .await
     }
 
     /// Records the outcome of an attempt (committed when this resolves).
     pub async fn record(&self, id: i64, outcome: Outcome) -> Result<(), OutboxError> {
         let now = self.clock.now_ms();
-        self.call(|reply| Cmd::Record(id, outcome, now, reply))
-            .await
+        self.engine.record(id, outcome, now).await
     }
 
     /// Forgets dedupe keys older than `dedupe_before` and routed events (with their sent
     /// messages) received before `events_before` (unix ms); fire and forget.
     pub fn prune(&self, dedupe_before: i64, events_before: i64) {
-        let _ = self.tx.send(Cmd::Prune {
-            dedupe_before,
-            events_before,
-        });
+        self.engine.prune(dedupe_before, events_before);
     }
 
     /// Enqueues messages directly, now: deduplicated on the batch's key, not tied to a stored
@@ -283,7 +167,9 @@ impl DurableOutbox {
     /// Enqueues messages directly, with an explicit receive time (unix ms): deduplicated on the
     /// batch's key, not tied to a stored event.
     pub async fn enqueue_at(&self, batch: Batch, now: i64) -> Result<Enqueued, OutboxError> {
-        self.call(|reply| Cmd::Enqueue(batch, now, reply)).await
+        self.engine
+            .enqueue(batch, now, now - self.dedupe_window_ms)
+            .await
     }
 }
 
@@ -293,247 +179,10 @@ impl Outbox for DurableOutbox {
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), OutboxError>> {
-        let now = self.clock.now_ms();
-        Box::pin(self.call(move |reply| Cmd::Ping(now, reply)))
+        self.engine.ping(self.clock.now_ms())
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<Vec<store::ChannelStats>, OutboxError>> {
-        Box::pin(self.call(Cmd::Stats))
+        self.engine.stats()
     }
-}
-
-/// A reply to send once the transaction is committed.
-enum Reply {
-    Ingest(
-        oneshot::Sender<Result<Ingested, OutboxError>>,
-        Result<Ingested, OutboxError>,
-    ),
-    Enqueue(
-        oneshot::Sender<Result<Enqueued, OutboxError>>,
-        Result<Enqueued, OutboxError>,
-    ),
-    Lease(
-        oneshot::Sender<Result<LeaseAnswer, OutboxError>>,
-        Result<LeaseAnswer, OutboxError>,
-    ),
-    Record(
-        oneshot::Sender<Result<(), OutboxError>>,
-        Result<(), OutboxError>,
-    ),
-    Count(
-        oneshot::Sender<Result<usize, OutboxError>>,
-        Result<usize, OutboxError>,
-    ),
-    Retried(
-        oneshot::Sender<Result<Option<String>, OutboxError>>,
-        Result<Option<String>, OutboxError>,
-    ),
-}
-
-impl Reply {
-    fn fail(self, e: &OutboxError) {
-        let err = || OutboxError::Store(e.to_string());
-        match self {
-            Reply::Ingest(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Enqueue(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Lease(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Record(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Count(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Retried(tx, _) => drop(tx.send(Err(err()))),
-        }
-    }
-
-    fn send(self) {
-        match self {
-            Reply::Ingest(tx, r) => drop(tx.send(r)),
-            Reply::Enqueue(tx, r) => drop(tx.send(r)),
-            Reply::Lease(tx, r) => drop(tx.send(r)),
-            Reply::Record(tx, r) => drop(tx.send(r)),
-            Reply::Count(tx, r) => drop(tx.send(r)),
-            Reply::Retried(tx, r) => drop(tx.send(r)),
-        }
-    }
-}
-
-fn writer(
-    mut store: Store,
-    mut rx: mpsc::UnboundedReceiver<Cmd>,
-    settings: DurableSettings,
-    wake: Wakers,
-    router: Arc<Bell>,
-) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while let Some(first) = rx.blocking_recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(c) => group.push(c),
-                Err(_) => break,
-            }
-        }
-        let mut replies = Vec::with_capacity(group.len());
-        let mut woken: Vec<String> = Vec::new();
-        let mut new_events = false;
-        let result = (|| -> Result<(), StoreError> {
-            let mut tx = store.transaction()?;
-            for cmd in group.drain(..) {
-                match cmd {
-                    Cmd::Ingest(ev, now, reply) => {
-                        // A failure fails the whole group, so no dedupe key is committed without
-                        // its event (GitLab's re-send must not be taken for a duplicate). Cheaper
-                        // than a savepoint per webhook, and as rare as a full disk.
-                        let since = now - settings.dedupe_window_ms;
-                        let r = store::insert_encoded(&tx, &ev, now, since)?;
-                        new_events |= matches!(r, Ingested::Accepted(_));
-                        replies.push(Reply::Ingest(reply, Ok(r)));
-                    }
-                    Cmd::Routed(events, now, reply) => {
-                        // No savepoint: a failure here fails the whole group (every webhook in
-                        // it is refused and re-sent by GitLab, every event stays `new`), which
-                        // leaves no event routed with half of its messages.
-                        for ev in &events {
-                            if store::mark_routed(&tx, ev, now)? {
-                                woken.extend(ev.deliveries.iter().map(|d| d.channel.clone()));
-                            }
-                        }
-                        replies.push(Reply::Record(reply, Ok(())));
-                    }
-                    Cmd::Enqueue(batch, now, reply) => {
-                        let since = now - settings.dedupe_window_ms;
-                        // A savepoint per webhook: a failed insert leaves none of its rows (nor
-                        // its dedupe key) behind, so GitLab's re-send is not taken for a duplicate.
-                        let mut sp = tx.savepoint()?;
-                        let r = store::insert_batch(&sp, &batch, now, since).map_err(store_err);
-                        if r.is_ok() {
-                            sp.commit()?;
-                        } else {
-                            sp.rollback()?;
-                        }
-                        if matches!(r, Ok(Enqueued::Accepted)) {
-                            woken.extend(batch.deliveries.iter().map(|d| d.channel.clone()));
-                        }
-                        replies.push(Reply::Enqueue(reply, r));
-                    }
-                    Cmd::Lease {
-                        channel,
-                        now,
-                        lease_ms,
-                        digest_over,
-                        max,
-                        reply,
-                    } => {
-                        let r = (|| {
-                            let mut messages = Vec::new();
-                            if digest_over > 0
-                                && store::due_count(&tx, &channel, now, digest_over as u64 + 1)?
-                                    > digest_over as u64
-                            {
-                                messages =
-                                    store::lease_prefix(&tx, &channel, now, lease_ms, DIGEST_MAX)?;
-                            }
-                            let digest = !messages.is_empty();
-                            if !digest {
-                                messages =
-                                    store::lease_batch(&tx, &channel, now, lease_ms, max.max(1))?;
-                            }
-                            // Only asked for when there is nothing to do now.
-                            let next_due = if messages.is_empty() {
-                                store::next_due(&tx, &channel)?
-                            } else {
-                                None
-                            };
-                            Ok(LeaseAnswer {
-                                messages,
-                                digest,
-                                next_due,
-                            })
-                        })();
-                        replies.push(Reply::Lease(reply, r.map_err(store_err)));
-                    }
-                    Cmd::Record(id, outcome, now, reply) => {
-                        let r = store::record(&tx, id, &outcome, now).map_err(store_err);
-                        replies.push(Reply::Record(reply, r));
-                    }
-                    Cmd::Prune {
-                        dedupe_before,
-                        events_before,
-                    } => {
-                        if let Err(error) = store::prune_dedupe(&tx, dedupe_before) {
-                            tracing::warn!(%error, "cannot prune old dedupe keys");
-                        }
-                        match store::prune_events(&tx, events_before) {
-                            Ok(0) => {}
-                            Ok(n) => {
-                                tracing::info!(events = n, "pruned events past their retention")
-                            }
-                            Err(error) => tracing::warn!(%error, "cannot prune old events"),
-                        }
-                    }
-                    Cmd::Ping(now, reply) => {
-                        let r = store::touch(&tx, now).map_err(store_err);
-                        replies.push(Reply::Record(reply, r));
-                    }
-                    Cmd::Stats(reply) => {
-                        // A read: answered at once, it need not wait for the commit.
-                        let _ = reply.send(store::stats(&tx).map_err(store_err));
-                    }
-                    Cmd::Rules(change, reply) => {
-                        // A savepoint: a failed import leaves no half of itself behind, and
-                        // does not fail the webhooks committed in the same group.
-                        let mut sp = tx.savepoint()?;
-                        let r = store::change_rules(&sp, &change).map_err(store_err);
-                        if r.is_ok() {
-                            sp.commit()?;
-                        } else {
-                            sp.rollback()?;
-                        }
-                        replies.push(Reply::Count(reply, r));
-                    }
-                    Cmd::ListRules(reply) => {
-                        let _ = reply.send(store::chat_rules(&tx).map_err(store_err));
-                    }
-                    Cmd::LastPosts(reply) => {
-                        let _ = reply.send(store::last_posts(&tx).map_err(store_err));
-                    }
-                    Cmd::RetryDead(id, now, reply) => {
-                        let mut sp = tx.savepoint()?;
-                        let r = store::retry_dead_one(&sp, id, now).map_err(store_err);
-                        if r.is_ok() {
-                            sp.commit()?;
-                        } else {
-                            sp.rollback()?;
-                        }
-                        if let Ok(Some(channel)) = &r {
-                            woken.push(channel.clone());
-                        }
-                        replies.push(Reply::Retried(reply, r));
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                replies.into_iter().for_each(Reply::send);
-                if new_events {
-                    router.ring();
-                }
-                woken.sort();
-                woken.dedup();
-                let wake = wake.lock().unwrap_or_else(|p| p.into_inner());
-                for c in woken {
-                    if let Some(n) = wake.get(&c) {
-                        n.notify_one();
-                    }
-                }
-            }
-            Err(e) => {
-                let e = store_err(e);
-                tracing::error!(error = %e, "outbox commit failed; the webhooks in it were refused");
-                replies.into_iter().for_each(|r| r.fail(&e));
-            }
-        }
-    }
-    tracing::debug!("outbox writer stopped");
 }

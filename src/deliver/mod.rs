@@ -4,7 +4,8 @@
 //! channel name, an ordering key and a body.
 //!
 //! The HTTP handler hands each received delivery to an [`Outbox`] and answers once it is
-//! committed; [`durable::DurableOutbox`] keeps events and messages in SQLite ([`store`]), the
+//! committed; [`durable::DurableOutbox`] keeps events and messages through a store
+//! [`engine::Engine`] (SQLite: [`writer`] over [`store`]), the
 //! [`router`] stage turns new events into messages (with the routing function it is given), and
 //! [`worker`]s drain them, posting with [`sender`] under the credential's [`rate`] limit.
 
@@ -12,11 +13,13 @@ pub mod bell;
 pub mod checkpoint;
 pub mod clock;
 pub mod durable;
+pub mod engine;
 pub mod rate;
 pub mod router;
 pub mod sender;
 pub mod store;
 pub mod worker;
+pub mod writer;
 
 use crate::secret::Secret;
 use backon::BackoffBuilder;

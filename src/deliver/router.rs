@@ -93,21 +93,29 @@ impl<'a> Memory<'a> {
     }
 }
 
-/// Starts the router stage on its own thread, reading the store at `path`. It stops when
-/// `stop` is cancelled (ring the outbox's router bell to make it notice at once).
+/// Starts the router stage on its own thread, reading the store at `path` and committing
+/// through `outbox` on the tokio runtime it is called from (an error outside one). It stops
+/// when `stop` is cancelled (ring the outbox's router bell to make it notice at once).
 pub fn spawn(
     path: &Path,
     outbox: DurableOutbox,
     route: Arc<dyn EventRouter>,
     stop: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
     let reader = Reader::open(path).map_err(|e| std::io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
         .name("router".into())
-        .spawn(move || run(reader, outbox, route.as_ref(), &stop))
+        .spawn(move || run(reader, &runtime, outbox, route.as_ref(), &stop))
 }
 
-fn run(reader: Reader, outbox: DurableOutbox, route: &dyn EventRouter, stop: &CancellationToken) {
+fn run(
+    reader: Reader,
+    runtime: &tokio::runtime::Handle,
+    outbox: DurableOutbox,
+    route: &dyn EventRouter,
+    stop: &CancellationToken,
+) {
     lower_priority();
     let bell = outbox.router_bell();
     // Events up to `done` are routed and committed; a failed commit starts over from there.
@@ -141,7 +149,7 @@ fn run(reader: Reader, outbox: DurableOutbox, route: &dyn EventRouter, stop: &Ca
             memory.remember(&r);
             routed.push(r);
         }
-        match outbox.routed_blocking(routed) {
+        match runtime.block_on(outbox.routed(routed)) {
             Ok(()) => done = last,
             Err(error) => {
                 tracing::error!(%error, "cannot commit routed events; routing them again");

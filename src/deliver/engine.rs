@@ -1,0 +1,138 @@
+//! The store interface: what the outbox asks of the engine that keeps events and messages.
+//!
+//! [`Engine`] is the list of operations `serve` needs from a store, each one transaction inside
+//! the engine (a caller never holds a transaction open), answered once it is committed. The
+//! SQLite engine ([`super::writer`]) runs them on one writer thread with group commit; a
+//! PostgreSQL engine runs each on a pooled connection (docs/postgres.md). [`super::durable`]'s
+//! `DurableOutbox` is the handle everything above `deliver` holds, whichever engine is behind it.
+
+use super::bell::Bell;
+use super::store::{
+    ChannelStats, ChatRule, EncodedEvent, Ingested, Leased, Outcome, RoutedEvent, RuleChange,
+};
+use super::{Batch, BoxFuture, Enqueued, OutboxError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Most messages one digest combines.
+pub const DIGEST_MAX: usize = 20;
+
+/// The wake-up signals of the channels, made on first use: a channel that appears while
+/// serving (a chat that subscribed itself) gets one as its worker starts. The engine notifies a
+/// channel after committing messages for it.
+pub type Wakers = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
+
+/// Whom an engine wakes after a commit: the router stage when new events were stored, and each
+/// channel that got new messages.
+#[derive(Debug, Clone, Default)]
+pub struct Wake {
+    /// The channels' signals.
+    pub channels: Wakers,
+    /// The router stage's bell.
+    pub router: Arc<Bell>,
+}
+
+impl Wake {
+    /// Rings the router stage's bell.
+    pub fn router(&self) {
+        self.router.ring();
+    }
+
+    /// Notifies the workers of `channels` (each once).
+    pub fn channels(&self, mut channels: Vec<String>) {
+        channels.sort();
+        channels.dedup();
+        let wake = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        for c in channels {
+            if let Some(n) = wake.get(&c) {
+                n.notify_one();
+            }
+        }
+    }
+}
+
+/// A lease request: up to `max` messages of `channel` to post one by one (ordering respected),
+/// or, when more than `digest_over` are due (0: never), up to [`DIGEST_MAX`] of the oldest at
+/// once, to be posted as one digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The channel.
+    pub channel: String,
+    /// Now (unix ms).
+    pub now: i64,
+    /// How long the lease lasts per message leased (ms).
+    pub lease_ms: i64,
+    /// A backlog above this many due messages is digested (0: never).
+    pub digest_over: usize,
+    /// Most messages leased to post one by one.
+    pub max: usize,
+}
+
+/// What a lease request gives: messages to post now (one, or several for a digest), and when
+/// the channel next has one due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseAnswer {
+    /// The messages to post now, oldest first: empty, some to post one by one, or a digest's worth.
+    pub messages: Vec<Leased>,
+    /// Whether `messages` are to be combined into one digest.
+    pub digest: bool,
+    /// When (unix ms) something is next due on the channel, if anything is pending.
+    pub next_due: Option<i64>,
+}
+
+/// The operations of a store engine. Each write is committed when its future resolves `Ok`;
+/// an `Err` means nothing of it was committed.
+pub trait Engine: Send + Sync + 'static {
+    /// Stores a received delivery as a new event, or recognises its dedupe key as seen since
+    /// `dedupe_since` (unix ms).
+    fn ingest(
+        &self,
+        ev: EncodedEvent,
+        now: i64,
+        dedupe_since: i64,
+    ) -> BoxFuture<'_, Result<Ingested, OutboxError>>;
+
+    /// Inserts messages directly (not tied to a stored event), deduplicated on the batch's key
+    /// against keys seen since `dedupe_since`; none of the batch is kept if any of it fails.
+    fn enqueue(
+        &self,
+        batch: Batch,
+        now: i64,
+        dedupe_since: i64,
+    ) -> BoxFuture<'_, Result<Enqueued, OutboxError>>;
+
+    /// Marks each event routed and inserts its messages and its memory, together; an event
+    /// routed already is left as it is.
+    fn routed(&self, events: Vec<RoutedEvent>, now: i64) -> BoxFuture<'_, Result<(), OutboxError>>;
+
+    /// Leases messages to post (see [`LeaseRequest`]).
+    fn lease(&self, req: LeaseRequest) -> BoxFuture<'_, Result<LeaseAnswer, OutboxError>>;
+
+    /// Records the outcome of an attempt on message `id` at `now`.
+    fn record(&self, id: i64, outcome: Outcome, now: i64)
+        -> BoxFuture<'_, Result<(), OutboxError>>;
+
+    /// Forgets dedupe keys older than `dedupe_before` and routed events (with their sent
+    /// messages) received before `events_before` (unix ms); fire and forget, failures logged.
+    fn prune(&self, dedupe_before: i64, events_before: i64);
+
+    /// Proves a commit works now (the readiness probe writes a row).
+    fn ping(&self, now: i64) -> BoxFuture<'_, Result<(), OutboxError>>;
+
+    /// Counts per channel.
+    fn stats(&self) -> BoxFuture<'_, Result<Vec<ChannelStats>, OutboxError>>;
+
+    /// Changes the chat rules (all of the change or none); returns the rows changed.
+    fn change_rules(&self, change: RuleChange) -> BoxFuture<'_, Result<usize, OutboxError>>;
+
+    /// Every chat rule.
+    fn chat_rules(&self) -> BoxFuture<'_, Result<Vec<ChatRule>, OutboxError>>;
+
+    /// When each channel last had a post (unix ms).
+    fn last_posts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>>;
+
+    /// Makes the dead letter `id` due again at `now` and wakes its channel; returns its
+    /// channel, or `None` (nothing changed) when `id` is not a dead letter.
+    fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>>;
+}
