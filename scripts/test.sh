@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: installs the pinned Prism mock (for the Cliq and GitLab schema
-# tests) and Debian's chromium and chromium-driver (for the preview page's browser test) if they
-# are missing, then runs every test: the library's unit tests and the one
+# tests), Debian's chromium and chromium-driver (for the preview page's browser test) and
+# Debian's postgresql (for the PostgreSQL store's tests, on a throw-away cluster) if they are
+# missing, then runs every test: the library's unit tests and the one
 # integration-test binary, tests/tests.rs (there are no doc tests). It ends with one summary line,
 # "tests: N passed, M failed", which CI reads. A failing test hides nothing: every test of a
 # binary runs whatever another does, and --no-fail-fast runs every binary even when one fails.
@@ -10,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-prism.sh
 bash scripts/install-chromium.sh
+bash scripts/install-postgres.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
