@@ -377,13 +377,8 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
             mute_button: x.button_function.clone(),
         });
     }
-    let stage = router::spawn(
-        &cfg.outbox.path,
-        outbox.clone(),
-        Arc::new(pipeline),
-        stage_stop.clone(),
-    )
-    .context("cannot start the router stage")?;
+    let stage = router::spawn(outbox.clone(), Arc::new(pipeline), stage_stop.clone())
+        .context("cannot start the router stage")?;
     let poster: Arc<dyn Post> = Arc::new(Sender::new(cfg.retry.timeout)?);
     let workers = cancel.child_token();
     let extension_api = cfg

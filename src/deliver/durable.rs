@@ -7,7 +7,7 @@
 
 use super::bell::Bell;
 use super::clock::Clock;
-use super::engine::{Engine, LeaseRequest, Wake};
+use super::engine::{Engine, LeaseRequest, RouterReads, Wake};
 pub use super::engine::{LeaseAnswer, DIGEST_MAX};
 use super::store::{self, ChatRule, Ingested, Outcome, RawEvent, RoutedEvent, RuleChange};
 use super::writer::SqliteEngine;
@@ -75,6 +75,11 @@ impl DurableOutbox {
     /// Rung after every commit that stored new events (the router stage waits on it).
     pub fn router_bell(&self) -> Arc<Bell> {
         Arc::clone(&self.wake.router)
+    }
+
+    /// Opens the router stage's reads, on a connection of their own.
+    pub fn router_reads(&self) -> Result<Box<dyn RouterReads>, OutboxError> {
+        self.engine.router_reads()
     }
 
     /// The clock the outbox stamps rows with.

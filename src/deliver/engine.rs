@@ -8,7 +8,8 @@
 
 use super::bell::Bell;
 use super::store::{
-    ChannelStats, ChatRule, EncodedEvent, Ingested, Leased, Outcome, RoutedEvent, RuleChange,
+    ChannelStats, ChatRule, EncodedEvent, Ingested, Leased, Outcome, Reader, RoutedEvent,
+    RuleChange, StoreError, StoredEvent,
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
 use std::collections::HashMap;
@@ -81,6 +82,34 @@ pub struct LeaseAnswer {
     pub next_due: Option<i64>,
 }
 
+/// What the router stage reads, synchronously on its own thread and its own connection (so its
+/// reads never wait behind the writer): new events, the chat rules in force, its memory.
+pub trait RouterReads: Send {
+    /// Events not routed yet with an id above `after`, oldest first, at most `limit`. An engine
+    /// whose commits may land out of id order (several writers) returns the oldest new events
+    /// whatever `after` says, so that an event committed late is not skipped; routing one again
+    /// is harmless ([`Engine::routed`] leaves a routed event as it is).
+    fn new_events(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Every chat rule.
+    fn chat_rules(&self) -> Result<Vec<ChatRule>, StoreError>;
+    /// The value the router last remembered under `key`.
+    fn memory(&self, key: &str) -> Result<Option<String>, StoreError>;
+}
+
+impl RouterReads for Reader {
+    fn new_events(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        Reader::new_events(self, after, limit)
+    }
+
+    fn chat_rules(&self) -> Result<Vec<ChatRule>, StoreError> {
+        Reader::chat_rules(self)
+    }
+
+    fn memory(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Reader::memory(self, key)
+    }
+}
+
 /// The operations of a store engine. Each write is committed when its future resolves `Ok`;
 /// an `Err` means nothing of it was committed.
 pub trait Engine: Send + Sync + 'static {
@@ -135,4 +164,7 @@ pub trait Engine: Send + Sync + 'static {
     /// Makes the dead letter `id` due again at `now` and wakes its channel; returns its
     /// channel, or `None` (nothing changed) when `id` is not a dead letter.
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>>;
+
+    /// Opens the router stage's reads (a connection of their own).
+    fn router_reads(&self) -> Result<Box<dyn RouterReads>, OutboxError>;
 }

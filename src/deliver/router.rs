@@ -10,9 +10,9 @@
 //! the order their webhooks arrived and per-object order holds end to end.
 
 use super::durable::DurableOutbox;
-use super::store::{ChatRule, Reader, RoutedEvent, StoredEvent};
+use super::engine::RouterReads;
+use super::store::{ChatRule, RoutedEvent, StoredEvent};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,7 @@ pub trait EventRouter: Send + Sync + 'static {
 /// with what the earlier events of the batch being routed asked to remember (not committed yet).
 /// Keys and values are the routing function's own strings.
 pub struct Memory<'a> {
-    reader: Option<&'a Reader>,
+    reader: Option<&'a dyn RouterReads>,
     pending: HashMap<String, String>,
 }
 
@@ -55,7 +55,7 @@ impl std::fmt::Debug for Memory<'_> {
 
 impl<'a> Memory<'a> {
     /// The memory of the store `reader` reads.
-    pub fn of(reader: &'a Reader) -> Memory<'a> {
+    pub fn of(reader: &'a dyn RouterReads) -> Memory<'a> {
         Memory {
             reader: Some(reader),
             pending: HashMap::new(),
@@ -93,24 +93,26 @@ impl<'a> Memory<'a> {
     }
 }
 
-/// Starts the router stage on its own thread, reading the store at `path` and committing
-/// through `outbox` on the tokio runtime it is called from (an error outside one). It stops
-/// when `stop` is cancelled (ring the outbox's router bell to make it notice at once).
+/// Starts the router stage on its own thread, reading through the outbox's
+/// [`RouterReads`] and committing through `outbox` on the tokio runtime it is called from (an
+/// error outside one). It stops when `stop` is cancelled (ring the outbox's router bell to make
+/// it notice at once).
 pub fn spawn(
-    path: &Path,
     outbox: DurableOutbox,
     route: Arc<dyn EventRouter>,
     stop: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
-    let reader = Reader::open(path).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let reader = outbox
+        .router_reads()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
         .name("router".into())
         .spawn(move || run(reader, &runtime, outbox, route.as_ref(), &stop))
 }
 
 fn run(
-    reader: Reader,
+    reader: Box<dyn RouterReads>,
     runtime: &tokio::runtime::Handle,
     outbox: DurableOutbox,
     route: &dyn EventRouter,
@@ -142,7 +144,7 @@ fn run(
             }
         };
         // A failed commit drops this overlay with the batch: the retry starts from the store.
-        let mut memory = Memory::of(&reader);
+        let mut memory = Memory::of(reader.as_ref());
         let mut routed: Vec<RoutedEvent> = Vec::with_capacity(events.len());
         for e in &events {
             let r = route.route(e, &rules, &memory);

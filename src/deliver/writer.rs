@@ -4,13 +4,13 @@
 //! router stage and the channels' workers are woken then.
 
 use super::checkpoint::{self, Checkpointer};
-use super::engine::{Engine, LeaseAnswer, LeaseRequest, Wake, DIGEST_MAX};
+use super::engine::{Engine, LeaseAnswer, LeaseRequest, RouterReads, Wake, DIGEST_MAX};
 use super::store::{
-    self, ChannelStats, ChatRule, EncodedEvent, Ingested, Outcome, RoutedEvent, RuleChange, Store,
-    StoreError,
+    self, ChannelStats, ChatRule, EncodedEvent, Ingested, Outcome, Reader, RoutedEvent, RuleChange,
+    Store, StoreError,
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most operations grouped into one transaction.
@@ -65,6 +65,7 @@ enum Cmd {
 #[derive(Clone)]
 pub struct SqliteEngine {
     tx: mpsc::UnboundedSender<Cmd>,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for SqliteEngine {
@@ -116,7 +117,13 @@ impl SqliteEngine {
                 drop(checkpointer);
             })
             .map_err(|e| OutboxError::Store(format!("cannot start the writer thread: {e}")))?;
-        Ok((SqliteEngine { tx }, handle))
+        Ok((
+            SqliteEngine {
+                tx,
+                path: path.to_path_buf(),
+            },
+            handle,
+        ))
     }
 
     fn call<T: Send + 'static>(
@@ -197,6 +204,10 @@ impl Engine for SqliteEngine {
 
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>> {
         self.call(|reply| Cmd::RetryDead(id, now, reply))
+    }
+
+    fn router_reads(&self) -> Result<Box<dyn RouterReads>, OutboxError> {
+        Ok(Box::new(Reader::open(&self.path).map_err(store_err)?))
     }
 }
 /// A reply to send once the transaction is committed.
