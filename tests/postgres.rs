@@ -1,10 +1,12 @@
 //! The PostgreSQL test harness (`support::postgres`): a throw-away cluster serves on loopback,
 //! logs the daemon's user in over TCP with its password and refuses a wrong one, and leaves
-//! nothing behind (no server on its port, no folder). The PostgreSQL store's behaviour tests
-//! build on it.
+//! nothing behind (no server on its port, no folder). The PostgreSQL store (`deliver::pg`) on
+//! such a cluster: two replicas starting at once on an empty database migrate it once, and a
+//! database migrated by a newer release is refused.
 
 use crate::support::postgres::{Cluster, PASSWORD};
 use crate::support::turn;
+use gitlab_chat_bridge::deliver::pg::{self, Migrated, PgError, SCHEMA_VERSION};
 use std::net::TcpStream;
 
 #[test]
@@ -36,4 +38,71 @@ fn a_throwaway_cluster_serves_on_loopback_and_is_removed() {
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "a server still listens on port {port}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_starting_at_once_migrate_an_empty_database_once() {
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("migrate");
+    let db = cluster.create_database();
+    let (mut a, mut b) = (cluster.client(&db).await, cluster.client(&db).await);
+    let (ra, rb) = tokio::join!(pg::migrate(&mut a), pg::migrate(&mut b));
+    let mut both = [ra.unwrap(), rb.unwrap()];
+    both.sort_by_key(|m| m.from);
+    let done = Migrated {
+        from: SCHEMA_VERSION,
+        to: SCHEMA_VERSION,
+    };
+    // One migrated from nothing, the other waited on the lock and found the schema current.
+    assert_eq!(
+        both,
+        [
+            Migrated {
+                from: 0,
+                to: SCHEMA_VERSION
+            },
+            done
+        ]
+    );
+    assert_eq!(
+        cluster
+            .psql(&db, "SELECT version FROM schema_version")
+            .trim(),
+        SCHEMA_VERSION.to_string()
+    );
+    let tables = cluster.psql(
+        &db,
+        "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables \
+         WHERE schemaname = 'public'",
+    );
+    assert_eq!(
+        tables.trim(),
+        "chat_rules,dedupe,event_bodies,events,messages,rate_credentials,rate_posts,\
+         router_memory,schema_version"
+    );
+    // A restart finds nothing to do.
+    assert_eq!(pg::migrate(&mut a).await.unwrap(), done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_a_newer_release_is_refused() {
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("too-new");
+    let db = cluster.create_database();
+    let mut client = cluster.client(&db).await;
+    pg::migrate(&mut client).await.unwrap();
+    let newer = SCHEMA_VERSION + 1;
+    cluster.psql(&db, &format!("UPDATE schema_version SET version = {newer}"));
+    let err = pg::migrate(&mut client).await.unwrap_err();
+    assert!(
+        matches!(err, PgError::TooNew { found, known } if found == newer && known == SCHEMA_VERSION),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("run the newer release"), "{err}");
+    // The lock was released: another replica is refused the same way instead of waiting.
+    let mut other = cluster.client(&db).await;
+    let again = tokio::time::timeout(std::time::Duration::from_secs(10), pg::migrate(&mut other))
+        .await
+        .expect("the migration lock was left held");
+    assert!(matches!(again, Err(PgError::TooNew { .. })), "{again:?}");
 }

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod durable;
 pub mod engine;
+pub mod pg;
 pub mod rate;
 pub mod router;
 pub mod sender;

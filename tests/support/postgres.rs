@@ -210,6 +210,21 @@ impl Cluster {
             .unwrap()
     }
 
+    /// A client of `database` over TCP, logged in with the password as the daemon will be; its
+    /// connection runs on a task of the current runtime.
+    pub async fn client(&self, database: &str) -> tokio_postgres::Client {
+        let config = format!(
+            "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname={database} \
+             connect_timeout=5",
+            self.port
+        );
+        let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
     /// Creates a new empty database with a unique name and returns the name.
     pub fn create_database(&self) -> String {
         let name = super::unique("t").replace('-', "_");
