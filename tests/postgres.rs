@@ -2,11 +2,13 @@
 //! logs the daemon's user in over TCP with its password and refuses a wrong one, and leaves
 //! nothing behind (no server on its port, no folder). The PostgreSQL store (`deliver::pg`) on
 //! such a cluster: two replicas starting at once on an empty database migrate it once, and a
-//! database migrated by a newer release is refused.
+//! database migrated by a newer release is refused; a webhook's `Idempotency-Key` received by
+//! two replicas at once is stored once.
 
 use crate::support::postgres::{Cluster, PASSWORD};
 use crate::support::turn;
 use gitlab_chat_bridge::deliver::pg::{self, Migrated, PgError, SCHEMA_VERSION};
+use gitlab_chat_bridge::deliver::store::{Ingested, RawEvent};
 use std::net::TcpStream;
 
 #[test]
@@ -105,4 +107,69 @@ async fn a_database_migrated_by_a_newer_release_is_refused() {
         .await
         .expect("the migration lock was left held");
     assert!(matches!(again, Err(PgError::TooNew { .. })), "{again:?}");
+}
+
+fn webhook(key: Option<&str>, body: &str) -> RawEvent {
+    RawEvent {
+        request_id: key.unwrap_or("no-key").to_string(),
+        dedupe_key: key.map(str::to_string),
+        headers: vec![("x-gitlab-event".into(), "Push Hook".into())],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_received_by_two_replicas_at_once_is_stored_once() {
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("dedupe");
+    let db = cluster.create_database();
+    let (mut a, mut b) = (cluster.client(&db).await, cluster.client(&db).await);
+    pg::migrate(&mut a).await.unwrap();
+    let count = |table: &str| cluster.psql(&db, &format!("SELECT count(*) FROM {table}"));
+    let window = 60_000;
+    let mut accepted = 0;
+    for round in 0..20 {
+        let ev = webhook(Some(&format!("key-{round}")), r#"{"object_kind":"push"}"#).encode();
+        let now = 1_000_000 + round;
+        let (ra, rb) = tokio::join!(
+            pg::ingest(&mut a, &ev, now, now - window),
+            pg::ingest(&mut b, &ev, now, now - window)
+        );
+        let answers = [ra.unwrap(), rb.unwrap()];
+        let stored = answers
+            .iter()
+            .filter(|i| matches!(i, Ingested::Accepted(_)))
+            .count();
+        assert_eq!(stored, 1, "round {round}: {answers:?}");
+        assert!(answers.contains(&Ingested::Duplicate), "{answers:?}");
+        accepted += stored;
+    }
+    assert_eq!(count("events").trim(), accepted.to_string());
+    assert_eq!(count("event_bodies").trim(), accepted.to_string());
+
+    // After the window the key is new again; a delivery without a key is never a duplicate.
+    let again = webhook(Some("key-0"), "{}").encode();
+    let later = 1_000_000 + window + 1;
+    assert!(matches!(
+        pg::ingest(&mut a, &again, later, later - window)
+            .await
+            .unwrap(),
+        Ingested::Accepted(_)
+    ));
+    let keyless = webhook(None, "{}").encode();
+    for _ in 0..2 {
+        assert!(matches!(
+            pg::ingest(&mut b, &keyless, later, later - window)
+                .await
+                .unwrap(),
+            Ingested::Accepted(_)
+        ));
+    }
+    assert_eq!(count("events").trim(), (accepted + 3).to_string());
+    assert_eq!(
+        cluster
+            .psql(&db, "SELECT headers FROM event_bodies ORDER BY id LIMIT 1")
+            .trim(),
+        r#"{"x-gitlab-event":"Push Hook"}"#
+    );
 }

@@ -1,6 +1,6 @@
 //! The PostgreSQL store, for several replicas on one database (docs/postgres.md; being built:
 //! so far its schema and the migrations every replica runs at start, `serve` does not use it
-//! yet). The schema mirrors SQLite's ([`super::store`], version 6) with every integer a
+//! yet; of the store's operations, [`ingest`] is done). The schema mirrors SQLite's ([`super::store`], version 6) with every integer a
 //! `BIGINT` and bodies in `BYTEA`, plus what replicas share: lease tokens, and the posts and
 //! pauses of each credential's rate window. Versions are PostgreSQL's own (a one-row
 //! `schema_version` table), not SQLite's.
@@ -11,6 +11,7 @@
 //! whole version. Steps must be additive, so that replicas of the previous release keep working
 //! during a rolling upgrade.
 
+use super::store::{EncodedEvent, Ingested};
 use tokio_postgres::Client;
 
 /// First key of every advisory lock the bridge takes (`gcb` in ASCII), so that they do not meet
@@ -194,4 +195,48 @@ async fn migrate_locked(client: &mut Client) -> Result<Migrated, PgError> {
         from,
         to: SCHEMA_VERSION,
     })
+}
+
+/// Stores a received delivery as a new event (committed when this returns `Ok`), unless its
+/// dedupe key was seen at or after `dedupe_since` (unix ms). The key's row is the unique index
+/// two replicas meet on: when both receive the same key at once, the second waits for the
+/// first's commit and answers [`Ingested::Duplicate`]; when the first fails instead, the second
+/// stores the event.
+pub async fn ingest(
+    client: &mut Client,
+    ev: &EncodedEvent,
+    now: i64,
+    dedupe_since: i64,
+) -> Result<Ingested, PgError> {
+    let tx = client.transaction().await?;
+    if let Some(key) = &ev.dedupe_key {
+        // A row back: the key is new, or last seen before the window (then renewed).
+        let fresh = tx
+            .query_opt(
+                "INSERT INTO dedupe (key, received_at) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET received_at = EXCLUDED.received_at
+                  WHERE dedupe.received_at < $3
+                 RETURNING 1",
+                &[key, &now, &dedupe_since],
+            )
+            .await?;
+        if fresh.is_none() {
+            return Ok(Ingested::Duplicate);
+        }
+    }
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO events (received_at, request_id, dedupe_key) VALUES ($1, $2, $3)
+             RETURNING id",
+            &[&now, &ev.request_id, &ev.dedupe_key],
+        )
+        .await?
+        .try_get(0)?;
+    tx.execute(
+        "INSERT INTO event_bodies (id, headers, body, encoding) VALUES ($1, $2, $3, 'lz4')",
+        &[&id, &ev.headers, &ev.body],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Ingested::Accepted(id))
 }

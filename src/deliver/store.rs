@@ -381,10 +381,12 @@ impl RawEvent {
 /// thread, so the one writer thread only inserts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedEvent {
-    request_id: String,
-    dedupe_key: Option<String>,
-    headers: String,
-    body: Vec<u8>,
+    // Read by the PostgreSQL store too (`super::pg`).
+    pub(super) request_id: String,
+    pub(super) dedupe_key: Option<String>,
+    pub(super) headers: String,
+    /// lz4-compressed.
+    pub(super) body: Vec<u8>,
 }
 
 impl RawEvent {
