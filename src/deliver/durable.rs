@@ -130,6 +130,11 @@ impl DurableOutbox {
         self.engine.chat_rules().await
     }
 
+    /// When the delivery with dedupe key `key` was last received (unix ms), if it is known.
+    pub async fn received_at(&self, key: &str) -> Result<Option<i64>, OutboxError> {
+        self.engine.received_at(key.to_string()).await
+    }
+
     /// When each channel last had a post (unix ms).
     pub async fn last_posts(&self) -> Result<Vec<(String, i64)>, OutboxError> {
         self.engine.last_posts().await
@@ -172,6 +177,11 @@ impl DurableOutbox {
             Some(w) => w.renew(ids, now, lease_ms).await,
             None => Ok(true),
         }
+    }
+
+    /// Whether this replica leads (routes, watches hooks); always, on SQLite.
+    pub fn leads(&self) -> bool {
+        self.engine.leads()
     }
 
     /// What replicas on this store share about posting (`None` for SQLite).

@@ -196,12 +196,21 @@ pub trait Engine: Send + Sync + 'static {
     /// When each channel last had a post (unix ms).
     fn last_posts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>>;
 
+    /// When the delivery with dedupe key `key` was last received (unix ms), if it is known.
+    fn received_at(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, OutboxError>>;
+
     /// Makes the dead letter `id` due again at `now` and wakes its channel; returns its
     /// channel, or `None` (nothing changed) when `id` is not a dead letter.
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>>;
 
     /// Opens the router stage's reads (a connection of their own).
     fn router_reads(&self) -> Result<Box<dyn RouterReads>, OutboxError>;
+
+    /// Whether this process leads the replicas on this store (routes events; watches hooks).
+    /// A store of one process is always led by it.
+    fn leads(&self) -> bool {
+        true
+    }
 
     /// What replicas share about posting, when several processes may post from this store.
     fn shared_window(&self) -> Option<Arc<dyn SharedWindow>> {

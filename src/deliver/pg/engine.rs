@@ -21,7 +21,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -62,6 +62,8 @@ struct Inner {
     tokens: Mutex<HashMap<i64, i64>>,
     next_token: AtomicU64,
     random: RandomState,
+    /// Whether this replica's router holds the router lock.
+    routing: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PgEngine {
@@ -154,6 +156,7 @@ impl PgEngine {
                 tokens: Mutex::new(HashMap::new()),
                 next_token: AtomicU64::new(1),
                 random: RandomState::new(),
+                routing: Arc::new(AtomicBool::new(false)),
             }),
         };
         let tx = client.transaction().await?;
@@ -314,6 +317,13 @@ impl Engine for PgEngine {
             Ok(ops::last_posts(&c).await?) })
     }
 
+    fn received_at(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(ops::received_at(&c, &key).await?)
+        })
+    }
+
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>> {
         Box::pin(async move {
             let channel = in_tx!(self, |tx| ops::retry_dead(&tx, id, now));
@@ -332,7 +342,12 @@ impl Engine for PgEngine {
             config: self.inner.config.clone(),
             tls: self.inner.tls.clone(),
             conn: RefCell::new(None),
+            routing: Arc::clone(&self.inner.routing),
         }))
+    }
+
+    fn leads(&self) -> bool {
+        self.inner.routing.load(Ordering::Relaxed)
     }
 
     fn shared_window(&self) -> Option<Arc<dyn SharedWindow>> {
@@ -387,6 +402,7 @@ struct PgRouterReads {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     conn: RefCell<Option<RouterConn>>,
+    routing: Arc<AtomicBool>,
 }
 
 fn store_err(e: PgError) -> StoreError {
@@ -403,6 +419,7 @@ impl PgRouterReads {
         let mut slot = self.conn.borrow_mut();
         let result = self.runtime.block_on(async {
             if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+                self.routing.store(false, Ordering::Relaxed);
                 let (client, connection) = self.config.connect(self.tls.clone()).await?;
                 self.runtime.spawn(async move {
                     if let Err(error) = connection.await {
@@ -423,6 +440,7 @@ impl PgRouterReads {
             if slot.as_ref().is_some_and(|c| c.locked) {
                 tracing::warn!("this replica lost the router lock with its database connection");
             }
+            self.routing.store(false, Ordering::Relaxed);
             *slot = None;
         }
         result.map_err(store_err)
@@ -445,6 +463,7 @@ impl RouterReads for PgRouterReads {
                     return Ok(Vec::new());
                 }
                 c.locked = true;
+                self.routing.store(true, Ordering::Relaxed);
                 tracing::info!("this replica routes the stored events (it holds the router lock)");
             }
             ops::new_events(&c.client, limit).await

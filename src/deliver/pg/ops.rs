@@ -699,6 +699,18 @@ pub async fn chat_rules(client: &tokio_postgres::Client) -> Result<Vec<ChatRule>
         .collect()
 }
 
+/// When the delivery with dedupe key `key` was last received.
+pub async fn received_at(
+    client: &tokio_postgres::Client,
+    key: &str,
+) -> Result<Option<i64>, PgError> {
+    Ok(client
+        .query_opt("SELECT received_at FROM dedupe WHERE key = $1", &[&key])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?)
+}
+
 /// When each channel last had a post.
 pub async fn last_posts(client: &tokio_postgres::Client) -> Result<Vec<(String, i64)>, PgError> {
     let rows = client
