@@ -52,7 +52,12 @@ struct OutboxSink {
 
 impl Sink for OutboxSink {
     fn received_at<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, String>> {
-        Box::pin(async move { self.outbox.received_at(key).await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            self.outbox
+                .received_at(key)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn store(&mut self, raw: RawEvent) -> BoxFuture<'_, Result<Ingested, String>> {

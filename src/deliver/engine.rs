@@ -141,8 +141,12 @@ pub trait SharedWindow: Send + Sync + 'static {
 
     /// Extends the lease of messages `ids` (all leased together) to `lease_ms` from `now`;
     /// `Ok(false)` when the lease was lost (it expired and another replica took them).
-    fn renew(&self, ids: Vec<i64>, now: i64, lease_ms: i64)
-        -> BoxFuture<'_, Result<bool, OutboxError>>;
+    fn renew(
+        &self,
+        ids: Vec<i64>,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, OutboxError>>;
 }
 
 /// The operations of a store engine. Each write is committed when its future resolves `Ok`;

@@ -37,7 +37,9 @@ struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,7 +89,11 @@ impl RateLimiter {
         };
         let mut failing = false;
         loop {
-            let wait = match shared.window.take_slot(&shared.name, self.per_minute()).await {
+            let wait = match shared
+                .window
+                .take_slot(&shared.name, self.per_minute())
+                .await
+            {
                 Ok(Slot::Go) => return true,
                 Ok(Slot::Wait(d)) => d,
                 Err(error) => {

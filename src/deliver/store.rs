@@ -956,7 +956,9 @@ fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         r.get(6)?,
         r.get::<_, Option<String>>(7)?.as_deref(),
     )
-    .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Blob, e.into()))
+    .map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Blob, e.into())
+    })
 }
 
 /// A stored event from its columns (both engines store the same ones): the headers as a JSON

@@ -261,7 +261,10 @@ impl Engine for PgEngine {
     ) -> BoxFuture<'_, Result<(), OutboxError>> {
         Box::pin(async move {
             let Some(token) = self.tokens().remove(&id) else {
-                tracing::warn!(message = id, "an outcome for a message this replica does not hold; ignored");
+                tracing::warn!(
+                    message = id,
+                    "an outcome for a message this replica does not hold; ignored"
+                );
                 return Ok(());
             };
             let applied = in_tx!(self, |tx| ops::record(&tx, id, token, &outcome, now));
@@ -280,7 +283,11 @@ impl Engine for PgEngine {
         let me = self.clone();
         tokio::spawn(async move {
             let pruned: Result<u64, OutboxError> = async {
-                Ok(in_tx!(me, |tx| ops::prune(&tx, dedupe_before, events_before)))
+                Ok(in_tx!(me, |tx| ops::prune(
+                    &tx,
+                    dedupe_before,
+                    events_before
+                )))
             }
             .await;
             match pruned {
@@ -299,8 +306,10 @@ impl Engine for PgEngine {
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<Vec<ChannelStats>, OutboxError>> {
-        Box::pin(async move { let c = self.conn().await?;
-            Ok(ops::stats(&c).await?) })
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(ops::stats(&c).await?)
+        })
     }
 
     fn change_rules(&self, change: RuleChange) -> BoxFuture<'_, Result<usize, OutboxError>> {
@@ -308,13 +317,17 @@ impl Engine for PgEngine {
     }
 
     fn chat_rules(&self) -> BoxFuture<'_, Result<Vec<ChatRule>, OutboxError>> {
-        Box::pin(async move { let c = self.conn().await?;
-            Ok(ops::chat_rules(&c).await?) })
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(ops::chat_rules(&c).await?)
+        })
     }
 
     fn last_posts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>> {
-        Box::pin(async move { let c = self.conn().await?;
-            Ok(ops::last_posts(&c).await?) })
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(ops::last_posts(&c).await?)
+        })
     }
 
     fn received_at(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, OutboxError>> {
@@ -361,10 +374,18 @@ impl SharedWindow for PgEngine {
         credential: &'a str,
         per_minute: u32,
     ) -> BoxFuture<'a, Result<Slot, OutboxError>> {
-        Box::pin(async move { Ok(in_tx!(self, |tx| ops::take_slot(&tx, credential, per_minute))) })
+        Box::pin(async move {
+            Ok(in_tx!(self, |tx| ops::take_slot(
+                &tx, credential, per_minute
+            )))
+        })
     }
 
-    fn pause<'a>(&'a self, credential: &'a str, d: Duration) -> BoxFuture<'a, Result<(), OutboxError>> {
+    fn pause<'a>(
+        &'a self,
+        credential: &'a str,
+        d: Duration,
+    ) -> BoxFuture<'a, Result<(), OutboxError>> {
         Box::pin(async move {
             in_tx!(self, |tx| ops::pause(&tx, credential, d));
             Ok(())

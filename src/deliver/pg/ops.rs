@@ -7,8 +7,8 @@
 use super::{PgError, LOCK_SPACE};
 use crate::deliver::engine::{LeaseAnswer, LeaseRequest, Slot, DIGEST_MAX};
 use crate::deliver::store::{
-    self, ChannelStats, ChatRule, EncodedEvent, Ingested, Leased, Outcome, RoutedEvent,
-    RuleChange, StoredEvent,
+    self, ChannelStats, ChatRule, EncodedEvent, Ingested, Leased, Outcome, RoutedEvent, RuleChange,
+    StoredEvent,
 };
 use crate::deliver::{Batch, Delivery, Enqueued};
 use deadpool_postgres::Transaction;
@@ -258,10 +258,7 @@ pub async fn new_events(
 }
 
 /// The value the router last remembered under `key`.
-pub async fn memory(
-    client: &tokio_postgres::Client,
-    key: &str,
-) -> Result<Option<String>, PgError> {
+pub async fn memory(client: &tokio_postgres::Client, key: &str) -> Result<Option<String>, PgError> {
     Ok(client
         .query_opt("SELECT value FROM router_memory WHERE key = $1", &[&key])
         .await?
@@ -380,8 +377,7 @@ async fn lease_prefix(
     for r in &rows {
         let ready = r.try_get::<_, i64>(3)? == 0
             && r.try_get::<_, i64>(6)? <= req.now
-            && r.try_get::<_, Option<i64>>(7)?
-                .is_none_or(|l| l <= req.now);
+            && r.try_get::<_, Option<i64>>(7)?.is_none_or(|l| l <= req.now);
         if !ready {
             break;
         }
@@ -592,6 +588,10 @@ pub async fn prune(
         .await?)
 }
 
+/// The readiness probe's dedupe key: no HTTP header can carry DEL, so no `Idempotency-Key`
+/// meets it (SQLite's has a NUL, which PostgreSQL's text refuses).
+pub const PROBE_KEY: &str = "\u{7f}readyz";
+
 /// The readiness probe's write.
 pub async fn touch(tx: &Transaction<'_>, now: i64) -> Result<(), PgError> {
     let stmt = tx
@@ -600,7 +600,7 @@ pub async fn touch(tx: &Transaction<'_>, now: i64) -> Result<(), PgError> {
              ON CONFLICT (key) DO UPDATE SET received_at = EXCLUDED.received_at",
         )
         .await?;
-    tx.execute(&stmt, &[&store::PROBE_KEY, &now]).await?;
+    tx.execute(&stmt, &[&PROBE_KEY, &now]).await?;
     Ok(())
 }
 
@@ -745,7 +745,9 @@ pub async fn take_slot(
         .await?;
     tx.execute(&ensure, &[&credential]).await?;
     let lock = tx
-        .prepare_cached("SELECT paused_until FROM rate_credentials WHERE credential = $1 FOR UPDATE")
+        .prepare_cached(
+            "SELECT paused_until FROM rate_credentials WHERE credential = $1 FOR UPDATE",
+        )
         .await?;
     let paused: Option<i64> = tx.query_one(&lock, &[&credential]).await?.try_get(0)?;
     // The clock is read once the lock is held: every slot is stamped in lock order.
