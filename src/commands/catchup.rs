@@ -103,9 +103,11 @@ pub struct Tally {
 /// Runs `catch-up`. Returns the process exit code.
 pub async fn run(args: &CatchUpArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
+    // Before GitLab is asked anything.
+    super::sqlite_only(&cfg, "catch-up")?;
     let (_, client, desired) = super::setup::connect(&cfg)?;
     let mut sink = StoreSink {
-        store: super::open_store(&cfg)?,
+        store: super::open_store(&cfg, "catch-up")?,
         window: cfg.outbox.dedupe_window.as_millis() as i64,
     };
     let now = super::now_ms();
