@@ -588,6 +588,10 @@ pub async fn prune(
         .await?)
 }
 
+/// The readiness probe's dedupe key: no HTTP header can carry DEL, so no `Idempotency-Key`
+/// meets it (SQLite's has a NUL, which PostgreSQL's text refuses).
+pub const PROBE_KEY: &str = "\u{7f}readyz";
+
 /// The readiness probe's write.
 pub async fn touch(tx: &Transaction<'_>, now: i64) -> Result<(), PgError> {
     let stmt = tx
@@ -596,7 +600,7 @@ pub async fn touch(tx: &Transaction<'_>, now: i64) -> Result<(), PgError> {
              ON CONFLICT (key) DO UPDATE SET received_at = EXCLUDED.received_at",
         )
         .await?;
-    tx.execute(&stmt, &[&store::PROBE_KEY, &now]).await?;
+    tx.execute(&stmt, &[&PROBE_KEY, &now]).await?;
     Ok(())
 }
 
