@@ -87,7 +87,9 @@ fn client_config(opts: &PgOptions) -> Result<tokio_postgres::Config, PgError> {
         .connect_timeout(CONNECT_TIMEOUT)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
-        .application_name("gitlab-chat-bridge");
+        .application_name("gitlab-chat-bridge")
+        // The migrations' `IF NOT EXISTS` notices are not worth a log line each start.
+        .options("-c client_min_messages=warning");
     Ok(config)
 }
 
