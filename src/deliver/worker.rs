@@ -156,6 +156,7 @@ pub async fn run_channel(
         clock,
         lease_ms,
     };
+    let mut failing = false;
     'work: while !cancel.is_cancelled() {
         let now = clock.now_ms();
         let per_minute = target.limiter.per_minute() as usize;
@@ -168,9 +169,17 @@ pub async fn run_channel(
             .lease(&target.name, now, lease_ms, digest_over, max)
             .await
         {
-            Ok(a) => a,
+            Ok(a) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!(channel = %target.name, "reading the outbox again");
+                }
+                a
+            }
             Err(error) => {
-                tracing::error!(channel = %target.name, %error, "cannot read the outbox");
+                // While the store stays unreachable: one line, then one when it is back.
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::error!(channel = %target.name, %error, "cannot read the outbox");
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(STORE_RETRY) => continue,
@@ -239,9 +248,10 @@ impl Ctx<'_> {
                     match outbox.renew(ids, clock.now_ms(), lease_ms).await {
                         Ok(kept) => kept,
                         Err(error) => {
-                            // The lease may still hold: keep waiting; a lost one shows at record.
-                            tracing::warn!(%error, "cannot renew a lease");
-                            true
+                            // Unsure whether the lease holds: give the message up rather than
+                            // post it after another replica may have taken it (order first).
+                            tracing::warn!(%error, "cannot renew a lease; leaving the message to whoever leases it next");
+                            false
                         }
                     }
                 }
@@ -271,7 +281,11 @@ impl Ctx<'_> {
                 return false;
             }
             kept = self.acquire_measured(batch) => if !kept {
-                tracing::warn!(channel = %target.name, "the lease ran out while waiting for a posting slot; another replica has the message");
+                tracing::warn!(channel = %target.name, "the lease was lost while waiting for a posting slot; the message is left to whoever leases it next");
+                // Releases it if it is still ours after all (guarded by the lease token).
+                for m in batch {
+                    let _ = outbox.record(m.id, Outcome::Release).await;
+                }
                 return true;
             }
         }
