@@ -231,7 +231,8 @@ impl Engine for PgEngine {
         dedupe_since: i64,
     ) -> BoxFuture<'_, Result<Ingested, OutboxError>> {
         Box::pin(async move {
-            let r = in_tx!(self, |tx| ops::ingest(&tx, &ev, now, dedupe_since));
+            let client = self.conn().await?;
+            let r = ops::ingest(&client, &ev, now, dedupe_since).await?;
             if matches!(r, Ingested::Accepted(_)) {
                 self.inner.wake.router();
             }

@@ -83,34 +83,47 @@ async fn seen_before(
     Ok(tx.query_opt(&stmt, &[&key, &now, &since]).await?.is_none())
 }
 
-/// Stores a received delivery as a new event unless its dedupe key is a duplicate.
+/// Stores a received delivery as a new event unless its dedupe key is a duplicate: one
+/// statement, so one round trip and one commit (the acknowledgement path). The key's row is the
+/// unique index two replicas meet on: the second waits for the first's commit, then finds the
+/// key seen (no row back: a duplicate).
 pub async fn ingest(
-    tx: &Transaction<'_>,
+    client: &deadpool_postgres::ClientWrapper,
     ev: &EncodedEvent,
     now: i64,
     dedupe_since: i64,
 ) -> Result<Ingested, PgError> {
-    if let Some(key) = &ev.dedupe_key {
-        if seen_before(tx, key, now, dedupe_since).await? {
-            return Ok(Ingested::Duplicate);
-        }
-    }
-    let stmt = tx
+    let stmt = client
         .prepare_cached(
-            "WITH e AS (INSERT INTO events (received_at, request_id, dedupe_key)
-                        VALUES ($1, $2, $3) RETURNING id)
+            "WITH d AS (INSERT INTO dedupe (key, received_at)
+                        SELECT $3::text, $1::bigint WHERE $3::text IS NOT NULL
+                        ON CONFLICT (key) DO UPDATE SET received_at = EXCLUDED.received_at
+                         WHERE dedupe.received_at < $6
+                        RETURNING 1),
+                  e AS (INSERT INTO events (received_at, request_id, dedupe_key)
+                        SELECT $1, $2, $3 WHERE $3::text IS NULL OR EXISTS (SELECT 1 FROM d)
+                        RETURNING id)
              INSERT INTO event_bodies (id, headers, body, encoding)
              SELECT id, $4, $5, 'lz4' FROM e RETURNING id",
         )
         .await?;
-    let id: i64 = tx
-        .query_one(
+    let row = client
+        .query_opt(
             &stmt,
-            &[&now, &ev.request_id, &ev.dedupe_key, &ev.headers, &ev.body],
+            &[
+                &now,
+                &ev.request_id,
+                &ev.dedupe_key,
+                &ev.headers,
+                &ev.body,
+                &dedupe_since,
+            ],
         )
-        .await?
-        .try_get(0)?;
-    Ok(Ingested::Accepted(id))
+        .await?;
+    Ok(match row {
+        Some(r) => Ingested::Accepted(r.try_get(0)?),
+        None => Ingested::Duplicate,
+    })
 }
 
 /// Inserts `deliveries` as messages (the caller holds their objects' locks): each is its
