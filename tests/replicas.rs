@@ -8,8 +8,9 @@
 //!   60 s window holds more than `rate_per_minute` posts of one credential across both replicas
 //!   (one credential's budget is small, so its later posts must wait for the window);
 //! - two replicas started at the same instant on an empty database: the migrations run once,
-//!   both are ready and deliver, and one `Idempotency-Key` posted to both at once is delivered
-//!   once;
+//!   both are ready and deliver, one `Idempotency-Key` posted to both at once is delivered
+//!   once, and a Cliq chat's subscription and mute made through one replica apply to events
+//!   received by the other;
 //! - the database stopped for 30 s while webhooks keep coming to both replicas: they are
 //!   answered 503 and `/readyz` answers 503 naming the database while it is down; once it is
 //!   back, without restarting a replica, every acknowledged webhook and every re-sent one is
@@ -79,14 +80,15 @@ fn free_port() -> u16 {
 }
 
 /// Writes one config per replica in `dir`, each on a loopback port of its own and otherwise
-/// the same: the database `db` of `cluster` (the password in a file), fast retries and
-/// `channels` of `fake`. Returns their paths.
+/// the same: the database `db` of `cluster` (the password in a file), fast retries,
+/// `channels` of `fake` and `more` sections. Returns their paths.
 fn replica_configs(
     dir: &TempDir,
     cluster: &Cluster,
     db: &str,
     fake: &FakeCliq,
     channels: &[Channel],
+    more: &str,
     replicas: usize,
 ) -> Vec<PathBuf> {
     let password = dir.write("pg-password", PASSWORD);
@@ -108,6 +110,8 @@ fn replica_configs(
             rest.push_str(&format!("events = [{}]\n", toml_str(glob)));
         }
     }
+    rest.push('\n');
+    rest.push_str(more);
     (0..replicas)
         .map(|r| {
             let cfg = format!(
@@ -284,6 +288,135 @@ fn assert_rate_kept(seen: &Seen, channels: &[&str], per_minute: usize) -> Durati
     }
 }
 
+// ---- the Cliq extension, as tests/extension.rs drives it ------------------------------------
+
+const MR_HOOK: &str = "Merge Request Hook";
+/// The project of the samples.
+const PROJECT: &str = "gitlabhq/gitlab-test";
+const CHAT: &str = "CT_2243226337559778047_661211447-B2";
+const USER: &str = "777";
+
+type Key = rsa::pkcs1v15::SigningKey<sha2::Sha256>;
+
+fn test_data(file: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file)
+}
+
+/// The extension's test key (its public half goes in the config).
+fn test_key() -> Key {
+    use rsa::pkcs8::DecodePrivateKey;
+    let der = std::fs::read(test_data("cliq_test_key.pk8.der")).unwrap();
+    Key::new(rsa::RsaPrivateKey::from_pkcs8_der(&der).unwrap())
+}
+
+/// `[gitlab]` (the fake's API) and `[cliq_extension]` (the test key, posting to `cliq`).
+fn extension_config(gitlab: &FakeGitlab, cliq: &FakeCliq) -> String {
+    let public_key = std::fs::read_to_string(test_data("cliq_test_key.pub.b64")).unwrap();
+    format!(
+        "[gitlab]\nurl = \"http://{}\"\ntoken = \"glpat-TEST\"\n\n\
+         [cliq_extension]\npublic_keys = [{}]\nadmins = [\"651652091\"]\n\
+         allowed_projects = [\"gitlabhq/*\"]\napi_url = {}\nzapikey = {}\n\
+         button_function = \"gitlabbridge\"\ndata_center = \"US\"\nrate_per_minute = 600\n",
+        gitlab.addr,
+        toml_str(public_key.trim()),
+        toml_str(&cliq.base()),
+        toml_str(ZAPIKEY),
+    )
+}
+
+/// `/gitlab ARGUMENTS` said by [`USER`] in [`CHAT`] to `daemon`, signed with the test key, in
+/// the shape of Zoho's sample request; returns the answer's card title and text.
+async fn say(daemon: &Daemon, cliq: &FakeCliq, arguments: &str) -> String {
+    use rsa::signature::{SignatureEncoding, Signer};
+    let invocation = json!({
+        "name": "gitlab",
+        "handler": {"type": "execution_handler"},
+        "response_url": format!("{}/v2/extensions/2305843009213696807/responses/{}", cliq.base(), unique("r")),
+        "type": "command",
+        "timestamp": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+        "params": {
+            "environment": {"data_center": "US"},
+            "access": {"user_id": USER, "user_agent": "Mozilla/5.0", "chat_id": CHAT,
+                       "organization": {"type": "company", "id": "123456456"}},
+            "mentions": [], "options": {}, "selections": [],
+            "arguments": arguments,
+        }
+    });
+    let body = serde_json::to_vec(&invocation).unwrap();
+    let signature = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(test_key().sign(&body).to_bytes())
+    };
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .post(format!("{}/hooks/cliq", daemon.base_url()))
+        .header("Content-Type", "application/json")
+        .header("X-Cliq-Signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "/gitlab {arguments}");
+    let answer: Value = r.json().await.unwrap_or(Value::Null);
+    format!("{} | {}", answer["card"]["title"], answer["text"])
+}
+
+/// The posts into [`CHAT`] (the chat that subscribed itself), in arrival order.
+fn chat_posts(cliq: &FakeCliq) -> Vec<Value> {
+    cliq.snapshot()
+        .accepted
+        .into_iter()
+        .filter(|a| a.channel == format!("chat:{CHAT}"))
+        .map(|a| a.body)
+        .collect()
+}
+
+/// A fake GitLab API that sees [`PROJECT`] (id 1) and nothing else.
+struct FakeGitlab {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeGitlab {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeGitlab {
+    async fn start() -> FakeGitlab {
+        use axum::response::IntoResponse;
+        async fn project(
+            axum::extract::Path(id): axum::extract::Path<String>,
+        ) -> axum::response::Response {
+            if id == PROJECT || id == "1" {
+                axum::Json(json!({"id": 1, "path_with_namespace": PROJECT})).into_response()
+            } else {
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    axum::Json(json!({"message": "404 Project Not Found"})),
+                )
+                    .into_response()
+            }
+        }
+        let app = axum::Router::new().route("/api/v4/projects/{id}", axum::routing::get(project));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeGitlab { addr, task }
+    }
+}
+
 // ---- 1. kill -9 of one replica under load -------------------------------------------------
 
 /// Kill test. Two replicas share a database and three channels: `alpha` and `beta` take every
@@ -320,7 +453,7 @@ async fn a_replica_killed_mid_load_loses_nothing_keeps_order_and_the_rate_window
     let db = cluster.create_database();
     let fake = Arc::new(FakeCliq::start(0).await);
     let dir = TempDir::new("replicas-kill");
-    let configs = replica_configs(&dir, &cluster, &db, &fake, &CHANNELS, 2);
+    let configs = replica_configs(&dir, &cluster, &db, &fake, &CHANNELS, "", 2);
     let a = replica(&configs[0]).await;
     let b = replica(&configs[1]).await;
     let hooks = [a.hooks(), b.hooks()];
@@ -494,15 +627,26 @@ async fn a_replica_killed_mid_load_loses_nothing_keeps_order_and_the_rate_window
 /// Two replicas started at the same instant on an empty database: `schema_version` has one row,
 /// the current version, and neither log has a migration error; both answer `/readyz` 200 and
 /// each delivers a webhook sent to it. Then one `Idempotency-Key` posted to both at once is
-/// acknowledged by both, once `accepted` and once `duplicate`, and posted once.
+/// acknowledged by both, once `accepted` and once `duplicate`, and posted once. Then the Cliq
+/// extension: a chat subscribed through A hears of a merge request received by B; muted through
+/// A, it no longer hears of that merge request sent to B, but still of an issue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_started_at_once_migrate_once_serve_and_dedupe_across() {
+async fn replicas_started_at_once_migrate_once_serve_and_share_dedupe_and_chat_rules() {
     let _turn = turn::shared_async().await;
     let cluster = Cluster::start("replicas-start");
     let db = cluster.create_database();
     let fake = FakeCliq::start(0).await;
     let dir = TempDir::new("replicas-start");
-    let configs = replica_configs(&dir, &cluster, &db, &fake, &[Channel::fast("dev")], 2);
+    let gitlab = FakeGitlab::start().await;
+    let configs = replica_configs(
+        &dir,
+        &cluster,
+        &db,
+        &fake,
+        &[Channel::fast("dev")],
+        &extension_config(&gitlab, &fake),
+        2,
+    );
     let (a, b) = tokio::join!(replica(&configs[0]), replica(&configs[1]));
 
     assert_eq!(
@@ -564,12 +708,45 @@ async fn replicas_started_at_once_migrate_once_serve_and_dedupe_across() {
     fake.wait_for_accepted(3, Duration::from_secs(15)).await;
     wait_until_settled(&cluster, &db, Duration::from_secs(15)).await;
     let seen = fake.snapshot();
-    let (log_a, log_b) = (a.stop(), b.stop());
     for m in ["start-A", "start-B", "dedupe-once"] {
         assert_eq!(seen.count("dev", m), 1, "{m}: {}", seen.summary());
     }
     assert_eq!(seen.accepted.len(), 3, "{}", seen.summary());
+
+    // The Cliq extension's rules are rows every replica reads: a chat subscribed through A
+    // hears of a merge request received by B; once muted through A, no more of it.
+    let said = say(&a, &fake, &format!("subscribe {PROJECT}")).await;
+    assert!(said.contains("Subscribed"), "{said}");
+    let mr = || samples::bytes("merge_request__open.json");
+    let answer = b.post(MR_HOOK, mr(), None, None).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    wait_until(
+        "the merge request in the chat",
+        Duration::from_secs(15),
+        || chat_posts(&fake).len() == 1,
+    )
+    .await;
+    let said = say(&a, &fake, &format!("mute {PROJECT}!1")).await;
+    assert!(said.contains("Muted"), "{said}");
+    for (event, body) in [(MR_HOOK, mr()), (ISSUE_HOOK, issue(23, "after-the-mute"))] {
+        let answer = b.post(event, body, None, None).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    wait_until_settled(&cluster, &db, Duration::from_secs(15)).await;
+    let posts = chat_posts(&fake);
+    assert_eq!(
+        posts.len(),
+        2,
+        "the muted merge request was posted: {posts:#?}"
+    );
+    assert!(
+        posts[1].to_string().contains("after-the-mute"),
+        "{posts:#?}"
+    );
+    let seen = fake.snapshot();
+    assert_eq!(seen.count("dev", "after-the-mute"), 1, "{}", seen.summary());
     assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
+    let (log_a, log_b) = (a.stop(), b.stop());
     for log in [&log_a, &log_b] {
         let errors: Vec<&String> = log
             .iter()
@@ -611,7 +788,7 @@ async fn a_database_outage_answers_503_then_delivers_everything_acknowledged() {
     let db = cluster.create_database();
     let fake = FakeCliq::start(0).await;
     let dir = TempDir::new("replicas-outage");
-    let configs = replica_configs(&dir, &cluster, &db, &fake, &[Channel::fast("dev")], 2);
+    let configs = replica_configs(&dir, &cluster, &db, &fake, &[Channel::fast("dev")], "", 2);
     let replicas = [replica(&configs[0]).await, replica(&configs[1]).await];
 
     let stop = Arc::new(AtomicBool::new(false));
