@@ -2,7 +2,9 @@
 //! and what it refuses to, `events list/show/replay` and `render --event-id` as a template author
 //! uses them (a replay through a changed template posts the new wording; `--dry-run` posts
 //! nothing), their usage errors (a bad id, an unparsable `--since`: one line, exit 2), and an
-//! outbox written by the release before the staged pipeline opening with nothing lost.
+//! outbox written by the release before the staged pipeline opening with nothing lost. With a
+//! PostgreSQL config (`outbox.url`), every command that reads the SQLite file refuses with one
+//! line naming the command and the database, and opens no default SQLite file instead.
 
 use crate::support::cli::{self, CliOutput};
 use crate::support::daemon::{ChannelSpec, Daemon, Settings};
@@ -302,4 +304,56 @@ async fn an_outbox_of_the_previous_release_upgrades_in_place() {
     assert_eq!(new.body["status"], "accepted", "{new:?}");
     fake.wait_for_accepted(11, ARRIVAL).await;
     daemon.stop();
+}
+
+#[test]
+fn commands_that_read_the_sqlite_file_refuse_a_postgresql_config() {
+    let _turn = turn::shared();
+    let dir = TempDir::new("pg-refused");
+    let config = dir.write(
+        "config.toml",
+        "[server]\nsecret_token = 't'\n\
+         [outbox]\nurl = 'postgres://bridge@127.0.0.1:5432/bridge?sslmode=disable'\n\
+         password_file = 'pg-password'\n\
+         [gitlab]\nurl = 'http://127.0.0.1:9/'\ntoken = 'g'\nhook_url = 'http://127.0.0.1:9/hooks/gitlab'\n\
+         [[channels]]\nname = 'dev'\nurl = 'http://127.0.0.1:9/api/v2/channelsbyname/dev/message'\nzapikey = 'k'\n",
+    );
+    dir.write("pg-password", "p");
+    let rules = dir.write("rules.json", "[]");
+    let config = config.display().to_string();
+    let rules = rules.display().to_string();
+    let commands: [(&str, &[&str]); 12] = [
+        ("outbox stats", &["outbox", "stats"]),
+        ("outbox list", &["outbox", "list", "--dead"]),
+        ("outbox retry", &["outbox", "retry", "--all-dead"]),
+        (
+            "outbox purge",
+            &["outbox", "purge", "--dead", "--older-than", "7d"],
+        ),
+        ("events list", &["events", "list"]),
+        ("events show", &["events", "show", "1"]),
+        ("events replay", &["events", "replay", "1", "--dry-run"]),
+        ("render --event-id", &["render", "--event-id", "1"]),
+        ("subscriptions list", &["subscriptions", "list"]),
+        ("subscriptions export", &["subscriptions", "export"]),
+        ("subscriptions import", &["subscriptions", "import", &rules]),
+        ("catch-up", &["catch-up", "--since", "1h"]),
+    ];
+    for (name, args) in commands {
+        let mut all = vec![args[0], "--config", &config];
+        all.extend_from_slice(&args[1..]);
+        let out = cli::run(&all);
+        assert_eq!(out.code, Some(1), "{name}: {out:?}");
+        assert_eq!(
+            out.stderr.trim(),
+            format!(
+                "error: `{name}` reads the SQLite store; this config uses PostgreSQL \
+                 (outbox.url, 127.0.0.1:5432/bridge): query it with psql — see README, Running \
+                 several replicas"
+            ),
+            "{name}"
+        );
+    }
+    // Nothing fell back to the default SQLite file.
+    assert!(!dir.join("data").exists());
 }

@@ -2,14 +2,25 @@
 //! logs the daemon's user in over TCP with its password and refuses a wrong one, and leaves
 //! nothing behind (no server on its port, no folder). The PostgreSQL store (`deliver::pg`) on
 //! such a cluster: two replicas starting at once on an empty database migrate it once, and a
-//! database migrated by a newer release is refused; a webhook's `Idempotency-Key` received by
-//! two replicas at once is stored once.
+//! database migrated by a newer release is refused. The store's behaviour through
+//! `DurableOutbox`, the same test run on SQLite and on PostgreSQL (dedupe, per-object order,
+//! digests, dead letters, chat rules, the router's reads); and what only replicas meet, on two
+//! engines sharing one database: a key received by both at once is stored once, two workers
+//! of one channel never hold one object's messages at once, an expired lease is taken over and
+//! the old holder's outcome ignored, one router at a time, and the rate window shared.
 
 use crate::support::postgres::{Cluster, PASSWORD};
 use crate::support::turn;
+use gitlab_chat_bridge::deliver::clock::Clock;
+use gitlab_chat_bridge::deliver::durable::{DurableOutbox, DurableSettings};
+use gitlab_chat_bridge::deliver::engine::Slot;
+use gitlab_chat_bridge::deliver::pg::PgOptions;
 use gitlab_chat_bridge::deliver::pg::{self, Migrated, PgError, SCHEMA_VERSION};
-use gitlab_chat_bridge::deliver::store::{Ingested, RawEvent};
+use gitlab_chat_bridge::deliver::store::{ChatRule, Ingested, Outcome, RawEvent, RuleChange};
+use gitlab_chat_bridge::deliver::{Batch, Delivery, Enqueued, Outbox};
+use gitlab_chat_bridge::secret::Secret;
 use std::net::TcpStream;
+use std::time::Duration;
 
 #[test]
 fn a_throwaway_cluster_serves_on_loopback_and_is_removed() {
@@ -118,58 +129,366 @@ fn webhook(key: Option<&str>, body: &str) -> RawEvent {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_received_by_two_replicas_at_once_is_stored_once() {
-    let _turn = turn::shared_async().await;
-    let cluster = Cluster::start("dedupe");
+const WINDOW_MS: i64 = 60_000;
+const CHANNELS: [&str; 2] = ["ops", "dev"];
+
+/// A replica's outbox on `db` of `cluster`, named `owner`.
+async fn replica(cluster: &Cluster, db: &str, owner: &str) -> DurableOutbox {
+    let opts = PgOptions {
+        url: cluster.url(db),
+        password: Some(Secret::new(PASSWORD)),
+        ca_file: None,
+        pool_size: 4,
+        owner: owner.to_string(),
+    };
+    let names: Vec<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
+    DurableOutbox::open_postgres(&opts, WINDOW_MS, &names, Clock::new())
+        .await
+        .unwrap()
+        .0
+}
+
+/// The engines a behaviour test runs on: SQLite in `dir`, and PostgreSQL on a fresh database
+/// of `cluster`. The SQLite writer's thread ends with its handles.
+async fn engines(cluster: &Cluster, dir: &std::path::Path) -> Vec<(&'static str, DurableOutbox)> {
+    let names: Vec<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
+    let (sqlite, _thread) = DurableOutbox::open(
+        &dir.join("outbox.sqlite"),
+        DurableSettings {
+            dedupe_window_ms: WINDOW_MS,
+            full_sync: false,
+        },
+        &names,
+        Clock::new(),
+    )
+    .unwrap();
     let db = cluster.create_database();
-    let (mut a, mut b) = (cluster.client(&db).await, cluster.client(&db).await);
-    pg::migrate(&mut a).await.unwrap();
-    let count = |table: &str| cluster.psql(&db, &format!("SELECT count(*) FROM {table}"));
-    let window = 60_000;
-    let mut accepted = 0;
-    for round in 0..20 {
-        let ev = webhook(Some(&format!("key-{round}")), r#"{"object_kind":"push"}"#).encode();
-        let now = 1_000_000 + round;
-        let (ra, rb) = tokio::join!(
-            pg::ingest(&mut a, &ev, now, now - window),
-            pg::ingest(&mut b, &ev, now, now - window)
+    vec![
+        ("sqlite", sqlite),
+        ("postgres", replica(cluster, &db, "a").await),
+    ]
+}
+
+fn message(request: &str, channel: &str, object: &str, body: &str) -> Batch {
+    Batch {
+        dedupe_key: None,
+        request_id: request.to_string(),
+        deliveries: vec![Delivery {
+            id: format!("{request}/{channel}"),
+            channel: channel.to_string(),
+            ordering_key: object.to_string(),
+            body: body.to_string(),
+        }],
+    }
+}
+
+/// Bodies leased now on `channel` (one by one, up to `max`), without recording them.
+async fn lease_bodies(o: &DurableOutbox, channel: &str, now: i64, max: usize) -> Vec<String> {
+    let a = o.lease(channel, now, 30_000, 0, max).await.unwrap();
+    assert!(!a.digest);
+    a.messages.into_iter().map(|m| m.body).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_engines_keep_per_object_order_digests_dead_letters_and_rules() {
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("engines");
+    let dir = crate::support::temp::TempDir::new("engines");
+    for (engine, o) in engines(&cluster, dir.path()).await {
+        let now = 10_000_000;
+        // Dedupe: a key within the window is a duplicate, a key-less delivery never is.
+        let first = o.ingest_at(webhook(Some("k1"), "{}"), now).await.unwrap();
+        assert!(matches!(first, Ingested::Accepted(_)), "{engine}");
+        let again = o
+            .ingest_at(webhook(Some("k1"), "{}"), now + 5)
+            .await
+            .unwrap();
+        assert_eq!(again, Ingested::Duplicate, "{engine}");
+        assert_eq!(o.received_at("k1").await.unwrap(), Some(now), "{engine}");
+        let mut keyed = message("r0", "ops", "mr-1", "x");
+        keyed.dedupe_key = Some("batch-key".into());
+        assert_eq!(
+            o.enqueue_at(keyed.clone(), now).await.unwrap(),
+            Enqueued::Accepted
         );
+        assert_eq!(
+            o.enqueue_at(keyed, now + 1).await.unwrap(),
+            Enqueued::Duplicate
+        );
+        let a = o.lease("ops", now, 30_000, 0, 8).await.unwrap();
+        for m in a.messages {
+            o.record(m.id, Outcome::Sent).await.unwrap();
+        }
+
+        // Per-object order: only each object's oldest pending message is leasable.
+        for (i, (object, body)) in [
+            ("mr-1", "a1"),
+            ("mr-1", "a2"),
+            ("mr-2", "b1"),
+            ("mr-1", "a3"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            o.enqueue_at(message(&format!("r{}", i + 1), "ops", object, body), now)
+                .await
+                .unwrap();
+        }
+        let leased = o.lease("ops", now, 30_000, 0, 8).await.unwrap();
+        let bodies: Vec<&str> = leased.messages.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["a1", "b1"], "{engine}: heads only, oldest first");
+        assert!(
+            lease_bodies(&o, "ops", now, 8).await.is_empty(),
+            "{engine}: leased ones wait"
+        );
+        // A retry keeps its object blocked; a sent head lets the next one of its object go.
+        let (a1, b1) = (&leased.messages[0], &leased.messages[1]);
+        o.record(
+            a1.id,
+            Outcome::Retry {
+                next_at: now + 1_000,
+                status: Some(503),
+                error: "busy".into(),
+            },
+        )
+        .await
+        .unwrap();
+        o.record(b1.id, Outcome::Sent).await.unwrap();
+        assert!(
+            lease_bodies(&o, "ops", now + 10, 8).await.is_empty(),
+            "{engine}"
+        );
+        let next = o.lease("ops", now + 10, 30_000, 0, 8).await.unwrap();
+        assert_eq!(next.next_due, Some(now + 1_000), "{engine}");
+        let retried = o.lease("ops", now + 1_000, 30_000, 0, 8).await.unwrap();
+        assert_eq!(retried.messages.len(), 1, "{engine}");
+        assert_eq!(retried.messages[0].attempts, 1, "{engine}");
+        // Dead: the next of its object becomes due; the dead letter can be retried once.
+        let dead_id = retried.messages[0].id;
+        o.record(
+            dead_id,
+            Outcome::Dead {
+                status: Some(400),
+                error: "bad".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            lease_bodies(&o, "ops", now + 1_000, 8).await,
+            ["a2"],
+            "{engine}"
+        );
+        assert_eq!(o.retry_dead(dead_id).await.unwrap().as_deref(), Some("ops"));
+        assert_eq!(
+            o.retry_dead(dead_id).await.unwrap(),
+            None,
+            "{engine}: not dead any more"
+        );
+        let stats: Vec<(String, u64, u64, u64)> = Outbox::stats(&o)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.channel, s.pending, s.retrying, s.dead))
+            .collect();
+        assert_eq!(
+            stats,
+            [("ops".to_string(), 3, 0, 0)],
+            "{engine}: a1 a2 a3 pending"
+        );
+        assert!(
+            o.last_posts()
+                .await
+                .unwrap()
+                .iter()
+                .any(|(c, _)| c == "ops"),
+            "{engine}"
+        );
+
+        // Digest: more due than the budget → the oldest never-tried ones at once.
+        for i in 0..5 {
+            o.enqueue_at(
+                message(&format!("d{i}"), "dev", &format!("o{i}"), &format!("d{i}")),
+                now,
+            )
+            .await
+            .unwrap();
+        }
+        let d = o.lease("dev", now, 30_000, 3, 8).await.unwrap();
+        assert!(d.digest, "{engine}");
+        let bodies: Vec<&str> = d.messages.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["d0", "d1", "d2", "d3", "d4"], "{engine}");
+        let undigested = o.lease("dev", now, 30_000, 8, 8).await.unwrap();
+        assert!(
+            undigested.messages.is_empty(),
+            "{engine}: all leased by the digest"
+        );
+
+        // Chat rules.
+        let rule = |subject: &str| ChatRule {
+            chat: "c1".into(),
+            kind: "subscribe".into(),
+            subject: subject.into(),
+            spec: "{}".into(),
+            until: None,
+            created_by: "ann".into(),
+            created_at: now,
+        };
+        let put = RuleChange::PutAll(vec![rule("g/a"), rule("g/b")]);
+        assert_eq!(o.change_rules(put).await.unwrap(), 2, "{engine}");
+        let gone = RuleChange::Delete {
+            chat: "c1".into(),
+            kind: "subscribe".into(),
+            subject: "g/a".into(),
+        };
+        assert_eq!(o.change_rules(gone).await.unwrap(), 1, "{engine}");
+        assert_eq!(o.chat_rules().await.unwrap(), vec![rule("g/b")], "{engine}");
+
+        // The router's reads: the stored event, the rules.
+        let reads = o.router_reads().unwrap();
+        let (events, rules) = tokio::task::spawn_blocking(move || {
+            (
+                reads.new_events(0, 10).unwrap(),
+                reads.chat_rules().unwrap(),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(events.len(), 1, "{engine}");
+        assert_eq!(events[0].raw.dedupe_key.as_deref(), Some("k1"), "{engine}");
+        assert_eq!(events[0].raw.headers, webhook(None, "").headers, "{engine}");
+        assert_eq!(rules.len(), 1, "{engine}");
+        Outbox::ping(&o).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_dedupe_order_leases_routing_and_the_rate_window() {
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("replicas");
+    let db = cluster.create_database();
+    let (a, b) = tokio::join!(replica(&cluster, &db, "a"), replica(&cluster, &db, "b"));
+    let count = |table: &str| cluster.psql(&db, &format!("SELECT count(*) FROM {table}"));
+
+    // One key received by both at once is stored once.
+    let now = 1_000_000;
+    for round in 0..20 {
+        let ev = webhook(Some(&format!("key-{round}")), r#"{"object_kind":"push"}"#);
+        let (ra, rb) = tokio::join!(a.ingest_at(ev.clone(), now), b.ingest_at(ev, now));
         let answers = [ra.unwrap(), rb.unwrap()];
         let stored = answers
             .iter()
             .filter(|i| matches!(i, Ingested::Accepted(_)))
             .count();
         assert_eq!(stored, 1, "round {round}: {answers:?}");
-        assert!(answers.contains(&Ingested::Duplicate), "{answers:?}");
-        accepted += stored;
     }
-    assert_eq!(count("events").trim(), accepted.to_string());
-    assert_eq!(count("event_bodies").trim(), accepted.to_string());
+    assert_eq!(count("events").trim(), "20");
+    assert_eq!(count("event_bodies").trim(), "20");
 
-    // After the window the key is new again; a delivery without a key is never a duplicate.
-    let again = webhook(Some("key-0"), "{}").encode();
-    let later = 1_000_000 + window + 1;
-    assert!(matches!(
-        pg::ingest(&mut a, &again, later, later - window)
+    // One router at a time: the replica whose reads hold the router lock gets the events.
+    let (ra, rb) = (a.router_reads().unwrap(), b.router_reads().unwrap());
+    let (ra, rb, got_a, got_b) = tokio::task::spawn_blocking(move || {
+        let got_a = ra.new_events(0, 100).unwrap().len();
+        let got_b = rb.new_events(0, 100).unwrap().len();
+        (ra, rb, got_a, got_b)
+    })
+    .await
+    .unwrap();
+    assert_eq!((got_a, got_b), (20, 0));
+    assert!(a.leads() && !b.leads());
+    drop(ra);
+    let (got_b, rb) = tokio::task::spawn_blocking(move || {
+        // The lock goes with the connection; the other replica takes it at its next read.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = rb.new_events(0, 100).unwrap().len();
+            if n > 0 || std::time::Instant::now() > deadline {
+                return (n, rb);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got_b, 20, "the router lock was not handed over");
+    assert!(b.leads());
+    drop(rb);
+
+    // Per-object order across replicas: one object's head is leased by one replica only.
+    for (i, body) in ["x1", "x2", "x3"].iter().enumerate() {
+        a.enqueue_at(message(&format!("x{i}"), "ops", "issue-7", body), now)
             .await
-            .unwrap(),
-        Ingested::Accepted(_)
-    ));
-    let keyless = webhook(None, "{}").encode();
-    for _ in 0..2 {
-        assert!(matches!(
-            pg::ingest(&mut b, &keyless, later, later - window)
-                .await
-                .unwrap(),
-            Ingested::Accepted(_)
-        ));
+            .unwrap();
     }
-    assert_eq!(count("events").trim(), (accepted + 3).to_string());
+    let (la, lb) = tokio::join!(
+        a.lease("ops", now, 1_000, 0, 8),
+        b.lease("ops", now, 1_000, 0, 8)
+    );
+    let (la, lb) = (la.unwrap().messages, lb.unwrap().messages);
+    let mut bodies: Vec<&str> = la.iter().chain(&lb).map(|m| m.body.as_str()).collect();
+    bodies.sort_unstable();
+    assert_eq!(bodies, ["x1"], "one head, to one replica");
+    let (holder, other) = if la.is_empty() { (&b, &a) } else { (&a, &b) };
+    let x1 = la.iter().chain(&lb).next().unwrap().clone();
+
+    // An expired lease is taken over, and the old holder's outcome is then ignored.
+    assert!(lease_bodies(other, "ops", now + 500, 8).await.is_empty());
+    let taken = other.lease("ops", now + 1_000, 1_000, 0, 8).await.unwrap();
+    assert_eq!(
+        taken.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [x1.id]
+    );
+    holder.record(x1.id, Outcome::Sent).await.unwrap();
     assert_eq!(
         cluster
-            .psql(&db, "SELECT headers FROM event_bodies ORDER BY id LIMIT 1")
+            .psql(
+                &db,
+                &format!("SELECT state FROM messages WHERE id = {}", x1.id)
+            )
             .trim(),
-        r#"{"x-gitlab-event":"Push Hook"}"#
+        "pending",
+        "the outcome of a lost lease was recorded"
     );
+    other.record(x1.id, Outcome::Sent).await.unwrap();
+    assert_eq!(lease_bodies(holder, "ops", now + 1_000, 8).await, ["x2"]);
+
+    // A replica restarting under its name releases the leases of its previous run at once.
+    let held_by_a = a.lease("ops", now + 1_000, 3_600_000, 0, 8).await.unwrap();
+    let held_by_b = b.lease("ops", now + 1_000, 3_600_000, 0, 8).await.unwrap();
+    assert_eq!(
+        held_by_a.messages.len() + held_by_b.messages.len(),
+        0,
+        "x2 is leased"
+    );
+    let name = if std::ptr::eq(holder, &a) { "a" } else { "b" };
+    let again = replica(&cluster, &db, name).await;
+    assert_eq!(lease_bodies(&again, "ops", now + 1_001, 8).await, ["x2"]);
+
+    // The rate window is shared: 5 a minute across both, then a wait of about a minute.
+    let (wa, wb) = (a.shared_window().unwrap(), b.shared_window().unwrap());
+    let mut goes = 0;
+    for i in 0..8 {
+        let w = if i % 2 == 0 { &wa } else { &wb };
+        match w.take_slot("cred", 5).await.unwrap() {
+            Slot::Go => goes += 1,
+            Slot::Wait(d) => {
+                assert!(
+                    d > Duration::from_secs(55) && d <= Duration::from_secs(61),
+                    "{d:?}"
+                )
+            }
+        }
+    }
+    assert_eq!(goes, 5);
+    assert_eq!(
+        wa.take_slot("other", 5).await.unwrap(),
+        Slot::Go,
+        "per credential"
+    );
+    // A throttle answer on one replica pauses the credential on the other.
+    wa.pause("other", Duration::from_secs(30)).await.unwrap();
+    match wb.take_slot("other", 5).await.unwrap() {
+        Slot::Wait(d) => assert!(d > Duration::from_secs(25), "{d:?}"),
+        Slot::Go => panic!("the pause was not shared"),
+    }
 }

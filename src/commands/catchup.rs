@@ -28,7 +28,7 @@ pub const MAX_LOG_PAGES: usize = 200;
 /// the `catch-up` command, the running outbox for `serve`.
 pub trait Sink {
     /// When the delivery with dedupe key `key` was received (unix ms), if the bridge holds it.
-    fn received_at(&self, key: &str) -> Result<Option<i64>, String>;
+    fn received_at<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, String>>;
     /// Stores `raw` as a newly received delivery (deduplicated on its key).
     fn store(&mut self, raw: RawEvent) -> BoxFuture<'_, Result<Ingested, String>>;
     /// Reports one line of what was done.
@@ -42,8 +42,9 @@ struct StoreSink {
 }
 
 impl Sink for StoreSink {
-    fn received_at(&self, key: &str) -> Result<Option<i64>, String> {
-        store::received_at(self.store.conn(), key).map_err(|e| e.to_string())
+    fn received_at<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, String>> {
+        let r = store::received_at(self.store.conn(), key).map_err(|e| e.to_string());
+        Box::pin(async move { r })
     }
 
     fn store(&mut self, raw: RawEvent) -> BoxFuture<'_, Result<Ingested, String>> {
@@ -102,9 +103,11 @@ pub struct Tally {
 /// Runs `catch-up`. Returns the process exit code.
 pub async fn run(args: &CatchUpArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
+    // Before GitLab is asked anything.
+    super::sqlite_only(&cfg, "catch-up")?;
     let (_, client, desired) = super::setup::connect(&cfg)?;
     let mut sink = StoreSink {
-        store: super::open_store(&cfg)?,
+        store: super::open_store(&cfg, "catch-up")?,
         window: cfg.outbox.dedupe_window.as_millis() as i64,
     };
     let now = super::now_ms();
@@ -263,9 +266,10 @@ async fn scan<S: Sink + ?Sized>(
     cutoff: i64,
     sink: &S,
 ) -> Result<(Vec<Found>, usize), GitlabError> {
-    let held = |key: Option<&str>| -> Result<Option<i64>, GitlabError> {
+    let held = async |key: Option<&str>| -> Result<Option<i64>, GitlabError> {
         let Some(key) = key else { return Ok(None) };
         sink.received_at(key)
+            .await
             .map_err(|message| GitlabError::Unexpected {
                 what: "reading the outbox".into(),
                 message,
@@ -279,7 +283,7 @@ async fn scan<S: Sink + ?Sized>(
         let (entries, next) = client.hook_events_page(project, hook_id, page).await?;
         for e in &entries {
             let key = e.dedupe_key();
-            let at = held(key)?;
+            let at = held(key).await?;
             if e.succeeded() {
                 if at.is_some_and(|t| t < cutoff) {
                     break 'pages;

@@ -20,7 +20,12 @@ const USAGE: i32 = 2;
 /// Runs `events`. Returns the process exit code.
 pub fn run(args: &EventsArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
-    let mut store = open_store(&cfg)?;
+    let command = match &args.action {
+        EventsAction::List { .. } => "events list",
+        EventsAction::Show { .. } => "events show",
+        EventsAction::Replay { .. } => "events replay",
+    };
+    let mut store = open_store(&cfg, command)?;
     let mut out = std::io::stdout().lock();
     match &args.action {
         EventsAction::List {

@@ -268,8 +268,23 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Opens the store the config names, which `serve` must have created.
-pub fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+/// Fails when the config names the PostgreSQL store (`outbox.url`): `command` reads or writes
+/// the SQLite file, and must not open an empty default one instead of the shared database.
+pub fn sqlite_only(cfg: &Config, command: &str) -> anyhow::Result<()> {
+    match &cfg.outbox.postgres {
+        None => Ok(()),
+        Some(pg) => anyhow::bail!(
+            "`{command}` reads the SQLite store; this config uses PostgreSQL (outbox.url, {}): \
+             query it with psql — see README, Running several replicas",
+            pg.target()
+        ),
+    }
+}
+
+/// Opens the SQLite store the config names, which `serve` must have created, for `command`
+/// (refused when the config names PostgreSQL: [`sqlite_only`]).
+pub fn open_store(cfg: &Config, command: &str) -> anyhow::Result<Store> {
+    sqlite_only(cfg, command)?;
     let path = &cfg.outbox.path;
     if !path.exists() {
         anyhow::bail!(

@@ -19,7 +19,13 @@ fn age(ms: i64) -> String {
 /// Runs `outbox`. Returns the process exit code.
 pub fn run(args: &OutboxArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
-    let mut store = open_store(&cfg)?;
+    let command = match &args.action {
+        OutboxAction::Stats => "outbox stats",
+        OutboxAction::List { .. } => "outbox list",
+        OutboxAction::Retry { .. } => "outbox retry",
+        OutboxAction::Purge { .. } => "outbox purge",
+    };
+    let mut store = open_store(&cfg, command)?;
     let mut out = std::io::stdout().lock();
     let now = now_ms();
     match &args.action {

@@ -29,7 +29,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
     let ev = match (&args.event, args.event_id) {
         (Some(path), _) => load_event(path, args.event_header.as_deref())?,
         (None, Some(id)) => {
-            let store = super::open_store(&cfg)?;
+            let store = super::open_store(&cfg, "render --event-id")?;
             let Some(stored) = store::event(store.conn(), id)? else {
                 eprintln!(
                     "error: no event {id} in {} (see `events list`)",

@@ -602,7 +602,6 @@ fn hook_watch(cfg: &Config) -> Option<super::watch::Watch> {
         hook_url,
         ops_channel: ops_channel(cfg).map(|(name, kind)| (name, route::platform_of(kind))),
         every,
-        store: cfg.outbox.path.clone(),
     })
 }
 

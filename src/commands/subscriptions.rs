@@ -16,7 +16,7 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     match &args.action {
         SubscriptionsAction::List => {
-            let store = super::open_store(&cfg)?;
+            let store = super::open_store(&cfg, "subscriptions list")?;
             let rules = store::chat_rules(store.conn())?;
             if rules.is_empty() {
                 writeln!(out, "(no chat has subscribed to anything)")?;
@@ -42,12 +42,13 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
             }
         }
         SubscriptionsAction::Export => {
-            let store = super::open_store(&cfg)?;
+            let store = super::open_store(&cfg, "subscriptions export")?;
             let rules = store::chat_rules(store.conn())?;
             serde_json::to_writer_pretty(&mut out, &rules)?;
             writeln!(out)?;
         }
         SubscriptionsAction::Import { file } => {
+            super::sqlite_only(&cfg, "subscriptions import")?;
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let rules: Vec<ChatRule> = serde_json::from_str(&text).with_context(|| {

@@ -13,14 +13,12 @@
 
 use super::catchup::{self, Sink};
 use crate::deliver::durable::DurableOutbox;
-use crate::deliver::store::{Ingested, RawEvent, Reader};
+use crate::deliver::store::{Ingested, RawEvent};
 use crate::deliver::{Batch, BoxFuture, Delivery};
 use crate::gitlab::{same_hook_url, Client, GitlabError, ProjectRef};
 use crate::metrics;
 use crate::render::{cliq, Platform};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -44,21 +42,22 @@ pub struct Watch {
     pub ops_channel: Option<(String, Platform)>,
     /// Time between polls.
     pub every: Duration,
-    /// The outbox's store, read for what was received already.
-    pub store: PathBuf,
 }
 
 /// `serve`'s catch-up sink: what was received is read from the store, recovered deliveries go
 /// through the outbox.
 struct OutboxSink {
-    reader: Mutex<Reader>,
     outbox: DurableOutbox,
 }
 
 impl Sink for OutboxSink {
-    fn received_at(&self, key: &str) -> Result<Option<i64>, String> {
-        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        reader.received_at(key).map_err(|e| e.to_string())
+    fn received_at<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, String>> {
+        Box::pin(async move {
+            self.outbox
+                .received_at(key)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn store(&mut self, raw: RawEvent) -> BoxFuture<'_, Result<Ingested, String>> {
@@ -76,22 +75,26 @@ impl Sink for OutboxSink {
     }
 }
 
+/// How often a replica that does not route asks whether it does now.
+const LEAD_POLL: Duration = Duration::from_secs(5);
+
 /// Polls until `stop` is cancelled.
 pub async fn run(watch: Watch, outbox: DurableOutbox, stop: CancellationToken) {
     let started = outbox.clock().now_ms();
-    let mut sink = match Reader::open(&watch.store) {
-        Ok(r) => Some(OutboxSink {
-            reader: Mutex::new(r),
-            outbox: outbox.clone(),
-        }),
-        Err(error) => {
-            tracing::warn!(%error, "cannot read the outbox: no catch-up");
-            None
-        }
+    let mut sink = OutboxSink {
+        outbox: outbox.clone(),
     };
     let mut known: HashMap<u64, String> = HashMap::new();
     let mut first = true;
     loop {
+        // Replicas on one store: only the one that routes watches (one alert per change).
+        if !outbox.leads() {
+            known.clear();
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(watch.every.min(LEAD_POLL)) => continue,
+            }
+        }
         let polled = tokio::select! {
             () = stop.cancelled() => break,
             r = poll(&watch.client, &watch.hook_url) => r,
@@ -124,20 +127,18 @@ pub async fn run(watch: Watch, outbox: DurableOutbox, stop: CancellationToken) {
                     }
                 }
                 first = false;
-                if let Some(sink) = sink.as_mut() {
-                    for (project, cutoff) in catch_up.into_values() {
-                        let done = tokio::select! {
-                            () = stop.cancelled() => return,
-                            r = catchup::catch_up_project(&watch.client, &project, &watch.hook_url, cutoff, sink, false) => r,
-                        };
-                        match done {
-                            Ok(t) if t.found > 0 => {
-                                tracing::info!(project = %project.label, found = t.found, stored = t.ingested, resent = t.resent, already = t.already, "caught up")
-                            }
-                            Ok(_) => {}
-                            Err(error) => {
-                                tracing::warn!(%error, project = %project.label, "cannot catch up")
-                            }
+                for (project, cutoff) in catch_up.into_values() {
+                    let done = tokio::select! {
+                        () = stop.cancelled() => return,
+                        r = catchup::catch_up_project(&watch.client, &project, &watch.hook_url, cutoff, &mut sink, false) => r,
+                    };
+                    match done {
+                        Ok(t) if t.found > 0 => {
+                            tracing::info!(project = %project.label, found = t.found, stored = t.ingested, resent = t.resent, already = t.already, "caught up")
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, project = %project.label, "cannot catch up")
                         }
                     }
                 }

@@ -7,8 +7,9 @@
 
 use super::bell::Bell;
 use super::clock::Clock;
-use super::engine::{Engine, LeaseRequest, RouterReads, Wake};
+use super::engine::{Engine, LeaseRequest, RouterReads, SharedWindow, Wake};
 pub use super::engine::{LeaseAnswer, DIGEST_MAX};
+use super::pg::{Migrated, PgEngine, PgError, PgOptions};
 use super::store::{self, ChatRule, Ingested, Outcome, RawEvent, RoutedEvent, RuleChange};
 use super::writer::SqliteEngine;
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
@@ -51,15 +52,7 @@ impl DurableOutbox {
         channels: &[String],
         clock: Clock,
     ) -> Result<(DurableOutbox, std::thread::JoinHandle<()>), OutboxError> {
-        let wake = Wake {
-            channels: Arc::new(std::sync::Mutex::new(
-                channels
-                    .iter()
-                    .map(|c| (c.clone(), Arc::new(Notify::new())))
-                    .collect(),
-            )),
-            router: Arc::new(Bell::default()),
-        };
+        let wake = wake_for(channels);
         let (engine, handle) = SqliteEngine::open(path, settings.full_sync, wake.clone())?;
         Ok((
             DurableOutbox {
@@ -69,6 +62,27 @@ impl DurableOutbox {
                 dedupe_window_ms: settings.dedupe_window_ms,
             },
             handle,
+        ))
+    }
+
+    /// Connects to the PostgreSQL store `opts` names (migrating it first, see
+    /// [`super::pg::migrate`]). `channels` as for [`DurableOutbox::open`].
+    pub async fn open_postgres(
+        opts: &PgOptions,
+        dedupe_window_ms: i64,
+        channels: &[String],
+        clock: Clock,
+    ) -> Result<(DurableOutbox, Migrated), PgError> {
+        let wake = wake_for(channels);
+        let (engine, migrated) = PgEngine::connect(opts, wake.clone()).await?;
+        Ok((
+            DurableOutbox {
+                engine: Arc::new(engine),
+                wake,
+                clock,
+                dedupe_window_ms,
+            },
+            migrated,
         ))
     }
 
@@ -116,6 +130,11 @@ impl DurableOutbox {
         self.engine.chat_rules().await
     }
 
+    /// When the delivery with dedupe key `key` was last received (unix ms), if it is known.
+    pub async fn received_at(&self, key: &str) -> Result<Option<i64>, OutboxError> {
+        self.engine.received_at(key.to_string()).await
+    }
+
     /// When each channel last had a post (unix ms).
     pub async fn last_posts(&self) -> Result<Vec<(String, i64)>, OutboxError> {
         self.engine.last_posts().await
@@ -151,6 +170,25 @@ impl DurableOutbox {
             .await
     }
 
+    /// Extends the lease of `ids` to `lease_ms` from `now` when the store is shared by
+    /// replicas; `Ok(false)` when it was lost. A store of one process keeps its leases anyway.
+    pub async fn renew(&self, ids: Vec<i64>, now: i64, lease_ms: i64) -> Result<bool, OutboxError> {
+        match self.engine.shared_window() {
+            Some(w) => w.renew(ids, now, lease_ms).await,
+            None => Ok(true),
+        }
+    }
+
+    /// Whether this replica leads (routes, watches hooks); always, on SQLite.
+    pub fn leads(&self) -> bool {
+        self.engine.leads()
+    }
+
+    /// What replicas on this store share about posting (`None` for SQLite).
+    pub fn shared_window(&self) -> Option<Arc<dyn SharedWindow>> {
+        self.engine.shared_window()
+    }
+
     /// Records the outcome of an attempt (committed when this resolves).
     pub async fn record(&self, id: i64, outcome: Outcome) -> Result<(), OutboxError> {
         let now = self.clock.now_ms();
@@ -175,6 +213,19 @@ impl DurableOutbox {
         self.engine
             .enqueue(batch, now, now - self.dedupe_window_ms)
             .await
+    }
+}
+
+/// The wake-up signals of the router stage and of `channels`.
+fn wake_for(channels: &[String]) -> Wake {
+    Wake {
+        channels: Arc::new(std::sync::Mutex::new(
+            channels
+                .iter()
+                .map(|c| (c.clone(), Arc::new(Notify::new())))
+                .collect(),
+        )),
+        router: Arc::new(Bell::default()),
     }
 }
 

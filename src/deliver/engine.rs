@@ -110,6 +110,45 @@ impl RouterReads for Reader {
     }
 }
 
+/// The answer to a request for a posting slot of a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Post now: the slot is taken (it counts even if the post then fails).
+    Go,
+    /// The window is full or the credential paused: ask again after this long.
+    Wait(std::time::Duration),
+}
+
+/// What replicas on one database share about posting, beyond the rows: each credential's rate
+/// window (never more than its budget in any minute across every replica) and its pauses, and
+/// the leases a worker keeps while it waits for a slot. An engine used by one process only
+/// (SQLite) has none: the in-process [`super::rate::RateLimiter`] is the whole window.
+pub trait SharedWindow: Send + Sync + 'static {
+    /// Takes a slot of `credential` (an opaque name, never the secret), at most `per_minute`
+    /// in any window.
+    fn take_slot<'a>(
+        &'a self,
+        credential: &'a str,
+        per_minute: u32,
+    ) -> BoxFuture<'a, Result<Slot, OutboxError>>;
+
+    /// Pauses `credential` for `d` (a throttle answer), for every replica.
+    fn pause<'a>(
+        &'a self,
+        credential: &'a str,
+        d: std::time::Duration,
+    ) -> BoxFuture<'a, Result<(), OutboxError>>;
+
+    /// Extends the lease of messages `ids` (all leased together) to `lease_ms` from `now`;
+    /// `Ok(false)` when the lease was lost (it expired and another replica took them).
+    fn renew(
+        &self,
+        ids: Vec<i64>,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, OutboxError>>;
+}
+
 /// The operations of a store engine. Each write is committed when its future resolves `Ok`;
 /// an `Err` means nothing of it was committed.
 pub trait Engine: Send + Sync + 'static {
@@ -161,10 +200,24 @@ pub trait Engine: Send + Sync + 'static {
     /// When each channel last had a post (unix ms).
     fn last_posts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>>;
 
+    /// When the delivery with dedupe key `key` was last received (unix ms), if it is known.
+    fn received_at(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, OutboxError>>;
+
     /// Makes the dead letter `id` due again at `now` and wakes its channel; returns its
     /// channel, or `None` (nothing changed) when `id` is not a dead letter.
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>>;
 
     /// Opens the router stage's reads (a connection of their own).
     fn router_reads(&self) -> Result<Box<dyn RouterReads>, OutboxError>;
+
+    /// Whether this process leads the replicas on this store (routes events; watches hooks).
+    /// A store of one process is always led by it.
+    fn leads(&self) -> bool {
+        true
+    }
+
+    /// What replicas share about posting, when several processes may post from this store.
+    fn shared_window(&self) -> Option<Arc<dyn SharedWindow>> {
+        None
+    }
 }

@@ -160,6 +160,13 @@ pub const KEPT_HEADERS: [&str; 6] = [
 #[error("{0}")]
 pub struct StoreError(String);
 
+impl StoreError {
+    /// A store error saying `message` (another engine's failure, in the same type).
+    pub fn from_message(message: String) -> StoreError {
+        StoreError(message)
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError(e.to_string())
@@ -939,25 +946,48 @@ const STORED_EVENT_COLUMNS: &str =
      FROM events e JOIN event_bodies b ON b.id = e.id";
 
 fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let headers: String = r.get(4)?;
+    stored_event_of(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        &r.get::<_, String>(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get::<_, Option<String>>(7)?.as_deref(),
+    )
+    .map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Blob, e.into())
+    })
+}
+
+/// A stored event from its columns (both engines store the same ones): the headers as a JSON
+/// object, the body as `encoding` says. A damaged body is an error naming what is wrong.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn stored_event_of(
+    id: i64,
+    received_at: i64,
+    request_id: String,
+    dedupe_key: Option<String>,
+    headers: &str,
+    body: Vec<u8>,
+    replay_of: Option<i64>,
+    encoding: Option<&str>,
+) -> Result<StoredEvent, String> {
     let headers: Vec<(String, String)> =
-        serde_json::from_str::<std::collections::BTreeMap<String, String>>(&headers)
+        serde_json::from_str::<std::collections::BTreeMap<String, String>>(headers)
             .map(|m| m.into_iter().collect())
             .unwrap_or_default();
-    let encoding: Option<String> = r.get(7)?;
-    let body = decompress(r.get(5)?, encoding.as_deref()).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Blob, e.into())
-    })?;
     Ok(StoredEvent {
-        id: r.get(0)?,
-        received_at: r.get(1)?,
+        id,
+        received_at,
         raw: RawEvent {
-            request_id: r.get(2)?,
-            dedupe_key: r.get(3)?,
+            request_id,
+            dedupe_key,
             headers,
-            body,
+            body: decompress(body, encoding)?,
         },
-        replay_of: r.get(6)?,
+        replay_of,
     })
 }
 

@@ -108,6 +108,9 @@ pub struct Target {
 
 /// Most messages a worker leases at once (each still posted, and recorded, one at a time).
 pub const LEASE_BATCH: usize = 32;
+
+/// What a shared store's lease adds to the post timeout.
+pub const SHARED_LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// A channel whose budget is larger than this many posts a minute never digests (a local
 /// endpoint, not a chat with a rate limit): a digest's test counts up to the budget's worth of
 /// waiting messages at every lease.
@@ -120,6 +123,8 @@ struct Ctx<'a> {
     poster: &'a dyn Post,
     policy: RetryPolicy,
     clock: Clock,
+    /// How long a lease lasts (per message leased).
+    lease_ms: i64,
 }
 
 /// Runs one channel's worker until `cancel` fires.
@@ -132,13 +137,24 @@ pub async fn run_channel(
     cancel: CancellationToken,
 ) {
     let wake = outbox.waker(&target.name);
-    let lease_ms = (policy.timeout * 2 + Duration::from_secs(30)).as_millis() as i64;
+    // Replicas sharing a store lease one message at a time, for as long as one post can take
+    // (renewed while it waits for a slot): a replica that dies holds little, and not for long.
+    let shared = target.limiter.is_shared();
+    let (lease_ms, max) = if shared {
+        ((policy.timeout + SHARED_LEASE_MARGIN).as_millis() as i64, 1)
+    } else {
+        (
+            (policy.timeout * 2 + Duration::from_secs(30)).as_millis() as i64,
+            LEASE_BATCH,
+        )
+    };
     let ctx = Ctx {
         target: &target,
         outbox: &outbox,
         poster: poster.as_ref(),
         policy,
         clock,
+        lease_ms,
     };
     'work: while !cancel.is_cancelled() {
         let now = clock.now_ms();
@@ -149,7 +165,7 @@ pub async fn run_channel(
             per_minute
         };
         let answer = match outbox
-            .lease(&target.name, now, lease_ms, digest_over, LEASE_BATCH)
+            .lease(&target.name, now, lease_ms, digest_over, max)
             .await
         {
             Ok(a) => a,
@@ -207,6 +223,37 @@ pub async fn run_channel(
 }
 
 impl Ctx<'_> {
+    /// Waits for the credential's rate limit (a wait longer than [`MIN_IDLE`] is counted),
+    /// keeping the lease of `batch` meanwhile when the window is shared; `false` when that
+    /// lease was lost (nothing is to be posted or recorded then).
+    async fn acquire_measured(&self, batch: &[Leased]) -> bool {
+        let started = Instant::now();
+        let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+        let (outbox, clock, lease_ms) = (self.outbox, self.clock, self.lease_ms);
+        let kept = self
+            .target
+            .limiter
+            .acquire_keeping(|| {
+                let (outbox, ids) = (outbox.clone(), ids.clone());
+                async move {
+                    match outbox.renew(ids, clock.now_ms(), lease_ms).await {
+                        Ok(kept) => kept,
+                        Err(error) => {
+                            // The lease may still hold: keep waiting; a lost one shows at record.
+                            tracing::warn!(%error, "cannot renew a lease");
+                            true
+                        }
+                    }
+                }
+            })
+            .await;
+        let waited = started.elapsed();
+        if waited >= MIN_IDLE {
+            metrics::rate_limit_wait(&self.target.name, waited);
+        }
+        kept
+    }
+
     /// Waits for the rate limit, posts `body` (standing for `batch`, oldest first) and records
     /// the outcome for each of them. Returns false, having released them, when cancelled first.
     async fn post_and_record(
@@ -223,7 +270,10 @@ impl Ctx<'_> {
                 }
                 return false;
             }
-            _ = acquire_measured(target) => {}
+            kept = self.acquire_measured(batch) => if !kept {
+                tracing::warn!(channel = %target.name, "the lease ran out while waiting for a posting slot; another replica has the message");
+                return true;
+            }
         }
         let used = batch.len();
         let Some(first) = batch.first() else {
@@ -304,16 +354,6 @@ impl Ctx<'_> {
             }
         }
         true
-    }
-}
-
-/// Waits for the credential's rate limit; a wait longer than [`MIN_IDLE`] is counted.
-async fn acquire_measured(target: &Target) {
-    let started = Instant::now();
-    target.limiter.acquire().await;
-    let waited = started.elapsed();
-    if waited >= MIN_IDLE {
-        metrics::rate_limit_wait(&target.name, waited);
     }
 }
 

@@ -53,6 +53,8 @@ enum Cmd {
     ListRules(oneshot::Sender<Result<Vec<ChatRule>, OutboxError>>),
     /// When each channel last had a post (a read).
     LastPosts(oneshot::Sender<Result<Vec<(String, i64)>, OutboxError>>),
+    /// When a dedupe key was last received (a read).
+    ReceivedAt(String, oneshot::Sender<Result<Option<i64>, OutboxError>>),
     /// Make one dead letter due again; answered with its channel, after the commit.
     RetryDead(
         i64,
@@ -200,6 +202,10 @@ impl Engine for SqliteEngine {
 
     fn last_posts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>> {
         self.call(Cmd::LastPosts)
+    }
+
+    fn received_at(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, OutboxError>> {
+        self.call(|reply| Cmd::ReceivedAt(key, reply))
     }
 
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>> {
@@ -396,6 +402,9 @@ fn writer(mut store: Store, mut rx: mpsc::UnboundedReceiver<Cmd>, wake: Wake) {
                     }
                     Cmd::LastPosts(reply) => {
                         let _ = reply.send(store::last_posts(&tx).map_err(store_err));
+                    }
+                    Cmd::ReceivedAt(key, reply) => {
+                        let _ = reply.send(store::received_at(&tx, &key).map_err(store_err));
                     }
                     Cmd::RetryDead(id, now, reply) => {
                         let mut sp = tx.savepoint()?;

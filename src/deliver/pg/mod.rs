@@ -1,9 +1,10 @@
-//! The PostgreSQL store, for several replicas on one database (docs/postgres.md; being built:
-//! so far its schema and the migrations every replica runs at start, `serve` does not use it
-//! yet; of the store's operations, [`ingest`] is done). The schema mirrors SQLite's ([`super::store`], version 6) with every integer a
-//! `BIGINT` and bodies in `BYTEA`, plus what replicas share: lease tokens, and the posts and
-//! pauses of each credential's rate window. Versions are PostgreSQL's own (a one-row
-//! `schema_version` table), not SQLite's.
+//! The PostgreSQL store, for several replicas on one database (docs/postgres.md): its schema
+//! and the migrations every replica runs at start (here), the operations in SQL ([`ops`]) and
+//! the engine that runs them on a connection pool ([`engine`]). The schema mirrors SQLite's
+//! ([`super::store`], version 6) with every integer a `BIGINT` and bodies in `BYTEA`, plus what
+//! replicas share: leases with a token and an owner, and the posts and pauses of each
+//! credential's rate window. Versions are PostgreSQL's own (a one-row `schema_version` table),
+//! not SQLite's.
 //!
 //! Migrations run under a session advisory lock: when two replicas start at once on an empty
 //! database, one applies the steps and the other waits, then finds nothing to do. Each step is
@@ -11,7 +12,10 @@
 //! whole version. Steps must be additive, so that replicas of the previous release keep working
 //! during a rolling upgrade.
 
-use super::store::{EncodedEvent, Ingested};
+pub mod engine;
+pub mod ops;
+
+pub use engine::{PgEngine, PgOptions};
 use tokio_postgres::Client;
 
 /// First key of every advisory lock the bridge takes (`gcb` in ASCII), so that they do not meet
@@ -19,6 +23,8 @@ use tokio_postgres::Client;
 pub const LOCK_SPACE: i32 = 0x0067_6362;
 /// Second key of the migration lock.
 pub const MIGRATION_LOCK: i32 = 1;
+/// Second key of the router lock: the replica holding it routes events.
+pub const ROUTER_LOCK: i32 = 2;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: [&str; 1] = [r#"
@@ -56,6 +62,7 @@ CREATE TABLE messages (
     next_at         BIGINT  NOT NULL,
     lease_until     BIGINT,
     lease_token     BIGINT,
+    lease_owner     TEXT,
     last_status     BIGINT,
     last_error      TEXT,
     idempotency_key TEXT,
@@ -109,6 +116,9 @@ pub enum PgError {
     /// The database refused a statement or could not be reached.
     #[error("database: {0}")]
     Db(String),
+    /// The configuration cannot be used (the URL, the trust roots).
+    #[error("{0}")]
+    Config(String),
     /// The database was migrated by a newer release.
     #[error(
         "the database's schema is version {found}, newer than this release's {known}: \
@@ -197,46 +207,17 @@ async fn migrate_locked(client: &mut Client) -> Result<Migrated, PgError> {
     })
 }
 
-/// Stores a received delivery as a new event (committed when this returns `Ok`), unless its
-/// dedupe key was seen at or after `dedupe_since` (unix ms). The key's row is the unique index
-/// two replicas meet on: when both receive the same key at once, the second waits for the
-/// first's commit and answers [`Ingested::Duplicate`]; when the first fails instead, the second
-/// stores the event.
-pub async fn ingest(
-    client: &mut Client,
-    ev: &EncodedEvent,
-    now: i64,
-    dedupe_since: i64,
-) -> Result<Ingested, PgError> {
-    let tx = client.transaction().await?;
-    if let Some(key) = &ev.dedupe_key {
-        // A row back: the key is new, or last seen before the window (then renewed).
-        let fresh = tx
-            .query_opt(
-                "INSERT INTO dedupe (key, received_at) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE SET received_at = EXCLUDED.received_at
-                  WHERE dedupe.received_at < $3
-                 RETURNING 1",
-                &[key, &now, &dedupe_since],
-            )
-            .await?;
-        if fresh.is_none() {
-            return Ok(Ingested::Duplicate);
+impl From<deadpool_postgres::PoolError> for PgError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => PgError::from(e),
+            other => PgError::Db(format!("unreachable: {other}")),
         }
     }
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO events (received_at, request_id, dedupe_key) VALUES ($1, $2, $3)
-             RETURNING id",
-            &[&now, &ev.request_id, &ev.dedupe_key],
-        )
-        .await?
-        .try_get(0)?;
-    tx.execute(
-        "INSERT INTO event_bodies (id, headers, body, encoding) VALUES ($1, $2, $3, 'lz4')",
-        &[&id, &ev.headers, &ev.body],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Ingested::Accepted(id))
+}
+
+impl From<PgError> for super::OutboxError {
+    fn from(e: PgError) -> Self {
+        super::OutboxError::Store(e.to_string())
+    }
 }

@@ -1,0 +1,501 @@
+//! `PgEngine`: the store [`Engine`] on PostgreSQL, for several replicas on one database. Each
+//! operation is one transaction on a pooled connection (deadpool-postgres, TLS by rustls with
+//! ring); the router stage reads on a connection of its own that holds the router lock, so one
+//! replica at a time routes; posting slots come from the shared rate window
+//! ([`SharedWindow`]). Wake-ups are local (a replica's own commits wake its router and
+//! workers); work committed by another replica is found by polling.
+
+use super::{migrate, ops, Migrated, PgError, LOCK_SPACE, ROUTER_LOCK};
+use crate::deliver::engine::{
+    Engine, LeaseAnswer, LeaseRequest, RouterReads, SharedWindow, Slot, Wake,
+};
+use crate::deliver::store::{
+    ChannelStats, ChatRule, EncodedEvent, Ingested, Outcome, RoutedEvent, RuleChange, StoreError,
+    StoredEvent,
+};
+use crate::deliver::{Batch, BoxFuture, Enqueued, OutboxError};
+use crate::secret::Secret;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// How long an operation waits for a connection, and a connection for the server, before
+/// failing (a webhook is then answered 503 and GitLab re-sends it).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://user@host:port/db?sslmode=…`, without the password.
+    pub url: String,
+    /// The password, from `outbox.password_file`/`_env`.
+    pub password: Option<Secret>,
+    /// PEM trust roots for TLS; the webpki roots when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// Most connections in the pool.
+    pub pool_size: usize,
+    /// This replica's name among the replicas (its host and listen address): a replica
+    /// restarting under the same name releases the leases its previous run held.
+    pub owner: String,
+}
+
+/// The PostgreSQL engine. Cheap to clone.
+#[derive(Clone)]
+pub struct PgEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    wake: Wake,
+    owner: String,
+    /// The lease token of each message this replica holds.
+    tokens: Mutex<HashMap<i64, i64>>,
+    next_token: AtomicU64,
+    random: RandomState,
+    /// Whether this replica's router holds the router lock.
+    routing: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for PgEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgEngine")
+            .field("owner", &self.inner.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The client configuration for `opts` (URL, password, timeouts, keepalives).
+fn client_config(opts: &PgOptions) -> Result<tokio_postgres::Config, PgError> {
+    let mut config: tokio_postgres::Config = opts
+        .url
+        .parse()
+        .map_err(|e| PgError::Config(format!("outbox.url: {e}")))?;
+    if let Some(p) = &opts.password {
+        config.password(p.expose());
+    }
+    config
+        .connect_timeout(CONNECT_TIMEOUT)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .application_name("gitlab-chat-bridge");
+    Ok(config)
+}
+
+/// TLS by rustls with ring, trusting `ca_file`'s certificates or else the webpki roots. Used
+/// only when the URL's `sslmode` asks for TLS (`prefer`, the default, or `require`).
+fn tls(ca_file: Option<&PathBuf>) -> Result<MakeRustlsConnect, PgError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| PgError::Config(format!("outbox.ca_file {}: {e}", path.display())))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(PgError::Config(format!(
+                    "outbox.ca_file {}: no certificate in it",
+                    path.display()
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| PgError::Config(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+impl PgEngine {
+    /// Connects, brings the schema up to date (waiting while another replica migrates) and
+    /// releases the leases a previous run under this replica's name left. The engine wakes
+    /// `wake` after its own commits.
+    pub async fn connect(opts: &PgOptions, wake: Wake) -> Result<(PgEngine, Migrated), PgError> {
+        let config = client_config(opts)?;
+        let tls = tls(opts.ca_file.as_ref())?;
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(opts.pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| PgError::Config(format!("connection pool: {e}")))?;
+        let mut client = pool.get().await?;
+        let migrated = migrate(&mut client).await?;
+        let engine = PgEngine {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                tls,
+                wake,
+                owner: opts.owner.clone(),
+                tokens: Mutex::new(HashMap::new()),
+                next_token: AtomicU64::new(1),
+                random: RandomState::new(),
+                routing: Arc::new(AtomicBool::new(false)),
+            }),
+        };
+        let tx = client.transaction().await?;
+        let released = ops::release_owned(&tx, &engine.inner.owner).await?;
+        tx.commit().await?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                owner = %engine.inner.owner,
+                "released the leases of this replica's previous run"
+            );
+        }
+        Ok((engine, migrated))
+    }
+
+    /// A lease token no other lease of any replica has (random per process, counted within it).
+    fn token(&self) -> i64 {
+        let n = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+        self.inner.random.hash_one(n) as i64
+    }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<i64, i64>> {
+        self.inner.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn conn(&self) -> Result<deadpool_postgres::Object, PgError> {
+        Ok(self.inner.pool.get().await?)
+    }
+}
+
+/// Runs `$body` (an expression using the transaction `$tx`) in one transaction, committed
+/// when it succeeds.
+macro_rules! in_tx {
+    ($engine:expr, |$tx:ident| $body:expr) => {{
+        let mut conn = $engine.conn().await?;
+        let $tx = conn.transaction().await.map_err(PgError::from)?;
+        let value = $body.await?;
+        $tx.commit().await.map_err(PgError::from)?;
+        value
+    }};
+}
+
+impl Engine for PgEngine {
+    fn ingest(
+        &self,
+        ev: EncodedEvent,
+        now: i64,
+        dedupe_since: i64,
+    ) -> BoxFuture<'_, Result<Ingested, OutboxError>> {
+        Box::pin(async move {
+            let r = in_tx!(self, |tx| ops::ingest(&tx, &ev, now, dedupe_since));
+            if matches!(r, Ingested::Accepted(_)) {
+                self.inner.wake.router();
+            }
+            Ok(r)
+        })
+    }
+
+    fn enqueue(
+        &self,
+        batch: Batch,
+        now: i64,
+        dedupe_since: i64,
+    ) -> BoxFuture<'_, Result<Enqueued, OutboxError>> {
+        Box::pin(async move {
+            let r = in_tx!(self, |tx| ops::enqueue(&tx, &batch, now, dedupe_since));
+            if r == Enqueued::Accepted {
+                self.inner
+                    .wake
+                    .channels(batch.deliveries.iter().map(|d| d.channel.clone()).collect());
+            }
+            Ok(r)
+        })
+    }
+
+    fn routed(&self, events: Vec<RoutedEvent>, now: i64) -> BoxFuture<'_, Result<(), OutboxError>> {
+        Box::pin(async move {
+            let woken = in_tx!(self, |tx| ops::routed(&tx, &events, now));
+            self.inner.wake.channels(woken);
+            Ok(())
+        })
+    }
+
+    fn lease(&self, req: LeaseRequest) -> BoxFuture<'_, Result<LeaseAnswer, OutboxError>> {
+        Box::pin(async move {
+            let token = self.token();
+            let owner = self.inner.owner.clone();
+            let answer = in_tx!(self, |tx| ops::lease(&tx, &req, token, &owner));
+            let mut tokens = self.tokens();
+            for m in &answer.messages {
+                tokens.insert(m.id, token);
+            }
+            Ok(answer)
+        })
+    }
+
+    fn record(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        now: i64,
+    ) -> BoxFuture<'_, Result<(), OutboxError>> {
+        Box::pin(async move {
+            let Some(token) = self.tokens().remove(&id) else {
+                tracing::warn!(
+                    message = id,
+                    "an outcome for a message this replica does not hold; ignored"
+                );
+                return Ok(());
+            };
+            let applied = in_tx!(self, |tx| ops::record(&tx, id, token, &outcome, now));
+            if !applied {
+                tracing::warn!(
+                    message = id,
+                    "the message's lease had expired and another replica took it over; \
+                     its outcome here is not recorded (it may be posted twice)"
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn prune(&self, dedupe_before: i64, events_before: i64) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let pruned: Result<u64, OutboxError> = async {
+                Ok(in_tx!(me, |tx| ops::prune(
+                    &tx,
+                    dedupe_before,
+                    events_before
+                )))
+            }
+            .await;
+            match pruned {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "pruned events past their retention"),
+                Err(error) => tracing::warn!(%error, "cannot prune old events and dedupe keys"),
+            }
+        });
+    }
+
+    fn ping(&self, now: i64) -> BoxFuture<'_, Result<(), OutboxError>> {
+        Box::pin(async move {
+            in_tx!(self, |tx| ops::touch(&tx, now));
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<Vec<ChannelStats>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(ops::stats(&c).await?)
+        })
+    }
+
+    fn change_rules(&self, change: RuleChange) -> BoxFuture<'_, Result<usize, OutboxError>> {
+        Box::pin(async move { Ok(in_tx!(self, |tx| ops::change_rules(&tx, &change))) })
+    }
+
+    fn chat_rules(&self) -> BoxFuture<'_, Result<Vec<ChatRule>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(ops::chat_rules(&c).await?)
+        })
+    }
+
+    fn last_posts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(ops::last_posts(&c).await?)
+        })
+    }
+
+    fn received_at(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(ops::received_at(&c, &key).await?)
+        })
+    }
+
+    fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>> {
+        Box::pin(async move {
+            let channel = in_tx!(self, |tx| ops::retry_dead(&tx, id, now));
+            if let Some(c) = &channel {
+                self.inner.wake.channels(vec![c.clone()]);
+            }
+            Ok(channel)
+        })
+    }
+
+    fn router_reads(&self) -> Result<Box<dyn RouterReads>, OutboxError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| OutboxError::Store(format!("no runtime for the router's reads: {e}")))?;
+        Ok(Box::new(PgRouterReads {
+            runtime,
+            config: self.inner.config.clone(),
+            tls: self.inner.tls.clone(),
+            conn: RefCell::new(None),
+            routing: Arc::clone(&self.inner.routing),
+        }))
+    }
+
+    fn leads(&self) -> bool {
+        self.inner.routing.load(Ordering::Relaxed)
+    }
+
+    fn shared_window(&self) -> Option<Arc<dyn SharedWindow>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+impl SharedWindow for PgEngine {
+    fn take_slot<'a>(
+        &'a self,
+        credential: &'a str,
+        per_minute: u32,
+    ) -> BoxFuture<'a, Result<Slot, OutboxError>> {
+        Box::pin(async move {
+            Ok(in_tx!(self, |tx| ops::take_slot(
+                &tx, credential, per_minute
+            )))
+        })
+    }
+
+    fn pause<'a>(
+        &'a self,
+        credential: &'a str,
+        d: Duration,
+    ) -> BoxFuture<'a, Result<(), OutboxError>> {
+        Box::pin(async move {
+            in_tx!(self, |tx| ops::pause(&tx, credential, d));
+            Ok(())
+        })
+    }
+
+    fn renew(
+        &self,
+        ids: Vec<i64>,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, OutboxError>> {
+        Box::pin(async move {
+            let token = ids.first().and_then(|id| self.tokens().get(id).copied());
+            let Some(token) = token else {
+                return Ok(false);
+            };
+            let until = now.saturating_add(lease_ms);
+            Ok(in_tx!(self, |tx| ops::renew(&tx, &ids, token, until)))
+        })
+    }
+}
+
+/// The router stage's connection: it holds the router lock while it lives (PostgreSQL releases
+/// a session lock when its connection ends, so a replica that dies hands routing over).
+struct RouterConn {
+    client: tokio_postgres::Client,
+    locked: bool,
+}
+
+/// The router stage's reads on PostgreSQL, driven from its thread with the runtime's
+/// `block_on`. Reconnects after a failure; reads no new events while another replica routes.
+struct PgRouterReads {
+    runtime: tokio::runtime::Handle,
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    conn: RefCell<Option<RouterConn>>,
+    routing: Arc<AtomicBool>,
+}
+
+fn store_err(e: PgError) -> StoreError {
+    StoreError::from_message(e.to_string())
+}
+
+impl PgRouterReads {
+    /// Runs `f` on the connection (made first when there is none); a failure drops the
+    /// connection (and with it the router lock), so the next call starts afresh.
+    fn with_conn<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut RouterConn) -> Result<T, PgError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.conn.borrow_mut();
+        let result = self.runtime.block_on(async {
+            if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+                self.routing.store(false, Ordering::Relaxed);
+                let (client, connection) = self.config.connect(self.tls.clone()).await?;
+                self.runtime.spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "the router's database connection ended");
+                    }
+                });
+                *slot = Some(RouterConn {
+                    client,
+                    locked: false,
+                });
+            }
+            match slot.as_mut() {
+                Some(c) => f(c).await,
+                None => Err(PgError::Db("no connection".into())),
+            }
+        });
+        if result.is_err() {
+            if slot.as_ref().is_some_and(|c| c.locked) {
+                tracing::warn!("this replica lost the router lock with its database connection");
+            }
+            self.routing.store(false, Ordering::Relaxed);
+            *slot = None;
+        }
+        result.map_err(store_err)
+    }
+}
+
+impl RouterReads for PgRouterReads {
+    fn new_events(&self, _after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with_conn(async |c: &mut RouterConn| {
+            if !c.locked {
+                let got: bool = c
+                    .client
+                    .query_one(
+                        "SELECT pg_try_advisory_lock($1, $2)",
+                        &[&LOCK_SPACE, &ROUTER_LOCK],
+                    )
+                    .await?
+                    .try_get(0)?;
+                if !got {
+                    return Ok(Vec::new());
+                }
+                c.locked = true;
+                self.routing.store(true, Ordering::Relaxed);
+                tracing::info!("this replica routes the stored events (it holds the router lock)");
+            }
+            ops::new_events(&c.client, limit).await
+        })
+    }
+
+    fn chat_rules(&self) -> Result<Vec<ChatRule>, StoreError> {
+        self.with_conn(async |c: &mut RouterConn| ops::chat_rules(&c.client).await)
+    }
+
+    fn memory(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.with_conn(async |c: &mut RouterConn| ops::memory(&c.client, key).await)
+    }
+}
