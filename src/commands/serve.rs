@@ -7,6 +7,8 @@
 use crate::config::{ChannelConfig, ChannelKind, Config, Format, LogFormat};
 use crate::deliver::clock::Clock;
 use crate::deliver::durable::{DurableOutbox, DurableSettings};
+use crate::deliver::engine::SharedWindow;
+use crate::deliver::pg::PgOptions;
 use crate::deliver::rate::RateLimiter;
 use crate::deliver::router;
 use crate::deliver::sender::{Attempt, Sender};
@@ -34,7 +36,7 @@ use tokio_util::task::TaskTracker;
 /// One limiter per credential: channels posting with the same key or token share a budget, the
 /// smallest `rate_per_minute` among them. Each console channel has a budget of its own.
 pub fn targets(channels: &[ChannelConfig]) -> Vec<Target> {
-    targets_and_chats(channels, None).0
+    targets_and_chats(channels, None, None).0
 }
 
 /// Who an endpoint posts as, for its rate budget: its key or token, a webhook's own URL, or
@@ -56,10 +58,12 @@ fn credential(endpoint: &Endpoint) -> String {
 
 /// Like [`targets`], with the Cliq extension's endpoint and `rate_per_minute` when it is
 /// configured: every subscribed chat posts with its credential, so they all share one limiter
-/// (the one of configured channels with the same credential, if any), returned second.
+/// (the one of configured channels with the same credential, if any), returned second. With a
+/// `window` shared by replicas (PostgreSQL), every limiter takes its slots from it.
 pub fn targets_and_chats(
     channels: &[ChannelConfig],
     chats: Option<(&Endpoint, u32)>,
+    window: Option<Arc<dyn SharedWindow>>,
 ) -> (Vec<Target>, Option<Arc<RateLimiter>>) {
     let credential_of = |c: &ChannelConfig| match c.kind {
         ChannelKind::Console => format!("console:{}", c.name),
@@ -76,7 +80,13 @@ pub fn targets_and_chats(
     }
     let limiters: HashMap<String, Arc<RateLimiter>> = rates
         .into_iter()
-        .map(|(k, r)| (k, Arc::new(RateLimiter::new(r))))
+        .map(|(k, r)| {
+            let limiter = match &window {
+                Some(w) => RateLimiter::shared(r, &k, Arc::clone(w)),
+                None => RateLimiter::new(r),
+            };
+            (k, Arc::new(limiter))
+        })
         .collect();
     let targets = channels
         .iter()
@@ -355,16 +365,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let tracker = TaskTracker::new();
     let clock = Clock::new();
     let names: Vec<String> = cfg.channels.iter().map(|c| c.name.clone()).collect();
-    let (outbox, writer) = DurableOutbox::open(
-        &cfg.outbox.path,
-        DurableSettings {
-            dedupe_window_ms: cfg.outbox.dedupe_window.as_millis() as i64,
-            full_sync: cfg.outbox.full_sync,
-        },
-        &names,
-        clock,
-    )
-    .with_context(|| format!("cannot open the outbox {}", cfg.outbox.path.display()))?;
+    let (outbox, writer) = open_outbox(&cfg, &names, clock).await?;
     let routes = SharedRoutes::new(table);
     let stage_stop = CancellationToken::new();
     let mut pipeline = Pipeline::new(routes.clone());
@@ -385,7 +386,8 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         .cliq_extension
         .as_ref()
         .map(|x| (&x.api, x.rate_per_minute));
-    let (mut channel_targets, chat_limiter) = targets_and_chats(&cfg.channels, extension_api);
+    let (mut channel_targets, chat_limiter) =
+        targets_and_chats(&cfg.channels, extension_api, outbox.shared_window());
     let dead_letters = DeadAlerts::of(&cfg, &outbox);
     for t in &mut channel_targets {
         t.dead_letters = dead_letters.clone();
@@ -517,12 +519,14 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let _ = tokio::task::spawn_blocking(move || stage.join()).await;
     // The writer thread ends once the last handle is gone, after its final commit.
     drop(outbox);
-    let joined = tokio::task::spawn_blocking(move || writer.join());
-    if tokio::time::timeout(WRITER_STOP_TIMEOUT, joined)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the outbox writer did not stop in time");
+    if let Some(writer) = writer {
+        let joined = tokio::task::spawn_blocking(move || writer.join());
+        if tokio::time::timeout(WRITER_STOP_TIMEOUT, joined)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the outbox writer did not stop in time");
+        }
     }
     tracing::info!("stopped");
     Ok(0)
@@ -621,9 +625,59 @@ fn preview_state(cfg: &Config) -> Arc<PreviewState> {
         Box::new(load),
         Box::new(move || super::template_fingerprint(&dirs)),
         cfg.preview.fixtures.clone(),
-        Some(cfg.outbox.path.clone()),
+        // The page lists stored events from SQLite only (read-only, its own connection).
+        cfg.outbox
+            .postgres
+            .is_none()
+            .then(|| cfg.outbox.path.clone()),
         loopback,
     ))
+}
+
+/// Opens the store the config names: PostgreSQL with `outbox.url` (migrated first; this
+/// replica named by its host and listen address), else SQLite at `outbox.path` (with its
+/// writer thread, returned second).
+async fn open_outbox(
+    cfg: &Config,
+    names: &[String],
+    clock: Clock,
+) -> anyhow::Result<(DurableOutbox, Option<std::thread::JoinHandle<()>>)> {
+    let dedupe_window_ms = cfg.outbox.dedupe_window.as_millis() as i64;
+    if let Some(pg) = &cfg.outbox.postgres {
+        let opts = PgOptions {
+            url: pg.url.clone(),
+            password: pg.password.clone(),
+            ca_file: pg.ca_file.clone(),
+            pool_size: pg.pool_size,
+            owner: format!("{}:{}", hostname(), cfg.server.listen),
+        };
+        let (outbox, migrated) =
+            DurableOutbox::open_postgres(&opts, dedupe_window_ms, names, clock)
+                .await
+                .with_context(|| format!("cannot open the PostgreSQL store {}", pg.target()))?;
+        tracing::info!(store = %pg.target(), schema = migrated.to, replica = %opts.owner, "PostgreSQL store");
+        return Ok((outbox, None));
+    }
+    let (outbox, writer) = DurableOutbox::open(
+        &cfg.outbox.path,
+        DurableSettings {
+            dedupe_window_ms,
+            full_sync: cfg.outbox.full_sync,
+        },
+        names,
+        clock,
+    )
+    .with_context(|| format!("cannot open the outbox {}", cfg.outbox.path.display()))?;
+    Ok((outbox, Some(writer)))
+}
+
+/// This machine's host name (for a replica's name), `localhost` when unknown.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Tells systemd `READY=1` (the listener is bound and the outbox open), then, when the unit has
@@ -641,6 +695,9 @@ async fn notify_systemd(outbox: DurableOutbox, stop: CancellationToken, done: Ca
             }
             match tokio::time::timeout(every, crate::deliver::Outbox::ping(&outbox)).await {
                 Ok(Ok(())) => systemd::watchdog(),
+                // A database shared by replicas being away is not this process being stuck:
+                // webhooks get 503 and it reconnects; a restart would not help.
+                Ok(Err(_)) if outbox.shared_window().is_some() => systemd::watchdog(),
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "outbox cannot commit; not pinging the systemd watchdog")
                 }
