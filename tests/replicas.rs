@@ -250,14 +250,30 @@ async fn send_in_order(
     Ok(failed_tries)
 }
 
-/// The accepted messages of `channel` carrying one of `markers`, as indexes into `markers`, in
-/// arrival order.
-fn arrivals(seen: &Seen, channel: &str, markers: &[String]) -> Vec<usize> {
-    seen.accepted
+/// The accepted messages of `channel` carrying a marker of one of `lists` (markers are words of
+/// letters, digits and `-`), as indexes into their list, in arrival order; one vector a list.
+fn arrivals(seen: &Seen, channel: &str, lists: &[Vec<String>]) -> Vec<Vec<usize>> {
+    let index: HashMap<&str, (usize, usize)> = lists
         .iter()
-        .filter(|a| a.channel == channel)
-        .filter_map(|a| markers.iter().position(|m| a.text().contains(m.as_str())))
-        .collect()
+        .enumerate()
+        .flat_map(|(l, markers)| {
+            markers
+                .iter()
+                .enumerate()
+                .map(move |(k, m)| (m.as_str(), (l, k)))
+        })
+        .collect();
+    let mut got = vec![Vec::new(); lists.len()];
+    for a in seen.accepted.iter().filter(|a| a.channel == channel) {
+        let found = a
+            .text()
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .find_map(|word| index.get(word));
+        if let Some(&(l, k)) = found {
+            got[l].push(k);
+        }
+    }
+    got
 }
 
 /// Fails when, among the posts of `channels` (one credential) answered by the fake, more than
@@ -523,6 +539,7 @@ async fn a_replica_killed_mid_load_loses_nothing_keeps_order_and_the_rate_window
         || acked.load(Ordering::SeqCst) >= KILL_AFTER,
     )
     .await;
+    let killed_at = started.elapsed();
     let before_kill = fake.snapshot();
     let killed_log = tokio::task::spawn_blocking(move || a.stop()).await.unwrap();
     let acked_at_kill = acked.load(Ordering::SeqCst);
@@ -532,6 +549,7 @@ async fn a_replica_killed_mid_load_loses_nothing_keeps_order_and_the_rate_window
     while let Some(r) = senders.join_next().await {
         failed_tries += r.unwrap().unwrap_or_else(|e| panic!("{e}"));
     }
+    let all_acked = started.elapsed();
     let sent = N + pushes.len();
     assert_eq!(acked.load(Ordering::SeqCst), sent);
     assert!(
@@ -544,6 +562,7 @@ async fn a_replica_killed_mid_load_loses_nothing_keeps_order_and_the_rate_window
     while fake.accepted() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let all_posted = started.elapsed();
     wait_until_settled(&cluster, &db, Duration::from_secs(60)).await;
     let seen = fake.snapshot();
     let (log_a, log_b) = (a.stop(), b.stop());
@@ -561,8 +580,7 @@ async fn a_replica_killed_mid_load_loses_nothing_keeps_order_and_the_rate_window
         }
         let mut duplicates = Vec::new();
         let mut lost = Vec::new();
-        for markers in &lists {
-            let got = arrivals(&seen, c.name, markers);
+        for (markers, got) in lists.iter().zip(arrivals(&seen, c.name, &lists)) {
             for (k, m) in markers.iter().enumerate() {
                 match got.iter().filter(|&&g| g == k).count() {
                     0 => lost.push(m.clone()),
@@ -613,9 +631,9 @@ async fn a_replica_killed_mid_load_loses_nothing_keeps_order_and_the_rate_window
         assert_no_secrets_at_all(log);
     }
     eprintln!(
-        "replicas kill: {acked_at_kill} acknowledged and {} posted at the kill, {failed_tries} \
-         tries failed over, {} posted in all (expected {expected}), slow channel spanned \
-         {slow_span:?}; {:?} in all",
+        "replicas kill: at {killed_at:?}, {acked_at_kill} acknowledged and {} posted at the kill, {failed_tries} \
+         tries failed over, every webhook acknowledged at {all_acked:?}, {} posted in all \
+         (expected {expected}) at {all_posted:?}, slow channel spanned {slow_span:?}; {:?} in all",
         before_kill.accepted.len(),
         seen.accepted.len(),
         started.elapsed()
@@ -775,8 +793,8 @@ struct Sent {
 }
 
 /// Outage test. Two replicas on one database, channel `dev`; two senders (one per replica)
-/// send a webhook every 50 ms each, about six issues. After 2 s the database is stopped
-/// (`pg_ctl stop --mode fast`) for [`OUTAGE`], then started again on the same port; the senders
+/// send a webhook every `PAUSE` each, about six issues. After 2 s the database is stopped
+/// (`pg_ctl stop --mode fast`) for `OUTAGE`, then started again on the same port; the senders
 /// go on until each replica has acknowledged a webhook sent after the restart. Every webhook
 /// sent while the database was down is answered 503 (none 200, none left unanswered), and
 /// `/readyz` answers 503 on both replicas with a reason naming the database; then 200 again,
@@ -786,6 +804,8 @@ struct Sent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_answers_503_then_delivers_everything_acknowledged() {
     const OUTAGE: Duration = Duration::from_secs(30);
+    /// Each sender's pause after a webhook: about 5 a second to each replica.
+    const PAUSE: Duration = Duration::from_millis(200);
     let _turn = turn::shared_async().await;
     let started = Instant::now();
     let cluster = Cluster::start("replicas-outage");
@@ -822,7 +842,7 @@ async fn a_database_outage_answers_503_then_delivers_everything_acknowledged() {
                     answer,
                 });
                 n += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(PAUSE).await;
             }
         });
     }
@@ -911,14 +931,27 @@ async fn a_database_outage_answers_503_then_delivers_everything_acknowledged() {
     }
 
     // GitLab re-sends what was not acknowledged, with the same key.
-    let resend: Vec<&Sent> = record.iter().filter(|s| s.answer != Ok(200)).collect();
-    for (i, s) in resend.iter().enumerate() {
-        let a = replicas[i % 2]
-            .hooks()
-            .try_post(s.webhook.event, s.webhook.body.clone(), &s.webhook.key)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", s.webhook.marker));
-        assert_eq!(a.status, 200, "{} re-sent: {a:?}", s.webhook.marker);
+    let resend: Vec<Webhook> = record
+        .iter()
+        .filter(|s| s.answer != Ok(200))
+        .map(|s| s.webhook.clone())
+        .collect();
+    let mut resenders = tokio::task::JoinSet::new();
+    for (r, d) in replicas.iter().enumerate() {
+        let hooks = d.hooks();
+        let mine: Vec<Webhook> = resend.iter().skip(r).step_by(2).cloned().collect();
+        resenders.spawn(async move {
+            for w in mine {
+                let a = hooks
+                    .try_post(w.event, w.body.clone(), &w.key)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", w.marker));
+                assert_eq!(a.status, 200, "{} re-sent: {a:?}", w.marker);
+            }
+        });
+    }
+    while let Some(r) = resenders.join_next().await {
+        r.unwrap();
     }
 
     let markers: Vec<&str> = record.iter().map(|s| s.webhook.marker.as_str()).collect();
