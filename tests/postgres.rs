@@ -492,3 +492,74 @@ async fn replicas_share_dedupe_order_leases_routing_and_the_rate_window() {
         Slot::Go => panic!("the pause was not shared"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_command_reads_and_repairs_the_shared_database() {
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("outbox-cli");
+    let db = cluster.create_database();
+    let o = replica(&cluster, &db, "a").await;
+    let now = Clock::new().now_ms();
+    for (i, object) in ["mr-1", "mr-1", "mr-2"].iter().enumerate() {
+        o.enqueue_at(message(&format!("req-{i}"), "ops", object, "{}"), now)
+            .await
+            .unwrap();
+    }
+    let leased = o.lease("ops", now, 30_000, 0, 8).await.unwrap().messages;
+    assert_eq!(leased.len(), 2, "the heads of mr-1 and mr-2");
+    for m in &leased {
+        let dead = Outcome::Dead {
+            status: Some(400),
+            error: "invalid card".into(),
+        };
+        o.record(m.id, dead).await.unwrap();
+    }
+    let dir = crate::support::temp::TempDir::new("outbox-cli");
+    dir.write("pg-password", PASSWORD);
+    let config = dir.write(
+        "config.toml",
+        &format!(
+            "[server]\nsecret_token = 't'\n[outbox]\nurl = '{}?sslmode=disable'\n\
+             password_file = 'pg-password'\n[[channels]]\nname = 'ops'\n\
+             url = 'http://127.0.0.1:9/api/v2/channelsbyname/ops/message'\nzapikey = 'k'\n",
+            cluster.url(&db)
+        ),
+    );
+    let config = config.display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec![args[0], "--config", &config];
+        all.extend_from_slice(&args[1..]);
+        crate::support::cli::run(&all)
+    };
+    let stats = run(&["outbox", "stats"]);
+    assert_eq!(stats.code, Some(0), "{stats:?}");
+    let row: Vec<&str> = stats
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..4], ["ops", "1", "0", "2"], "{}", stats.stdout);
+    let list = run(&["outbox", "list", "--dead"]);
+    assert_eq!(list.code, Some(0), "{list:?}");
+    assert_eq!(list.stdout.matches(" dead ").count(), 2, "{}", list.stdout);
+    assert!(list.stdout.contains("req-2/ops") && list.stdout.contains("invalid card"));
+    let retry = run(&["outbox", "retry", "--all-dead"]);
+    assert_eq!(retry.code, Some(0), "{retry:?}");
+    assert!(
+        retry.stdout.contains("2 dead letter(s) will be retried"),
+        "{retry:?}"
+    );
+    // Retried in order: mr-1's first message is its head again, before the one behind it.
+    let later = Clock::new().now_ms();
+    let again = o.lease("ops", later, 30_000, 0, 8).await.unwrap().messages;
+    let ids: Vec<i64> = again.iter().map(|m| m.id).collect();
+    assert_eq!(ids, leased.iter().map(|m| m.id).collect::<Vec<_>>());
+    let purge = run(&["outbox", "purge", "--dead", "--older-than", "7d"]);
+    assert_eq!(purge.code, Some(0), "{purge:?}");
+    assert!(
+        purge.stdout.contains("0 dead letter(s) purged"),
+        "{purge:?}"
+    );
+}

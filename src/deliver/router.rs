@@ -122,11 +122,20 @@ fn run(
     let bell = outbox.router_bell();
     // Events up to `done` are routed and committed; a failed commit starts over from there.
     let mut done = 0;
+    // While the store stays unreachable, one error line, then one when it is back.
+    let mut failing = false;
     while !stop.is_cancelled() {
         let events = match reader.new_events(done, ROUTE_BATCH) {
-            Ok(e) => e,
+            Ok(e) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("reading new events again");
+                }
+                e
+            }
             Err(error) => {
-                tracing::error!(%error, "cannot read new events");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::error!(%error, "cannot read new events; trying again every {RETRY:?}");
+                }
                 bell.wait(RETRY);
                 continue;
             }

@@ -156,6 +156,7 @@ pub async fn run_channel(
         clock,
         lease_ms,
     };
+    let mut failing = false;
     'work: while !cancel.is_cancelled() {
         let now = clock.now_ms();
         let per_minute = target.limiter.per_minute() as usize;
@@ -168,9 +169,17 @@ pub async fn run_channel(
             .lease(&target.name, now, lease_ms, digest_over, max)
             .await
         {
-            Ok(a) => a,
+            Ok(a) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!(channel = %target.name, "reading the outbox again");
+                }
+                a
+            }
             Err(error) => {
-                tracing::error!(channel = %target.name, %error, "cannot read the outbox");
+                // While the store stays unreachable: one line, then one when it is back.
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::error!(channel = %target.name, %error, "cannot read the outbox");
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(STORE_RETRY) => continue,

@@ -10,8 +10,8 @@ use crate::deliver::engine::{
     Engine, LeaseAnswer, LeaseRequest, RouterReads, SharedWindow, Slot, Wake,
 };
 use crate::deliver::store::{
-    ChannelStats, ChatRule, EncodedEvent, Ingested, Outcome, RoutedEvent, RuleChange, StoreError,
-    StoredEvent,
+    ChannelStats, ChatRule, EncodedEvent, Ingested, ListedRow, Outcome, RoutedEvent, RuleChange,
+    StoreError, StoredEvent,
 };
 use crate::deliver::{Batch, BoxFuture, Enqueued, OutboxError};
 use crate::secret::Secret;
@@ -87,7 +87,9 @@ fn client_config(opts: &PgOptions) -> Result<tokio_postgres::Config, PgError> {
         .connect_timeout(CONNECT_TIMEOUT)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
-        .application_name("gitlab-chat-bridge");
+        .application_name("gitlab-chat-bridge")
+        // The migrations' `IF NOT EXISTS` notices are not worth a log line each start.
+        .options("-c client_min_messages=warning");
     Ok(config)
 }
 
@@ -120,6 +122,18 @@ fn tls(ca_file: Option<&PathBuf>) -> Result<MakeRustlsConnect, PgError> {
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
+}
+
+/// Runs `$body` (an expression using the transaction `$tx`) in one transaction, committed
+/// when it succeeds.
+macro_rules! in_tx {
+    ($engine:expr, |$tx:ident| $body:expr) => {{
+        let mut conn = $engine.conn().await?;
+        let $tx = conn.transaction().await.map_err(PgError::from)?;
+        let value = $body.await?;
+        $tx.commit().await.map_err(PgError::from)?;
+        value
+    }};
 }
 
 impl PgEngine {
@@ -185,18 +199,28 @@ impl PgEngine {
     async fn conn(&self) -> Result<deadpool_postgres::Object, PgError> {
         Ok(self.inner.pool.get().await?)
     }
-}
 
-/// Runs `$body` (an expression using the transaction `$tx`) in one transaction, committed
-/// when it succeeds.
-macro_rules! in_tx {
-    ($engine:expr, |$tx:ident| $body:expr) => {{
-        let mut conn = $engine.conn().await?;
-        let $tx = conn.transaction().await.map_err(PgError::from)?;
-        let value = $body.await?;
-        $tx.commit().await.map_err(PgError::from)?;
-        value
-    }};
+    /// Messages not sent yet (or only dead letters), newest first (`outbox list`).
+    pub async fn list(&self, dead_only: bool, limit: usize) -> Result<Vec<ListedRow>, PgError> {
+        let c = self.conn().await?;
+        ops::list(&c, dead_only, limit).await
+    }
+
+    /// Makes every dead letter due again at `now`; how many (`outbox retry --all-dead`).
+    pub async fn retry_all_dead(&self, now: i64) -> Result<u64, PgError> {
+        Ok(in_tx!(self, |tx| ops::retry_all_dead(&tx, now)))
+    }
+
+    /// Deletes dead letters created before `before`; how many (`outbox purge`).
+    pub async fn purge_dead(&self, before: i64) -> Result<u64, PgError> {
+        Ok(in_tx!(self, |tx| ops::purge_dead(&tx, before)))
+    }
+
+    /// Events stored and not routed yet.
+    pub async fn unrouted_count(&self) -> Result<u64, PgError> {
+        let c = self.conn().await?;
+        ops::unrouted_count(&c).await
+    }
 }
 
 impl Engine for PgEngine {

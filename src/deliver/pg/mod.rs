@@ -134,10 +134,19 @@ pub enum PgError {
 
 impl From<tokio_postgres::Error> for PgError {
     fn from(e: tokio_postgres::Error) -> Self {
-        // The server's own message says what went wrong; the error's Display alone says "db error".
+        // The server's own message says what went wrong; otherwise the error's Display alone
+        // says only "error connecting to server": its sources say why (connection refused).
         PgError::Db(match e.as_db_error() {
             Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => e.to_string(),
+            None => {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text = format!("{text}: {s}");
+                    source = s.source();
+                }
+                text
+            }
         })
     }
 }

@@ -7,8 +7,8 @@
 use super::{PgError, LOCK_SPACE};
 use crate::deliver::engine::{LeaseAnswer, LeaseRequest, Slot, DIGEST_MAX};
 use crate::deliver::store::{
-    self, ChannelStats, ChatRule, EncodedEvent, Ingested, Leased, Outcome, RoutedEvent, RuleChange,
-    StoredEvent,
+    self, ChannelStats, ChatRule, EncodedEvent, Ingested, Leased, ListedRow, Outcome, RoutedEvent,
+    RuleChange, StoredEvent,
 };
 use crate::deliver::{Batch, Delivery, Enqueued};
 use deadpool_postgres::Transaction;
@@ -697,6 +697,87 @@ pub async fn chat_rules(client: &tokio_postgres::Client) -> Result<Vec<ChatRule>
             })
         })
         .collect()
+}
+
+/// Messages not sent yet (or only dead letters), newest first: `outbox list`.
+pub async fn list(
+    client: &tokio_postgres::Client,
+    dead_only: bool,
+    limit: usize,
+) -> Result<Vec<ListedRow>, PgError> {
+    let rows = client
+        .query(
+            "SELECT id, state, next_at, delivery_id, channel, attempts, created_at, last_status,
+                    last_error
+               FROM messages WHERE state IN ('pending', 'dead') AND (NOT $1 OR state = 'dead')
+              ORDER BY id DESC LIMIT $2",
+            &[&dead_only, &(limit as i64)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ListedRow {
+                id: r.try_get(0)?,
+                state: r.try_get(1)?,
+                next_at: r.try_get(2)?,
+                delivery_id: r.try_get(3)?,
+                channel: r.try_get(4)?,
+                attempts: r.try_get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+                created_at: r.try_get(6)?,
+                last_status: r
+                    .try_get::<_, Option<i64>>(7)?
+                    .map(|s| s.clamp(0, 999) as u16),
+                last_error: r.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+/// Makes every dead letter due again at `now` (`outbox retry --all-dead`), each object's head
+/// recomputed under its lock; how many.
+pub async fn retry_all_dead(tx: &Transaction<'_>, now: i64) -> Result<u64, PgError> {
+    let objects = tx
+        .query(
+            "SELECT DISTINCT channel, ordering_key FROM messages WHERE state = 'dead'",
+            &[],
+        )
+        .await?;
+    let objects: Vec<(String, String)> = objects
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, PgError>>()?;
+    lock_keys(tx, objects.iter().map(|(c, k)| lock_key(&[c, k])).collect()).await?;
+    let n = tx
+        .execute(
+            "UPDATE messages SET state = 'pending', attempts = 0, next_at = $1,
+                    lease_until = NULL, lease_token = NULL, lease_owner = NULL
+              WHERE state = 'dead'",
+            &[&now],
+        )
+        .await?;
+    for (channel, key) in &objects {
+        promote(tx, channel, key).await?;
+    }
+    Ok(n)
+}
+
+/// Deletes dead letters created before `before` (`outbox purge`); how many.
+pub async fn purge_dead(tx: &Transaction<'_>, before: i64) -> Result<u64, PgError> {
+    Ok(tx
+        .execute(
+            "DELETE FROM messages WHERE state = 'dead' AND created_at < $1",
+            &[&before],
+        )
+        .await?)
+}
+
+/// Events stored and not routed yet.
+pub async fn unrouted_count(client: &tokio_postgres::Client) -> Result<u64, PgError> {
+    let n: i64 = client
+        .query_one("SELECT COUNT(*) FROM events WHERE state = 'new'", &[])
+        .await?
+        .try_get(0)?;
+    Ok(n.max(0) as u64)
 }
 
 /// When the delivery with dedupe key `key` was last received.
