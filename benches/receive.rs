@@ -3,7 +3,11 @@
 //! the body and answers 200, both driven by `wrk` on this machine in one run, so the result is a
 //! ratio. Twice: with the channel at Cliq's default budget (its worker mostly idle), and with two
 //! channels whose workers deliver at full speed to a local sink that answers at once (the
-//! delivery rate reached is reported beside it).
+//! delivery rate reached is reported beside it). The first run is repeated with the store on
+//! PostgreSQL (`outbox.url`, one replica) on a throw-away local cluster with PostgreSQL's default
+//! durability (`fsync` and `synchronous_commit` on), made the way `tests/support/postgres.rs`
+//! makes one; skipped, with the reason printed, when Debian's PostgreSQL binaries are missing
+//! (`scripts/install-postgres.sh`).
 //!
 //! Also measured: start-to-ready time (with 100 000 stored events), resident memory idle and
 //! under load, and acknowledgement latency (p50/p99) at a fixed 1 000 requests/s from an
@@ -90,6 +94,46 @@ fn main() {
     let _ = bridge.kill();
     let _ = bridge.wait();
 
+    // The first run again with the store on PostgreSQL, beside a fresh bare run.
+    let on_pg = match PgCluster::start(&dir.join("pg")) {
+        Err(reason) => {
+            eprintln!("PostgreSQL run skipped: {reason}");
+            None
+        }
+        Ok(cluster) => {
+            let pg_dir = dir.join("pg-bridge");
+            std::fs::create_dir_all(&pg_dir).expect("pg dir");
+            std::fs::write(pg_dir.join("pg-password"), PG_PASSWORD).expect("password");
+            let pg_config = pg_dir.join("config.toml");
+            std::fs::write(
+                &pg_config,
+                format!(
+                    "[server]\nlisten = \"127.0.0.1:0\"\nsecret_token = \"{TOKEN}\"\n\
+                     [outbox]\nurl = \"{}\"\npassword_file = \"pg-password\"\n\
+                     [delivery]\nmax_attempts = 1\n\
+                     [[channels]]\nname = \"bench\"\nurl = \"http://127.0.0.1:9/api/v2/channelsbyname/bench/message\"\nzapikey = \"k\"\n",
+                    cluster.url()
+                ),
+            )
+            .expect("config");
+            let (mut pg_bridge, pg_port) = spawn_bridge(&pg_config);
+            let pg_addr = format!("127.0.0.1:{pg_port}");
+            wait_ready(&pg_addr);
+            let (bare, load) = if have_wrk {
+                (wrk(&bare_addr, &script), wrk(&pg_addr, &script))
+            } else {
+                (
+                    rt.block_on(closed_loop(&bare_addr, &body)),
+                    rt.block_on(closed_loop(&pg_addr, &body)),
+                )
+            };
+            let stored = cluster.count_events();
+            let _ = pg_bridge.kill();
+            let _ = pg_bridge.wait();
+            Some((bare, load, stored))
+        }
+    };
+
     // The same, while two channels' workers deliver at full speed to a local sink.
     let (sink_addr, posts) = rt.block_on(sink_server());
     let busy_dir = dir.join("busy");
@@ -141,6 +185,32 @@ fn main() {
         "  ratio bridge / bare:           {:>9.2}   (target ≥ 0.5)",
         bridge_load.rps / bare.rps.max(1.0)
     );
+    match &on_pg {
+        None => println!("  on PostgreSQL: skipped (see the reason above)"),
+        Some((bare_pg, pg, stored)) => {
+            println!(
+                "the same with the store on PostgreSQL (one replica, local cluster, fsync on)"
+            );
+            println!(
+                "  bare hyper (read body, 200):   {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
+                bare_pg.rps,
+                fmt(bare_pg.p50),
+                fmt(bare_pg.p99)
+            );
+            println!(
+                "  gitlab-chat-bridge (postgres): {:>9.0} req/s  p50 {:>7}  p99 {:>7}   ({} events stored)",
+                pg.rps,
+                fmt(pg.p50),
+                fmt(pg.p99),
+                stored.map_or("?".to_string(), |n| n.to_string())
+            );
+            println!(
+                "  ratio postgres / bare:         {:>9.2}   postgres / sqlite: {:.2}",
+                pg.rps / bare_pg.rps.max(1.0),
+                pg.rps / bridge_load.rps.max(1.0)
+            );
+        }
+    }
     println!("while 2 channels deliver at full speed to a local sink (same run)");
     println!(
         "  bare hyper (read body, 200):   {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
@@ -187,6 +257,175 @@ fn main() {
         rss_busy as f64 / 1024.0
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The password of the benchmark cluster's superuser.
+const PG_PASSWORD: &str = "bench-password";
+/// Its superuser.
+const PG_USER: &str = "bridge";
+
+/// A throw-away PostgreSQL cluster on a loopback port, as `tests/support/postgres.rs` makes one
+/// (as `nobody` when run as root), but with PostgreSQL's default durability; stopped on drop.
+struct PgCluster {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    as_nobody: bool,
+}
+
+impl PgCluster {
+    /// Creates and starts a cluster in `dir`, or says why it cannot.
+    fn start(dir: &Path) -> Result<PgCluster, String> {
+        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no PostgreSQL under /usr/lib/postgresql ({e}): run scripts/install-postgres.sh"))?
+            .flatten()
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").exists().then_some((version, bin))
+            })
+            .collect();
+        found.sort();
+        let (_, bin) = found
+            .pop()
+            .ok_or("no initdb under /usr/lib/postgresql/*/bin: run scripts/install-postgres.sh")?;
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        let pwfile = dir.join("pwfile");
+        std::fs::write(&pwfile, PG_PASSWORD).map_err(|e| e.to_string())?;
+        let as_nobody = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if as_nobody {
+            for path in [&data, &pwfile] {
+                let ok = Command::new("chown")
+                    .arg("nobody:")
+                    .arg(path)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    return Err(format!("cannot chown {} to nobody", path.display()));
+                }
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let mut cluster = PgCluster {
+            bin,
+            data,
+            port,
+            as_nobody,
+        };
+        let initdb = cluster
+            .command("initdb")
+            .arg("--pgdata")
+            .arg(&cluster.data)
+            .args(["--username", PG_USER, "--pwfile"])
+            .arg(&pwfile)
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+            .args(["--encoding=UTF8", "--locale=C", "--no-sync"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !initdb.status.success() {
+            return Err(format!(
+                "initdb: {}",
+                String::from_utf8_lossy(&initdb.stderr)
+            ));
+        }
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100",
+            cluster.port,
+            cluster.data.display()
+        );
+        let start = cluster
+            .command("pg_ctl")
+            .args(["start", "--wait", "--timeout", "30", "--pgdata"])
+            .arg(&cluster.data)
+            .arg("--log")
+            .arg(cluster.data.join("server.log"))
+            .args(["-o", &options])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !start.status.success() {
+            cluster.port = 0;
+            return Err(format!(
+                "pg_ctl start: {}",
+                String::from_utf8_lossy(&start.stderr)
+            ));
+        }
+        Ok(cluster)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        let mut cmd = if self.as_nobody {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "nobody", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        };
+        cmd.current_dir(&self.data).env("LC_ALL", "C");
+        cmd
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://{PG_USER}@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Events the bridge stored (read with psql over the socket), if psql answers.
+    fn count_events(&self) -> Option<u64> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-h"])
+            .arg(&self.data)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                PG_USER,
+                "-d",
+                "postgres",
+            ])
+            .args(["-c", "SELECT count(*) FROM events"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.port != 0 {
+            let _ = self
+                .command("pg_ctl")
+                .args(["stop", "--mode", "fast", "--wait", "--pgdata"])
+                .arg(&self.data)
+                .output();
+        }
+    }
+}
+
+/// Waits until `GET /readyz` answers 200 (the store reachable), at most 30 s.
+fn wait_ready(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("bridge on PostgreSQL not ready within 30 s");
 }
 
 /// Events in the store of the start-to-ready run.

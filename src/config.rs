@@ -2445,47 +2445,51 @@ mod tests {
         assert!(msg.starts_with("preview.listen: "), "{msg}");
     }
 
+    /// The outbox of a config that must load.
+    fn outbox_of(text: &str, env: &[(&str, &str)]) -> OutboxConfig {
+        match parse(text, env) {
+            Ok(cfg) => cfg.outbox,
+            Err(e) => panic!("{e}: {text}"),
+        }
+    }
+
     #[test]
     fn outbox_url_selects_postgresql_with_its_password_ca_and_pool() {
         let base = "[server]\nsecret_token='x'\n[outbox]\n";
-        let sqlite = parse(base, &[]).unwrap();
-        assert_eq!(sqlite.outbox.postgres, None);
-        assert!(sqlite.outbox.path.ends_with(DEFAULT_OUTBOX_PATH));
+        let sqlite = outbox_of(base, &[]);
+        assert_eq!(sqlite.postgres, None);
+        assert!(sqlite.path.ends_with(DEFAULT_OUTBOX_PATH));
 
-        let pg = parse(
+        let pg = outbox_of(
             &format!("{base}url='postgres://bridge@db.internal:5432/bridge?sslmode=require'\npassword_file='pg-pass'\nca_file='db-ca.pem'\npool_size=4\n"),
             &[("/etc/gcb/pg-pass", "s3cret\n")],
         )
-        .unwrap()
-        .outbox
-        .postgres
-        .unwrap();
-        assert_eq!(
-            pg,
-            PostgresConfig {
-                url: "postgres://bridge@db.internal:5432/bridge?sslmode=require".into(),
-                password: Some(Secret::new("s3cret")),
-                ca_file: Some(PathBuf::from("/etc/gcb/db-ca.pem")),
-                pool_size: 4,
-            }
-        );
-        assert_eq!(pg.target(), "db.internal:5432/bridge");
+        .postgres;
+        let want = PostgresConfig {
+            url: "postgres://bridge@db.internal:5432/bridge?sslmode=require".into(),
+            password: Some(Secret::new("s3cret")),
+            ca_file: Some(PathBuf::from("/etc/gcb/db-ca.pem")),
+            pool_size: 4,
+        };
+        assert_eq!(pg.as_ref(), Some(&want));
+        assert_eq!(want.target(), "db.internal:5432/bridge");
         assert!(!format!("{pg:?}").contains("s3cret"));
 
-        let from_env = parse(
+        let from_env = outbox_of(
             &format!("{base}url='postgresql://bridge@127.0.0.1/'\npassword_env='PGPASS'\n"),
             &[("PGPASS", "e")],
         )
-        .unwrap()
-        .outbox
-        .postgres
-        .unwrap();
-        assert_eq!(from_env.password, Some(Secret::new("e")));
-        assert_eq!(from_env.pool_size, DEFAULT_PG_POOL_SIZE);
-        assert_eq!(from_env.ca_file, None);
-        assert_eq!(from_env.target(), "127.0.0.1/bridge");
-        let no_password = parse(&format!("{base}url='postgres://u@h/d'\n"), &[]).unwrap();
-        assert_eq!(no_password.outbox.postgres.unwrap().password, None);
+        .postgres;
+        let want = PostgresConfig {
+            url: "postgresql://bridge@127.0.0.1/".into(),
+            password: Some(Secret::new("e")),
+            ca_file: None,
+            pool_size: DEFAULT_PG_POOL_SIZE,
+        };
+        assert_eq!(from_env.as_ref(), Some(&want));
+        assert_eq!(want.target(), "127.0.0.1/bridge");
+        let no_password = outbox_of(&format!("{base}url='postgres://u@h/d'\n"), &[]).postgres;
+        assert_eq!(no_password.and_then(|p| p.password), None);
     }
 
     #[test]

@@ -248,9 +248,10 @@ impl Ctx<'_> {
                     match outbox.renew(ids, clock.now_ms(), lease_ms).await {
                         Ok(kept) => kept,
                         Err(error) => {
-                            // The lease may still hold: keep waiting; a lost one shows at record.
-                            tracing::warn!(%error, "cannot renew a lease");
-                            true
+                            // Unsure whether the lease holds: give the message up rather than
+                            // post it after another replica may have taken it (order first).
+                            tracing::warn!(%error, "cannot renew a lease; leaving the message to whoever leases it next");
+                            false
                         }
                     }
                 }
@@ -280,7 +281,11 @@ impl Ctx<'_> {
                 return false;
             }
             kept = self.acquire_measured(batch) => if !kept {
-                tracing::warn!(channel = %target.name, "the lease ran out while waiting for a posting slot; another replica has the message");
+                tracing::warn!(channel = %target.name, "the lease was lost while waiting for a posting slot; the message is left to whoever leases it next");
+                // Releases it if it is still ours after all (guarded by the lease token).
+                for m in batch {
+                    let _ = outbox.record(m.id, Outcome::Release).await;
+                }
                 return true;
             }
         }
