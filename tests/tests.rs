@@ -23,6 +23,7 @@ mod properties;
 mod reliability;
 mod reload;
 mod render;
+mod replicas;
 mod routes;
 mod security;
 mod setup;

@@ -3,7 +3,7 @@
 //! asked (console channels print there), and webhooks posted to it with GitLab's headers.
 
 use super::cli;
-use super::fake_cliq::{OTHER_ZAPIKEY, ZAPIKEY};
+use super::fake_cliq::{OTHER_ZAPIKEY, SECOND_ZAPIKEY, ZAPIKEY};
 use super::samples;
 use super::temp::TempDir;
 use super::unique;
@@ -28,7 +28,7 @@ pub fn assert_no_secrets(log: &[String]) {
         log.iter().any(|l| l.contains("ready")),
         "no log captured: {log:#?}"
     );
-    for secret in [ZAPIKEY, OTHER_ZAPIKEY, TOKEN] {
+    for secret in [ZAPIKEY, OTHER_ZAPIKEY, SECOND_ZAPIKEY, TOKEN] {
         let leaks: Vec<&String> = log.iter().filter(|l| l.contains(secret)).collect();
         assert!(leaks.is_empty(), "{secret} leaked into the log: {leaks:#?}");
     }

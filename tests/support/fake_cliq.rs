@@ -1,5 +1,5 @@
 //! A local Zoho Cliq `channelsbyname` endpoint that enforces Cliq's contract
-//! ([`cliq_violations`](super::cliq::cliq_violations) and the channel key) and records what it
+//! ([`cliq_violations`](super::cliq::cliq_violations) and the channel keys) and records what it
 //! accepts; it can be scripted: error answers in sequence or per channel, a per-answer delay, a
 //! hold mode.
 
@@ -17,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// The channels' Cliq key (the fake accepts only this one).
+/// The channels' Cliq key (the fake accepts this one and [`SECOND_ZAPIKEY`]).
 pub const ZAPIKEY: &str = "zk-SECRET-1234";
+/// A second key the fake accepts: another Cliq user, with a rate budget of its own.
+pub const SECOND_ZAPIKEY: &str = "zk-SECRET-SECOND-8765";
 /// Another key, which the fake refuses.
 pub const OTHER_ZAPIKEY: &str = "zk-SECRET-OTHER-4321";
 /// `wait_for_accepted` prints every message only when there are at most this many.
@@ -387,7 +389,7 @@ fn admit(
             .find(|(k, _)| k == "zapikey")
             .map(|(_, v)| v.into_owned())
     });
-    if key.as_deref() != Some(ZAPIKEY) {
+    if key.as_deref() != Some(ZAPIKEY) && key.as_deref() != Some(SECOND_ZAPIKEY) {
         seen.violations
             .push(format!("401 {channel}: missing or wrong zapikey"));
         return Err((

@@ -8,7 +8,8 @@
 //! - [`cli`]: the binary under test run as a command in a clean environment, bounded in time;
 //! - [`daemon`]: the binary serving on loopback, its config, and webhooks posted as GitLab does;
 //! - [`fake_cliq`]: a fake Zoho Cliq endpoint that enforces the contract and can be scripted;
-//! - [`postgres`]: a throw-away PostgreSQL cluster on loopback, stopped and removed on drop;
+//! - [`postgres`]: a throw-away PostgreSQL cluster on loopback, stopped and removed on drop
+//!   (and, for an outage, stopped and started again);
 //! - [`prism`]: Prism serving one of the vendored OpenAPI documents in `specs/`;
 //! - [`turn`]: which tests may run side by side in the one test process;
 //!

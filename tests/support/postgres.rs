@@ -1,6 +1,7 @@
 //! A throw-away PostgreSQL cluster for the tests of the PostgreSQL store: `initdb` into a
 //! temporary folder, `pg_ctl start` on a free loopback port (its socket in that folder too),
-//! stopped and removed on drop, also when the test fails. Debian's binaries are used from
+//! stopped and removed on drop, also when the test fails; a test may also stop it for a while
+//! and start it again on the same port and data (a database outage). Debian's binaries are used from
 //! `/usr/lib/postgresql/*/bin` (`scripts/install-postgres.sh` installs them). PostgreSQL refuses
 //! to run as root, so when the tests run as root the server runs as `nobody` (`runuser`) in a
 //! folder `nobody` owns. The superuser `bridge` logs in over TCP with a password (SCRAM), as the
@@ -115,32 +116,67 @@ impl Cluster {
         let mut last = None;
         for _ in 0..3 {
             cluster.port = free_port();
-            let options = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off",
-                cluster.port,
-                cluster.data.display()
-            );
-            let out = cluster
-                .server_command("pg_ctl")
-                .arg("start")
-                .arg("--wait")
-                .args(["--timeout", "30"])
-                .arg("--pgdata")
-                .arg(&cluster.data)
-                .arg("--log")
-                .arg(cluster.data.join("server.log"))
-                .args(["-o", &options])
-                .output()
-                .unwrap();
+            let out = cluster.pg_ctl_start();
             if out.status.success() {
                 return cluster;
             }
             last = Some(out);
         }
-        let log = std::fs::read_to_string(cluster.data.join("server.log")).unwrap_or_default();
+        let log = cluster.server_log();
         check("pg_ctl start", last.unwrap());
         panic!("pg_ctl start failed:\n{log}")
+    }
+
+    /// `pg_ctl start` on the cluster's port, waiting (bounded) until it takes connections.
+    fn pg_ctl_start(&self) -> Output {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off",
+            self.port,
+            self.data.display()
+        );
+        self.server_command("pg_ctl")
+            .arg("start")
+            .arg("--wait")
+            .args(["--timeout", "30"])
+            .arg("--pgdata")
+            .arg(&self.data)
+            .arg("--log")
+            .arg(self.data.join("server.log"))
+            .args(["-o", &options])
+            .output()
+            .unwrap()
+    }
+
+    /// The server's log so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
+    }
+
+    /// Stops the server as an administrator would (`pg_ctl stop --mode fast`: open sessions are
+    /// ended, nothing committed is lost) and waits until it is gone; the data stays for
+    /// [`Cluster::start_again`]. Fails the test when it does not stop within 30 s.
+    pub fn stop(&self) {
+        let out = self
+            .server_command("pg_ctl")
+            .arg("stop")
+            .args(["--mode", "fast", "--wait", "--timeout", "30"])
+            .arg("--pgdata")
+            .arg(&self.data)
+            .output()
+            .unwrap();
+        check("pg_ctl stop", out);
+    }
+
+    /// Starts the server again after [`Cluster::stop`], on the same port and data; returns once
+    /// it takes connections. Fails the test (with the server's log) when it does not start.
+    pub fn start_again(&self) {
+        let out = self.pg_ctl_start();
+        if !out.status.success() {
+            let log = self.server_log();
+            check("pg_ctl start (again)", out);
+            panic!("pg_ctl start (again) failed:\n{log}");
+        }
     }
 
     /// A command running one of the server's programs, as `nobody` when the tests run as root.
