@@ -400,9 +400,8 @@ impl SharedWindow for PgEngine {
         per_minute: u32,
     ) -> BoxFuture<'a, Result<Slot, OutboxError>> {
         Box::pin(async move {
-            Ok(in_tx!(self, |tx| ops::take_slot(
-                &tx, credential, per_minute
-            )))
+            let client = self.conn().await?;
+            Ok(ops::take_slot(&client, credential, per_minute).await?)
         })
     }
 

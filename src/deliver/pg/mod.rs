@@ -105,6 +105,32 @@ CREATE TABLE rate_posts (
     posted_at  BIGINT NOT NULL
 );
 CREATE INDEX rate_posts_window ON rate_posts (credential, posted_at);
+-- A posting slot of a credential: 0 when taken, else how long to wait (ms). One round trip;
+-- the credential's row lock makes replicas take its slots one at a time, and the clock is
+-- the database's, read once the lock is held.
+CREATE FUNCTION gcb_take_slot(cred TEXT, budget BIGINT, window_ms BIGINT) RETURNS BIGINT
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    paused BIGINT;
+    now_ms BIGINT;
+    n      BIGINT;
+    oldest BIGINT;
+BEGIN
+    INSERT INTO rate_credentials (credential) VALUES (cred) ON CONFLICT DO NOTHING;
+    SELECT paused_until INTO paused FROM rate_credentials WHERE credential = cred FOR UPDATE;
+    now_ms := (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT;
+    IF paused IS NOT NULL AND paused > now_ms THEN
+        RETURN paused - now_ms;
+    END IF;
+    DELETE FROM rate_posts WHERE credential = cred AND posted_at <= now_ms - window_ms;
+    SELECT COUNT(*), MIN(posted_at) INTO n, oldest FROM rate_posts WHERE credential = cred;
+    IF n >= budget THEN
+        RETURN GREATEST(COALESCE(oldest + window_ms - now_ms, 1000), 1);
+    END IF;
+    INSERT INTO rate_posts (credential, posted_at) VALUES (cred, now_ms);
+    RETURN 0;
+END
+$fn$;
 "#];
 
 /// The schema version this binary knows.

@@ -825,49 +825,25 @@ pub async fn last_posts(client: &tokio_postgres::Client) -> Result<Vec<(String, 
 pub const RATE_WINDOW_MS: i64 = 61_000;
 
 /// Takes a posting slot of `credential` (at most `per_minute` in any window, across every
-/// replica) on the database's clock, or says how long to wait for one. The credential's row
-/// lock makes replicas take its slots one at a time.
+/// replica) on the database's clock, or says how long to wait for one: the schema's
+/// `gcb_take_slot`, one statement (its own transaction).
 pub async fn take_slot(
-    tx: &Transaction<'_>,
+    client: &deadpool_postgres::ClientWrapper,
     credential: &str,
     per_minute: u32,
 ) -> Result<Slot, PgError> {
-    let ensure = tx
-        .prepare_cached(
-            "INSERT INTO rate_credentials (credential) VALUES ($1) ON CONFLICT DO NOTHING",
-        )
+    let stmt = client
+        .prepare_cached("SELECT gcb_take_slot($1, $2, $3)")
         .await?;
-    tx.execute(&ensure, &[&credential]).await?;
-    let lock = tx
-        .prepare_cached(
-            "SELECT paused_until FROM rate_credentials WHERE credential = $1 FOR UPDATE",
-        )
-        .await?;
-    let paused: Option<i64> = tx.query_one(&lock, &[&credential]).await?.try_get(0)?;
-    // The clock is read once the lock is held: every slot is stamped in lock order.
-    let now = db_now(tx).await?;
-    if let Some(until) = paused.filter(|p| *p > now) {
-        return Ok(Slot::Wait(Duration::from_millis((until - now) as u64)));
-    }
-    let forget = tx
-        .prepare_cached("DELETE FROM rate_posts WHERE credential = $1 AND posted_at <= $2")
-        .await?;
-    tx.execute(&forget, &[&credential, &(now - RATE_WINDOW_MS)])
-        .await?;
-    let count = tx
-        .prepare_cached("SELECT COUNT(*), MIN(posted_at) FROM rate_posts WHERE credential = $1")
-        .await?;
-    let row = tx.query_one(&count, &[&credential]).await?;
-    let (n, oldest): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
-    if n >= i64::from(per_minute.max(1)) {
-        let wait = oldest.map_or(1_000, |o| (o + RATE_WINDOW_MS - now).max(1));
-        return Ok(Slot::Wait(Duration::from_millis(wait as u64)));
-    }
-    let take = tx
-        .prepare_cached("INSERT INTO rate_posts (credential, posted_at) VALUES ($1, $2)")
-        .await?;
-    tx.execute(&take, &[&credential, &now]).await?;
-    Ok(Slot::Go)
+    let budget = i64::from(per_minute.max(1));
+    let wait: i64 = client
+        .query_one(&stmt, &[&credential, &budget, &RATE_WINDOW_MS])
+        .await?
+        .try_get(0)?;
+    Ok(match wait {
+        w if w <= 0 => Slot::Go,
+        w => Slot::Wait(Duration::from_millis(w as u64)),
+    })
 }
 
 /// Pauses `credential` for `d` from now (the database's clock), for every replica; a longer
