@@ -62,25 +62,6 @@ fn unthrottled_config(
     (dir, config)
 }
 
-/// GitLab's `issue__open` payload about issue `iid` with title `title`.
-fn issue(iid: u64, title: &str) -> Vec<u8> {
-    let mut v = samples::json("issue__open.json");
-    v["object_attributes"]["iid"] = json!(iid);
-    v["object_attributes"]["title"] = json!(title);
-    v.to_string().into_bytes()
-}
-
-/// GitLab's `push__basic` payload (same project and ref each time) with one commit, whose
-/// message is `message`.
-fn push(message: &str) -> Vec<u8> {
-    let mut v = samples::json("push__basic.json");
-    let mut commit = v["commits"][0].clone();
-    commit["message"] = json!(message);
-    v["commits"] = json!([commit]);
-    v["total_commits_count"] = json!(1);
-    v.to_string().into_bytes()
-}
-
 /// `outbox --config F <action…>`; fails unless it exits with `code`. Returns its output.
 async fn outbox(config: &std::path::Path, action: &[&str], code: i32) -> String {
     let config = config.display().to_string();
@@ -294,7 +275,7 @@ async fn kill_9_neither_loses_duplicates_nor_reorders(during: KillDuring) {
     let webhooks: Arc<Vec<Webhook>> = Arc::new(
         (0..N)
             .map(|i| {
-                let mut body = issue(1 + (i % 50) as u64, &crash_marker(i));
+                let mut body = samples::issue(1 + (i % 50) as u64, &crash_marker(i));
                 if during == KillDuring::Routing {
                     let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                     v["labels"] = json!(labels);
@@ -612,7 +593,7 @@ async fn an_outage_and_throttling_delay_but_never_lose_or_reorder() {
         items: (1..=10)
             .map(|n| {
                 let m = format!("seq-{iid:02}-{n:02}");
-                let body = issue(iid, &m);
+                let body = samples::issue(iid, &m);
                 (m, body)
             })
             .collect(),
@@ -626,7 +607,7 @@ async fn an_outage_and_throttling_delay_but_never_lose_or_reorder() {
             items: (1..=10)
                 .map(|n| {
                     let m = format!("seq-push-{n:02}");
-                    let body = push(&m);
+                    let body = samples::push(&m);
                     (m, body)
                 })
                 .collect(),
@@ -637,7 +618,7 @@ async fn an_outage_and_throttling_delay_but_never_lose_or_reorder() {
             items: (0..30)
                 .map(|k| {
                     let m = format!("misc-{k:02}");
-                    let body = issue(100 + k, &m);
+                    let body = samples::issue(100 + k, &m);
                     (m, body)
                 })
                 .collect(),
@@ -765,7 +746,9 @@ async fn outbox_cli_shows_revives_and_purges_dead_letters() {
     let daemon = Daemon::spawn(&config).await;
     let hooks = daemon.hooks();
     for m in ["cli-1", "cli-2"] {
-        let a = hooks.post(ISSUE_HOOK, issue(31, m), None, None).await;
+        let a = hooks
+            .post(ISSUE_HOOK, samples::issue(31, m), None, None)
+            .await;
         assert_eq!(a.status, 200, "{a:?}");
         assert_eq!(a.body["status"], "accepted", "{a:?}");
     }
@@ -854,7 +837,9 @@ async fn sigterm_stops_cleanly_and_the_next_start_posts_what_was_pending() {
     let daemon = Daemon::spawn(&config).await;
     let markers: Vec<String> = (1..=5).map(|n| format!("term-{n}")).collect();
     for m in &markers {
-        let a = daemon.post(ISSUE_HOOK, issue(41, m), None, None).await;
+        let a = daemon
+            .post(ISSUE_HOOK, samples::issue(41, m), None, None)
+            .await;
         assert_eq!(a.status, 200, "{a:?}");
     }
     wait_until("retries under a 503 outage", ARRIVAL, || {

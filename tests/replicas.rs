@@ -184,25 +184,6 @@ async fn wait_until_settled(cluster: &Cluster, db: &str, timeout: Duration) {
     tokio::time::sleep(QUIET).await;
 }
 
-/// GitLab's `issue__open` payload about issue `iid` with title `title`.
-fn issue(iid: u64, title: &str) -> Vec<u8> {
-    let mut v = samples::json("issue__open.json");
-    v["object_attributes"]["iid"] = json!(iid);
-    v["object_attributes"]["title"] = json!(title);
-    v.to_string().into_bytes()
-}
-
-/// GitLab's `push__basic` payload (same project and ref each time) with one commit, whose
-/// message is `message`.
-fn push(message: &str) -> Vec<u8> {
-    let mut v = samples::json("push__basic.json");
-    let mut commit = v["commits"][0].clone();
-    commit["message"] = json!(message);
-    v["commits"] = json!([commit]);
-    v["total_commits_count"] = json!(1);
-    v.to_string().into_bytes()
-}
-
 /// One webhook: its event header, body, the marker its messages carry, its `Idempotency-Key`.
 #[derive(Debug, Clone)]
 struct Webhook {
@@ -481,7 +462,7 @@ async fn a_replica_killed_mid_load_loses_nothing_keeps_order_and_the_rate_window
                     let marker = format!("rep-{i:02}-{k:03}");
                     Webhook {
                         event: ISSUE_HOOK,
-                        body: issue(1 + i as u64, &marker),
+                        body: samples::issue(1 + i as u64, &marker),
                         marker,
                         key: unique("rep-key"),
                     }
@@ -494,7 +475,7 @@ async fn a_replica_killed_mid_load_loses_nothing_keeps_order_and_the_rate_window
             let marker = format!("slow-push-{k:02}");
             Webhook {
                 event: PUSH_HOOK,
-                body: push(&marker),
+                body: samples::push(&marker),
                 marker,
                 key: unique("rep-push-key"),
             }
@@ -689,7 +670,9 @@ async fn replicas_started_at_once_migrate_once_serve_and_share_dedupe_and_chat_r
         let (status, body) = readyz(d.base_url()).await;
         assert_eq!(status, 200, "replica {name}: {body}");
         let marker = format!("start-{name}");
-        let answer = d.post(ISSUE_HOOK, issue(5, &marker), None, None).await;
+        let answer = d
+            .post(ISSUE_HOOK, samples::issue(5, &marker), None, None)
+            .await;
         assert_eq!(answer.status, 200, "replica {name}: {answer:?}");
         assert_eq!(
             answer.body["status"], "accepted",
@@ -701,13 +684,13 @@ async fn replicas_started_at_once_migrate_once_serve_and_share_dedupe_and_chat_r
     let (ra, rb) = tokio::join!(
         a.post(
             ISSUE_HOOK,
-            issue(6, "dedupe-once"),
+            samples::issue(6, "dedupe-once"),
             None,
             Some(key.as_str())
         ),
         b.post(
             ISSUE_HOOK,
-            issue(6, "dedupe-once"),
+            samples::issue(6, "dedupe-once"),
             None,
             Some(key.as_str())
         )
@@ -755,7 +738,10 @@ async fn replicas_started_at_once_migrate_once_serve_and_share_dedupe_and_chat_r
     .await;
     let said = say(&a, &fake, &format!("mute {PROJECT}!1")).await;
     assert!(said.contains("Muted"), "{said}");
-    for (event, body) in [(MR_HOOK, mr()), (ISSUE_HOOK, issue(23, "after-the-mute"))] {
+    for (event, body) in [
+        (MR_HOOK, mr()),
+        (ISSUE_HOOK, samples::issue(23, "after-the-mute")),
+    ] {
         let answer = b.post(event, body, None, None).await;
         assert_eq!(answer.status, 200, "{answer:?}");
     }
@@ -835,7 +821,7 @@ async fn a_database_outage_answers_503_then_delivers_everything_acknowledged() {
                 let marker = format!("out-{r}-{n:05}");
                 let webhook = Webhook {
                     event: ISSUE_HOOK,
-                    body: issue(10 * (r as u64 + 1) + n % 3, &marker),
+                    body: samples::issue(10 * (r as u64 + 1) + n % 3, &marker),
                     marker,
                     key: unique("outage-key"),
                 };

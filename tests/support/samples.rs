@@ -74,3 +74,22 @@ pub fn events() -> Vec<(String, Event)> {
         })
         .collect()
 }
+
+/// GitLab's `issue__open` payload about issue `iid` with title `title`.
+pub fn issue(iid: u64, title: &str) -> Vec<u8> {
+    let mut v = json("issue__open.json");
+    v["object_attributes"]["iid"] = serde_json::json!(iid);
+    v["object_attributes"]["title"] = serde_json::json!(title);
+    v.to_string().into_bytes()
+}
+
+/// GitLab's `push__basic` payload (same project and ref each time) with one commit, whose
+/// message is `message`.
+pub fn push(message: &str) -> Vec<u8> {
+    let mut v = json("push__basic.json");
+    let mut commit = v["commits"][0].clone();
+    commit["message"] = serde_json::json!(message);
+    v["commits"] = serde_json::json!([commit]);
+    v["total_commits_count"] = serde_json::json!(1);
+    v.to_string().into_bytes()
+}
