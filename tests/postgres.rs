@@ -464,6 +464,38 @@ async fn replicas_share_dedupe_order_leases_routing_and_the_rate_window() {
     let again = replica(&cluster, &db, name).await;
     assert_eq!(lease_bodies(&again, "ops", now + 1_001, 8).await, ["x2"]);
 
+    // A digest is leased by one replica at a time: two asking at once never share a message.
+    for i in 0..6 {
+        let body = format!("dg{i}");
+        a.enqueue_at(message(&body, "dev", &format!("o{i}"), &body), now)
+            .await
+            .unwrap();
+    }
+    let (da, db_) = tokio::join!(
+        a.lease("dev", now + 2_000, 30_000, 2, 8),
+        b.lease("dev", now + 2_000, 30_000, 2, 8)
+    );
+    let (da, db_) = (da.unwrap(), db_.unwrap());
+    let digested: Vec<&str> = [&da, &db_]
+        .iter()
+        .filter(|l| l.digest)
+        .flat_map(|l| l.messages.iter().map(|m| m.body.as_str()))
+        .collect();
+    assert_eq!(
+        digested,
+        ["dg0", "dg1", "dg2", "dg3", "dg4", "dg5"],
+        "one digest, whole"
+    );
+    let singles: usize = [&da, &db_]
+        .iter()
+        .filter(|l| !l.digest)
+        .map(|l| l.messages.len())
+        .sum();
+    assert_eq!(
+        singles, 0,
+        "a message of the digest was leased on its own too"
+    );
+
     // The rate window is shared: 5 a minute across both, then a wait of about a minute.
     let (wa, wb) = (a.shared_window().unwrap(), b.shared_window().unwrap());
     let mut goes = 0;

@@ -153,6 +153,20 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The waits between tries of a store that cannot be reached (the database away): 250 ms
+/// doubling to 5 s, with jitter, for as long as it lasts; a fresh one for each outage.
+pub fn store_backoff() -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(STORE_BACKOFF_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// The longest wait of [`store_backoff`].
+pub const STORE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 impl RetryPolicy {
     /// Wait before attempt `attempt + 1` after `attempt` failures (1-based), with jitter; a
     /// server's `Retry-After` wins when longer, capped at `max_backoff`.

@@ -122,21 +122,26 @@ fn run(
     let bell = outbox.router_bell();
     // Events up to `done` are routed and committed; a failed commit starts over from there.
     let mut done = 0;
-    // While the store stays unreachable, one error line, then one when it is back.
-    let mut failing = false;
+    // While the store stays unreachable: one error line, tries further and further apart (up
+    // to a few seconds), and one line when it is back.
+    let mut outage: Option<backon::ExponentialBackoff> = None;
     while !stop.is_cancelled() {
         let events = match reader.new_events(done, ROUTE_BATCH) {
             Ok(e) => {
-                if std::mem::take(&mut failing) {
+                if outage.take().is_some() {
                     tracing::info!("reading new events again");
                 }
                 e
             }
             Err(error) => {
-                if !std::mem::replace(&mut failing, true) {
-                    tracing::error!(%error, "cannot read new events; trying again every {RETRY:?}");
+                if outage.is_none() {
+                    tracing::error!(%error, "cannot read new events; trying again");
                 }
-                bell.wait(RETRY);
+                let wait = outage
+                    .get_or_insert_with(super::store_backoff)
+                    .next()
+                    .unwrap_or(super::STORE_BACKOFF_MAX);
+                bell.wait(wait);
                 continue;
             }
         };

@@ -26,8 +26,6 @@ use tokio_util::sync::CancellationToken;
 pub const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Shortest sleep between two empty looks, so a worker never spins.
 pub const MIN_IDLE: Duration = Duration::from_millis(20);
-/// Wait after a failed store operation before trying again.
-pub const STORE_RETRY: Duration = Duration::from_millis(500);
 
 /// Something that can post a message (the HTTP [`Sender`], or a fake in tests).
 pub trait Post: Send + Sync + 'static {
@@ -156,7 +154,7 @@ pub async fn run_channel(
         clock,
         lease_ms,
     };
-    let mut failing = false;
+    let mut outage: Option<backon::ExponentialBackoff> = None;
     'work: while !cancel.is_cancelled() {
         let now = clock.now_ms();
         let per_minute = target.limiter.per_minute() as usize;
@@ -170,19 +168,24 @@ pub async fn run_channel(
             .await
         {
             Ok(a) => {
-                if std::mem::take(&mut failing) {
+                if outage.take().is_some() {
                     tracing::info!(channel = %target.name, "reading the outbox again");
                 }
                 a
             }
             Err(error) => {
-                // While the store stays unreachable: one line, then one when it is back.
-                if !std::mem::replace(&mut failing, true) {
+                // While the store stays unreachable: one line, tries further and further apart
+                // (up to a few seconds), and one line when it is back.
+                if outage.is_none() {
                     tracing::error!(channel = %target.name, %error, "cannot read the outbox");
                 }
+                let wait = outage
+                    .get_or_insert_with(super::store_backoff)
+                    .next()
+                    .unwrap_or(super::STORE_BACKOFF_MAX);
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(STORE_RETRY) => continue,
+                    _ = tokio::time::sleep(wait) => continue,
                 }
             }
         };
