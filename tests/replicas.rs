@@ -28,7 +28,6 @@ use crate::support::{samples, turn, unique, wait_until};
 use gitlab_chat_bridge::deliver::pg::SCHEMA_VERSION;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,14 +70,6 @@ fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Writes one config per replica in `dir`, each on a loopback port of its own and otherwise
 /// the same: the database `db` of `cluster` (the password in a file), fast retries,
 /// `channels` of `fake` and `more` sections. Returns their paths.
@@ -116,7 +107,7 @@ fn replica_configs(
         .map(|r| {
             let cfg = format!(
                 "[server]\nlisten = \"127.0.0.1:{}\"\nsecret_token = {}\nmax_body_bytes = {MAX_BODY_BYTES}\n\n{rest}",
-                free_port(),
+                crate::support::free_port(),
                 toml_str(TOKEN),
             );
             dir.write(format!("replica-{r}.toml"), &cfg)

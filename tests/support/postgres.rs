@@ -8,7 +8,6 @@
 //! daemon will; `psql` here uses the socket, where the cluster trusts its local users.
 
 use super::temp::TempDir;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -52,14 +51,6 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn check(what: &str, out: Output) -> String {
@@ -115,7 +106,7 @@ impl Cluster {
         // A port found free may be taken before the server binds it: try another.
         let mut last = None;
         for _ in 0..3 {
-            cluster.port = free_port();
+            cluster.port = super::free_port();
             let out = cluster.pg_ctl_start();
             if out.status.success() {
                 return cluster;

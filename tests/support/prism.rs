@@ -3,7 +3,7 @@
 //! that the requests we send are checked against the vendor's own schema.
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,7 +62,7 @@ impl Prism {
 
     /// Starts it without waiting; [`Prism::wait_ready`] waits.
     pub fn launch(prism: &Path, spec: &Path, errors: bool) -> Prism {
-        let port = free_port();
+        let port = super::free_port();
         let name = spec.file_stem().unwrap().to_string_lossy().into_owned();
         let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("prism-{name}-{port}.log"));
         let out = File::create(&log).unwrap();
@@ -140,12 +140,4 @@ impl Drop for Prism {
             let _ = std::fs::remove_file(&self.log);
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
