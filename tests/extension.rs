@@ -3,7 +3,10 @@
 //! request, a fake Cliq receiving chat posts and response-URL answers, and a small fake GitLab
 //! that says which projects the bridge's token can see and keeps the hooks `setup` makes.
 //! One daemon serves the whole conversation; it is then killed (SIGKILL) and restarted on the
-//! same store to show a subscription survives.
+//! same store to show a subscription survives. [`deadline`]: every command answers in time while
+//! GitLab hangs or is down.
+
+mod deadline;
 
 use crate::support::cli;
 use crate::support::daemon::{ChannelSpec, Daemon, Settings};
