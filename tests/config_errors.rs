@@ -379,3 +379,78 @@ fn every_case_is_refused_and_named_once() {
         assert_eq!(load_error(&text), "ACCEPTED", "{text}");
     }
 }
+
+/// A misspelt key on a secret's line, or a secret given as the wrong type: the message names the
+/// file, line, column and key, and never the value (which toml's own message used to quote
+/// with its whole source line).
+#[test]
+fn a_mistake_on_a_secrets_line_never_shows_the_secret() {
+    let _turn = turn::shared();
+    let cases = [
+        (
+            "[server]\nsecret_tokn = \"hunter2-server\"\n".to_string(),
+            "line 2, column 1: server.secret_tokn: unknown field `secret_tokn`",
+        ),
+        (
+            channel("url = 'https://cliq.zoho.com/x'\nzapikeyy = \"1001.hunter2-channel\""),
+            "line 6, column 1: channels[0].zapikeyy: unknown field `zapikeyy`",
+        ),
+        (
+            gitlab("access_tokn = \"glpat-hunter2-gitlab\""),
+            "line 5, column 1: gitlab.access_tokn: unknown field `access_tokn`",
+        ),
+        (
+            format!("{SERVER}secret_tokens = \"hunter2-list\"\n"),
+            "line 3, column 17: server.secret_tokens: invalid type: string, expected a sequence",
+        ),
+        (
+            extension(&format!("{EXT_OK}\noauth_tokn = 'hunter2-extension'")),
+            "line 10, column 1: cliq_extension.oauth_tokn: unknown field `oauth_tokn`",
+        ),
+        (
+            outbox("url = 'postgres://u@h/d'\npasword = 'hunter2-outbox'"),
+            "line 5, column 1: outbox.pasword: unknown field `pasword`",
+        ),
+        (
+            channel("kind = 'webhook'\nurl = 'https://example.com/in'\nsigning_secret = 7\nsigning_secret = 'whsec_hunter2'"),
+            "line 8, column 1: duplicate key",
+        ),
+    ];
+    for (text, want) in cases {
+        let msg = load_error(&text);
+        assert!(
+            msg.starts_with(&format!("{CONFIG}: {want}")),
+            "{text}\n→ {msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+}
+
+/// What an operator sees: `check` and `serve` on a config with a typo on its token's line.
+#[test]
+fn check_and_serve_name_the_key_but_not_the_secret() {
+    let _turn = turn::shared();
+    let dir = crate::support::temp::TempDir::new("config-errors");
+    let cfg = dir.write(
+        "config.toml",
+        "[server]\nlisten = '127.0.0.1:0'\nsecret_token = 't'\n[[channels]]\nname = 'c'\n\
+         url = 'https://cliq.zoho.com/api/v2/channelsbyname/c/message'\n\
+         zapikeyy = '1001.hunter2-cli'\n",
+    );
+    for command in ["check", "serve"] {
+        let out = crate::support::cli::run([
+            std::ffi::OsStr::new(command),
+            std::ffi::OsStr::new("--config"),
+            cfg.as_os_str(),
+        ]);
+        assert_eq!(out.code, Some(1), "{command}: {out:?}");
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            all.contains("line 7, column 1: channels[0].zapikeyy: unknown field `zapikeyy`"),
+            "{command}: {all}"
+        );
+        assert!(all.contains(&cfg.display().to_string()), "{command}: {all}");
+        assert!(!all.contains("hunter2"), "{command}: {all}");
+    }
+}

@@ -136,10 +136,7 @@ impl Config {
 
     /// Parses and validates `text` as if read from `path`.
     pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| errors::syntax(path, text, &e))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
