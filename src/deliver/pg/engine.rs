@@ -12,8 +12,8 @@ use crate::deliver::engine::{
     Engine, LeaseAnswer, LeaseRequest, RouterReads, SharedWindow, Slot, Wake,
 };
 use crate::deliver::store::{
-    ChannelStats, ChatRule, EncodedEvent, Ingested, ListedRow, Outcome, RoutedEvent, RuleChange,
-    StoreError, StoredEvent,
+    ChannelStats, ChatRule, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, Outcome,
+    RoutedEvent, RuleChange, StoreError, StoredEvent,
 };
 use crate::deliver::{Batch, BoxFuture, Enqueued, OutboxError};
 use crate::secret::Secret;
@@ -201,28 +201,6 @@ impl PgEngine {
     async fn conn(&self) -> Result<deadpool_postgres::Object, PgError> {
         Ok(self.inner.pool.get().await?)
     }
-
-    /// Messages not sent yet (or only dead letters), newest first (`outbox list`).
-    pub async fn list(&self, dead_only: bool, limit: usize) -> Result<Vec<ListedRow>, PgError> {
-        let c = self.conn().await?;
-        messages::list(&c, dead_only, limit).await
-    }
-
-    /// Makes every dead letter due again at `now`; how many (`outbox retry --all-dead`).
-    pub async fn retry_all_dead(&self, now: i64) -> Result<u64, PgError> {
-        Ok(in_tx!(self, |tx| messages::retry_all_dead(&tx, now)))
-    }
-
-    /// Deletes dead letters created before `before`; how many (`outbox purge`).
-    pub async fn purge_dead(&self, before: i64) -> Result<u64, PgError> {
-        Ok(in_tx!(self, |tx| messages::purge_dead(&tx, before)))
-    }
-
-    /// Events stored and not routed yet.
-    pub async fn unrouted_count(&self) -> Result<u64, PgError> {
-        let c = self.conn().await?;
-        events::unrouted_count(&c).await
-    }
 }
 
 impl Engine for PgEngine {
@@ -371,6 +349,89 @@ impl Engine for PgEngine {
                 self.inner.wake.channels(vec![c.clone()]);
             }
             Ok(channel)
+        })
+    }
+
+    fn list(
+        &self,
+        dead_only: bool,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ListedRow>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(messages::list(&c, dead_only, limit).await?)
+        })
+    }
+
+    fn retry_all_dead(&self, now: i64) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        Box::pin(async move { Ok(in_tx!(self, |tx| messages::retry_all_dead(&tx, now))) })
+    }
+
+    fn purge_dead(&self, before: i64) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        Box::pin(async move { Ok(in_tx!(self, |tx| messages::purge_dead(&tx, before))) })
+    }
+
+    fn unrouted_count(&self) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::unrouted_count(&c).await?)
+        })
+    }
+
+    fn list_events(
+        &self,
+        filter: EventFilter,
+    ) -> BoxFuture<'_, Result<Vec<EventRow>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::list_events(&c, &filter).await?)
+        })
+    }
+
+    fn event(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredEvent>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::event(&c, id).await?)
+        })
+    }
+
+    fn event_row(&self, id: i64) -> BoxFuture<'_, Result<Option<EventRow>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::event_row(&c, id).await?)
+        })
+    }
+
+    fn event_messages(&self, id: i64) -> BoxFuture<'_, Result<Vec<ListedRow>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::event_messages(&c, id).await?)
+        })
+    }
+
+    fn event_ids_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<i64>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::event_ids_since(&c, since).await?)
+        })
+    }
+
+    fn replay(
+        &self,
+        of: StoredEvent,
+        routed: RoutedEvent,
+        now: i64,
+    ) -> BoxFuture<'_, Result<i64, OutboxError>> {
+        Box::pin(async move {
+            let id = in_tx!(self, |tx| events::replay(&tx, &of, &routed, now));
+            self.inner.wake.channels(
+                routed
+                    .deliveries
+                    .iter()
+                    .map(|d| d.channel.clone())
+                    .collect(),
+            );
+            Ok(id)
         })
     }
 

@@ -3,10 +3,13 @@
 //! under their objects' locks, and pruning.
 
 use super::memory::remember;
-use super::messages::{insert_messages, lock_objects};
+use super::messages::{insert_messages, listed_row, lock_objects};
 use super::PgError;
-use crate::deliver::store::{self, EncodedEvent, Ingested, RoutedEvent, StoredEvent};
+use crate::deliver::store::{
+    self, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, RoutedEvent, StoredEvent,
+};
 use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
 
 /// Records `key` as seen at `now` unless it was seen at or after `since`; `true` when it was
 /// (a duplicate). Two replicas receiving one key at once meet on its unique index: the second
@@ -114,6 +117,25 @@ pub async fn routed(
     Ok(woken)
 }
 
+/// Columns [`stored_event`] reads, in its order, and the join they come from.
+const STORED_EVENT_COLUMNS: &str =
+    "e.id, e.received_at, e.request_id, e.dedupe_key, b.headers, b.body, e.replay_of, b.encoding
+       FROM events e JOIN event_bodies b ON b.id = e.id";
+
+fn stored_event(r: &Row) -> Result<StoredEvent, PgError> {
+    store::stored_event_of(
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get::<_, &str>(4)?,
+        r.try_get(5)?,
+        r.try_get(6)?,
+        r.try_get::<_, Option<&str>>(7)?,
+    )
+    .map_err(PgError::Db)
+}
+
 /// Events not routed yet, oldest first (whatever was committed late: no high-water mark).
 pub async fn new_events(
     client: &tokio_postgres::Client,
@@ -121,28 +143,147 @@ pub async fn new_events(
 ) -> Result<Vec<StoredEvent>, PgError> {
     let rows = client
         .query(
-            "SELECT e.id, e.received_at, e.request_id, e.dedupe_key, b.headers, b.body,
-                    e.replay_of, b.encoding
-               FROM events e JOIN event_bodies b ON b.id = e.id
-              WHERE e.state = 'new' ORDER BY e.id LIMIT $1",
+            &format!("SELECT {STORED_EVENT_COLUMNS} WHERE e.state = 'new' ORDER BY e.id LIMIT $1"),
             &[&(limit as i64)],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            store::stored_event_of(
-                r.try_get(0)?,
-                r.try_get(1)?,
-                r.try_get(2)?,
-                r.try_get(3)?,
-                r.try_get::<_, &str>(4)?,
-                r.try_get(5)?,
-                r.try_get(6)?,
-                r.try_get::<_, Option<&str>>(7)?,
-            )
-            .map_err(PgError::Db)
-        })
-        .collect()
+    rows.iter().map(stored_event).collect()
+}
+
+/// Event `id` as received, if it is still kept.
+pub async fn event(
+    client: &tokio_postgres::Client,
+    id: i64,
+) -> Result<Option<StoredEvent>, PgError> {
+    client
+        .query_opt(
+            &format!("SELECT {STORED_EVENT_COLUMNS} WHERE e.id = $1"),
+            &[&id],
+        )
+        .await?
+        .as_ref()
+        .map(stored_event)
+        .transpose()
+}
+
+/// The columns [`event_row_of`] reads.
+const EVENT_ROW_COLUMNS: &str =
+    "id, received_at, state, kind, key, project, outcome, replay_of, request_id FROM events";
+
+fn event_row_of(r: &Row) -> Result<EventRow, PgError> {
+    Ok(EventRow {
+        id: r.try_get(0)?,
+        received_at: r.try_get(1)?,
+        state: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        key: r.try_get(4)?,
+        project: r.try_get(5)?,
+        outcome: r.try_get(6)?,
+        replay_of: r.try_get(7)?,
+        request_id: r.try_get(8)?,
+    })
+}
+
+/// Events newest first, as `events list` shows them.
+pub async fn list_events(
+    client: &tokio_postgres::Client,
+    filter: &EventFilter,
+) -> Result<Vec<EventRow>, PgError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {EVENT_ROW_COLUMNS}
+                  WHERE ($1::text IS NULL OR kind = $1)
+                    AND ($2::text IS NULL OR strpos(COALESCE(project, ''), $2) > 0)
+                    AND ($3::bigint IS NULL OR received_at >= $3)
+                  ORDER BY id DESC LIMIT $4"
+            ),
+            &[
+                &filter.kind,
+                &filter.project,
+                &filter.since,
+                &(filter.limit.min(i64::MAX as usize) as i64),
+            ],
+        )
+        .await?;
+    rows.iter().map(event_row_of).collect()
+}
+
+/// Event `id`'s summary, if it is kept.
+pub async fn event_row(
+    client: &tokio_postgres::Client,
+    id: i64,
+) -> Result<Option<EventRow>, PgError> {
+    client
+        .query_opt(&format!("SELECT {EVENT_ROW_COLUMNS} WHERE id = $1"), &[&id])
+        .await?
+        .as_ref()
+        .map(event_row_of)
+        .transpose()
+}
+
+/// Ids of events received at or after `since` (unix ms) that are not replays, oldest first.
+pub async fn event_ids_since(
+    client: &tokio_postgres::Client,
+    since: i64,
+) -> Result<Vec<i64>, PgError> {
+    let rows = client
+        .query(
+            "SELECT id FROM events WHERE received_at >= $1 AND replay_of IS NULL ORDER BY id",
+            &[&since],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// The messages of event `id` with their state (`pending`, `sent`, `dead`), oldest first.
+pub async fn event_messages(
+    client: &tokio_postgres::Client,
+    id: i64,
+) -> Result<Vec<ListedRow>, PgError> {
+    let rows = client
+        .query(
+            "SELECT id, state, COALESCE(sent_at, next_at), delivery_id, channel, attempts,
+                    created_at, last_status, last_error
+               FROM messages WHERE event_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?;
+    rows.iter().map(listed_row).collect()
+}
+
+/// Stores a replay of `of` as a new event (request id `routed.request_id`, no dedupe key,
+/// pointing at `of`) marked routed with its messages, in the caller's transaction; returns its
+/// id. The event is inserted `new` and marked in the same transaction, so no router ever sees
+/// it unrouted; its messages take their objects' locks as [`routed`]'s do.
+pub async fn replay(
+    tx: &Transaction<'_>,
+    of: &StoredEvent,
+    routed_as: &RoutedEvent,
+    now: i64,
+) -> Result<i64, PgError> {
+    lock_objects(tx, routed_as.deliveries.iter()).await?;
+    let mut raw = of.raw.clone();
+    raw.request_id = routed_as.request_id.clone();
+    raw.dedupe_key = None;
+    let ev = raw.encode();
+    let row = tx
+        .query_one(
+            "WITH e AS (INSERT INTO events (received_at, request_id, replay_of)
+                        VALUES ($1, $2, $3) RETURNING id)
+             INSERT INTO event_bodies (id, headers, body, encoding)
+             SELECT id, $4, $5, 'lz4' FROM e RETURNING id",
+            &[&now, &ev.request_id, &of.id, &ev.headers, &ev.body],
+        )
+        .await?;
+    let id: i64 = row.try_get(0)?;
+    let routed_as = RoutedEvent {
+        event_id: id,
+        idempotency_key: None,
+        ..routed_as.clone()
+    };
+    routed(tx, std::slice::from_ref(&routed_as), now).await?;
+    Ok(id)
 }
 
 /// Forgets old dedupe keys and routed events (with their sent messages).

@@ -457,23 +457,25 @@ pub async fn list(
             &[&dead_only, &(limit as i64)],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ListedRow {
-                id: r.try_get(0)?,
-                state: r.try_get(1)?,
-                next_at: r.try_get(2)?,
-                delivery_id: r.try_get(3)?,
-                channel: r.try_get(4)?,
-                attempts: r.try_get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
-                created_at: r.try_get(6)?,
-                last_status: r
-                    .try_get::<_, Option<i64>>(7)?
-                    .map(|s| s.clamp(0, 999) as u16),
-                last_error: r.try_get(8)?,
-            })
-        })
-        .collect()
+    rows.iter().map(listed_row).collect()
+}
+
+/// A message row as listed (`id, state, next_at, delivery_id, channel, attempts, created_at,
+/// last_status, last_error`).
+pub(super) fn listed_row(r: &Row) -> Result<ListedRow, PgError> {
+    Ok(ListedRow {
+        id: r.try_get(0)?,
+        state: r.try_get(1)?,
+        next_at: r.try_get(2)?,
+        delivery_id: r.try_get(3)?,
+        channel: r.try_get(4)?,
+        attempts: r.try_get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+        created_at: r.try_get(6)?,
+        last_status: r
+            .try_get::<_, Option<i64>>(7)?
+            .map(|s| s.clamp(0, 999) as u16),
+        last_error: r.try_get(8)?,
+    })
 }
 
 /// Makes every dead letter due again at `now` (`outbox retry --all-dead`), each object's head
