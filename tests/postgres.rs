@@ -10,7 +10,7 @@
 //! the old holder's outcome ignored, one router at a time, and the rate window shared. Every
 //! store operation's behaviour, on both engines ([`operations`]). The operator's commands
 //! (`outbox`, `events`, `render --event-id`, `subscriptions`) on the shared database, with no
-//! replica running its router.
+//! replica running its router; the preview page's stored events on both engines.
 
 mod operations;
 
@@ -700,4 +700,51 @@ async fn the_event_render_and_subscription_commands_work_on_the_shared_database(
     );
     let exported: Vec<ChatRule> = serde_json::from_str(&run(&["subscriptions", "export"])).unwrap();
     assert_eq!(exported, o.chat_rules().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_page_lists_and_loads_stored_events_on_both_engines() {
+    use gitlab_chat_bridge::preview::items;
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("preview");
+    let dir = crate::support::temp::TempDir::new("preview-items");
+    for (engine, o) in engines(&cluster, dir.path()).await {
+        let raw = RawEvent {
+            request_id: "req-issue".into(),
+            dedupe_key: Some("idem-issue".into()),
+            headers: vec![("x-gitlab-event".into(), "Issue Hook".into())],
+            body: crate::support::samples::bytes("issue__open.json"),
+        };
+        let Ingested::Accepted(id) = o.ingest_at(raw, Clock::new().now_ms()).await.unwrap() else {
+            panic!("{engine}: not stored")
+        };
+        // The page's handlers read on a blocking thread of the daemon's runtime.
+        let (listed, newest, loaded) = tokio::task::spawn_blocking(move || {
+            let listed = items::list(None, Some(&o));
+            let newest = items::newest_event(Some(&o));
+            let loaded = items::load(&format!("event:{id}"), None, Some(&o)).map(|e| e.key);
+            let missing = items::load(&format!("event:{}", id + 1), None, Some(&o));
+            assert!(
+                matches!(missing, Err(items::ItemError::Unknown(_))),
+                "{missing:?}"
+            );
+            (listed, newest, loaded)
+        })
+        .await
+        .unwrap();
+        assert!(
+            listed.problems.is_empty(),
+            "{engine}: {:?}",
+            listed.problems
+        );
+        let events: Vec<(&str, &str)> = listed
+            .events
+            .iter()
+            .map(|i| (i.id.as_str(), i.label.as_str()))
+            .collect();
+        let want = (format!("event:{id}"), format!("#{id} new"));
+        assert_eq!(events, [(want.0.as_str(), want.1.as_str())], "{engine}");
+        assert_eq!(newest, id, "{engine}");
+        assert_eq!(loaded.unwrap().as_str(), "issue.open", "{engine}");
+    }
 }
