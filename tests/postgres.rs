@@ -9,6 +9,8 @@
 //! of one channel never hold one object's messages at once, an expired lease is taken over and
 //! the old holder's outcome ignored, one router at a time, and the rate window shared.
 
+mod operations;
+
 use crate::support::postgres::{Cluster, PASSWORD};
 use crate::support::turn;
 use gitlab_chat_bridge::deliver::clock::Clock;
