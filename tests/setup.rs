@@ -21,9 +21,10 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-const TOKEN: &str = "glpat-test-token-123";
+/// The token the fake GitLab accepts.
+pub(crate) const TOKEN: &str = "glpat-test-token-123";
 const SECRET: &str = "s3cret-hook-token";
-const HOOK_URL: &str = "https://bridge.example.com/hooks/gitlab";
+pub(crate) const HOOK_URL: &str = "https://bridge.example.com/hooks/gitlab";
 /// Projects 1..=MEMBER_PROJECTS are Maintainer projects (more than one page of 100).
 const MEMBER_PROJECTS: u64 = 130;
 const ARCHIVED: u64 = 131;
@@ -33,7 +34,7 @@ const DUPLICATED: u64 = 3;
 const UNRELATED: u64 = 4;
 const FORBIDDEN: u64 = 5;
 const TRAILING_SLASH: u64 = 6;
-const DEFAULT_EVENTS: [&str; 8] = [
+pub(crate) const DEFAULT_EVENTS: [&str; 8] = [
     "push_events",
     "tag_push_events",
     "issues_events",
@@ -100,14 +101,14 @@ struct State {
     slow_compare: Option<String>,
 }
 
-struct FakeGitlab {
-    base: String,
+pub(crate) struct FakeGitlab {
+    pub(crate) base: String,
     state: Arc<Mutex<State>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn hook_json(id: u64, project_id: u64, url: &str, on: &[&str]) -> Value {
+pub(crate) fn hook_json(id: u64, project_id: u64, url: &str, on: &[&str]) -> Value {
     let mut h = json!({
         "id": id,
         "url": url,
@@ -131,7 +132,7 @@ fn hook_json(id: u64, project_id: u64, url: &str, on: &[&str]) -> Value {
 }
 
 impl FakeGitlab {
-    fn start(with_forbidden: bool) -> FakeGitlab {
+    pub(crate) fn start(with_forbidden: bool) -> FakeGitlab {
         let mut projects = BTreeMap::new();
         let mut add = |id: u64, path: String, archived: bool, access_level: u32| {
             projects.insert(
@@ -266,7 +267,7 @@ impl FakeGitlab {
     }
 
     /// Adds `hook` to `project`.
-    fn add_hook(&self, project: u64, hook: Value) {
+    pub(crate) fn add_hook(&self, project: u64, hook: Value) {
         let mut st = self.state.lock().unwrap();
         st.projects.get_mut(&project).unwrap().hooks.push(hook);
     }
@@ -280,12 +281,12 @@ impl FakeGitlab {
     }
 
     /// Logs a delivery of `hook` as the newest entry.
-    fn log(&self, hook: u64, entry: Value) {
+    pub(crate) fn log(&self, hook: u64, entry: Value) {
         let mut st = self.state.lock().unwrap();
         st.logs.entry(hook).or_default().insert(0, entry);
     }
 
-    fn resent(&self) -> Vec<(u64, u64)> {
+    pub(crate) fn resent(&self) -> Vec<(u64, u64)> {
         self.state.lock().unwrap().resent.clone()
     }
 
@@ -306,7 +307,13 @@ impl FakeGitlab {
 
 /// A delivery-log entry shaped as GitLab documents it. `key`: the `Idempotency-Key` (no
 /// request headers logged when `None`); `body`: the request body (`{}` logged when `None`).
-fn log_json(id: u64, status: &str, event: &str, key: Option<&str>, body: Option<&Value>) -> Value {
+pub(crate) fn log_json(
+    id: u64,
+    status: &str,
+    event: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> Value {
     let headers = match key {
         Some(k) => json!({
             "Content-Type": "application/json",

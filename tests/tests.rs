@@ -18,6 +18,7 @@ mod e2e;
 mod events;
 mod extension;
 mod kinds;
+mod parity;
 mod postgres;
 mod preview;
 mod properties;

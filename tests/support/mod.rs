@@ -11,6 +11,8 @@
 //! - [`hang`]: a GitLab that hangs or refuses connections, and response URLs recorded by id;
 //! - [`postgres`]: a throw-away PostgreSQL cluster on loopback, stopped and removed on drop
 //!   (and, for an outage, stopped and started again);
+//! - [`parity`]: one deployment on either store engine (its replicas' configs) and the
+//!   operator's commands run with one of them;
 //! - [`prism`]: Prism serving one of the vendored OpenAPI documents in `specs/`;
 //! - [`turn`]: which tests may run side by side in the one test process;
 //!
@@ -23,6 +25,7 @@ pub mod daemon;
 pub mod fake_chats;
 pub mod fake_cliq;
 pub mod hang;
+pub mod parity;
 pub mod postgres;
 pub mod prism;
 pub mod renderer;
