@@ -51,7 +51,7 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
     let cfg = match crate::config::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
-            println!("{}: {e}", config.display());
+            println!("{}", super::config_error(config, &e));
             return Ok(1);
         }
     };

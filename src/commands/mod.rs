@@ -268,7 +268,17 @@ pub fn template_fingerprint(dirs: &[PathBuf]) -> u64 {
 
 /// Loads the config with the path in the error.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    Config::load(path).map_err(|e| anyhow::anyhow!("{}", config_error(path, &e)))
+}
+
+/// A configuration error as the command line prints it: with the file's path in front, once
+/// (reading and syntax errors name it already).
+pub fn config_error(path: &Path, e: &crate::config::ConfigError) -> String {
+    use crate::config::ConfigError;
+    match e {
+        ConfigError::Read { .. } | ConfigError::Syntax { .. } => e.to_string(),
+        ConfigError::Invalid { .. } => format!("{}: {e}", path.display()),
+    }
 }
 
 /// The store the config names, opened for an operator's command beside the daemon (which
