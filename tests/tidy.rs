@@ -7,6 +7,9 @@
 //! - Within a module, its files import each other without a cycle (the module's root file aside).
 //! - Every Rust file starts with a `//!` module doc.
 //! - No test is switched off with the ignore attribute.
+//! - No source file has more than `MAX_CODE_LINES` lines before its unit tests.
+//! - The two store engines (`deliver/store`, `deliver/pg`) keep each concern in a file of the
+//!   same name, so one operation's two dialects sit side by side.
 //!
 //! The checks are plain functions over text, so the tests below also prove that each one catches
 //! what it is for (an upward import, an unlisted one, a cycle).
@@ -436,4 +439,101 @@ fn the_layer_check_catches_upward_unlisted_and_cyclic_imports() {
     for d in [clean, upward, cyclic] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+/// Most lines a source file may have before its unit tests: past it, the file carries more than
+/// one concern (issue 21 split `config.rs`, `deliver/store.rs` and `extension.rs` at this size).
+const MAX_CODE_LINES: usize = 1_200;
+
+/// Lines of `text` before its unit tests (a `#[cfg(test)]` line at the left margin followed by an
+/// inline `mod …{`): the code a reader must hold, tests aside.
+fn code_lines(text: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if *line == "#[cfg(test)]" {
+            let next = lines[i + 1..].iter().find(|l| !l.trim().is_empty());
+            if next.is_some_and(|l| l.starts_with("mod ") && l.trim_end().ends_with('{')) {
+                return i;
+            }
+        }
+    }
+    lines.len()
+}
+
+#[test]
+fn no_source_file_is_over_the_size_of_one_concern() {
+    let _turn = crate::support::turn::shared();
+    let mut big = Vec::new();
+    for path in rust_files(&root().join("src")) {
+        // A module's unit tests kept in a file of their own (`#[cfg(test)] mod tests;`).
+        if path.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let n = code_lines(&std::fs::read_to_string(&path).unwrap_or_default());
+        if n > MAX_CODE_LINES {
+            big.push(format!("{}: {n} lines before its tests", path.display()));
+        }
+    }
+    assert!(
+        big.is_empty(),
+        "over {MAX_CODE_LINES} lines: split by concern {big:#?}"
+    );
+    let sample = "//! x\nfn a() {}\n\n#[cfg(test)]\n\nmod tests {\n    #[test]\n    fn t() {}\n}\n";
+    assert_eq!(code_lines(sample), 3);
+    assert_eq!(
+        code_lines("//! x\n#[cfg(test)]\nmod tests;\nfn b() {}\n"),
+        4
+    );
+}
+
+/// Files one store engine has and the other has not, each with the reason: everything else in
+/// `src/deliver/store/` has a namesake in `src/deliver/pg/` holding the same operations.
+const ENGINE_ONLY: [(&str, &str); 4] = [
+    (
+        "store/tests.rs",
+        "SQLite's unit tests; PostgreSQL's run on a real cluster in tests/postgres",
+    ),
+    (
+        "pg/engine.rs",
+        "PgEngine; SQLite's engine is the writer thread, deliver/writer.rs",
+    ),
+    (
+        "pg/window.rs",
+        "the rate window replicas share; one SQLite process keeps it in memory",
+    ),
+    (
+        "store/mod.rs",
+        "Store and Reader; pg/mod.rs is the module's root (both have one)",
+    ),
+];
+
+#[test]
+fn both_store_engines_keep_each_concern_at_the_same_path() {
+    let _turn = crate::support::turn::shared();
+    let names = |dir: &str| -> BTreeSet<String> {
+        rust_files(&root().join("src/deliver").join(dir))
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .collect()
+    };
+    let (sqlite, pg) = (names("store"), names("pg"));
+    assert!(sqlite.len() > 3 && pg.len() > 3, "{sqlite:?} {pg:?}");
+    let exempt = |engine: &str, f: &str| {
+        f == "mod.rs"
+            || ENGINE_ONLY
+                .iter()
+                .any(|(p, _)| *p == format!("{engine}/{f}"))
+    };
+    let mut lone = Vec::new();
+    for f in sqlite.difference(&pg).filter(|f| !exempt("store", f)) {
+        lone.push(format!("src/deliver/store/{f} has no src/deliver/pg/{f}"));
+    }
+    for f in pg.difference(&sqlite).filter(|f| !exempt("pg", f)) {
+        lone.push(format!("src/deliver/pg/{f} has no src/deliver/store/{f}"));
+    }
+    assert!(
+        lone.is_empty(),
+        "one operation's two dialects sit at the same path in each engine \
+         (or say why in ENGINE_ONLY): {lone:#?}"
+    );
 }
