@@ -421,7 +421,9 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
                     }
                 };
                 let Some(card) = card else { continue };
-                platform.body(&card, &ordering_key).to_json()
+                platform
+                    .body_for(&card, &ordering_key, renderer.mentions())
+                    .to_json()
             };
             deliveries.push(Delivery {
                 id: format!("{request_id}/{}", c.name),
