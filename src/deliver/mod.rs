@@ -49,6 +49,25 @@ pub enum Auth {
         /// The signing secret.
         key: Secret,
     },
+    /// Telegram's Bot API: the URL holds the bot token (`{api_url}/bot{token}/sendMessage`), so
+    /// it is a secret ([`Endpoint::url`] is the redacted form); the chat and forum topic are
+    /// written into each body at send time, so a chat that migrates takes its waiting messages
+    /// along.
+    Telegram {
+        /// The `sendMessage` URL, token included.
+        url: Secret,
+        /// `chat_id`: an integer id, or `@channelusername`.
+        chat_id: String,
+        /// `message_thread_id`: a forum topic.
+        message_thread_id: Option<i64>,
+    },
+    /// Matrix: `Authorization: Bearer` with the access token; each post is a `PUT` to
+    /// `{url}/{txnId}` ([`Endpoint::url`]: `…/rooms/{room}/send/m.room.message`), the txnId
+    /// derived from the message's id so that a re-sent post is the same event.
+    Matrix {
+        /// The access token.
+        token: Secret,
+    },
     /// Nothing (the URL carries its own authentication, or a test endpoint).
     None,
 }

@@ -16,7 +16,7 @@ use super::durable::DurableOutbox;
 use super::rate::RateLimiter;
 use super::sender::{Attempt, Sender};
 use super::store::{Leased, Outcome};
-use super::{BoxFuture, Endpoint, RetryPolicy};
+use super::{Auth, BoxFuture, Endpoint, RetryPolicy};
 use crate::metrics::{self, Attempted};
 use std::sync::Arc;
 use tokio::time::{Duration, Instant};
@@ -117,6 +117,9 @@ pub const DIGEST_BUDGET_MAX: usize = 10_000;
 /// What a worker needs besides its channel, shared by every step.
 struct Ctx<'a> {
     target: &'a Target,
+    /// Where the channel posts now: the target's endpoint, with a Telegram chat's new id once it
+    /// migrated.
+    endpoint: std::sync::Mutex<Endpoint>,
     outbox: &'a DurableOutbox,
     poster: &'a dyn Post,
     policy: RetryPolicy,
@@ -148,6 +151,7 @@ pub async fn run_channel(
     };
     let ctx = Ctx {
         target: &target,
+        endpoint: std::sync::Mutex::new(target.endpoint.clone()),
         outbox: &outbox,
         poster: poster.as_ref(),
         policy,
@@ -235,6 +239,29 @@ pub async fn run_channel(
 }
 
 impl Ctx<'_> {
+    /// Where the channel posts now.
+    fn endpoint(&self) -> Endpoint {
+        match self.endpoint.lock() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A Telegram chat became a supergroup with the id `to`: the channel posts there from now
+    /// on, starting with the message that was refused.
+    fn moved(&self, to: &str) {
+        let mut e = match self.endpoint.lock() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Auth::Telegram { chat_id, .. } = &mut e.auth {
+            if chat_id != to {
+                tracing::warn!(channel = %self.target.name, from = %chat_id, to = %to, "the Telegram group became a supergroup; posting to its new chat id (set chat_id in the config)");
+                *chat_id = to.to_string();
+            }
+        }
+    }
+
     /// Waits for the credential's rate limit (a wait longer than [`MIN_IDLE`] is counted),
     /// keeping the lease of `batch` meanwhile when the window is shared; `false` when that
     /// lease was lost (nothing is to be posted or recorded then).
@@ -297,10 +324,14 @@ impl Ctx<'_> {
             return true;
         };
         // Not cancelled: the post in progress finishes (within the post timeout) and is recorded.
-        let attempt = self
-            .poster
-            .post(&target.endpoint, &first.delivery_id, body)
-            .await;
+        let endpoint = self.endpoint();
+        // A digest is another message than its first one alone: another id (a Matrix txnId).
+        let id = if used > 1 {
+            format!("{}+{used}", first.delivery_id)
+        } else {
+            first.delivery_id.clone()
+        };
+        let attempt = self.poster.post(&endpoint, &id, body).await;
         let attempts = first.attempts + 1;
         let now = self.clock.now_ms();
         let max_age_ms = policy.max_age.as_millis() as i64;
@@ -311,6 +342,22 @@ impl Ctx<'_> {
             Attempt::Delivered(status) => {
                 tracing::info!(delivery = %d, idempotency_key = %key, channel = %ch, status, attempts, digest = used, "delivered");
                 Outcome::Sent
+            }
+            Attempt::Migrated { to, reason } => {
+                if attempts >= policy.max_attempts {
+                    tracing::error!(delivery = %d, idempotency_key = %key, channel = %ch, %reason, attempts, "giving up; kept as a dead letter");
+                    Outcome::Dead {
+                        status: Some(400),
+                        error: format!("gave up after {attempts} attempts: {reason}"),
+                    }
+                } else {
+                    self.moved(&to);
+                    Outcome::Retry {
+                        next_at: now,
+                        status: Some(400),
+                        error: reason,
+                    }
+                }
             }
             Attempt::Permanent { status, reason } => {
                 tracing::error!(delivery = %d, idempotency_key = %key, channel = %ch, status, %reason, digest = used, "rejected by the chat endpoint; kept as a dead letter");
