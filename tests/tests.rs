@@ -17,6 +17,7 @@ mod e2e;
 mod events;
 mod extension;
 mod kinds;
+mod matrix;
 mod postgres;
 mod preview;
 mod properties;

@@ -11,6 +11,9 @@
 //! - [`postgres`]: a throw-away PostgreSQL cluster on loopback, stopped and removed on drop
 //!   (and, for an outage, stopped and started again);
 //! - [`prism`]: Prism serving one of the vendored OpenAPI documents in `specs/`;
+//! - [`synapse`]: a throw-away Matrix homeserver (Synapse) on loopback with a bot, a second
+//!   user and a room, killed and removed on drop;
+//! - [`fake_telegram`]: a fake Telegram Bot API that enforces the contract and can be scripted;
 //! - [`turn`]: which tests may run side by side in the one test process;
 //!
 //! and, here, unique names and bounded polling.
@@ -25,6 +28,7 @@ pub mod postgres;
 pub mod prism;
 pub mod renderer;
 pub mod samples;
+pub mod synapse;
 pub mod temp;
 pub mod turn;
 
