@@ -29,4 +29,5 @@ mod routes;
 mod security;
 mod setup;
 mod targets;
+mod telegram;
 mod tidy;

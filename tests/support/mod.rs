@@ -24,6 +24,7 @@ pub mod cliq;
 pub mod daemon;
 pub mod fake_chats;
 pub mod fake_cliq;
+pub mod fake_telegram;
 pub mod postgres;
 pub mod prism;
 pub mod renderer;

@@ -1,0 +1,387 @@
+//! Telegram against the fake Bot API (`support::fake_telegram`, which parses the HTML on its own
+//! terms): the fake's parser refuses what Telegram refuses; every bundled sample, and each with
+//! hostile text in it, becomes a body the fake accepts through the real sender, with the hostile
+//! text shown as text; Telegram's answers become the right attempts (429 with its wait, a
+//! migration, 403 naming the cause, a wrong token) with the token in no reason; and with the real
+//! workers on a real outbox, a 429 delays only its channel, a migrated group gets every message
+//! at its new id in order, and a bot removed from a chat turns its messages into dead letters
+//! naming the cause.
+
+use crate::support::fake_telegram::{parse_html, FakeTelegram, TOKEN};
+use crate::support::samples;
+use crate::support::temp::TempDir;
+use crate::support::turn;
+use gitlab_chat_bridge::deliver::clock::Clock;
+use gitlab_chat_bridge::deliver::durable::{DurableOutbox, DurableSettings};
+use gitlab_chat_bridge::deliver::rate::RateLimiter;
+use gitlab_chat_bridge::deliver::sender::{Attempt, Sender};
+use gitlab_chat_bridge::deliver::worker::{run_channel, DeadLetter, DeadLetters, Post, Target};
+use gitlab_chat_bridge::deliver::{Auth, Batch, BoxFuture, Delivery, Endpoint, RetryPolicy};
+use gitlab_chat_bridge::render::{cliq, Mentions, Platform, RenderSettings, Rendered, Renderer};
+use gitlab_chat_bridge::secret::Secret;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const EVIL: &str = "@room @everyone </b><script>alert(1)</script> <a href=\"javascript:alert(1)\">x</a> {@all} [y](javascript:alert(1)) @alice";
+
+fn endpoint(fake: &FakeTelegram, token: &str, chat: &str) -> Endpoint {
+    Endpoint {
+        url: format!("{}/bot…/sendMessage", fake.api_url()),
+        auth: Auth::Telegram {
+            url: Secret::new(fake.send_url(token)),
+            chat_id: chat.to_string(),
+            message_thread_id: None,
+        },
+    }
+}
+
+#[test]
+fn the_fakes_parser_follows_telegram() {
+    let _turn = turn::shared();
+    assert_eq!(
+        parse_html("<b>a &amp; b</b> <a href=\"https://e.test/?a=1&amp;b=2\">x</a> <a href=\"tg://user?id=42\">al</a>")
+            .unwrap(),
+        "a & b x al"
+    );
+    for bad in [
+        "<script>x</script>",
+        "<b>x",
+        "<b><i>x</b></i>",
+        "a & b",
+        "a > b",
+        "&nbsp;",
+        "<a href=\"javascript:alert(1)\">x</a>",
+        "<span>x</span>",
+        "<br>",
+    ] {
+        assert!(parse_html(bad).is_err(), "{bad}");
+    }
+}
+
+fn hostile(mut v: Value) -> Value {
+    if let Some(o) = v
+        .get_mut("object_attributes")
+        .and_then(Value::as_object_mut)
+    {
+        for k in ["title", "description", "note"] {
+            if o.contains_key(k) {
+                o.insert(k.into(), json!(EVIL));
+            }
+        }
+    }
+    if let Some(u) = v.get_mut("user").and_then(Value::as_object_mut) {
+        u.insert("name".into(), json!(EVIL));
+    }
+    v
+}
+
+#[tokio::test]
+async fn every_sample_is_a_body_telegram_accepts() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeTelegram::start(&["-1001"]).await;
+    let mentions = Mentions::new([("alice", "4242")]);
+    let renderer = Renderer::new(
+        Vec::new(),
+        RenderSettings {
+            dates: crate::support::renderer::dates_at("UTC", chrono::Utc::now()),
+            mentions: mentions.clone(),
+        },
+        false,
+    )
+    .unwrap();
+    let sender = Sender::new(Duration::from_secs(10)).unwrap();
+    let ep = endpoint(&fake, TOKEN, "-1001");
+    let mut sent = 0;
+    for (i, s) in samples::index().into_iter().enumerate() {
+        for payload in [samples::json(&s.file), hostile(samples::json(&s.file))] {
+            let Ok(event) = gitlab_chat_bridge::event::parse(Some(&s.header), payload) else {
+                continue;
+            };
+            let Ok(Rendered::Message(card, _)) = renderer.render(&event) else {
+                continue;
+            };
+            let body = Platform::Telegram.body_for(&card, "t", &mentions).to_json();
+            let attempt = sender.post(&ep, &format!("s-{i}-{sent}"), &body).await;
+            assert_eq!(attempt, Attempt::Delivered(200), "{}: {body}", s.file);
+            sent += 1;
+        }
+    }
+    assert!(sent > 50, "only {sent} samples rendered");
+    let got = fake.messages_in("-1001");
+    assert_eq!(got.len(), sent);
+    let mut shown = 0;
+    for m in &got {
+        assert_eq!(m.body["link_preview_options"]["is_disabled"], true);
+        assert!(
+            !m.html.contains("<script") && !m.html.contains("href=\"javascript"),
+            "{}",
+            m.html
+        );
+        assert!(
+            !m.text.contains("@room") && !m.text.contains("@everyone"),
+            "{}",
+            m.text
+        );
+        if m.text.contains("</b><script>alert(1)</script>") {
+            shown += 1;
+        }
+        if let Some(rows) = m.body["reply_markup"]["inline_keyboard"].as_array() {
+            assert!(rows
+                .iter()
+                .flat_map(|r| r.as_array().unwrap())
+                .all(|b| b["url"].as_str().unwrap().starts_with("http")));
+        }
+    }
+    assert!(
+        shown > 10,
+        "the hostile text is shown as text in {shown} messages"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.html.contains("<a href=\"tg://user?id=4242\">alice</a>")),
+        "a mapped person is mentioned"
+    );
+}
+
+#[tokio::test]
+async fn answers_become_attempts_without_the_token() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeTelegram::start(&["-1001", "@dev"]).await;
+    let sender = Sender::new(Duration::from_secs(10)).unwrap();
+    let body = json!({"text": "<b>hi</b>", "parse_mode": "HTML"}).to_string();
+    assert_eq!(
+        sender
+            .post(&endpoint(&fake, TOKEN, "@dev"), "a", &body)
+            .await,
+        Attempt::Delivered(200)
+    );
+    fake.throttle("-1001", 1, 3);
+    match sender
+        .post(&endpoint(&fake, TOKEN, "-1001"), "b", &body)
+        .await
+    {
+        Attempt::Retry {
+            status: Some(429),
+            retry_after: Some(d),
+            throttled: true,
+            ..
+        } => assert_eq!(d, Duration::from_secs(3)),
+        other => panic!("{other:?}"),
+    }
+    fake.migrate("-1001", "-1009");
+    assert!(matches!(
+        sender.post(&endpoint(&fake, TOKEN, "-1001"), "c", &body).await,
+        Attempt::Migrated { to, .. } if to == "-1009"
+    ));
+    fake.kick("-1009");
+    let mut reasons = Vec::new();
+    match sender
+        .post(&endpoint(&fake, TOKEN, "-1009"), "d", &body)
+        .await
+    {
+        Attempt::Permanent {
+            status: 403,
+            reason,
+        } => {
+            assert!(reason.contains("bot was kicked"), "{reason}");
+            reasons.push(reason);
+        }
+        other => panic!("{other:?}"),
+    }
+    let wrong = "123456789:WRONG-token";
+    match sender
+        .post(&endpoint(&fake, wrong, "@dev"), "e", &body)
+        .await
+    {
+        Attempt::Permanent {
+            status: 401,
+            reason,
+        } => reasons.push(reason),
+        other => panic!("{other:?}"),
+    }
+    match sender.post(&endpoint(&fake, TOKEN, "-5"), "f", &body).await {
+        Attempt::Permanent {
+            status: 400,
+            reason,
+        } => {
+            assert!(reason.contains("chat not found"), "{reason}");
+            reasons.push(reason);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nobody listening: reqwest's error would name the URL, token and all.
+    let closed = Endpoint {
+        url: "http://127.0.0.1:9/bot…/sendMessage".into(),
+        auth: Auth::Telegram {
+            url: Secret::new(format!(
+                "http://127.0.0.1:{}/bot{TOKEN}/sendMessage",
+                crate::support::free_port()
+            )),
+            chat_id: "1".into(),
+            message_thread_id: None,
+        },
+    };
+    match sender.post(&closed, "g", &body).await {
+        Attempt::Retry { reason, .. } => reasons.push(reason),
+        other => panic!("{other:?}"),
+    }
+    for r in &reasons {
+        assert!(
+            !r.contains(TOKEN) && !r.contains("WRONG") && !r.contains("AAH"),
+            "{r}"
+        );
+    }
+    // An edit that changes nothing is refused by Telegram and counts as done.
+    let first = fake.messages_in("@dev")[0].message_id;
+    let edit = Endpoint {
+        url: "edit".into(),
+        auth: Auth::Telegram {
+            url: Secret::new(format!("{}/bot{TOKEN}/editMessageText", fake.api_url())),
+            chat_id: "@dev".into(),
+            message_thread_id: None,
+        },
+    };
+    let same = json!({"message_id": first, "text": "<b>hi</b>", "parse_mode": "HTML"}).to_string();
+    assert_eq!(
+        sender.post(&edit, "h", &same).await,
+        Attempt::Delivered(400)
+    );
+    let new =
+        json!({"message_id": first, "text": "<b>hi</b> again", "parse_mode": "HTML"}).to_string();
+    assert_eq!(sender.post(&edit, "i", &new).await, Attempt::Delivered(200));
+    assert_eq!(fake.messages_in("@dev")[0].text, "hi again");
+    let seen: Vec<(String, Option<String>, u16)> = fake
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.chat, r.status))
+        .collect();
+    let s = |m: &str, c: Option<&str>, st: u16| (m.to_string(), c.map(str::to_string), st);
+    assert_eq!(
+        seen,
+        [
+            s("sendMessage", Some("@dev"), 200),
+            s("sendMessage", Some("-1001"), 429),
+            s("sendMessage", Some("-1001"), 400),
+            s("sendMessage", Some("-1009"), 403),
+            s("sendMessage", None, 401),
+            s("sendMessage", Some("-5"), 400),
+            s("editMessageText", Some("@dev"), 400),
+            s("editMessageText", Some("@dev"), 200),
+        ]
+    );
+    assert!(fake.requests().iter().all(|r| r.at <= Instant::now()));
+    assert!(fake.requests()[3]
+        .description
+        .as_deref()
+        .is_some_and(|d| d.contains("kicked")));
+}
+
+#[derive(Default)]
+struct Dead(Mutex<Vec<DeadLetter>>);
+
+impl DeadLetters for Dead {
+    fn dead<'a>(&'a self, dead: &'a DeadLetter) -> BoxFuture<'a, ()> {
+        Box::pin(async move { self.0.lock().unwrap().push(dead.clone()) })
+    }
+}
+
+#[tokio::test]
+async fn workers_wait_move_and_give_up_per_chat() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeTelegram::start(&["-100", "-200", "-300"]).await;
+    let dir = TempDir::new("telegram-workers");
+    let channels = ["slow", "moved", "kicked"];
+    let names: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+    let clock = Clock::new();
+    let settings = DurableSettings {
+        dedupe_window_ms: 3_600_000,
+        full_sync: false,
+    };
+    let (outbox, _writer) =
+        DurableOutbox::open(&dir.join("outbox.sqlite"), settings, &names, clock).unwrap();
+    for i in 0..3 {
+        let deliveries = channels
+            .iter()
+            .map(|c| Delivery {
+                id: format!("r{i}/{c}"),
+                channel: c.to_string(),
+                ordering_key: "issue:1".into(),
+                body: json!({"text": format!("<b>{c} {i}</b>"), "parse_mode": "HTML"}).to_string(),
+            })
+            .collect();
+        outbox
+            .enqueue(Batch {
+                dedupe_key: Some(format!("r{i}")),
+                request_id: format!("r{i}"),
+                deliveries,
+            })
+            .await
+            .unwrap();
+    }
+    fake.throttle("-100", 1, 2);
+    fake.migrate("-200", "-2000");
+    fake.kick("-300");
+    let policy = RetryPolicy {
+        timeout: Duration::from_secs(10),
+        max_attempts: 4,
+        initial_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(5),
+        max_age: Duration::from_secs(3600),
+    };
+    let sender: Arc<dyn Post> = Arc::new(Sender::new(Duration::from_secs(10)).unwrap());
+    let dead = Arc::new(Dead::default());
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, chat) in channels.iter().zip(["-100", "-200", "-300"]) {
+        let tell: Arc<dyn DeadLetters> = dead.clone();
+        let target = Target {
+            name: c.to_string(),
+            endpoint: endpoint(&fake, TOKEN, chat),
+            // A budget per bot and chat, as `serve` gives them.
+            limiter: Arc::new(RateLimiter::new(20)),
+            digest: Arc::new(cliq::digest),
+            dead_letters: Some(tell),
+        };
+        tasks.push(tokio::spawn(run_channel(
+            target,
+            outbox.clone(),
+            sender.clone(),
+            policy,
+            clock,
+            cancel.clone(),
+        )));
+    }
+    let moved = fake.wait_for("-2000", 3, Duration::from_secs(20)).await;
+    let texts: Vec<&str> = moved.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["moved 0", "moved 1", "moved 2"]);
+    let slow = fake.wait_for("-100", 3, Duration::from_secs(20)).await;
+    let texts: Vec<&str> = slow.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["slow 0", "slow 1", "slow 2"]);
+    // The 429 held the slow channel for its retry_after, and nobody else.
+    assert!(
+        slow[0].at - started >= Duration::from_millis(1900),
+        "{:?}",
+        slow[0].at - started
+    );
+    assert!(
+        moved[2].at < slow[0].at,
+        "the migrated channel waited for the throttled one"
+    );
+    crate::support::wait_until("three dead letters", Duration::from_secs(10), || {
+        dead.0.lock().unwrap().len() == 3
+    })
+    .await;
+    for d in dead.0.lock().unwrap().iter() {
+        assert_eq!(d.channel, "kicked");
+        assert_eq!(d.status, Some(403));
+        assert!(d.error.contains("Forbidden: bot was kicked"), "{}", d.error);
+    }
+    assert!(fake.messages_in("-200").is_empty() && fake.messages_in("-300").is_empty());
+    cancel.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
