@@ -8,7 +8,7 @@
 use crate::support::samples;
 use crate::support::synapse::Synapse;
 use crate::support::turn;
-use gitlab_chat_bridge::deliver::sender::{txn_id, Attempt, Sender};
+use gitlab_chat_bridge::deliver::sender::{txn_id, Attempt, ResolveError, Sender};
 use gitlab_chat_bridge::deliver::{Auth, Endpoint};
 use gitlab_chat_bridge::render::{Mentions, Platform, RenderSettings, Rendered, Renderer};
 use gitlab_chat_bridge::secret::Secret;
@@ -70,12 +70,12 @@ async fn every_sample_posts_through_the_sender_and_reads_back_safe() {
     )
     .unwrap();
     let sender = Sender::new(Duration::from_secs(20)).unwrap();
-    let endpoint = Endpoint {
-        url: hs.send_url(&hs.room),
-        auth: Auth::Matrix {
-            token: Secret::new(hs.bot.access_token.clone()),
-        },
-    };
+    let endpoint = Endpoint::matrix(
+        &hs.base_url(),
+        &hs.room,
+        Secret::new(hs.bot.access_token.clone()),
+    );
+    assert_eq!(endpoint.url, hs.send_url(&hs.room));
     let mut sent = 0;
     let mut txns = Vec::new();
     for (i, s) in samples::index().into_iter().enumerate() {
@@ -139,4 +139,59 @@ async fn every_sample_posts_through_the_sender_and_reads_back_safe() {
         })
         .collect();
     assert_eq!(mine, txns, "{}", hs.log());
+}
+
+#[tokio::test]
+async fn an_alias_resolves_and_a_stranger_is_refused() {
+    let _turn = turn::shared_async().await;
+    let hs = Synapse::start("alias").await;
+    let room = hs.create_room(&hs.bot, Some("dev"), &[]).await;
+    let sender = Sender::new(Duration::from_secs(10)).unwrap();
+    let token = Secret::new(hs.bot.access_token.clone());
+    let resolved = sender
+        .resolve_room(&hs.base_url(), "#dev:localhost", &token)
+        .await
+        .unwrap();
+    assert_eq!(resolved, room);
+    match sender
+        .resolve_room(&hs.base_url(), "#nope:localhost", &token)
+        .await
+    {
+        Err(ResolveError::Refused { reason, .. }) => {
+            assert!(reason.contains("M_NOT_FOUND"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The second user is not in the alias's room: a post there is a dead letter naming why.
+    let stranger = Endpoint {
+        url: hs.send_url(&room),
+        auth: Auth::Matrix {
+            token: Secret::new(hs.other.access_token.clone()),
+        },
+    };
+    let body = json!({"msgtype": "m.notice", "body": "x", "m.mentions": {}}).to_string();
+    match sender.post(&stranger, "s-1", &body).await {
+        Attempt::Permanent {
+            status: 403,
+            reason,
+        } => {
+            assert!(reason.contains("M_FORBIDDEN"), "{reason}");
+            assert!(!reason.contains(&hs.other.access_token), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A wrong token: 401, the token in no reason.
+    let wrong = Endpoint::matrix(&hs.base_url(), &room, Secret::new("syt_wrong_SECRET"));
+    match sender.post(&wrong, "s-2", &body).await {
+        Attempt::Permanent {
+            status: 401,
+            reason,
+        } => {
+            assert!(
+                reason.contains("M_UNKNOWN_TOKEN") && !reason.contains("SECRET"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -27,14 +27,9 @@ use tokio_util::sync::CancellationToken;
 const EVIL: &str = "@room @everyone </b><script>alert(1)</script> <a href=\"javascript:alert(1)\">x</a> {@all} [y](javascript:alert(1)) @alice";
 
 fn endpoint(fake: &FakeTelegram, token: &str, chat: &str) -> Endpoint {
-    Endpoint {
-        url: format!("{}/bot…/sendMessage", fake.api_url()),
-        auth: Auth::Telegram {
-            url: Secret::new(fake.send_url(token)),
-            chat_id: chat.to_string(),
-            message_thread_id: None,
-        },
-    }
+    let e = Endpoint::telegram(&fake.api_url(), &Secret::new(token), chat, None);
+    assert!(matches!(&e.auth, Auth::Telegram { url, .. } if url.expose() == fake.send_url(token)));
+    e
 }
 
 #[test]

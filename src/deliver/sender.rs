@@ -231,6 +231,63 @@ impl Sender {
     }
 }
 
+/// Why a Matrix room alias could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The homeserver could not be reached (no URL or token in the text).
+    #[error("cannot reach the homeserver: {0}")]
+    Unreachable(String),
+    /// The homeserver answered with an error (`M_NOT_FOUND` for an unknown alias).
+    #[error("the homeserver cannot resolve {alias}: {reason}")]
+    Refused {
+        /// The alias.
+        alias: String,
+        /// Status, errcode and error.
+        reason: String,
+    },
+}
+
+impl Sender {
+    /// Resolves a Matrix room alias (`#dev:example.org`) to its room id, with the channel's
+    /// access token (`GET /_matrix/client/v3/directory/room/{alias}`).
+    pub async fn resolve_room(
+        &self,
+        homeserver: &str,
+        alias: &str,
+        token: &crate::secret::Secret,
+    ) -> Result<String, ResolveError> {
+        let url = format!(
+            "{}/_matrix/client/v3/directory/room/{}",
+            homeserver.trim_end_matches('/'),
+            super::path_segment(alias)
+        );
+        let r = self
+            .client
+            .get(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| ResolveError::Unreachable(describe(e)))?;
+        let status = r.status().as_u16();
+        let body = r.bytes().await.unwrap_or_default();
+        let refused = |reason: String| ResolveError::Refused {
+            alias: alias.to_string(),
+            reason,
+        };
+        if !(200..300).contains(&status) {
+            return Err(refused(match classify_matrix(status, None, &body) {
+                Attempt::Permanent { reason, .. } | Attempt::Retry { reason, .. } => reason,
+                other => format!("{other:?}"),
+            }));
+        }
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("room_id")?.as_str().map(str::to_string))
+            .filter(|id| id.starts_with('!'))
+            .ok_or_else(|| refused(format!("HTTP {status}: the answer has no room_id")))
+    }
+}
+
 /// A reqwest error with its causes ("error sending request: connection refused"), never the URL.
 fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
