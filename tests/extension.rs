@@ -3,7 +3,10 @@
 //! request, a fake Cliq receiving chat posts and response-URL answers, and a small fake GitLab
 //! that says which projects the bridge's token can see and keeps the hooks `setup` makes.
 //! One daemon serves the whole conversation; it is then killed (SIGKILL) and restarted on the
-//! same store to show a subscription survives.
+//! same store to show a subscription survives. [`deadline`]: every command answers in time while
+//! GitLab hangs or is down.
+
+mod deadline;
 
 use crate::support::cli;
 use crate::support::daemon::{ChannelSpec, Daemon, Settings};
@@ -28,6 +31,10 @@ const CHAT: &str = "CT_2243226337559778047_661211447-B2";
 const OTHER_CHAT: &str = "CT_2243226337559778047_99-B2";
 const ADMIN: &str = "651652091";
 const USER: &str = "777";
+/// `cliq_extension.answer_within_ms` of these tests.
+const ANSWER_WITHIN_MS: u64 = 1_500;
+/// How long the fake GitLab takes to list hooks: longer than [`ANSWER_WITHIN_MS`].
+const SLOW_GITLAB: Duration = Duration::from_millis(2_000);
 
 type Key = rsa::pkcs1v15::SigningKey<sha2::Sha256>;
 
@@ -184,6 +191,8 @@ async fn gl_group(UrlPath(_id): UrlPath<String>) -> Response {
 }
 
 async fn gl_hooks(State(s): State<Arc<Mutex<GitlabState>>>) -> Json<Value> {
+    // Slower than `answer_within_ms`: setup's result goes through the response URL.
+    tokio::time::sleep(SLOW_GITLAB).await;
     Json(Value::Array(s.lock().unwrap().hooks.clone()))
 }
 
@@ -192,8 +201,6 @@ async fn gl_create_hook(
     UrlPath(id): UrlPath<String>,
     Json(mut body): Json<Value>,
 ) -> Response {
-    // Slow enough that the answer goes through the response URL.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut st = s.lock().unwrap();
     st.writes.push(format!("POST {id}/hooks"));
     body["id"] = json!(41 + st.hooks.len());
@@ -257,7 +264,7 @@ fn config_with(
         "[gitlab]\nurl = \"http://{}\"\ntoken = \"glpat-TEST\"\nhook_url = \"https://bridge.example.com/hooks/gitlab\"\n{more_gitlab}\n\
          [cliq_extension]\npublic_keys = [\"{}\"]\nadmins = [\"{ADMIN}\"]\n\
          allowed_projects = [\"gitlabhq/*\"]\napi_url = \"{}\"\nzapikey = \"{ZAPIKEY}\"\n\
-         button_function = \"gitlabbridge\"\ndata_center = \"US\"\nanswer_within_ms = 1\nrate_per_minute = 600\n",
+         button_function = \"gitlabbridge\"\ndata_center = \"US\"\nanswer_within_ms = {ANSWER_WITHIN_MS}\nrate_per_minute = 600\n",
         gitlab.addr,
         public_key("cliq_test_key.pub.b64"),
         cliq.base(),
