@@ -118,6 +118,8 @@ pub fn platform_of(kind: ChannelKind) -> Platform {
         ChannelKind::Teams => Platform::Teams,
         ChannelKind::GoogleChat => Platform::GoogleChat,
         ChannelKind::Discord => Platform::Discord,
+        ChannelKind::Telegram => Platform::Telegram,
+        ChannelKind::Matrix => Platform::Matrix,
         ChannelKind::Cliq
         | ChannelKind::ZohoFunction
         | ChannelKind::Webhook

@@ -385,7 +385,19 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     }
     let stage = router::spawn(outbox.clone(), Arc::new(pipeline), stage_stop.clone())
         .context("cannot start the router stage")?;
-    let poster: Arc<dyn Post> = Arc::new(Sender::new(cfg.retry.timeout)?);
+    let sender = Sender::new(cfg.retry.timeout)?;
+    // Matrix room aliases are resolved once, here, so a wrong one shows before any post (a
+    // homeserver away now is asked again at the channel's first post).
+    for c in cfg
+        .channels
+        .iter()
+        .filter(|c| c.kind == ChannelKind::Matrix)
+    {
+        if let Err(reason) = sender.prepare(&c.endpoint).await {
+            tracing::error!(channel = %c.name, %reason, "cannot resolve the Matrix room alias");
+        }
+    }
+    let poster: Arc<dyn Post> = Arc::new(sender);
     let workers = cancel.child_token();
     let extension_api = cfg
         .cliq_extension

@@ -72,6 +72,31 @@ pub struct Sender {
     client: reqwest::Client,
     /// Endpoint (logged form) → when its rate-limit bucket refills, after one said it was empty.
     hold: Arc<Mutex<HashMap<String, Instant>>>,
+    /// A Matrix endpoint naming a room alias → its send URL with the room id.
+    rooms: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// The homeserver and room alias of a Matrix send URL that names an alias (`…/rooms/%23…`).
+fn matrix_alias(url: &str) -> Option<(String, String)> {
+    let (homeserver, rest) = url.split_once("/_matrix/client/v3/rooms/")?;
+    let encoded = rest.split('/').next()?;
+    if !encoded.starts_with("%23") {
+        return None;
+    }
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some((homeserver.to_string(), String::from_utf8(out).ok()?))
 }
 
 /// The HTTP client could not be built.
@@ -91,7 +116,64 @@ impl Sender {
         Ok(Sender {
             client,
             hold: Arc::default(),
+            rooms: Arc::default(),
         })
+    }
+
+    /// A Matrix endpoint's send URL with a room id: as configured, or with its alias resolved
+    /// (once; the answer is kept). A failure is the attempt to record: an unknown alias is
+    /// permanent, anything else is tried again.
+    async fn matrix_room_url(
+        &self,
+        url: &str,
+        token: &crate::secret::Secret,
+    ) -> Result<String, Attempt> {
+        let Some((homeserver, alias)) = matrix_alias(url) else {
+            return Ok(url.to_string());
+        };
+        if let Some(u) = self.rooms.lock().ok().and_then(|r| r.get(url).cloned()) {
+            return Ok(u);
+        }
+        match self.resolve_room(&homeserver, &alias, token).await {
+            Ok(room) => {
+                let resolved = super::Endpoint::matrix(&homeserver, &room, token.clone()).url;
+                tracing::info!(%alias, %room, "resolved the Matrix room alias");
+                if let Ok(mut r) = self.rooms.lock() {
+                    r.insert(url.to_string(), resolved.clone());
+                }
+                Ok(resolved)
+            }
+            Err(ResolveError::Refused {
+                status: 404,
+                reason,
+                ..
+            }) => Err(Attempt::Permanent {
+                status: 404,
+                reason: format!("the room alias {alias} does not exist: {reason}"),
+            }),
+            Err(e) => Err(Attempt::Retry {
+                status: None,
+                retry_after: None,
+                throttled: false,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Resolves the room alias of a Matrix endpoint now (`serve` at start), so a wrong alias
+    /// shows in the log before any post; posts resolve it themselves when this could not.
+    pub async fn prepare(&self, endpoint: &Endpoint) -> Result<(), String> {
+        match &endpoint.auth {
+            Auth::Matrix { token } if matrix_alias(&endpoint.url).is_some() => self
+                .matrix_room_url(&endpoint.url, token)
+                .await
+                .map(|_| ())
+                .map_err(|a| match a {
+                    Attempt::Permanent { reason, .. } | Attempt::Retry { reason, .. } => reason,
+                    other => format!("{other:?}"),
+                }),
+            _ => Ok(()),
+        }
     }
 
     /// POSTs `body` (JSON) to `endpoint`; `id` names the message (the same on every retry).
@@ -101,8 +183,12 @@ impl Sender {
             Auth::SecretUrl(u) | Auth::Signed { url: u, .. } | Auth::Telegram { url: u, .. } => {
                 u.expose()
             }
-            Auth::Matrix { .. } => {
-                matrix_url = format!("{}/{}", endpoint.url.trim_end_matches('/'), txn_id(id));
+            Auth::Matrix { token } => {
+                let room_url = match self.matrix_room_url(&endpoint.url, token).await {
+                    Ok(u) => u,
+                    Err(attempt) => return attempt,
+                };
+                matrix_url = format!("{}/{}", room_url.trim_end_matches('/'), txn_id(id));
                 matrix_url.as_str()
             }
             _ => endpoint.url.as_str(),
@@ -237,11 +323,13 @@ pub enum ResolveError {
     /// The homeserver could not be reached (no URL or token in the text).
     #[error("cannot reach the homeserver: {0}")]
     Unreachable(String),
-    /// The homeserver answered with an error (`M_NOT_FOUND` for an unknown alias).
+    /// The homeserver answered with an error (404 `M_NOT_FOUND` for an unknown alias).
     #[error("the homeserver cannot resolve {alias}: {reason}")]
     Refused {
         /// The alias.
         alias: String,
+        /// The HTTP status.
+        status: u16,
         /// Status, errcode and error.
         reason: String,
     },
@@ -272,6 +360,7 @@ impl Sender {
         let body = r.bytes().await.unwrap_or_default();
         let refused = |reason: String| ResolveError::Refused {
             alias: alias.to_string(),
+            status,
             reason,
         };
         if !(200..300).contains(&status) {
@@ -610,6 +699,25 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn matrix_aliases_are_found_in_send_urls() {
+        let alias = super::super::Endpoint::matrix(
+            "http://127.0.0.1:8008",
+            "#dev:example.org",
+            crate::secret::Secret::new("t"),
+        );
+        assert_eq!(
+            matrix_alias(&alias.url),
+            Some(("http://127.0.0.1:8008".into(), "#dev:example.org".into()))
+        );
+        let id = super::super::Endpoint::matrix(
+            "http://127.0.0.1:8008",
+            "!abc:example.org",
+            crate::secret::Secret::new("t"),
+        );
+        assert_eq!(matrix_alias(&id.url), None);
     }
 
     #[test]
