@@ -1,6 +1,6 @@
 //! `kind = "matrix"`: the `homeserver` (plain http only on loopback), an `access_token` (or
 //! `access_token_file` / `access_token_env`; sent as `Authorization: Bearer`) and the `room`: a
-//! room id (`!abc:example.org`), or an alias (`#dev:example.org`) that the sender resolves once
+//! room id (`!abc:example.org`; `!abc` from room version 12 on), or an alias (`#dev:example.org`) that the sender resolves once
 //! (`serve` asks at start). Cards only.
 
 use super::{base_url, chat_keys, given, Format, RawChannel, Reader};
@@ -67,15 +67,18 @@ pub(super) fn endpoint(
             "required for a matrix channel (!id:server or #alias:server)",
         ));
     };
-    let well_formed = (room.starts_with('!') || room.starts_with('#'))
-        && room[1..]
+    // Room versions up to 11 have ids `!opaque:server`; version 12 drops the server part.
+    let well_formed = match room.chars().next() {
+        Some('!') => room.len() > 1,
+        Some('#') => room[1..]
             .split_once(':')
-            .is_some_and(|(l, s)| !l.is_empty() && !s.is_empty())
-        && !room.chars().any(|c| c.is_whitespace() || c.is_control());
+            .is_some_and(|(l, s)| !l.is_empty() && !s.is_empty()),
+        _ => false,
+    } && !room.chars().any(|c| c.is_whitespace() || c.is_control());
     if !well_formed {
         return Err(invalid(
             r.key("room"),
-            format!("{room:?} is neither a room id (!id:server) nor an alias (#name:server)"),
+            format!("{room:?} is neither a room id (!id) nor an alias (#name:server)"),
         ));
     }
     Ok((Endpoint::matrix(&homeserver, &room, token), format))
@@ -116,6 +119,20 @@ mod tests {
         assert!(!format!("{c:?}").contains("SECRET"));
         let c = ok("homeserver='http://127.0.0.1:8008'\naccess_token='syt_SECRET'\nroom='#dev:example.org'");
         assert!(c.endpoint.url.contains("/rooms/%23dev%3Aexample.org/"));
+        // A room of version 12: no server part.
+        let c = ok("homeserver='https://m.test'\naccess_token='syt_SECRET'\nroom='!LWgyl0GBYuLSrahCHTeh4jw1XiQj-SaRe607Tu2GM9M'");
+        assert!(c
+            .endpoint
+            .url
+            .contains("/rooms/%21LWgyl0GBYuLSrahCHTeh4jw1XiQj-SaRe607Tu2GM9M/"));
+        assert!(
+            err("homeserver='https://m.test'\naccess_token_env='MX'\nroom='#dev'")
+                .starts_with("channels[0].room")
+        );
+        assert!(
+            err("homeserver='https://m.test'\naccess_token_env='MX'\nroom='!'")
+                .starts_with("channels[0].room")
+        );
         assert!(err("access_token_env='MX'\nroom='!a:b'")
             .starts_with("channels[0].homeserver: required"));
         assert!(
