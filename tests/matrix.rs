@@ -378,7 +378,7 @@ async fn a_kill_9_with_a_post_in_flight_posts_every_event_exactly_once() {
         "more posts came after the last one"
     );
     let mut seen = vec![0usize; STREAM];
-    let mut last_of_issue = vec![None::<usize>; ISSUES];
+    let mut last_of_issue = [None::<usize>; ISSUES];
     for m in &msgs {
         let c = &m["content"];
         let body = c["body"].as_str().unwrap_or_default();
