@@ -5,8 +5,10 @@
 //! migration, 403 naming the cause, a wrong token) with the token in no reason; and with the real
 //! workers on a real outbox, a 429 delays only its channel, a migrated group gets every message
 //! at its new id in order, and a bot removed from a chat turns its messages into dead letters
-//! naming the cause.
+//! naming the cause. Through the daemon (debug logging), the same three chats: the bot token is
+//! in no log line, the move is logged once, and after a restart the channel reaches the new chat.
 
+use crate::support::daemon::{Daemon, Settings};
 use crate::support::fake_telegram::{parse_html, FakeTelegram, TOKEN};
 use crate::support::samples;
 use crate::support::temp::TempDir;
@@ -379,4 +381,84 @@ async fn workers_wait_move_and_give_up_per_chat() {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn through_the_daemon_each_chat_waits_moves_or_gives_up_alone() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeTelegram::start(&["-100", "-200", "-300"]).await;
+    fake.throttle("-100", 1, 2);
+    fake.migrate("-200", "-2000");
+    fake.kick("-300");
+    let dir = TempDir::new("telegram-daemon");
+    let mut settings = Settings::new(Vec::new());
+    for (name, chat) in [
+        ("tg-slow", "-100"),
+        ("tg-moved", "-200"),
+        ("tg-kicked", "-300"),
+    ] {
+        settings.rest.push_str(&format!(
+            "[[channels]]\nname = \"{name}\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = {chat}\napi_url = \"{}\"\n\n",
+            fake.api_url()
+        ));
+    }
+    let config = settings.write_config(&dir);
+    let daemon = Daemon::spawn(&config).await;
+    let started = Instant::now();
+    for i in 0..3 {
+        let a = daemon
+            .post(
+                "Issue Hook",
+                samples::issue(7, &format!("tg{i}")),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 200);
+    }
+    let moved = fake.wait_for("-2000", 3, Duration::from_secs(20)).await;
+    let slow = fake.wait_for("-100", 3, Duration::from_secs(20)).await;
+    for (msgs, what) in [(&moved, "moved"), (&slow, "slow")] {
+        let order: Vec<bool> = (0..3)
+            .map(|i| msgs[i].text.contains(&format!("tg{i}")))
+            .collect();
+        assert_eq!(order, [true; 3], "{what}: {msgs:#?}");
+    }
+    // The 429 held its chat for retry_after (2 s), and only its chat.
+    assert!(slow[0].at - started >= Duration::from_millis(1900));
+    assert!(moved[2].at < slow[0].at);
+    crate::support::wait_until("three dead letters", Duration::from_secs(10), || {
+        daemon
+            .log()
+            .iter()
+            .filter(|l| l.contains("dead letter") && l.contains("Forbidden: bot was kicked"))
+            .count()
+            >= 3
+    })
+    .await;
+    assert!(fake.messages_in("-300").is_empty());
+    let log1 = daemon.stop();
+    assert_eq!(
+        log1.iter()
+            .filter(|l| l.contains("became a supergroup"))
+            .count(),
+        1,
+        "the move is logged once"
+    );
+    // After a restart the channel still gets to the new chat (Telegram says so again).
+    let daemon = Daemon::spawn(&config).await;
+    let a = daemon
+        .post("Issue Hook", samples::issue(7, "tg3"), None, None)
+        .await;
+    assert_eq!(a.status, 200);
+    let moved = fake.wait_for("-2000", 4, Duration::from_secs(20)).await;
+    assert!(moved[3].text.contains("tg3"));
+    let log2 = daemon.stop();
+    let secret = TOKEN.split_once(':').unwrap().1;
+    for line in log1.iter().chain(&log2) {
+        assert!(!line.contains(secret), "the bot token leaked: {line}");
+    }
+    assert!(log1
+        .iter()
+        .any(|l| l.contains("DEBUG") || l.contains("debug")));
 }
