@@ -6,7 +6,8 @@
 //! workers on a real outbox, a 429 delays only its channel, a migrated group gets every message
 //! at its new id in order, and a bot removed from a chat turns its messages into dead letters
 //! naming the cause. Through the daemon (debug logging), the same three chats: the bot token is
-//! in no log line, the move is logged once, and after a restart the channel reaches the new chat.
+//! in no log line, the move is logged once and kept in the outbox: after a restart the channel
+//! posts to the new chat at once.
 
 use crate::support::daemon::{Daemon, Settings};
 use crate::support::fake_telegram::{parse_html, FakeTelegram, TOKEN};
@@ -17,7 +18,9 @@ use gitlab_chat_bridge::deliver::clock::Clock;
 use gitlab_chat_bridge::deliver::durable::{DurableOutbox, DurableSettings};
 use gitlab_chat_bridge::deliver::rate::RateLimiter;
 use gitlab_chat_bridge::deliver::sender::{Attempt, Sender};
-use gitlab_chat_bridge::deliver::worker::{run_channel, DeadLetter, DeadLetters, Post, Target};
+use gitlab_chat_bridge::deliver::worker::{
+    moved_chat_id, run_channel, DeadLetter, DeadLetters, Post, Target,
+};
 use gitlab_chat_bridge::deliver::{Auth, Batch, BoxFuture, Delivery, Endpoint, RetryPolicy};
 use gitlab_chat_bridge::render::{cliq, Mentions, Platform, RenderSettings, Rendered, Renderer};
 use gitlab_chat_bridge::secret::Secret;
@@ -377,6 +380,10 @@ async fn workers_wait_move_and_give_up_per_chat() {
         assert!(d.error.contains("Forbidden: bot was kicked"), "{}", d.error);
     }
     assert!(fake.messages_in("-200").is_empty() && fake.messages_in("-300").is_empty());
+    // The move is kept in the outbox for the next start.
+    let rules = outbox.chat_rules().await.unwrap();
+    assert_eq!(moved_chat_id(&rules, "moved").as_deref(), Some("-2000"));
+    assert_eq!(moved_chat_id(&rules, "slow"), None);
     cancel.cancel();
     for t in tasks {
         t.await.unwrap();
@@ -445,7 +452,12 @@ async fn through_the_daemon_each_chat_waits_moves_or_gives_up_alone() {
         1,
         "the move is logged once"
     );
-    // After a restart the channel still gets to the new chat (Telegram says so again).
+    // After a restart the channel posts to the new chat at once: the move was kept.
+    let asked_old = fake
+        .requests()
+        .iter()
+        .filter(|r| r.chat.as_deref() == Some("-200"))
+        .count();
     let daemon = Daemon::spawn(&config).await;
     let a = daemon
         .post("Issue Hook", samples::issue(7, "tg3"), None, None)
@@ -454,6 +466,17 @@ async fn through_the_daemon_each_chat_waits_moves_or_gives_up_alone() {
     let moved = fake.wait_for("-2000", 4, Duration::from_secs(20)).await;
     assert!(moved[3].text.contains("tg3"));
     let log2 = daemon.stop();
+    let asked_old_again = fake
+        .requests()
+        .iter()
+        .filter(|r| r.chat.as_deref() == Some("-200"))
+        .count();
+    assert_eq!(asked_old_again, asked_old, "the old chat was asked again");
+    assert!(!log2.iter().any(|l| l.contains("became a supergroup")));
+    assert!(
+        log2.iter().any(|l| l.contains("moved earlier")),
+        "{log2:#?}"
+    );
     let secret = TOKEN.split_once(':').unwrap().1;
     for line in log1.iter().chain(&log2) {
         assert!(!line.contains(secret), "the bot token leaked: {line}");

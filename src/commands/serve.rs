@@ -284,6 +284,29 @@ impl CliqCommands for Commands {
     }
 }
 
+/// Points each Telegram channel whose group became a supergroup (a move a worker kept in the
+/// outbox, `worker::MOVED_RULE`) at its new chat id.
+async fn follow_moves(outbox: &DurableOutbox, targets: &mut [Target]) {
+    let rules = match outbox.chat_rules().await {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the chat rules; a moved Telegram chat is found again at its first post");
+            return;
+        }
+    };
+    for t in targets {
+        let Some(to) = worker::moved_chat_id(&rules, &t.name) else {
+            continue;
+        };
+        if let Auth::Telegram { chat_id, .. } = &mut t.endpoint.auth {
+            if *chat_id != to {
+                tracing::info!(channel = %t.name, configured = %chat_id, to = %to, "the Telegram group moved earlier: posting to its new chat id (set chat_id in the config)");
+                *chat_id = to;
+            }
+        }
+    }
+}
+
 /// How a channel's backlog is combined: Cliq cards (and the console, which draws them) into
 /// one Cliq digest; other kinds and the event JSON are posted one by one (their limits are per
 /// second rather than Cliq's lock-out, and a webhook consumer wants each event).
@@ -409,6 +432,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     for t in &mut channel_targets {
         t.dead_letters = dead_letters.clone();
     }
+    follow_moves(&outbox, &mut channel_targets).await;
     let mut cliq_endpoint = None;
     if let (Some(x), Some(limiter)) = (&cfg.cliq_extension, chat_limiter) {
         let chats = Arc::new(ChatWorkers {

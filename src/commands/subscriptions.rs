@@ -17,7 +17,7 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
     match &args.action {
         SubscriptionsAction::List => {
             let store = super::open_store(&cfg, "subscriptions list")?;
-            let rules = store::chat_rules(store.conn())?;
+            let rules = chats_own(store::chat_rules(store.conn())?);
             if rules.is_empty() {
                 writeln!(out, "(no chat has subscribed to anything)")?;
             }
@@ -43,7 +43,7 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
         }
         SubscriptionsAction::Export => {
             let store = super::open_store(&cfg, "subscriptions export")?;
-            let rules = store::chat_rules(store.conn())?;
+            let rules = chats_own(store::chat_rules(store.conn())?);
             serde_json::to_writer_pretty(&mut out, &rules)?;
             writeln!(out)?;
         }
@@ -94,4 +94,13 @@ fn check(r: &ChatRule) -> anyhow::Result<()> {
         other => anyhow::bail!("kind {other:?} is neither {SUBSCRIPTION:?} nor {MUTE:?}"),
     }
     Ok(())
+}
+
+/// The chats' subscriptions and mutes, without the rules the bridge keeps for itself (a moved
+/// Telegram chat, `worker::MOVED_RULE`), which are no one's to export or import.
+fn chats_own(rules: Vec<ChatRule>) -> Vec<ChatRule> {
+    rules
+        .into_iter()
+        .filter(|r| r.kind == SUBSCRIPTION || r.kind == MUTE)
+        .collect()
 }

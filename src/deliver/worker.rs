@@ -15,12 +15,32 @@ use super::clock::Clock;
 use super::durable::DurableOutbox;
 use super::rate::RateLimiter;
 use super::sender::{Attempt, Sender};
-use super::store::{Leased, Outcome};
+use super::store::{ChatRule, Leased, Outcome, RuleChange};
 use super::{Auth, BoxFuture, Endpoint, RetryPolicy};
 use crate::metrics::{self, Attempted};
 use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// The kind of the chat rule that keeps where a channel's chat moved (a Telegram group that
+/// became a supergroup): `chat` is [`moved_rule_chat`], `spec` `{"chat_id": "…"}`. The worker
+/// writes it when it follows a move; `serve` applies it at start ([`moved_chat_id`]).
+pub const MOVED_RULE: &str = "moved";
+
+/// The `chat` of a channel's [`MOVED_RULE`].
+pub fn moved_rule_chat(channel: &str) -> String {
+    format!("channel:{channel}")
+}
+
+/// The chat id `channel` moved to, from the chat rules, if it did.
+pub fn moved_chat_id(rules: &[ChatRule], channel: &str) -> Option<String> {
+    let chat = moved_rule_chat(channel);
+    let r = rules
+        .iter()
+        .find(|r| r.kind == MOVED_RULE && r.chat == chat)?;
+    let spec: serde_json::Value = serde_json::from_str(&r.spec).ok()?;
+    spec.get("chat_id")?.as_str().map(str::to_string)
+}
 
 /// Longest a worker sleeps with nothing due before looking again.
 pub const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -248,17 +268,35 @@ impl Ctx<'_> {
     }
 
     /// A Telegram chat became a supergroup with the id `to`: the channel posts there from now
-    /// on, starting with the message that was refused.
-    fn moved(&self, to: &str) {
+    /// on, starting with the message that was refused. Returns the old id when it changed.
+    fn moved(&self, to: &str) -> Option<String> {
         let mut e = match self.endpoint.lock() {
             Ok(e) => e,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Auth::Telegram { chat_id, .. } = &mut e.auth {
-            if chat_id != to {
-                tracing::warn!(channel = %self.target.name, from = %chat_id, to = %to, "the Telegram group became a supergroup; posting to its new chat id (set chat_id in the config)");
-                *chat_id = to.to_string();
+        match &mut e.auth {
+            Auth::Telegram { chat_id, .. } if chat_id != to => {
+                tracing::warn!(channel = %self.target.name, from = %chat_id, to = %to, "the Telegram group became a supergroup; posting to its new chat id from now on (kept in the outbox; set chat_id in the config)");
+                Some(std::mem::replace(chat_id, to.to_string()))
             }
+            _ => None,
+        }
+    }
+
+    /// Keeps the move in the store, so a restart posts to the new chat at once.
+    async fn keep_move(&self, from: &str, to: &str, now: i64) {
+        let rule = ChatRule {
+            chat: moved_rule_chat(&self.target.name),
+            kind: MOVED_RULE.to_string(),
+            subject: "chat_id".to_string(),
+            spec: serde_json::json!({ "chat_id": to, "from": from }).to_string(),
+            until: None,
+            created_by: "bridge".to_string(),
+            created_at: now,
+        };
+        if let Err(error) = self.outbox.change_rules(RuleChange::Put(rule)).await {
+            // The channel still posts to the new chat; a restart learns the move again.
+            tracing::warn!(channel = %self.target.name, %error, "cannot keep the chat's move in the outbox");
         }
     }
 
@@ -351,7 +389,9 @@ impl Ctx<'_> {
                         error: format!("gave up after {attempts} attempts: {reason}"),
                     }
                 } else {
-                    self.moved(&to);
+                    if let Some(from) = self.moved(&to) {
+                        self.keep_move(&from, &to, now).await;
+                    }
                     Outcome::Retry {
                         next_at: now,
                         status: Some(400),
