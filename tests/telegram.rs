@@ -485,3 +485,72 @@ async fn through_the_daemon_each_chat_waits_moves_or_gives_up_alone() {
         .iter()
         .any(|l| l.contains("DEBUG") || l.contains("debug")));
 }
+
+#[test]
+fn check_and_render_handle_telegram_and_matrix_channels() {
+    let _turn = turn::shared();
+    let dir = TempDir::new("telegram-cli");
+    let config = dir.write(
+        "config.toml",
+        &format!(
+            "[server]\nsecret_token = \"x\"\n[outbox]\npath = \"outbox.sqlite\"\n\
+             [[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = \"@gitlab_news\"\n\
+             [[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"https://matrix.example.org\"\n\
+             access_token = \"syt_SECRET_matrix\"\nroom = \"#dev:example.org\"\n\
+             [mentions.telegram]\nuser1 = \"4242\"\n[mentions.matrix]\nuser1 = \"@user1:example.org\"\n"
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let out = crate::support::cli::run(["check", "--config", config]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let sample = samples::dir().join("issue__open.json");
+    let sample = sample.to_str().unwrap();
+    let tg = crate::support::cli::run([
+        "render",
+        "--config",
+        config,
+        "--event",
+        sample,
+        "--channel",
+        "tg",
+    ]);
+    assert_eq!(tg.code, Some(0), "{}", tg.stderr);
+    let body: Value = serde_json::from_str(&tg.stdout).unwrap();
+    assert_eq!(body["parse_mode"], "HTML");
+    let text = parse_html(body["text"].as_str().unwrap()).unwrap();
+    assert!(text.contains("Issue #23"), "{text}");
+    assert!(body["text"].as_str().unwrap().contains("tg://user?id=4242"));
+    let mx = crate::support::cli::run([
+        "render",
+        "--config",
+        config,
+        "--event",
+        sample,
+        "--channel",
+        "mx",
+    ]);
+    assert_eq!(mx.code, Some(0), "{}", mx.stderr);
+    let body: Value = serde_json::from_str(&mx.stdout).unwrap();
+    assert_eq!(body["msgtype"], "m.notice");
+    assert_eq!(
+        body["m.mentions"],
+        json!({"user_ids": ["@user1:example.org"]})
+    );
+    for o in [&out, &tg, &mx] {
+        for secret in ["AAH-fake-SECRET", "syt_SECRET_matrix"] {
+            assert!(!o.stdout.contains(secret) && !o.stderr.contains(secret));
+        }
+    }
+    // The event JSON is not for these kinds.
+    let bad = dir.write(
+        "bad.toml",
+        &format!("[server]\nsecret_token = \"x\"\n[[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = 1\nformat = \"event\"\n"),
+    );
+    let out = crate::support::cli::run(["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.code, Some(1));
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        said.contains("channels[0].format: a telegram channel shows cards"),
+        "{said}"
+    );
+}
