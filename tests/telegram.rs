@@ -554,3 +554,151 @@ fn check_and_render_handle_telegram_and_matrix_channels() {
         "{said}"
     );
 }
+
+/// Pieces the property test strings together: markup of every chat, mentions, links, entities,
+/// control characters, astral characters, and text long enough to be cut.
+const PIECES: [&str; 22] = [
+    "@room",
+    "@everyone",
+    "</b><script>alert(1)</script>",
+    "<a href=\"javascript:alert(1)\">x</a>",
+    "[y](javascript:alert(1))",
+    "{@all}",
+    "{@4242}",
+    "*bold* _it_ ~s~",
+    "&amp; &lt; &#x41; &nbsp; &",
+    "<b><i>",
+    "</i></b>",
+    "\"quoted\" 'single'",
+    "\n# heading\n> quote\n",
+    "😀🧑‍💻",
+    "\u{0}\u{1}\u{7f}\u{2028}",
+    "<tg-spoiler>s</tg-spoiler><span class=\"tg-spoiler\">",
+    "https://example.com/?a=1&b=<2>",
+    "@alice",
+    "`code` ```pre```",
+    "<@U123> <!channel>",
+    " ",
+    "ÿ",
+];
+
+#[test]
+fn hostile_text_is_a_valid_body_for_both_kinds() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed, TestRunner};
+    let _turn = turn::shared();
+    let mentions_tg = Mentions::new([("alice", "4242"), ("user1", "77")]);
+    let mentions_mx = Mentions::new([
+        ("alice", "@alice:example.org"),
+        ("user1", "@u1:example.org"),
+    ]);
+    let make = |m: &Mentions| {
+        Renderer::new(
+            Vec::new(),
+            RenderSettings {
+                dates: crate::support::renderer::dates_at("UTC", chrono::Utc::now()),
+                mentions: m.clone(),
+            },
+            false,
+        )
+        .unwrap()
+    };
+    let (tg, mx) = (make(&mentions_tg), make(&mentions_mx));
+    let piece = prop_oneof![
+        (0..PIECES.len()).prop_map(|i| PIECES[i].to_string()),
+        any::<String>(),
+        (0usize..3).prop_map(|n| "x&<".repeat(1_000 + n * 1_500)),
+    ];
+    let strategy = (
+        prop::collection::vec(piece.clone(), 0..12),
+        prop::collection::vec(piece, 0..12),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        rng_seed: RngSeed::Fixed(22),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let files = [
+        "issue__open.json",
+        "note__issue.json",
+        "merge_request__open.json",
+    ];
+    runner
+        .run(&strategy, |(title, text, note)| {
+            let (title, text) = (title.concat(), text.concat());
+            let file = files[if note { 1 } else { title.len() % 3 }];
+            let mut v = samples::json(file);
+            if let Some(o) = v["object_attributes"].as_object_mut() {
+                o.insert("title".into(), json!(title));
+                o.insert("description".into(), json!(text));
+                o.insert("note".into(), json!(text));
+            }
+            v["user"]["name"] = json!(title);
+            let header = samples::header(file);
+            let event = gitlab_chat_bridge::event::parse(Some(&header), v).unwrap();
+            let Ok(Rendered::Message(card, _)) = tg.render(&event) else {
+                return Ok(());
+            };
+            let body: Value = serde_json::from_str(
+                &Platform::Telegram
+                    .body_for(&card, "t", &mentions_tg)
+                    .to_json(),
+            )
+            .unwrap();
+            let html = body["text"].as_str().unwrap();
+            let shown =
+                parse_html(html).map_err(|e| TestCaseError::fail(format!("{e}: {html}")))?;
+            prop_assert!(!shown.trim().is_empty());
+            prop_assert!(
+                shown.encode_utf16().count() <= 4_096,
+                "{}",
+                shown.encode_utf16().count()
+            );
+            prop_assert!(
+                !shown.contains("@room")
+                    && !shown.contains("@everyone")
+                    && !shown.contains("@alice")
+            );
+            let Ok(Rendered::Message(card, _)) = mx.render(&event) else {
+                return Ok(());
+            };
+            let content = Platform::Matrix
+                .body_for(&card, "t", &mentions_mx)
+                .to_json();
+            prop_assert!(content.len() <= 65_536 - 4_000, "{}", content.len());
+            let body: Value = serde_json::from_str(&content).unwrap();
+            prop_assert_eq!(&body["msgtype"], "m.notice");
+            let users = body["m.mentions"]["user_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            prop_assert!(body["m.mentions"].is_object());
+            prop_assert!(users
+                .iter()
+                .all(|u| u == "@alice:example.org" || u == "@u1:example.org"));
+            let html = body["formatted_body"].as_str().unwrap_or_default();
+            let lower = html.to_ascii_lowercase();
+            prop_assert!(
+                !lower.contains("href=\"javascript") && !lower.contains("<script"),
+                "{html}"
+            );
+            for (i, _) in html.match_indices('<') {
+                let name: String = html[i + 1..]
+                    .trim_start_matches('/')
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                prop_assert!(
+                    ["b", "i", "del", "a", "br"].contains(&name.as_str()),
+                    "<{name} in {html}"
+                );
+            }
+            for s in [html, body["body"].as_str().unwrap_or_default()] {
+                prop_assert!(!s.contains("@room") && !s.contains("@everyone"), "{s}");
+            }
+            Ok(())
+        })
+        .unwrap();
+}
