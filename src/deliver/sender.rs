@@ -18,7 +18,8 @@
 //! token, the txnId from the message id ([`txn_id`]), so a post re-sent after a crash or a lost
 //! answer is the event of the first; answers `{errcode, error, retry_after_ms?}`
 //! ([`classify_matrix`]): 429 `M_LIMIT_EXCEEDED` waits `Retry-After` or `retry_after_ms`, 403 and
-//! other 4xx are permanent with the errcode.
+//! other 4xx are permanent with the errcode. A `room` alias in a Matrix endpoint is resolved once
+//! (`GET /_matrix/client/v3/directory/room/{alias}`) and kept for the sender's life.
 
 use super::{Auth, Endpoint};
 use crate::signing::{sha256, SigningKey};

@@ -8,6 +8,10 @@
 //! When more messages are due than the credential may post in a minute, the oldest are combined
 //! into one digest (built by the channel's [`Digest`]) rather than waiting their turn for many
 //! minutes.
+//! A Telegram group that became a supergroup ([`Attempt::Migrated`]) is followed at once: the
+//! worker posts the refused message and the rest to the new chat id and keeps the move as a
+//! [`MOVED_RULE`] chat rule for the next start. A digest is posted under an id of its own (the
+//! first message's and `+N`), so a Matrix txnId never stands for two different bodies.
 //! On shutdown a worker finishes the post in progress (bounded by the post timeout) and stops;
 //! everything else stays in the outbox for the next start.
 
