@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: installs the pinned Prism mock (for the Cliq and GitLab schema
 # tests), Debian's chromium and chromium-driver (for the preview page's browser test) and
-# Debian's postgresql (for the PostgreSQL store's tests, on a throw-away cluster) if they are
+# Debian's postgresql (for the PostgreSQL store's tests, on a throw-away cluster) and the pinned
+# matrix-synapse in .tools/synapse (for the Matrix tests, on a throw-away homeserver) if they are
 # missing, then runs every test: the library's unit tests and the one
 # integration-test binary, tests/tests.rs (there are no doc tests). It ends with one summary line,
 # "tests: N passed, M failed", which CI reads. A failing test hides nothing: every test of a
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-prism.sh
 bash scripts/install-chromium.sh
 bash scripts/install-postgres.sh
+bash scripts/install-synapse.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

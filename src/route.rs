@@ -118,6 +118,8 @@ pub fn platform_of(kind: ChannelKind) -> Platform {
         ChannelKind::Teams => Platform::Teams,
         ChannelKind::GoogleChat => Platform::GoogleChat,
         ChannelKind::Discord => Platform::Discord,
+        ChannelKind::Telegram => Platform::Telegram,
+        ChannelKind::Matrix => Platform::Matrix,
         ChannelKind::Cliq
         | ChannelKind::ZohoFunction
         | ChannelKind::Webhook
@@ -421,7 +423,9 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
                     }
                 };
                 let Some(card) = card else { continue };
-                platform.body(&card, &ordering_key).to_json()
+                platform
+                    .body_for(&card, &ordering_key, renderer.mentions())
+                    .to_json()
             };
             deliveries.push(Delivery {
                 id: format!("{request_id}/{}", c.name),

@@ -52,6 +52,11 @@ fn credential(endpoint: &Endpoint) -> String {
         },
         // A webhook URL is its own budget (Slack, Discord, Google Chat: per webhook or space).
         Auth::SecretUrl(u) | Auth::Signed { url: u, .. } => format!("webhook:{}", u.expose()),
+        // Telegram limits a bot per chat (20 posts a minute in a group): a bot's channels into
+        // different chats have budgets of their own, and a 429 pauses only that chat.
+        Auth::Telegram { url, chat_id, .. } => format!("telegram:{}:{chat_id}", url.expose()),
+        // Synapse limits a user's messages (`rc_message`), in every room alike.
+        Auth::Matrix { token } => format!("matrix:{}", token.expose()),
         Auth::None => format!("url:{}", endpoint.url),
     }
 }
@@ -279,6 +284,29 @@ impl CliqCommands for Commands {
     }
 }
 
+/// Points each Telegram channel whose group became a supergroup (a move a worker kept in the
+/// outbox, `worker::MOVED_RULE`) at its new chat id.
+async fn follow_moves(outbox: &DurableOutbox, targets: &mut [Target]) {
+    let rules = match outbox.chat_rules().await {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the chat rules; a moved Telegram chat is found again at its first post");
+            return;
+        }
+    };
+    for t in targets {
+        let Some(to) = worker::moved_chat_id(&rules, &t.name) else {
+            continue;
+        };
+        if let Auth::Telegram { chat_id, .. } = &mut t.endpoint.auth {
+            if *chat_id != to {
+                tracing::info!(channel = %t.name, configured = %chat_id, to = %to, "the Telegram group moved earlier: posting to its new chat id (set chat_id in the config)");
+                *chat_id = to;
+            }
+        }
+    }
+}
+
 /// How a channel's backlog is combined: Cliq cards (and the console, which draws them) into
 /// one Cliq digest; other kinds and the event JSON are posted one by one (their limits are per
 /// second rather than Cliq's lock-out, and a webhook consumer wants each event).
@@ -380,7 +408,19 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     }
     let stage = router::spawn(outbox.clone(), Arc::new(pipeline), stage_stop.clone())
         .context("cannot start the router stage")?;
-    let poster: Arc<dyn Post> = Arc::new(Sender::new(cfg.retry.timeout)?);
+    let sender = Sender::new(cfg.retry.timeout)?;
+    // Matrix room aliases are resolved once, here, so a wrong one shows before any post (a
+    // homeserver away now is asked again at the channel's first post).
+    for c in cfg
+        .channels
+        .iter()
+        .filter(|c| c.kind == ChannelKind::Matrix)
+    {
+        if let Err(reason) = sender.prepare(&c.endpoint).await {
+            tracing::error!(channel = %c.name, %reason, "cannot resolve the Matrix room alias");
+        }
+    }
+    let poster: Arc<dyn Post> = Arc::new(sender);
     let workers = cancel.child_token();
     let extension_api = cfg
         .cliq_extension
@@ -392,6 +432,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     for t in &mut channel_targets {
         t.dead_letters = dead_letters.clone();
     }
+    follow_moves(&outbox, &mut channel_targets).await;
     let mut cliq_endpoint = None;
     if let (Some(x), Some(limiter)) = (&cfg.cliq_extension, chat_limiter) {
         let chats = Arc::new(ChatWorkers {

@@ -17,7 +17,7 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
     match &args.action {
         SubscriptionsAction::List => {
             let store = CommandStore::open(&cfg)?;
-            let rules = store.run(|o| Box::pin(o.chat_rules()))?;
+            let rules = chats_own(store.run(|o| Box::pin(o.chat_rules()))?);
             if rules.is_empty() {
                 writeln!(out, "(no chat has subscribed to anything)")?;
             }
@@ -43,7 +43,7 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
         }
         SubscriptionsAction::Export => {
             let store = CommandStore::open(&cfg)?;
-            let rules = store.run(|o| Box::pin(o.chat_rules()))?;
+            let rules = chats_own(store.run(|o| Box::pin(o.chat_rules()))?);
             serde_json::to_writer_pretty(&mut out, &rules)?;
             writeln!(out)?;
         }
@@ -90,4 +90,13 @@ fn check(r: &ChatRule) -> anyhow::Result<()> {
         other => anyhow::bail!("kind {other:?} is neither {SUBSCRIPTION:?} nor {MUTE:?}"),
     }
     Ok(())
+}
+
+/// The chats' subscriptions and mutes, without the rules the bridge keeps for itself (a moved
+/// Telegram chat, `worker::MOVED_RULE`), which are no one's to export or import.
+fn chats_own(rules: Vec<ChatRule>) -> Vec<ChatRule> {
+    rules
+        .into_iter()
+        .filter(|r| r.kind == SUBSCRIPTION || r.kind == MUTE)
+        .collect()
 }

@@ -14,7 +14,15 @@ pub(super) enum RawMention {
 }
 
 /// The kinds that may have a `[mentions.<kind>]` table.
-pub const MENTION_KINDS: [&str; 5] = ["slack", "mattermost", "teams", "google_chat", "discord"];
+pub const MENTION_KINDS: [&str; 7] = [
+    "slack",
+    "mattermost",
+    "teams",
+    "google_chat",
+    "discord",
+    "telegram",
+    "matrix",
+];
 
 /// Usernames or e-mails → user ids.
 type Ids = BTreeMap<String, String>;
@@ -42,11 +50,47 @@ pub(super) fn kind_tables(
                     ));
                 }
                 let checked = mentions_section(table, &format!("mentions.{name}"))?;
+                for (user, id) in &checked {
+                    if let Some(why) = kind_id_problem(&name, id) {
+                        return Err(invalid(format!("mentions.{name}.{user:?}"), why));
+                    }
+                }
                 kind_mentions.insert(name, checked);
             }
         }
     }
     Ok((plain_mentions, kind_mentions))
+}
+
+/// What is wrong with `id` as a user id of `kind`, where the kind has a shape for them:
+/// Telegram's are positive integers, Matrix's `@localpart:server`.
+fn kind_id_problem(kind: &str, id: &str) -> Option<String> {
+    match kind {
+        "telegram" if !id.bytes().all(|b| b.is_ascii_digit()) || id.len() > 20 => Some(format!(
+            "{id:?} is not a Telegram user id (a number, e.g. 123456789)"
+        )),
+        "matrix" if !matrix_user_id(id) => Some(format!(
+            "{id:?} is not a Matrix user id (@localpart:server)"
+        )),
+        _ => None,
+    }
+}
+
+/// `@localpart:server`, as the Matrix spec writes user ids (the builder, `render::matrix`,
+/// writes a pill only for such an id).
+fn matrix_user_id(id: &str) -> bool {
+    id.strip_prefix('@')
+        .and_then(|r| r.split_once(':'))
+        .is_some_and(|(local, server)| {
+            !local.is_empty()
+                && !server.is_empty()
+                && local
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._=-/+".contains(&b))
+                && server
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
 }
 
 /// Validates `[mentions]` (or a `[mentions.<kind>]` table, `section`): usernames or e-mails
@@ -113,6 +157,29 @@ mod tests {
             cfg.kind_mentions["slack"].get("alice").map(String::as_str),
             Some("U1")
         );
+        let chats = "[server]\nsecret_token='x'\n[mentions.telegram]\nalice='123456789'\n[mentions.matrix]\nalice='@alice:example.org'\n";
+        let cfg = match parse(chats, &[]) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(cfg.kind_mentions["telegram"]["alice"], "123456789");
+        assert_eq!(cfg.kind_mentions["matrix"]["alice"], "@alice:example.org");
+        for (table, id) in [
+            ("telegram", "@alice"),
+            ("matrix", "alice"),
+            ("matrix", "@room"),
+        ] {
+            let bad = parse(
+                &format!("[server]\nsecret_token='x'\n[mentions.{table}]\nalice='{id}'\n"),
+                &[],
+            );
+            assert!(
+                bad.err().is_some_and(|e| e
+                    .to_string()
+                    .starts_with(&format!("mentions.{table}.\"alice\""))),
+                "{table} {id}"
+            );
+        }
         let bad = parse(
             "[server]\nsecret_token='x'\n[mentions.skype]\nalice='U1'\n",
             &[],

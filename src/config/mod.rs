@@ -7,7 +7,7 @@
 //! [`Config::load`] is the one entry point; this file assembles the sections, each of which has
 //! a file with its raw type, its validation and its tests: `server`, `log`, `templates` (with
 //! `[preview]`), `delivery`, `channels/` (the common fields in `mod.rs`, the kinds in `kind`,
-//! each family's URL and credential rules in `console`, `zoho` and `webhook`), `mentions`,
+//! each family's URL and credential rules in `console`, `zoho`, `webhook`, `telegram` and `matrix`), `mentions`,
 //! `gitlab`, `cliq_extension`, `outbox` (with `[events]`) and `routes`; `secrets` reads a
 //! secret's value, file or variable, and `errors` holds [`ConfigError`].
 

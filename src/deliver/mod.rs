@@ -49,6 +49,25 @@ pub enum Auth {
         /// The signing secret.
         key: Secret,
     },
+    /// Telegram's Bot API: the URL holds the bot token (`{api_url}/bot{token}/sendMessage`), so
+    /// it is a secret ([`Endpoint::url`] is the redacted form); the chat and forum topic are
+    /// written into each body at send time, so a chat that migrates takes its waiting messages
+    /// along.
+    Telegram {
+        /// The `sendMessage` URL, token included.
+        url: Secret,
+        /// `chat_id`: an integer id, or `@channelusername`.
+        chat_id: String,
+        /// `message_thread_id`: a forum topic.
+        message_thread_id: Option<i64>,
+    },
+    /// Matrix: `Authorization: Bearer` with the access token; each post is a `PUT` to
+    /// `{url}/{txnId}` ([`Endpoint::url`]: `…/rooms/{room}/send/m.room.message`), the txnId
+    /// derived from the message's id so that a re-sent post is the same event.
+    Matrix {
+        /// The access token.
+        token: Secret,
+    },
     /// Nothing (the URL carries its own authentication, or a test endpoint).
     None,
 }
@@ -60,6 +79,53 @@ pub struct Endpoint {
     pub url: String,
     /// Credentials added at send time.
     pub auth: Auth,
+}
+
+impl Endpoint {
+    /// A Telegram channel's endpoint: `{api_url}/bot{token}/sendMessage`, logged as
+    /// `{api_url}/bot…/sendMessage`.
+    pub fn telegram(
+        api_url: &str,
+        token: &Secret,
+        chat_id: &str,
+        message_thread_id: Option<i64>,
+    ) -> Endpoint {
+        let base = api_url.trim_end_matches('/');
+        Endpoint {
+            url: format!("{base}/bot…/sendMessage"),
+            auth: Auth::Telegram {
+                url: Secret::new(format!("{base}/bot{}/sendMessage", token.expose())),
+                chat_id: chat_id.trim().to_string(),
+                message_thread_id,
+            },
+        }
+    }
+
+    /// A Matrix room's endpoint: `{homeserver}/_matrix/client/v3/rooms/{room_id}/send/m.room.message`
+    /// (the txnId is added per post).
+    pub fn matrix(homeserver: &str, room_id: &str, token: Secret) -> Endpoint {
+        Endpoint {
+            url: format!(
+                "{}/_matrix/client/v3/rooms/{}/send/m.room.message",
+                homeserver.trim_end_matches('/'),
+                path_segment(room_id)
+            ),
+            auth: Auth::Matrix { token },
+        }
+    }
+}
+
+/// `s` percent-encoded for one segment of a URL path (a Matrix room id or alias).
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// One message for one channel.
@@ -187,6 +253,29 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_endpoints_keep_their_tokens_out_of_the_logged_url() {
+        let t = Endpoint::telegram(
+            "https://api.telegram.org/",
+            &Secret::new("1:SECRET"),
+            " -100 ",
+            None,
+        );
+        assert_eq!(t.url, "https://api.telegram.org/bot…/sendMessage");
+        assert!(matches!(&t.auth, Auth::Telegram { url, chat_id, .. }
+            if url.expose() == "https://api.telegram.org/bot1:SECRET/sendMessage" && chat_id == "-100"));
+        let m = Endpoint::matrix(
+            "http://127.0.0.1:8008/",
+            "!abc:example.org",
+            Secret::new("syt_X"),
+        );
+        assert_eq!(
+            m.url,
+            "http://127.0.0.1:8008/_matrix/client/v3/rooms/%21abc%3Aexample.org/send/m.room.message"
+        );
+        assert!(!m.url.contains("syt_X"));
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_respects_retry_after() {

@@ -8,6 +8,10 @@
 //! When more messages are due than the credential may post in a minute, the oldest are combined
 //! into one digest (built by the channel's [`Digest`]) rather than waiting their turn for many
 //! minutes.
+//! A Telegram group that became a supergroup ([`Attempt::Migrated`]) is followed at once: the
+//! worker posts the refused message and the rest to the new chat id and keeps the move as a
+//! [`MOVED_RULE`] chat rule for the next start. A digest is posted under an id of its own (the
+//! first message's and `+N`), so a Matrix txnId never stands for two different bodies.
 //! On shutdown a worker finishes the post in progress (bounded by the post timeout) and stops;
 //! everything else stays in the outbox for the next start.
 
@@ -15,12 +19,32 @@ use super::clock::Clock;
 use super::durable::DurableOutbox;
 use super::rate::RateLimiter;
 use super::sender::{Attempt, Sender};
-use super::store::{Leased, Outcome};
-use super::{BoxFuture, Endpoint, RetryPolicy};
+use super::store::{ChatRule, Leased, Outcome, RuleChange};
+use super::{Auth, BoxFuture, Endpoint, RetryPolicy};
 use crate::metrics::{self, Attempted};
 use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// The kind of the chat rule that keeps where a channel's chat moved (a Telegram group that
+/// became a supergroup): `chat` is [`moved_rule_chat`], `spec` `{"chat_id": "…"}`. The worker
+/// writes it when it follows a move; `serve` applies it at start ([`moved_chat_id`]).
+pub const MOVED_RULE: &str = "moved";
+
+/// The `chat` of a channel's [`MOVED_RULE`].
+pub fn moved_rule_chat(channel: &str) -> String {
+    format!("channel:{channel}")
+}
+
+/// The chat id `channel` moved to, from the chat rules, if it did.
+pub fn moved_chat_id(rules: &[ChatRule], channel: &str) -> Option<String> {
+    let chat = moved_rule_chat(channel);
+    let r = rules
+        .iter()
+        .find(|r| r.kind == MOVED_RULE && r.chat == chat)?;
+    let spec: serde_json::Value = serde_json::from_str(&r.spec).ok()?;
+    spec.get("chat_id")?.as_str().map(str::to_string)
+}
 
 /// Longest a worker sleeps with nothing due before looking again.
 pub const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -117,6 +141,9 @@ pub const DIGEST_BUDGET_MAX: usize = 10_000;
 /// What a worker needs besides its channel, shared by every step.
 struct Ctx<'a> {
     target: &'a Target,
+    /// Where the channel posts now: the target's endpoint, with a Telegram chat's new id once it
+    /// migrated.
+    endpoint: std::sync::Mutex<Endpoint>,
     outbox: &'a DurableOutbox,
     poster: &'a dyn Post,
     policy: RetryPolicy,
@@ -148,6 +175,7 @@ pub async fn run_channel(
     };
     let ctx = Ctx {
         target: &target,
+        endpoint: std::sync::Mutex::new(target.endpoint.clone()),
         outbox: &outbox,
         poster: poster.as_ref(),
         policy,
@@ -235,6 +263,47 @@ pub async fn run_channel(
 }
 
 impl Ctx<'_> {
+    /// Where the channel posts now.
+    fn endpoint(&self) -> Endpoint {
+        match self.endpoint.lock() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A Telegram chat became a supergroup with the id `to`: the channel posts there from now
+    /// on, starting with the message that was refused. Returns the old id when it changed.
+    fn moved(&self, to: &str) -> Option<String> {
+        let mut e = match self.endpoint.lock() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match &mut e.auth {
+            Auth::Telegram { chat_id, .. } if chat_id != to => {
+                tracing::warn!(channel = %self.target.name, from = %chat_id, to = %to, "the Telegram group became a supergroup; posting to its new chat id from now on (kept in the outbox; set chat_id in the config)");
+                Some(std::mem::replace(chat_id, to.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Keeps the move in the store, so a restart posts to the new chat at once.
+    async fn keep_move(&self, from: &str, to: &str, now: i64) {
+        let rule = ChatRule {
+            chat: moved_rule_chat(&self.target.name),
+            kind: MOVED_RULE.to_string(),
+            subject: "chat_id".to_string(),
+            spec: serde_json::json!({ "chat_id": to, "from": from }).to_string(),
+            until: None,
+            created_by: "bridge".to_string(),
+            created_at: now,
+        };
+        if let Err(error) = self.outbox.change_rules(RuleChange::Put(rule)).await {
+            // The channel still posts to the new chat; a restart learns the move again.
+            tracing::warn!(channel = %self.target.name, %error, "cannot keep the chat's move in the outbox");
+        }
+    }
+
     /// Waits for the credential's rate limit (a wait longer than [`MIN_IDLE`] is counted),
     /// keeping the lease of `batch` meanwhile when the window is shared; `false` when that
     /// lease was lost (nothing is to be posted or recorded then).
@@ -297,10 +366,14 @@ impl Ctx<'_> {
             return true;
         };
         // Not cancelled: the post in progress finishes (within the post timeout) and is recorded.
-        let attempt = self
-            .poster
-            .post(&target.endpoint, &first.delivery_id, body)
-            .await;
+        let endpoint = self.endpoint();
+        // A digest is another message than its first one alone: another id (a Matrix txnId).
+        let id = if used > 1 {
+            format!("{}+{used}", first.delivery_id)
+        } else {
+            first.delivery_id.clone()
+        };
+        let attempt = self.poster.post(&endpoint, &id, body).await;
         let attempts = first.attempts + 1;
         let now = self.clock.now_ms();
         let max_age_ms = policy.max_age.as_millis() as i64;
@@ -311,6 +384,24 @@ impl Ctx<'_> {
             Attempt::Delivered(status) => {
                 tracing::info!(delivery = %d, idempotency_key = %key, channel = %ch, status, attempts, digest = used, "delivered");
                 Outcome::Sent
+            }
+            Attempt::Migrated { to, reason } => {
+                if attempts >= policy.max_attempts {
+                    tracing::error!(delivery = %d, idempotency_key = %key, channel = %ch, %reason, attempts, "giving up; kept as a dead letter");
+                    Outcome::Dead {
+                        status: Some(400),
+                        error: format!("gave up after {attempts} attempts: {reason}"),
+                    }
+                } else {
+                    if let Some(from) = self.moved(&to) {
+                        self.keep_move(&from, &to, now).await;
+                    }
+                    Outcome::Retry {
+                        next_at: now,
+                        status: Some(400),
+                        error: reason,
+                    }
+                }
             }
             Attempt::Permanent { status, reason } => {
                 tracing::error!(delivery = %d, idempotency_key = %key, channel = %ch, status, %reason, digest = used, "rejected by the chat endpoint; kept as a dead letter");

@@ -7,8 +7,8 @@
 //! (`[label](url)`, which only the `link` helper writes) and mentions (`{@id}`, which only the
 //! mention helpers write, with ids from `[mentions.<kind>]`), and each run is rewritten for the
 //! platform: what the platform would read as markup or a mention in a text run is escaped
-//! (Slack and Google Chat `&<>` as entities; Mattermost and Discord `@` as `＠`; Mattermost,
-//! Discord and Teams `<>` as `‹›`), the template's own `*bold*`, `_italic_` and `~strike~` become the platform's, and links
+//! (Slack, Google Chat, Telegram and Matrix `&<>` as entities; Mattermost, Discord, Telegram and
+//! Matrix `@` as `＠`; Mattermost, Discord and Teams `<>` as `‹›`), the template's own `*bold*`, `_italic_` and `~strike~` become the platform's, and links
 //! and mentions are written in the platform's syntax. Titles are plain text: [`plain`].
 
 use super::escape::neutralize;
@@ -31,6 +31,10 @@ pub enum Platform {
     GoogleChat,
     /// Discord: `embeds` and `allowed_mentions`.
     Discord,
+    /// Telegram: `sendMessage` with `parse_mode: "HTML"` and an inline keyboard.
+    Telegram,
+    /// Matrix: an `m.room.message` `m.notice` with `formatted_body` and `m.mentions`.
+    Matrix,
 }
 
 impl Platform {
@@ -43,6 +47,8 @@ impl Platform {
             Platform::Teams => "teams",
             Platform::GoogleChat => "google_chat",
             Platform::Discord => "discord",
+            Platform::Telegram => "telegram",
+            Platform::Matrix => "matrix",
         }
     }
 }
@@ -230,7 +236,14 @@ pub fn escape_text(platform: Platform, s: &str) -> String {
             (Platform::Slack | Platform::GoogleChat, '&') => out.push_str("&amp;"),
             (Platform::Slack | Platform::GoogleChat, '<') => out.push_str("&lt;"),
             (Platform::Slack | Platform::GoogleChat, '>') => out.push_str("&gt;"),
-            (Platform::Mattermost | Platform::Discord, '@') => out.push('\u{FF20}'),
+            (Platform::Telegram | Platform::Matrix, '&') => out.push_str("&amp;"),
+            (Platform::Telegram | Platform::Matrix, '<') => out.push_str("&lt;"),
+            (Platform::Telegram | Platform::Matrix, '>') => out.push_str("&gt;"),
+            (Platform::Telegram | Platform::Matrix, '"') => out.push_str("&quot;"),
+            (
+                Platform::Mattermost | Platform::Discord | Platform::Telegram | Platform::Matrix,
+                '@',
+            ) => out.push('\u{FF20}'),
             (Platform::Mattermost | Platform::Discord | Platform::Teams, '<') => {
                 out.push('\u{2039}')
             }
@@ -278,6 +291,11 @@ pub struct Markup {
 /// The card's text (its runs) written in `markup`: text escaped and its markup rewritten, links
 /// and mentions in the platform's syntax, and what was left open closed at the end.
 pub fn write_runs(parts: &Parts, markup: &Markup) -> String {
+    write_runs_with(parts, markup, &markup.mention)
+}
+
+/// [`write_runs`] with mentions written by `mention` (a builder that needs more than the id).
+pub fn write_runs_with(parts: &Parts, markup: &Markup, mention: &dyn Fn(&str) -> String) -> String {
     let mut out = String::new();
     let mut open = [false; 3];
     for run in parts.runs() {
@@ -287,7 +305,7 @@ pub fn write_runs(parts: &Parts, markup: &Markup) -> String {
                 let label = rewrite(&label, markup, &mut [false; 3]);
                 out.push_str(&(markup.link)(&label, &url));
             }
-            Run::Mention(id) => out.push_str(&(markup.mention)(&id)),
+            Run::Mention(id) => out.push_str(&mention(&id)),
         }
     }
     out.push_str(&close(markup, &open));

@@ -68,6 +68,16 @@ impl Mentions {
         self.ids.get(&normalize(name)).map(String::as_str)
     }
 
+    /// The username (or e-mail) mapped to `id`, lower-cased: a mention's label where the chat
+    /// needs one (Telegram, Matrix). The first in order when several map to it.
+    pub fn name_of(&self, id: &str) -> Option<&str> {
+        self.ids
+            .iter()
+            .filter(|(_, v)| v.as_str() == id)
+            .map(|(k, _)| k.as_str())
+            .min()
+    }
+
     /// The Cliq id of a person as the event serialises them (`username`, then `email`).
     fn id_of_person(&self, person: &serde_json::Map<String, Value>) -> Option<&str> {
         ["username", "email"]

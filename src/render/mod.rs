@@ -7,7 +7,7 @@
 //! neutralised (see [`escape`]); the output is parsed as JSON and held to Cliq's limits ([`cliq`]).
 //! A template whose output is blank, or that calls `{{skip}}`, posts nothing. Other chats get
 //! the card rebuilt in their own shape ([`chat::Platform::body`]: `slack`, `mattermost`, `teams`,
-//! `google_chat`, `discord`), and `format = "event"` channels the event JSON ([`event_json`]).
+//! `google_chat`, `discord`, `telegram`, `matrix`; [`html`] is the HTML the last two share), and `format = "event"` channels the event JSON ([`event_json`]).
 
 pub mod chat;
 pub mod cliq;
@@ -16,11 +16,14 @@ pub mod escape;
 pub mod event_json;
 pub mod google_chat;
 pub mod helpers;
+pub mod html;
+pub mod matrix;
 pub mod mattermost;
 pub mod mentions;
 pub mod reference;
 pub mod slack;
 pub mod teams;
+pub mod telegram;
 pub mod terminal;
 
 use crate::event::{Detail, Event};
@@ -56,6 +59,12 @@ impl Platform {
     /// Builds this platform's body from a Cliq card; `thread` is the event's object key (Google
     /// Chat threads by it). Cliq's own card is returned as is.
     pub fn body(self, card: &Message, thread: &str) -> Message {
+        self.body_for(card, thread, &Mentions::default())
+    }
+
+    /// [`Platform::body`] with the platform's `[mentions.<kind>]`, for the builders that label
+    /// a mention with the person's name (Telegram, Matrix).
+    pub fn body_for(self, card: &Message, thread: &str, mentions: &Mentions) -> Message {
         let parts = chat::Parts::of(card);
         let v = match self {
             Platform::Cliq => return card.clone(),
@@ -64,6 +73,8 @@ impl Platform {
             Platform::Teams => teams::body(&parts),
             Platform::GoogleChat => google_chat::body(&parts, thread),
             Platform::Discord => discord::body(&parts),
+            Platform::Telegram => telegram::body(&parts, mentions),
+            Platform::Matrix => matrix::body(&parts, mentions),
         };
         match v {
             Value::Object(m) => Message::from_map(m),
@@ -161,6 +172,7 @@ pub enum Rendered {
 /// Compiled templates plus helpers.
 pub struct Renderer {
     hb: Handlebars<'static>,
+    mentions: Mentions,
     origins: HashMap<String, String>,
     /// Whether any template mentions `raw`: copying the payload into every context halves
     /// rendering speed, so it is done only when a template can use it.
@@ -190,7 +202,7 @@ impl Renderer {
         hb.set_strict_mode(strict);
         hb.register_escape_fn(escape::text);
         helpers::register(&mut hb, settings.dates);
-        mentions::register(&mut hb, settings.mentions);
+        mentions::register(&mut hb, settings.mentions.clone());
         let mut by_name: HashMap<String, TemplateSource> = HashMap::new();
         for t in builtin_templates().into_iter().chain(user) {
             by_name.insert(t.name.clone(), t);
@@ -215,12 +227,18 @@ impl Renderer {
         if errors.is_empty() {
             Ok(Renderer {
                 hb,
+                mentions: settings.mentions,
                 origins,
                 uses_raw,
             })
         } else {
             Err(errors)
         }
+    }
+
+    /// Who its `mention` helpers can mention (a platform's `[mentions.<kind>]`).
+    pub fn mentions(&self) -> &Mentions {
+        &self.mentions
     }
 
     /// Names of the compiled templates, sorted.

@@ -14,6 +14,9 @@
 //! - [`parity`]: one deployment on either store engine (its replicas' configs) and the
 //!   operator's commands run with one of them;
 //! - [`prism`]: Prism serving one of the vendored OpenAPI documents in `specs/`;
+//! - [`synapse`]: a throw-away Matrix homeserver (Synapse) on loopback with a bot, a second
+//!   user and a room, killed and removed on drop;
+//! - [`fake_telegram`]: a fake Telegram Bot API that enforces the contract and can be scripted;
 //! - [`turn`]: which tests may run side by side in the one test process;
 //!
 //! and, here, unique names and bounded polling.
@@ -24,12 +27,14 @@ pub mod cliq;
 pub mod daemon;
 pub mod fake_chats;
 pub mod fake_cliq;
+pub mod fake_telegram;
 pub mod hang;
 pub mod parity;
 pub mod postgres;
 pub mod prism;
 pub mod renderer;
 pub mod samples;
+pub mod synapse;
 pub mod temp;
 pub mod turn;
 

@@ -29,6 +29,10 @@ pub enum ChannelKind {
     Discord,
     /// A generic JSON POST, signed per Standard Webhooks when `signing_secret` is set.
     Webhook,
+    /// A Telegram group, supergroup or channel through a bot (`sendMessage`, HTML).
+    Telegram,
+    /// A Matrix room (`m.room.message` `m.notice` events).
+    Matrix,
     /// The daemon's standard output: each message drawn as text (`render::terminal`), for trying
     /// the bridge without a Cliq account. It takes no url or credential.
     Console,
@@ -36,7 +40,7 @@ pub enum ChannelKind {
 
 impl ChannelKind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [ChannelKind; 9] = [
+    pub const ALL: [ChannelKind; 11] = [
         ChannelKind::Cliq,
         ChannelKind::ZohoFunction,
         ChannelKind::Slack,
@@ -45,6 +49,8 @@ impl ChannelKind {
         ChannelKind::GoogleChat,
         ChannelKind::Discord,
         ChannelKind::Webhook,
+        ChannelKind::Telegram,
+        ChannelKind::Matrix,
         ChannelKind::Console,
     ];
 
@@ -59,6 +65,8 @@ impl ChannelKind {
             ChannelKind::GoogleChat => "google_chat",
             ChannelKind::Discord => "discord",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Telegram => "telegram",
+            ChannelKind::Matrix => "matrix",
             ChannelKind::Console => "console",
         }
     }
@@ -78,6 +86,10 @@ impl ChannelKind {
             ChannelKind::GoogleChat => 60,
             ChannelKind::Discord => 30,
             ChannelKind::Webhook => 600,
+            // Telegram's Bot FAQ: at most 20 messages a minute in one group.
+            ChannelKind::Telegram => 20,
+            // Synapse's default `rc_message` lets a user send 0.2 a second (12 a minute).
+            ChannelKind::Matrix => 10,
             ChannelKind::Console => CONSOLE_RATE_PER_MINUTE,
         }
     }

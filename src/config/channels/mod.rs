@@ -2,10 +2,13 @@
 //! rate) and the dispatch of its URL and credentials to its kind's family: `console` (none),
 //! `zoho` (Cliq and Zoho functions: a plain URL and a zapikey, OAuth token or appkey) and
 //! `webhook` (Slack, Mattermost, Teams, Google Chat, Discord and generic webhooks: the URL is
-//! the credential). `kind` lists the kinds.
+//! the credential), `telegram` (a bot token, a chat id) and `matrix` (a homeserver, an access
+//! token, a room). `kind` lists the kinds.
 
 mod console;
 mod kind;
+mod matrix;
+mod telegram;
 mod webhook;
 mod zoho;
 
@@ -41,6 +44,17 @@ pub(in crate::config) struct RawChannel {
     signing_secret: Option<String>,
     signing_secret_file: Option<PathBuf>,
     signing_secret_env: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    chat_id: Option<toml::Value>,
+    message_thread_id: Option<i64>,
+    api_url: Option<String>,
+    homeserver: Option<String>,
+    access_token: Option<String>,
+    access_token_file: Option<PathBuf>,
+    access_token_env: Option<String>,
+    room: Option<String>,
     events: Option<Vec<String>>,
     #[serde(default)]
     confidential: bool,
@@ -156,8 +170,18 @@ fn channel_endpoint(
             ))
         }
     };
+    if !matches!(kind, ChannelKind::Telegram | ChannelKind::Matrix) {
+        if let Some(k) = chat_keys(c).first() {
+            return Err(invalid(
+                r.key(k),
+                format!("is for a telegram or matrix channel, not {}", kind.as_str()),
+            ));
+        }
+    }
     match kind {
         ChannelKind::Console => console::endpoint(&r, c, format),
+        ChannelKind::Telegram => telegram::endpoint(&r, c, format),
+        ChannelKind::Matrix => matrix::endpoint(&r, c, format),
         ChannelKind::Cliq | ChannelKind::ZohoFunction => zoho::endpoint(&r, kind, c, format),
         ChannelKind::Slack
         | ChannelKind::Mattermost
@@ -199,6 +223,56 @@ impl Reader<'_> {
             self.env,
         )
     }
+}
+
+/// The Telegram and Matrix keys a channel gives.
+fn chat_keys(c: &RawChannel) -> Vec<&'static str> {
+    [
+        ("token", c.token.is_some()),
+        ("token_file", c.token_file.is_some()),
+        ("token_env", c.token_env.is_some()),
+        ("chat_id", c.chat_id.is_some()),
+        ("message_thread_id", c.message_thread_id.is_some()),
+        ("api_url", c.api_url.is_some()),
+        ("homeserver", c.homeserver.is_some()),
+        ("access_token", c.access_token.is_some()),
+        ("access_token_file", c.access_token_file.is_some()),
+        ("access_token_env", c.access_token_env.is_some()),
+        ("room", c.room.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect()
+}
+
+/// Whether `host` (of a URL) is a loopback name or address: plain http is allowed there only.
+fn loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An API base URL (`api_url`, `homeserver`): https, or http on loopback; no query, fragment or
+/// credentials. Returns it without a trailing `/`.
+fn base_url(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    let host = url.host_str().unwrap_or_default();
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback_host(host) => {}
+        _ => return Err("must be an https URL (plain http only on a loopback host)".into()),
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("must be a base URL, without query, fragment or user".into());
+    }
+    Ok(raw.trim().trim_end_matches('/').to_string())
 }
 
 /// The credential keys a channel gives, in the order messages name them.
