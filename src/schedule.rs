@@ -235,7 +235,10 @@ mod tests {
             "weekdays 08:00"
         );
         assert_eq!(sched("sat,sun 00:00").to_string(), "sat,sun 00:00");
-        assert_eq!(sched("sun 23:59").time(), NaiveTime::from_hms_opt(23, 59, 0).unwrap_or_default());
+        assert_eq!(
+            sched("sun 23:59").time(),
+            NaiveTime::from_hms_opt(23, 59, 0).unwrap_or_default()
+        );
     }
 
     #[test]
@@ -251,7 +254,9 @@ mod tests {
         assert!(err("mon, 09:30").contains("\"\" is not a day"));
         assert!(err("mon,,thu 09:30").contains("\"\" is not a day"));
         assert!(err("mon,mon 09:30").contains("mon is named twice"));
-        for t in ["24:00", "09:60", "9:5", "0930", "09:30:00", "-1:30", "09:3a", "123:00"] {
+        for t in [
+            "24:00", "09:60", "9:5", "0930", "09:30:00", "-1:30", "09:3a", "123:00",
+        ] {
             assert!(
                 err(&format!("daily {t}")).contains("is not a time of day"),
                 "{t}"
@@ -326,10 +331,7 @@ mod tests {
         let first = utc("2026-10-25T00:30:00Z");
         assert_eq!(twice.next_after(utc("2026-10-24T12:00:00Z"), Berlin), first);
         // After the first: the second 02:30 (01:30 UTC) is not a run; the next is on Monday.
-        assert_eq!(
-            twice.next_after(first, Berlin),
-            utc("2026-10-26T01:30:00Z")
-        );
+        assert_eq!(twice.next_after(first, Berlin), utc("2026-10-26T01:30:00Z"));
         assert_eq!(
             twice.latest_at_or_before(utc("2026-10-25T01:45:00Z"), Berlin),
             Some(first)
@@ -372,7 +374,12 @@ mod tests {
         let at = utc("2026-12-04T09:30:00Z");
         // Before the first run of the day: yesterday's is long gone.
         assert_eq!(
-            s.due(tz, Some(utc("2026-12-03T09:30:00Z")), utc("2026-12-04T09:29:00Z"), two_hours),
+            s.due(
+                tz,
+                Some(utc("2026-12-03T09:30:00Z")),
+                utc("2026-12-04T09:29:00Z"),
+                two_hours
+            ),
             Due::No
         );
         assert_eq!(
@@ -395,7 +402,10 @@ mod tests {
             Due::Missed(at)
         );
         // Never ran: the latest instant counts the same way.
-        assert_eq!(s.due(tz, None, utc("2026-12-04T10:00:00Z"), two_hours), Due::Run(at));
+        assert_eq!(
+            s.due(tz, None, utc("2026-12-04T10:00:00Z"), two_hours),
+            Due::Run(at)
+        );
         assert_eq!(
             s.due(tz, None, utc("2026-12-04T20:00:00Z"), two_hours),
             Due::Missed(at)

@@ -639,8 +639,10 @@ mod tests {
 
     #[test]
     fn x_next_page_replaces_the_page_parameter() {
-        let url = Url::parse("https://x/api/v4/projects/1/merge_requests?state=opened&page=2&per_page=100")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let url = Url::parse(
+            "https://x/api/v4/projects/1/merge_requests?state=opened&page=2&per_page=100",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             next_page(&url, &headers(&[("x-next-page", "3")])).as_deref(),
             Some("https://x/api/v4/projects/1/merge_requests?state=opened&per_page=100&page=3")

@@ -122,7 +122,8 @@ impl MergeRequest {
             .ok()
             .and_then(|u| {
                 let p = u.path().trim_start_matches('/');
-                p.split_once("/-/merge_requests").map(|(a, _)| a.to_string())
+                p.split_once("/-/merge_requests")
+                    .map(|(a, _)| a.to_string())
             })
             .unwrap_or_default()
     }
@@ -302,7 +303,10 @@ impl Client {
             Source::Everything => {
                 let mut u = self.api_url(&["merge_requests"]);
                 u.query_pairs_mut().append_pair("scope", "all");
-                (u, "listing the open merge requests the token can see".into())
+                (
+                    u,
+                    "listing the open merge requests the token can see".into(),
+                )
             }
         };
         url.query_pairs_mut()
@@ -544,7 +548,10 @@ mod tests {
         assert!(a(json!({"approved": false})).waiting());
         assert!(a(json!({})).waiting());
         let pipeline = mr(json!({"iid": 1, "head_pipeline": {"id": 5, "status": "failed"}}));
-        assert_eq!(pipeline.head_pipeline.map(|p| p.status), Some("failed".into()));
+        assert_eq!(
+            pipeline.head_pipeline.map(|p| p.status),
+            Some("failed".into())
+        );
     }
 
     #[test]

@@ -145,7 +145,10 @@ pub fn select(fetched: &Fetched, rules: &Rules<'_>) -> Reviews {
         }
     }
     let oldest_first = |v: &mut Vec<(u64, Waiting)>| {
-        v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.reference.cmp(&b.1.reference)));
+        v.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| a.1.reference.cmp(&b.1.reference))
+        });
     };
     let keep = rules.max_per_reviewer.max(1);
     let base = rules.gitlab_url.trim_end_matches('/');
@@ -180,7 +183,10 @@ pub fn select(fetched: &Fetched, rules: &Rules<'_>) -> Reviews {
 
 /// How long `mr` has been open (`None` if GitLab did not say when it was opened).
 fn age(mr: &MergeRequest, now: DateTime<Utc>) -> Option<Duration> {
-    (now - mr.opened_at()?).to_std().ok().or(Some(Duration::ZERO))
+    (now - mr.opened_at()?)
+        .to_std()
+        .ok()
+        .or(Some(Duration::ZERO))
 }
 
 fn waiting(mr: &MergeRequest, age: Duration) -> Waiting {
@@ -285,7 +291,10 @@ mod tests {
     }
 
     fn refs(r: &ReviewerRow) -> Vec<&str> {
-        r.merge_requests.iter().map(|w| w.reference.as_str()).collect()
+        r.merge_requests
+            .iter()
+            .map(|w| w.reference.as_str())
+            .collect()
     }
 
     #[test]
@@ -368,7 +377,10 @@ mod tests {
         let r = select(&f, &with);
         assert_eq!(r.count, 0);
         assert_eq!(
-            r.unassigned.iter().map(|w| w.reference.as_str()).collect::<Vec<_>>(),
+            r.unassigned
+                .iter()
+                .map(|w| w.reference.as_str())
+                .collect::<Vec<_>>(),
             vec!["acme/app!1"]
         );
     }
