@@ -1,8 +1,7 @@
 //! Contract test against Zoho's own Cliq schema: every message the built-in templates render (from
 //! GitLab's fixture payloads, from `check`'s bundled sample variants, and the sample review
-//! reminder) is POSTed to Prism running
-//! Zoho's `messagecards.yml` as a validating mock, and must be accepted with no request-body or
-//! query violation. The same bodies also go to `messages.yml`'s v3 channel post (text checks).
+//! reminder) is POSTed to Prism running Zoho's `messagecards.yml` as a validating mock, and must
+//! be accepted with no request-body or query violation. The same bodies also go to `messages.yml`'s v3 channel post (text checks).
 //! Negative controls prove the validator is live.
 //!
 //! Needs Prism 5.14.2 (`scripts/install-prism.sh`) at `$PRISM` or

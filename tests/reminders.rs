@@ -1,0 +1,280 @@
+//! Review reminders against a fake GitLab (`support::fake_gitlab_mrs`): the merge requests a
+//! reminder fetches and lists (paged listings, a 429, a project the token cannot read, drafts,
+//! approvals, young and unassigned merge requests, failed pipelines), the time budget, and the
+//! card they make with mapped reviewers' mentions. Every variable the card's context carries is
+//! documented.
+
+use crate::support::fake_gitlab_mrs::{FakeGitlabMrs, Mr, TOKEN};
+use crate::support::renderer::dates;
+use crate::support::turn;
+use gitlab_chat_bridge::gitlab::merge_requests::{fetch_open, sources, FetchLimits};
+use gitlab_chat_bridge::gitlab::reviews::{select, worth_asking, Reviews, Rules};
+use gitlab_chat_bridge::gitlab::{Client, RetryPolicy};
+use gitlab_chat_bridge::render::reminder::{context, VARIABLES};
+use gitlab_chat_bridge::render::{Mentions, RenderSettings, Rendered, Renderer};
+use gitlab_chat_bridge::secret::Secret;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Drafts in `acme/big`, so its listing takes two pages of 100.
+const FILLERS: u64 = 105;
+
+fn fake() -> FakeGitlabMrs {
+    let mut mrs = vec![
+        Mr::new("acme/app", 1, 30, &["alice", "bob"]),
+        Mr {
+            draft: true,
+            ..Mr::new("acme/app", 2, 30, &["alice"])
+        },
+        Mr {
+            approvals_left: 0,
+            ..Mr::new("acme/app", 3, 30, &["alice"])
+        },
+        Mr::new("acme/app", 4, 1, &["alice"]),
+        Mr::new("acme/app", 5, 300, &[]),
+        Mr {
+            pipeline: Some("failed".into()),
+            ..Mr::new("acme/app", 6, 50, &["alice"])
+        },
+        Mr::new("other/app", 1, 30, &["alice"]),
+    ];
+    for iid in 100..100 + FILLERS {
+        mrs.push(Mr {
+            draft: true,
+            ..Mr::new("acme/big", iid, 30, &["bob"])
+        });
+    }
+    mrs.push(Mr::new("acme/big", 300, 10, &["bob"]));
+    let f = FakeGitlabMrs::start(mrs);
+    f.hide("ops/secret");
+    f
+}
+
+fn client(base: &str) -> Client {
+    let retry = RetryPolicy {
+        max_attempts: 3,
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        max_wait: Duration::from_secs(2),
+        timeout: Duration::from_secs(5),
+    };
+    Client::new(base, Secret::new(TOKEN), retry).unwrap()
+}
+
+fn in_acme(path: &str) -> bool {
+    ["acme/*", "ops/secret"]
+        .iter()
+        .any(|g| gitlab_chat_bridge::route::glob(g, path))
+}
+
+fn rules(now: chrono::DateTime<chrono::Utc>) -> Rules<'static> {
+    Rules {
+        now,
+        min_age: Duration::from_secs(4 * 3600),
+        in_scope: &in_acme,
+        max_per_reviewer: 10,
+        gitlab_url: "https://gitlab.example.com",
+        unassigned_after: None,
+    }
+}
+
+async fn run(f: &FakeGitlabMrs, limits: FetchLimits) -> Reviews {
+    let globs = vec!["acme/*".to_string(), "ops/secret".to_string()];
+    let now = chrono::Utc::now();
+    let r = rules(now);
+    let fetched = fetch_open(
+        &client(f.base()),
+        &sources(&globs),
+        |mr| worth_asking(mr, &r),
+        limits,
+    )
+    .await;
+    // Ages are counted from after the fetch, as the fake dates merge requests when asked.
+    select(&fetched, &rules(chrono::Utc::now()))
+}
+
+fn listed(r: &Reviews) -> Vec<(String, Vec<String>)> {
+    r.reviewers
+        .iter()
+        .map(|x| {
+            let refs = x
+                .merge_requests
+                .iter()
+                .map(|w| w.reference.clone())
+                .collect();
+            (x.username.clone(), refs)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn exactly_the_merge_requests_waiting_for_review_are_listed_by_reviewer() {
+    let _turn = turn::shared_async().await;
+    let f = fake();
+    f.throttle_once();
+    let limits = FetchLimits {
+        concurrency: 3,
+        budget: Duration::from_secs(30),
+        pipelines: true,
+    };
+    let r = run(&f, limits).await;
+    assert_eq!(
+        listed(&r),
+        vec![
+            (
+                "alice".to_string(),
+                vec!["acme/app!6".to_string(), "acme/app!1".to_string()]
+            ),
+            (
+                "bob".to_string(),
+                vec!["acme/app!1".to_string(), "acme/big!300".to_string()]
+            ),
+        ]
+    );
+    assert_eq!(r.count, 3);
+    assert!(r.reviewers[0].merge_requests[0].pipeline_failed);
+    assert!(!r.reviewers[0].merge_requests[1].pipeline_failed);
+    assert!(r.incomplete, "ops/secret cannot be read");
+    assert_eq!(r.unreadable, vec!["project ops/secret"]);
+
+    let requests = f.requests();
+    let has = |s: &str| requests.iter().any(|q| q.contains(s));
+    // One group listing for acme/*, its second page through X-Next-Page, after a 429.
+    assert!(has("/api/v4/groups/acme/merge_requests?"), "{requests:#?}");
+    assert!(has("page=2"), "{requests:#?}");
+    assert!(!has("/groups/acme%2Fapp"), "{requests:#?}");
+    // Three listings (acme's two pages, ops/secret), one of them asked twice after the 429.
+    let listings = requests
+        .iter()
+        .filter(|q| q.contains("/merge_requests?"))
+        .count();
+    assert_eq!(listings, 4, "{requests:#?}");
+    // Approvals asked only for what could qualify: not for drafts, young or unassigned ones.
+    assert!(has("/merge_requests/1/approvals"));
+    for skipped in [
+        "/2/approvals",
+        "/4/approvals",
+        "/5/approvals",
+        "/100/approvals",
+    ] {
+        assert!(!has(skipped), "{skipped} asked: {requests:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_gitlab_is_cut_short_by_the_time_budget() {
+    let _turn = turn::shared_async().await;
+    let f = fake();
+    f.slow_approvals(Duration::from_secs(3));
+    let started = Instant::now();
+    let r = run(
+        &f,
+        FetchLimits {
+            concurrency: 2,
+            budget: Duration::from_millis(800),
+            pipelines: false,
+        },
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(r.incomplete);
+    assert!(r.reviewers.is_empty());
+}
+
+fn render(r: &Reviews, mentions: Mentions) -> Value {
+    let settings = RenderSettings {
+        dates: dates("UTC"),
+        mentions,
+    };
+    let renderer = Renderer::new(Vec::new(), settings, true).unwrap();
+    let ctx = context("reviews", serde_json::to_value(r).unwrap());
+    match renderer.render_reminder(&ctx).unwrap() {
+        Rendered::Message(m, _) => serde_json::from_str(&m.to_json()).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_card_mentions_mapped_reviewers_and_links_each_merge_request() {
+    let _turn = turn::shared_async().await;
+    let f = fake();
+    let r = run(&f, FetchLimits::default()).await;
+    let card = render(&r, Mentions::new([("alice", "55501"), ("bob", "55502")]));
+    let text = card["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("👀 *3 merge requests wait for review*\n• {@55501}: 2\n• {@55502}: 2"),
+        "{text}"
+    );
+    assert!(text.contains("may be incomplete: cannot read project ops/secret"));
+    let slides = card["slides"].as_array().unwrap();
+    assert_eq!(slides.len(), 2);
+    assert_eq!(slides[1]["title"], "BOB (2)");
+    assert_eq!(
+        slides[1]["data"]["rows"][1]["Merge request"],
+        "[acme/big!300 Change 300 of acme/big](https://gitlab.example.com/acme/big/-/merge_requests/300)"
+    );
+    assert_eq!(slides[1]["data"]["rows"][1]["Waiting"], "10h");
+}
+
+/// Every path in `v`, lists as `[]`.
+fn paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(p.clone());
+                paths(x, &p, out);
+            }
+        }
+        Value::Array(items) => {
+            for x in items {
+                paths(x, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_variable_of_the_card_is_documented() {
+    let _turn = turn::shared_async().await;
+    let f = fake();
+    let mut r = run(&f, FetchLimits::default()).await;
+    assert!(!r.reviewers.is_empty());
+    let mut seen = BTreeSet::new();
+    paths(
+        &context("reviews", serde_json::to_value(&r).unwrap()),
+        "",
+        &mut seen,
+    );
+    // Unassigned rows have the merge requests' fields (documented once, under reviewers).
+    r.unassigned = r.reviewers[0].merge_requests.clone();
+    paths(
+        &context("reviews", serde_json::to_value(&r).unwrap()),
+        "",
+        &mut seen,
+    );
+    let documented: BTreeSet<String> = VARIABLES.iter().map(|(p, _)| p.to_string()).collect();
+    let missing: Vec<&String> = seen
+        .iter()
+        .filter(|p| !documented.contains(*p))
+        .filter(|p| {
+            let as_mr = p.replace(
+                "reminder.unassigned[]",
+                "reminder.reviewers[].merge_requests[]",
+            );
+            !documented.contains(&as_mr)
+        })
+        .collect();
+    assert!(missing.is_empty(), "undocumented: {missing:?}");
+    assert!(seen.len() >= 15, "{seen:?}");
+}
