@@ -3,8 +3,8 @@
 //! uses them (a replay through a changed template posts the new wording; `--dry-run` posts
 //! nothing), their usage errors (a bad id, an unparsable `--since`: one line, exit 2), and an
 //! outbox written by the release before the staged pipeline opening with nothing lost. With a
-//! PostgreSQL config (`outbox.url`), every command that reads the SQLite file refuses with one
-//! line naming the command and the database, and opens no default SQLite file instead.
+//! PostgreSQL config (`outbox.url`) whose database cannot be reached, every command that reads
+//! the store fails with one line naming the database, and opens no default SQLite file instead.
 
 use crate::support::cli::{self, CliOutput};
 use crate::support::daemon::{ChannelSpec, Daemon, Settings};
@@ -307,23 +307,27 @@ async fn an_outbox_of_the_previous_release_upgrades_in_place() {
 }
 
 #[test]
-fn commands_that_read_the_sqlite_file_refuse_a_postgresql_config() {
+fn commands_on_an_unreachable_postgresql_store_fail_and_open_no_sqlite_file() {
     let _turn = turn::shared();
-    let dir = TempDir::new("pg-refused");
+    let dir = TempDir::new("pg-unreachable");
+    // Nothing listens there: every command must fail on the database, not fall back.
+    let port = crate::support::free_port();
     let config = dir.write(
         "config.toml",
-        "[server]\nsecret_token = 't'\n\
-         [outbox]\nurl = 'postgres://bridge@127.0.0.1:5432/bridge?sslmode=disable'\n\
-         password_file = 'pg-password'\n\
-         [gitlab]\nurl = 'http://127.0.0.1:9/'\ntoken = 'g'\nhook_url = 'http://127.0.0.1:9/hooks/gitlab'\n\
-         [[channels]]\nname = 'dev'\nurl = 'http://127.0.0.1:9/api/v2/channelsbyname/dev/message'\nzapikey = 'k'\n",
+        &format!(
+            "[server]\nsecret_token = 't'\n\
+             [outbox]\nurl = 'postgres://bridge@127.0.0.1:{port}/bridge?sslmode=disable'\n\
+             password_file = 'pg-password'\n\
+             [gitlab]\nurl = 'http://127.0.0.1:9/'\ntoken = 'g'\nhook_url = 'http://127.0.0.1:9/hooks/gitlab'\n\
+             [[channels]]\nname = 'dev'\nurl = 'http://127.0.0.1:9/api/v2/channelsbyname/dev/message'\nzapikey = 'k'\n"
+        ),
     );
     dir.write("pg-password", "p");
     let rules = dir.write("rules.json", "[]");
     let config = config.display().to_string();
     let rules = rules.display().to_string();
-    // (`outbox` works on PostgreSQL: tests/postgres.rs.)
-    let commands: [(&str, &[&str]); 8] = [
+    // (Each of them working on a PostgreSQL store: tests/postgres.rs.)
+    let commands: [(&str, &[&str]); 9] = [
         ("events list", &["events", "list"]),
         ("events show", &["events", "show", "1"]),
         ("events replay", &["events", "replay", "1", "--dry-run"]),
@@ -332,20 +336,25 @@ fn commands_that_read_the_sqlite_file_refuse_a_postgresql_config() {
         ("subscriptions export", &["subscriptions", "export"]),
         ("subscriptions import", &["subscriptions", "import", &rules]),
         ("catch-up", &["catch-up", "--since", "1h"]),
+        ("outbox stats", &["outbox", "stats"]),
     ];
     for (name, args) in commands {
         let mut all = vec![args[0], "--config", &config];
         all.extend_from_slice(&args[1..]);
         let out = cli::run(&all);
         assert_eq!(out.code, Some(1), "{name}: {out:?}");
+        assert!(
+            out.stderr.starts_with(&format!(
+                "error: cannot open the PostgreSQL store 127.0.0.1:{port}/bridge: "
+            )) && out.stderr.contains("refused"),
+            "{name}: {}",
+            out.stderr
+        );
         assert_eq!(
-            out.stderr.trim(),
-            format!(
-                "error: `{name}` reads the SQLite store; this config uses PostgreSQL \
-                 (outbox.url, 127.0.0.1:5432/bridge): query it with psql — see README, Running \
-                 several replicas"
-            ),
-            "{name}"
+            out.stderr.trim().lines().count(),
+            1,
+            "{name}: {}",
+            out.stderr
         );
     }
     // Nothing fell back to the default SQLite file.

@@ -7,7 +7,12 @@
 //! digests, dead letters, chat rules, the router's reads); and what only replicas meet, on two
 //! engines sharing one database: a key received by both at once is stored once, two workers
 //! of one channel never hold one object's messages at once, an expired lease is taken over and
-//! the old holder's outcome ignored, one router at a time, and the rate window shared.
+//! the old holder's outcome ignored, one router at a time, and the rate window shared. Every
+//! store operation's behaviour, on both engines ([`operations`]). The operator's commands
+//! (`outbox`, `events`, `render --event-id`, `subscriptions`) on the shared database, with no
+//! replica running its router; the preview page's stored events on both engines.
+
+mod operations;
 
 use crate::support::postgres::{Cluster, PASSWORD};
 use crate::support::turn;
@@ -16,7 +21,9 @@ use gitlab_chat_bridge::deliver::durable::{DurableOutbox, DurableSettings};
 use gitlab_chat_bridge::deliver::engine::Slot;
 use gitlab_chat_bridge::deliver::pg::PgOptions;
 use gitlab_chat_bridge::deliver::pg::{self, Migrated, PgError, SCHEMA_VERSION};
-use gitlab_chat_bridge::deliver::store::{ChatRule, Ingested, Outcome, RawEvent, RuleChange};
+use gitlab_chat_bridge::deliver::store::{
+    ChatRule, EventFilter, Ingested, Outcome, RawEvent, RuleChange,
+};
 use gitlab_chat_bridge::deliver::{Batch, Delivery, Enqueued, Outbox};
 use gitlab_chat_bridge::secret::Secret;
 use std::net::TcpStream;
@@ -594,4 +601,150 @@ async fn the_outbox_command_reads_and_repairs_the_shared_database() {
         purge.stdout.contains("0 dead letter(s) purged"),
         "{purge:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_render_and_subscription_commands_work_on_the_shared_database() {
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("commands");
+    let db = cluster.create_database();
+    let o = replica(&cluster, &db, "a").await;
+    let raw = RawEvent {
+        request_id: "req-issue".into(),
+        dedupe_key: Some("idem-issue".into()),
+        headers: vec![("x-gitlab-event".into(), "Issue Hook".into())],
+        body: crate::support::samples::bytes("issue__open.json"),
+    };
+    let Ingested::Accepted(id) = o.ingest_at(raw, Clock::new().now_ms()).await.unwrap() else {
+        panic!("not stored")
+    };
+    let dir = crate::support::temp::TempDir::new("commands-cli");
+    dir.write("pg-password", PASSWORD);
+    let config = dir.write(
+        "config.toml",
+        &format!(
+            "[server]\nsecret_token = 't'\n[outbox]\nurl = '{}?sslmode=disable'\n\
+             password_file = 'pg-password'\n[[channels]]\nname = 'ops'\n\
+             url = 'http://127.0.0.1:9/api/v2/channelsbyname/ops/message'\nzapikey = 'k'\n",
+            cluster.url(&db)
+        ),
+    );
+    let config = config.display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec![args[0], "--config", &config];
+        all.extend_from_slice(&args[1..]);
+        let out = crate::support::cli::run(&all);
+        assert_eq!(out.code, Some(0), "{args:?}: {out:?}");
+        out.stdout
+    };
+    let id_s = id.to_string();
+
+    let list = run(&["events", "list"]);
+    assert!(
+        list.lines().any(
+            |l| l.trim_start().starts_with(&format!("{id} ")) && l.contains("(not routed yet)")
+        ),
+        "{list}"
+    );
+    assert!(list.ends_with("1 event(s)\n"), "{list}");
+    let show = run(&["events", "show", &id_s]);
+    assert!(show.contains("x-gitlab-event: Issue Hook"), "{show}");
+    assert!(
+        show.contains("routed: not yet") && show.contains("deliveries: 0"),
+        "{show}"
+    );
+    let render = run(&["render", "--event-id", &id_s]);
+    assert!(render.starts_with("==> ops <==\n"), "{render}");
+
+    let dry = run(&["events", "replay", &id_s, "--dry-run"]);
+    assert!(dry.contains("(dry run: nothing stored or posted)"), "{dry}");
+    let all = EventFilter {
+        limit: 10,
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        o.list_events(all).await.unwrap().len(),
+        1,
+        "a dry run stores nothing"
+    );
+    let replayed = run(&["events", "replay", &id_s]);
+    let new: i64 = replayed
+        .split(" replayed as event ")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{replayed}"));
+    let row = o.event_row(new).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.replay_of), ("routed", Some(id)));
+    // The replay's message is the replicas' to post; no router took the original meanwhile.
+    let leased = o.lease("ops", Clock::new().now_ms(), 30_000, 0, 8).await;
+    let leased = leased.unwrap().messages;
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    assert!(leased[0].delivery_id.starts_with("replay-"), "{leased:?}");
+    assert_eq!(o.unrouted_count().await.unwrap(), 1);
+    let stats = run(&["outbox", "stats"]);
+    assert!(stats.contains("events waiting to be routed: 1"), "{stats}");
+
+    let rules = dir.write(
+        "rules.json",
+        r#"[{"chat": "team-chat", "kind": "subscription", "subject": "g/p", "spec": "{}",
+             "created_by": "cli", "created_at": 0}]"#,
+    );
+    let imported = run(&["subscriptions", "import", &rules.display().to_string()]);
+    assert_eq!(imported, "imported 1 subscription(s) and mute(s)\n");
+    assert_eq!(o.chat_rules().await.unwrap().len(), 1);
+    let listed = run(&["subscriptions", "list"]);
+    assert!(
+        listed.starts_with("team-chat ") && listed.contains(" g/p "),
+        "{listed}"
+    );
+    let exported: Vec<ChatRule> = serde_json::from_str(&run(&["subscriptions", "export"])).unwrap();
+    assert_eq!(exported, o.chat_rules().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_page_lists_and_loads_stored_events_on_both_engines() {
+    use gitlab_chat_bridge::preview::items;
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("preview");
+    let dir = crate::support::temp::TempDir::new("preview-items");
+    for (engine, o) in engines(&cluster, dir.path()).await {
+        let raw = RawEvent {
+            request_id: "req-issue".into(),
+            dedupe_key: Some("idem-issue".into()),
+            headers: vec![("x-gitlab-event".into(), "Issue Hook".into())],
+            body: crate::support::samples::bytes("issue__open.json"),
+        };
+        let Ingested::Accepted(id) = o.ingest_at(raw, Clock::new().now_ms()).await.unwrap() else {
+            panic!("{engine}: not stored")
+        };
+        // The page's handlers read on a blocking thread of the daemon's runtime.
+        let (listed, newest, loaded) = tokio::task::spawn_blocking(move || {
+            let listed = items::list(None, Some(&o));
+            let newest = items::newest_event(Some(&o));
+            let loaded = items::load(&format!("event:{id}"), None, Some(&o)).map(|e| e.key);
+            let missing = items::load(&format!("event:{}", id + 1), None, Some(&o));
+            assert!(
+                matches!(missing, Err(items::ItemError::Unknown(_))),
+                "{missing:?}"
+            );
+            (listed, newest, loaded)
+        })
+        .await
+        .unwrap();
+        assert!(
+            listed.problems.is_empty(),
+            "{engine}: {:?}",
+            listed.problems
+        );
+        let events: Vec<(&str, &str)> = listed
+            .events
+            .iter()
+            .map(|i| (i.id.as_str(), i.label.as_str()))
+            .collect();
+        let want = (format!("event:{id}"), format!("#{id} new"));
+        assert_eq!(events, [(want.0.as_str(), want.1.as_str())], "{engine}");
+        assert_eq!(newest, id, "{engine}");
+        assert_eq!(loaded.unwrap().as_str(), "issue.open", "{engine}");
+    }
 }

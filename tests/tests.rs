@@ -9,6 +9,7 @@
 mod support;
 
 mod cliq_schema;
+mod config_errors;
 mod console;
 mod delivery;
 mod docs;

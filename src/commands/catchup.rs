@@ -12,8 +12,9 @@
 //! project whose log cannot be read (403, …) is reported and the others go on.
 
 use super::progress::ProgressKind;
+use super::CommandStore;
 use crate::cli::CatchUpArgs;
-use crate::deliver::store::{self, Ingested, RawEvent, Store, KEPT_HEADERS};
+use crate::deliver::store::{Ingested, RawEvent, KEPT_HEADERS};
 use crate::deliver::BoxFuture;
 use crate::gitlab::{same_hook_url, Client, GitlabError, HookLogEntry, ProjectRef};
 use std::collections::{HashSet, VecDeque};
@@ -35,30 +36,32 @@ pub trait Sink {
     fn note(&self, line: &str);
 }
 
-/// The `catch-up` command's sink: the store, written directly; lines go to standard output.
+/// The `catch-up` command's sink: the store the config names (through its engine, as the
+/// daemon stores a webhook); lines go to standard output.
 struct StoreSink {
-    store: Store,
-    window: i64,
+    store: CommandStore,
 }
 
 impl Sink for StoreSink {
     fn received_at<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, String>> {
-        let r = store::received_at(self.store.conn(), key).map_err(|e| e.to_string());
-        Box::pin(async move { r })
+        Box::pin(async move {
+            self.store
+                .outbox()
+                .received_at(key)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn store(&mut self, raw: RawEvent) -> BoxFuture<'_, Result<Ingested, String>> {
         let now = super::now_ms();
-        let r = self
-            .store
-            .transaction()
-            .and_then(|tx| {
-                let r = store::insert_event(&tx, &raw, now, now - self.window)?;
-                tx.commit()?;
-                Ok(r)
-            })
-            .map_err(|e| e.to_string());
-        Box::pin(std::future::ready(r))
+        Box::pin(async move {
+            self.store
+                .outbox()
+                .ingest_at(raw, now)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn note(&self, line: &str) {
@@ -103,12 +106,10 @@ pub struct Tally {
 /// Runs `catch-up`. Returns the process exit code.
 pub async fn run(args: &CatchUpArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
-    // Before GitLab is asked anything.
-    super::sqlite_only(&cfg, "catch-up")?;
     let (_, client, desired) = super::setup::connect(&cfg)?;
+    // Before GitLab is asked anything.
     let mut sink = StoreSink {
-        store: super::open_store(&cfg, "catch-up")?,
-        window: cfg.outbox.dedupe_window.as_millis() as i64,
+        store: CommandStore::open_async(&cfg, false).await?,
     };
     let now = super::now_ms();
     let cutoff = now - args.since.as_millis() as i64;

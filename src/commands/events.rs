@@ -6,9 +6,9 @@
 //! routed at once with the current route table and templates, and its messages are queued like
 //! any other; nothing deduplicates it. A running `serve` posts them within its idle poll (5 s).
 
-use super::{now_ms, open_store, when};
+use super::{now_ms, when, CommandStore};
 use crate::cli::{EventsAction, EventsArgs};
-use crate::deliver::store::{self, EventFilter, RoutedEvent, Store, StoredEvent};
+use crate::deliver::store::{EventFilter, RoutedEvent, StoredEvent};
 use crate::deliver::Delivery;
 use crate::pipeline;
 use crate::route::RouteTable;
@@ -20,12 +20,7 @@ const USAGE: i32 = 2;
 /// Runs `events`. Returns the process exit code.
 pub fn run(args: &EventsArgs) -> anyhow::Result<i32> {
     let cfg = super::load_config(&args.config.config)?;
-    let command = match &args.action {
-        EventsAction::List { .. } => "events list",
-        EventsAction::Show { .. } => "events show",
-        EventsAction::Replay { .. } => "events replay",
-    };
-    let mut store = open_store(&cfg, command)?;
+    let store = CommandStore::open(&cfg)?;
     let mut out = std::io::stdout().lock();
     match &args.action {
         EventsAction::List {
@@ -40,7 +35,7 @@ pub fn run(args: &EventsArgs) -> anyhow::Result<i32> {
                 since: since.map(|d| now_ms() - d.as_millis() as i64),
                 limit: *limit,
             };
-            let rows = store::list_events(store.conn(), &filter)?;
+            let rows = store.run(|o| Box::pin(o.list_events(filter)))?;
             writeln!(
                 out,
                 "{:>7}  {:<23}  {:<28}  {:<30}  outcome",
@@ -62,10 +57,10 @@ pub fn run(args: &EventsArgs) -> anyhow::Result<i32> {
         }
         EventsAction::Show { id } => {
             let (Some(row), Some(ev)) = (
-                store::event_row(store.conn(), *id)?,
-                store::event(store.conn(), *id)?,
+                store.run(|o| Box::pin(o.event_row(*id)))?,
+                store.run(|o| Box::pin(o.event(*id)))?,
             ) else {
-                return Ok(no_event(*id, &cfg.outbox.path));
+                return Ok(no_event(*id, &store.name));
             };
             writeln!(out, "event {}  received {}", row.id, when(row.received_at))?;
             writeln!(out, "request: {}", row.request_id)?;
@@ -84,7 +79,7 @@ pub fn run(args: &EventsArgs) -> anyhow::Result<i32> {
                 }
                 _ => writeln!(out, "routed: not yet")?,
             }
-            let messages = store::event_messages(store.conn(), *id)?;
+            let messages = store.run(|o| Box::pin(o.event_messages(*id)))?;
             writeln!(out, "deliveries: {}", messages.len())?;
             for m in &messages {
                 let status = match m.state.as_str() {
@@ -120,15 +115,16 @@ pub fn run(args: &EventsArgs) -> anyhow::Result<i32> {
             let ids = match (id, since) {
                 (Some(id), _) => vec![*id],
                 (None, Some(d)) => {
-                    store::event_ids_since(store.conn(), now_ms() - d.as_millis() as i64)?
+                    let since = now_ms() - d.as_millis() as i64;
+                    store.run(|o| Box::pin(o.event_ids_since(since)))?
                 }
                 (None, None) => Vec::new(),
             };
             let mut events = Vec::with_capacity(ids.len());
             for i in ids {
-                match store::event(store.conn(), i)? {
+                match store.run(|o| Box::pin(o.event(i)))? {
                     Some(e) => events.push(e),
-                    None => return Ok(no_event(i, &cfg.outbox.path)),
+                    None => return Ok(no_event(i, &store.name)),
                 }
             }
             let table = super::routes_or_fail(&cfg)?;
@@ -140,14 +136,7 @@ pub fn run(args: &EventsArgs) -> anyhow::Result<i32> {
             }
             let mut replayed = 0;
             for ev in &events {
-                replayed += replay(
-                    &mut store,
-                    &mut out,
-                    ev,
-                    &table,
-                    channel.as_deref(),
-                    *dry_run,
-                )?;
+                replayed += replay(&store, &mut out, ev, &table, channel.as_deref(), *dry_run)?;
             }
             let what = if *dry_run { "would post" } else { "queued" };
             writeln!(
@@ -165,17 +154,16 @@ pub fn run(args: &EventsArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn no_event(id: i64, path: &std::path::Path) -> i32 {
+fn no_event(id: i64, store: &str) -> i32 {
     eprintln!(
-        "error: no event {id} in {} (see `events list`; events are kept events.retention_days)",
-        path.display()
+        "error: no event {id} in {store} (see `events list`; events are kept events.retention_days)"
     );
     USAGE
 }
 
 /// Replays one event; returns how many messages it queued (or would).
 fn replay(
-    store: &mut Store,
+    store: &CommandStore,
     out: &mut impl Write,
     ev: &StoredEvent,
     table: &RouteTable,
@@ -263,9 +251,7 @@ fn replay(
         // A replay re-posts an old event: it does not change what the router remembers.
         memory: Vec::new(),
     };
-    let tx = store.transaction()?;
-    let new_id = store::insert_replay(&tx, ev, &request_id, &routed, now)?;
-    tx.commit()?;
+    let new_id = store.run(|o| Box::pin(o.replay(ev.clone(), routed, now)))?;
     writeln!(
         out,
         "event {} ({}) replayed as event {new_id}: {}",

@@ -13,7 +13,10 @@ pub mod subscriptions;
 pub mod watch;
 
 use crate::config::{Config, Format};
-use crate::deliver::store::Store;
+use crate::deliver::clock::Clock;
+use crate::deliver::durable::{DurableOutbox, DurableSettings};
+use crate::deliver::pg::PgOptions;
+use crate::deliver::{BoxFuture, OutboxError};
 use crate::render::{
     DateSettings, Mentions, Platform, RenderSettings, Renderer, TemplateError, TemplateSource,
 };
@@ -268,32 +271,120 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Fails when the config names the PostgreSQL store (`outbox.url`): `command` reads or writes
-/// the SQLite file, and must not open an empty default one instead of the shared database.
-pub fn sqlite_only(cfg: &Config, command: &str) -> anyhow::Result<()> {
-    match &cfg.outbox.postgres {
-        None => Ok(()),
-        Some(pg) => anyhow::bail!(
-            "`{command}` reads the SQLite store; this config uses PostgreSQL (outbox.url, {}): \
-             query it with psql — see README, Running several replicas",
-            pg.target()
-        ),
+/// The store the config names, opened for an operator's command beside the daemon (which
+/// need not run): the SQLite file `serve` created (its leases left alone) or the PostgreSQL
+/// database the replicas share. Either way the command goes through the engine's operations,
+/// never starts a router and never leases a message.
+pub struct CommandStore {
+    outbox: Option<DurableOutbox>,
+    runtime: Option<tokio::runtime::Runtime>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// How messages name the store: the SQLite file's path, or `host:port/db`.
+    pub name: String,
+}
+
+impl std::fmt::Debug for CommandStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandStore")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
-/// Opens the SQLite store the config names, which `serve` must have created, for `command`
-/// (refused when the config names PostgreSQL: [`sqlite_only`]).
-pub fn open_store(cfg: &Config, command: &str) -> anyhow::Result<Store> {
-    sqlite_only(cfg, command)?;
-    let path = &cfg.outbox.path;
-    if !path.exists() {
-        anyhow::bail!(
-            "no outbox at {} (has `serve` run with this config?)",
-            path.display()
-        );
+impl CommandStore {
+    /// Opens the store with a runtime of its own, for a synchronous command ([`Self::run`]);
+    /// a SQLite file must exist (`serve` made it).
+    pub fn open(cfg: &Config) -> anyhow::Result<CommandStore> {
+        CommandStore::open_with(cfg, false)
     }
-    Store::open(path, cfg.outbox.full_sync)
-        .with_context(|| format!("cannot open the outbox {}", path.display()))
+
+    /// [`Self::open`], making the SQLite file when there is none yet (an import before the
+    /// first `serve`).
+    pub fn open_or_create(cfg: &Config) -> anyhow::Result<CommandStore> {
+        CommandStore::open_with(cfg, true)
+    }
+
+    fn open_with(cfg: &Config, create: bool) -> anyhow::Result<CommandStore> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut store = runtime.block_on(CommandStore::open_async(cfg, create))?;
+        store.runtime = Some(runtime);
+        Ok(store)
+    }
+
+    /// Opens the store on the caller's runtime, for an asynchronous command; a SQLite file
+    /// must exist unless `create`.
+    pub async fn open_async(cfg: &Config, create: bool) -> anyhow::Result<CommandStore> {
+        let settings = DurableSettings {
+            dedupe_window_ms: cfg.outbox.dedupe_window.as_millis() as i64,
+            full_sync: cfg.outbox.full_sync,
+        };
+        if let Some(pg) = &cfg.outbox.postgres {
+            let opts = PgOptions {
+                url: pg.url.clone(),
+                password: pg.password.clone(),
+                ca_file: pg.ca_file.clone(),
+                pool_size: 2,
+                // Holds no lease: the name only keeps a replica's leases out of reach.
+                owner: format!("cli:{}", std::process::id()),
+            };
+            let (outbox, _) =
+                DurableOutbox::open_postgres(&opts, settings.dedupe_window_ms, &[], Clock::new())
+                    .await
+                    .with_context(|| format!("cannot open the PostgreSQL store {}", pg.target()))?;
+            return Ok(CommandStore {
+                outbox: Some(outbox),
+                runtime: None,
+                writer: None,
+                name: pg.target(),
+            });
+        }
+        let path = &cfg.outbox.path;
+        if !create && !path.exists() {
+            anyhow::bail!(
+                "no outbox at {} (has `serve` run with this config?)",
+                path.display()
+            );
+        }
+        let (outbox, writer) = DurableOutbox::attach(path, settings, Clock::new())
+            .with_context(|| format!("cannot open the outbox {}", path.display()))?;
+        Ok(CommandStore {
+            outbox: Some(outbox),
+            runtime: None,
+            writer: Some(writer),
+            name: path.display().to_string(),
+        })
+    }
+
+    /// The outbox over the store's engine.
+    pub fn outbox(&self) -> &DurableOutbox {
+        // Set from `open` until `drop`.
+        self.outbox.as_ref().unwrap_or_else(|| unreachable!())
+    }
+
+    /// Runs `f` on the store to completion (a store opened with [`Self::open`]).
+    pub fn run<'a, T>(
+        &'a self,
+        f: impl FnOnce(&'a DurableOutbox) -> BoxFuture<'a, Result<T, OutboxError>>,
+    ) -> anyhow::Result<T> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .context("the store was opened without a runtime of its own")?;
+        Ok(runtime.block_on(f(self.outbox()))?)
+    }
+}
+
+impl Drop for CommandStore {
+    fn drop(&mut self) {
+        // The SQLite writer thread ends once the last handle is gone: wait for it, so the
+        // store is closed before the command exits.
+        drop(self.outbox.take());
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 /// Now, in unix milliseconds.

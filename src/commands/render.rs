@@ -4,7 +4,6 @@
 //! route's templates.
 
 use crate::cli::RenderArgs;
-use crate::deliver::store;
 use crate::event::{self, Event};
 use crate::pipeline;
 use crate::preview;
@@ -29,12 +28,9 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
     let ev = match (&args.event, args.event_id) {
         (Some(path), _) => load_event(path, args.event_header.as_deref())?,
         (None, Some(id)) => {
-            let store = super::open_store(&cfg, "render --event-id")?;
-            let Some(stored) = store::event(store.conn(), id)? else {
-                eprintln!(
-                    "error: no event {id} in {} (see `events list`)",
-                    cfg.outbox.path.display()
-                );
+            let store = super::CommandStore::open(&cfg)?;
+            let Some(stored) = store.run(|o| Box::pin(o.event(id)))? else {
+                eprintln!("error: no event {id} in {} (see `events list`)", store.name);
                 return Ok(2);
             };
             pipeline::parse(&stored).map_err(anyhow::Error::msg)?

@@ -451,7 +451,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     let preview = cfg
         .preview
         .enabled
-        .then(|| preview::router(preview_state(&cfg)));
+        .then(|| preview::router(preview_state(&cfg, &outbox)));
     let mut pages = None;
     match (preview, &cfg.preview.listen) {
         (Some(app), Some(addr)) => {
@@ -611,7 +611,7 @@ fn hook_watch(cfg: &Config) -> Option<super::watch::Watch> {
 
 /// The preview page's view of the configuration: templates compiled from disk as `serve`
 /// reloads them, the fixtures folder and the outbox's stored events.
-fn preview_state(cfg: &Config) -> Arc<PreviewState> {
+fn preview_state(cfg: &Config, outbox: &DurableOutbox) -> Arc<PreviewState> {
     let address = cfg.preview.listen.as_ref().unwrap_or(&cfg.server.listen);
     let loopback = crate::config::is_loopback(address);
     let dirs = super::template_dirs(cfg);
@@ -625,11 +625,7 @@ fn preview_state(cfg: &Config) -> Arc<PreviewState> {
         Box::new(load),
         Box::new(move || super::template_fingerprint(&dirs)),
         cfg.preview.fixtures.clone(),
-        // The page lists stored events from SQLite only (read-only, its own connection).
-        cfg.outbox
-            .postgres
-            .is_none()
-            .then(|| cfg.outbox.path.clone()),
+        Some(outbox.clone()),
         loopback,
     ))
 }

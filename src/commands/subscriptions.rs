@@ -3,9 +3,9 @@
 //! whether the daemon runs or not (a running daemon applies an import from its next routing
 //! batch, and starts the workers of new chats within seconds).
 
-use super::now_ms;
+use super::{now_ms, CommandStore};
 use crate::cli::{SubscriptionsAction, SubscriptionsArgs};
-use crate::deliver::store::{self, ChatRule, RuleChange, Store};
+use crate::deliver::store::{ChatRule, RuleChange};
 use crate::route::{self, SubscriptionSpec, MUTE, SUBSCRIPTION};
 use anyhow::Context;
 use std::io::Write;
@@ -16,8 +16,8 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     match &args.action {
         SubscriptionsAction::List => {
-            let store = super::open_store(&cfg, "subscriptions list")?;
-            let rules = store::chat_rules(store.conn())?;
+            let store = CommandStore::open(&cfg)?;
+            let rules = store.run(|o| Box::pin(o.chat_rules()))?;
             if rules.is_empty() {
                 writeln!(out, "(no chat has subscribed to anything)")?;
             }
@@ -42,13 +42,12 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
             }
         }
         SubscriptionsAction::Export => {
-            let store = super::open_store(&cfg, "subscriptions export")?;
-            let rules = store::chat_rules(store.conn())?;
+            let store = CommandStore::open(&cfg)?;
+            let rules = store.run(|o| Box::pin(o.chat_rules()))?;
             serde_json::to_writer_pretty(&mut out, &rules)?;
             writeln!(out)?;
         }
         SubscriptionsAction::Import { file } => {
-            super::sqlite_only(&cfg, "subscriptions import")?;
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let rules: Vec<ChatRule> = serde_json::from_str(&text).with_context(|| {
@@ -60,12 +59,9 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<i32> {
             for (i, r) in rules.iter().enumerate() {
                 check(r).with_context(|| format!("{}: entry {i}", file.display()))?;
             }
-            let mut store = Store::open(&cfg.outbox.path, cfg.outbox.full_sync)
-                .with_context(|| format!("cannot open the outbox {}", cfg.outbox.path.display()))?;
-            let tx = store.transaction()?;
+            let store = CommandStore::open_or_create(&cfg)?;
             let n = rules.len();
-            store::change_rules(&tx, &RuleChange::PutAll(rules))?;
-            tx.commit()?;
+            store.run(|o| Box::pin(o.change_rules(RuleChange::PutAll(rules))))?;
             tracing::info!(file = %file.display(), rules = n, "imported chat subscriptions and mutes");
             writeln!(out, "imported {n} subscription(s) and mute(s)")?;
         }

@@ -10,7 +10,10 @@ use super::clock::Clock;
 use super::engine::{Engine, LeaseRequest, RouterReads, SharedWindow, Wake};
 pub use super::engine::{LeaseAnswer, DIGEST_MAX};
 use super::pg::{Migrated, PgEngine, PgError, PgOptions};
-use super::store::{self, ChatRule, Ingested, Outcome, RawEvent, RoutedEvent, RuleChange};
+use super::store::{
+    self, ChatRule, EventFilter, EventRow, Ingested, ListedRow, Outcome, RawEvent, RoutedEvent,
+    RuleChange, StoredEvent,
+};
 use super::writer::SqliteEngine;
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
 use std::path::Path;
@@ -63,6 +66,25 @@ impl DurableOutbox {
             },
             handle,
         ))
+    }
+
+    /// Opens the SQLite store at `path` for an operator's command beside a daemon that may be
+    /// running on it ([`SqliteEngine::attach`]: no lease is released). Nothing is woken: the
+    /// daemon finds what the command committed by its own polling. Returns the handle and the
+    /// writer thread's join handle (it ends when every handle is dropped).
+    pub fn attach(
+        path: &Path,
+        settings: DurableSettings,
+        clock: Clock,
+    ) -> Result<(DurableOutbox, std::thread::JoinHandle<()>), OutboxError> {
+        let (engine, thread) = SqliteEngine::attach(path, settings.full_sync)?;
+        let outbox = DurableOutbox {
+            engine: Arc::new(engine),
+            wake: Wake::default(),
+            clock,
+            dedupe_window_ms: settings.dedupe_window_ms,
+        };
+        Ok((outbox, thread))
     }
 
     /// Connects to the PostgreSQL store `opts` names (migrating it first, see
@@ -199,6 +221,62 @@ impl DurableOutbox {
     /// messages) received before `events_before` (unix ms); fire and forget.
     pub fn prune(&self, dedupe_before: i64, events_before: i64) {
         self.engine.prune(dedupe_before, events_before);
+    }
+
+    /// Messages not sent yet, newest first (only dead letters with `dead_only`).
+    pub async fn list(&self, dead_only: bool, limit: usize) -> Result<Vec<ListedRow>, OutboxError> {
+        self.engine.list(dead_only, limit).await
+    }
+
+    /// Makes every dead letter due again now; how many.
+    pub async fn retry_all_dead(&self) -> Result<u64, OutboxError> {
+        self.engine.retry_all_dead(self.clock.now_ms()).await
+    }
+
+    /// Deletes the dead letters received before `before` (unix ms); how many.
+    pub async fn purge_dead(&self, before: i64) -> Result<u64, OutboxError> {
+        self.engine.purge_dead(before).await
+    }
+
+    /// How many events are stored and not routed yet.
+    pub async fn unrouted_count(&self) -> Result<u64, OutboxError> {
+        self.engine.unrouted_count().await
+    }
+
+    /// Stored events newest first, as `filter` selects them.
+    pub async fn list_events(&self, filter: EventFilter) -> Result<Vec<EventRow>, OutboxError> {
+        self.engine.list_events(filter).await
+    }
+
+    /// Event `id` as received, if it is still kept.
+    pub async fn event(&self, id: i64) -> Result<Option<StoredEvent>, OutboxError> {
+        self.engine.event(id).await
+    }
+
+    /// Event `id`'s summary, if it is still kept.
+    pub async fn event_row(&self, id: i64) -> Result<Option<EventRow>, OutboxError> {
+        self.engine.event_row(id).await
+    }
+
+    /// The messages of event `id`, oldest first.
+    pub async fn event_messages(&self, id: i64) -> Result<Vec<ListedRow>, OutboxError> {
+        self.engine.event_messages(id).await
+    }
+
+    /// Ids of the events (not replays) received at or after `since` (unix ms), oldest first.
+    pub async fn event_ids_since(&self, since: i64) -> Result<Vec<i64>, OutboxError> {
+        self.engine.event_ids_since(since).await
+    }
+
+    /// Stores a replay of `of`, routed as `routed` says (its request id, its messages), at
+    /// `now`; returns the new event's id (see [`Engine::replay`]).
+    pub async fn replay(
+        &self,
+        of: StoredEvent,
+        routed: RoutedEvent,
+        now: i64,
+    ) -> Result<i64, OutboxError> {
+        self.engine.replay(of, routed, now).await
     }
 
     /// Enqueues messages directly, now: deduplicated on the batch's key, not tied to a stored

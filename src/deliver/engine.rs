@@ -8,8 +8,8 @@
 
 use super::bell::Bell;
 use super::store::{
-    ChannelStats, ChatRule, EncodedEvent, Ingested, Leased, Outcome, Reader, RoutedEvent,
-    RuleChange, StoreError, StoredEvent,
+    ChannelStats, ChatRule, EncodedEvent, EventFilter, EventRow, Ingested, Leased, ListedRow,
+    Outcome, Reader, RoutedEvent, RuleChange, StoreError, StoredEvent,
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
 use std::collections::HashMap;
@@ -206,6 +206,52 @@ pub trait Engine: Send + Sync + 'static {
     /// Makes the dead letter `id` due again at `now` and wakes its channel; returns its
     /// channel, or `None` (nothing changed) when `id` is not a dead letter.
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>>;
+
+    /// Messages not sent yet, newest first, at most `limit`: only dead letters with
+    /// `dead_only` (`outbox list`).
+    fn list(
+        &self,
+        dead_only: bool,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ListedRow>, OutboxError>>;
+
+    /// Makes every dead letter due again at `now`, each object's head recomputed; how many
+    /// (`outbox retry --all-dead`).
+    fn retry_all_dead(&self, now: i64) -> BoxFuture<'_, Result<u64, OutboxError>>;
+
+    /// Deletes the dead letters received before `before` (unix ms); how many (`outbox purge`).
+    fn purge_dead(&self, before: i64) -> BoxFuture<'_, Result<u64, OutboxError>>;
+
+    /// How many events are stored and not routed yet (the router's backlog).
+    fn unrouted_count(&self) -> BoxFuture<'_, Result<u64, OutboxError>>;
+
+    /// Stored events newest first, as `events list` and the preview page show them.
+    fn list_events(&self, filter: EventFilter)
+        -> BoxFuture<'_, Result<Vec<EventRow>, OutboxError>>;
+
+    /// Event `id` as received, if it is still kept.
+    fn event(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredEvent>, OutboxError>>;
+
+    /// Event `id`'s summary (state, what routing made of it), if it is still kept.
+    fn event_row(&self, id: i64) -> BoxFuture<'_, Result<Option<EventRow>, OutboxError>>;
+
+    /// The messages of event `id` with their state (`pending`, `sent`, `dead`), oldest first.
+    fn event_messages(&self, id: i64) -> BoxFuture<'_, Result<Vec<ListedRow>, OutboxError>>;
+
+    /// Ids of the events received at or after `since` (unix ms) that are not replays, oldest
+    /// first (`events replay --since`).
+    fn event_ids_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<i64>, OutboxError>>;
+
+    /// Stores a replay of `of` as a new event (request id `routed.request_id`, no dedupe key,
+    /// pointing at `of`), already routed as `routed` says, with its messages, in one
+    /// transaction; returns the new event's id. It never is a `new` event, so no router routes
+    /// it; its messages are inserted under their objects' order as a routed event's are.
+    fn replay(
+        &self,
+        of: StoredEvent,
+        routed: RoutedEvent,
+        now: i64,
+    ) -> BoxFuture<'_, Result<i64, OutboxError>>;
 
     /// Opens the router stage's reads (a connection of their own).
     fn router_reads(&self) -> Result<Box<dyn RouterReads>, OutboxError>;

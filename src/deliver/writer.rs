@@ -6,10 +6,11 @@
 use super::checkpoint::{self, Checkpointer};
 use super::engine::{Engine, LeaseAnswer, LeaseRequest, RouterReads, Wake, DIGEST_MAX};
 use super::store::{
-    self, ChannelStats, ChatRule, EncodedEvent, Ingested, Outcome, Reader, RoutedEvent, RuleChange,
-    Store, StoreError,
+    self, ChannelStats, ChatRule, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow,
+    Outcome, Reader, RoutedEvent, RuleChange, Store, StoreError, StoredEvent,
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
+use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, oneshot};
 
@@ -55,6 +56,18 @@ enum Cmd {
     LastPosts(oneshot::Sender<Result<Vec<(String, i64)>, OutboxError>>),
     /// When a dedupe key was last received (a read).
     ReceivedAt(String, oneshot::Sender<Result<Option<i64>, OutboxError>>),
+    /// A read on the writer's transaction (the closure answers it).
+    Read(Box<dyn FnOnce(&Connection) + Send>),
+    /// Store a replay, routed, with its messages; answered with its id after the commit.
+    Replay(
+        Box<(StoredEvent, RoutedEvent)>,
+        i64,
+        oneshot::Sender<Result<i64, OutboxError>>,
+    ),
+    /// Make every dead letter due again; answered with how many, after the commit.
+    RetryAllDead(i64, oneshot::Sender<Result<usize, OutboxError>>),
+    /// Delete dead letters received before a time; answered with how many, after the commit.
+    PurgeDead(i64, oneshot::Sender<Result<usize, OutboxError>>),
     /// Make one dead letter due again; answered with its channel, after the commit.
     RetryDead(
         i64,
@@ -110,6 +123,27 @@ impl SqliteEngine {
                 None
             }
         };
+        Self::start(store, path, wake, checkpointer)
+    }
+
+    /// Opens the store at `path` for an operator's command, beside a daemon that may be
+    /// running on it: no lease is released (the daemon's workers hold them) and commits
+    /// checkpoint as SQLite does by itself. The command's writes go through a writer thread of
+    /// its own, as the daemon's do.
+    pub fn attach(
+        path: &Path,
+        full_sync: bool,
+    ) -> Result<(SqliteEngine, std::thread::JoinHandle<()>), OutboxError> {
+        let store = Store::open(path, full_sync).map_err(store_err)?;
+        Self::start(store, path, Wake::default(), None)
+    }
+
+    fn start(
+        store: Store,
+        path: &Path,
+        wake: Wake,
+        checkpointer: Option<Checkpointer>,
+    ) -> Result<(SqliteEngine, std::thread::JoinHandle<()>), OutboxError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -126,6 +160,18 @@ impl SqliteEngine {
             },
             handle,
         ))
+    }
+
+    /// Runs the read `f` on the writer's transaction.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, OutboxError>> {
+        self.call(|reply| {
+            Cmd::Read(Box::new(move |conn| {
+                let _ = reply.send(f(conn).map_err(store_err));
+            }))
+        })
     }
 
     fn call<T: Send + 'static>(
@@ -212,6 +258,60 @@ impl Engine for SqliteEngine {
         self.call(|reply| Cmd::RetryDead(id, now, reply))
     }
 
+    fn list(
+        &self,
+        dead_only: bool,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ListedRow>, OutboxError>> {
+        self.read(move |c| store::list(c, dead_only, limit))
+    }
+
+    fn retry_all_dead(&self, now: i64) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        let n = self.call(|reply| Cmd::RetryAllDead(now, reply));
+        Box::pin(async move { Ok(n.await? as u64) })
+    }
+
+    fn purge_dead(&self, before: i64) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        let n = self.call(|reply| Cmd::PurgeDead(before, reply));
+        Box::pin(async move { Ok(n.await? as u64) })
+    }
+
+    fn unrouted_count(&self) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        self.read(store::unrouted_count)
+    }
+
+    fn list_events(
+        &self,
+        filter: EventFilter,
+    ) -> BoxFuture<'_, Result<Vec<EventRow>, OutboxError>> {
+        self.read(move |c| store::list_events(c, &filter))
+    }
+
+    fn event(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredEvent>, OutboxError>> {
+        self.read(move |c| store::event(c, id))
+    }
+
+    fn event_row(&self, id: i64) -> BoxFuture<'_, Result<Option<EventRow>, OutboxError>> {
+        self.read(move |c| store::event_row(c, id))
+    }
+
+    fn event_messages(&self, id: i64) -> BoxFuture<'_, Result<Vec<ListedRow>, OutboxError>> {
+        self.read(move |c| store::event_messages(c, id))
+    }
+
+    fn event_ids_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<i64>, OutboxError>> {
+        self.read(move |c| store::event_ids_since(c, since))
+    }
+
+    fn replay(
+        &self,
+        of: StoredEvent,
+        routed: RoutedEvent,
+        now: i64,
+    ) -> BoxFuture<'_, Result<i64, OutboxError>> {
+        self.call(|reply| Cmd::Replay(Box::new((of, routed)), now, reply))
+    }
+
     fn router_reads(&self) -> Result<Box<dyn RouterReads>, OutboxError> {
         Ok(Box::new(Reader::open(&self.path).map_err(store_err)?))
     }
@@ -242,6 +342,10 @@ enum Reply {
         oneshot::Sender<Result<Option<String>, OutboxError>>,
         Result<Option<String>, OutboxError>,
     ),
+    Id(
+        oneshot::Sender<Result<i64, OutboxError>>,
+        Result<i64, OutboxError>,
+    ),
 }
 
 impl Reply {
@@ -254,6 +358,7 @@ impl Reply {
             Reply::Record(tx, _) => drop(tx.send(Err(err()))),
             Reply::Count(tx, _) => drop(tx.send(Err(err()))),
             Reply::Retried(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Id(tx, _) => drop(tx.send(Err(err()))),
         }
     }
 
@@ -265,6 +370,7 @@ impl Reply {
             Reply::Record(tx, r) => drop(tx.send(r)),
             Reply::Count(tx, r) => drop(tx.send(r)),
             Reply::Retried(tx, r) => drop(tx.send(r)),
+            Reply::Id(tx, r) => drop(tx.send(r)),
         }
     }
 }
@@ -405,6 +511,34 @@ fn writer(mut store: Store, mut rx: mpsc::UnboundedReceiver<Cmd>, wake: Wake) {
                     }
                     Cmd::ReceivedAt(key, reply) => {
                         let _ = reply.send(store::received_at(&tx, &key).map_err(store_err));
+                    }
+                    Cmd::Read(read) => read(&tx),
+                    Cmd::Replay(replay, now, reply) => {
+                        let (of, routed) = *replay;
+                        let mut sp = tx.savepoint()?;
+                        let r = store::insert_replay(&sp, &of, &routed.request_id, &routed, now)
+                            .map_err(store_err);
+                        if r.is_ok() {
+                            sp.commit()?;
+                            woken.extend(routed.deliveries.iter().map(|d| d.channel.clone()));
+                        } else {
+                            sp.rollback()?;
+                        }
+                        replies.push(Reply::Id(reply, r));
+                    }
+                    Cmd::RetryAllDead(now, reply) => {
+                        let mut sp = tx.savepoint()?;
+                        let r = store::retry_dead(&sp, None, now).map_err(store_err);
+                        if r.is_ok() {
+                            sp.commit()?;
+                        } else {
+                            sp.rollback()?;
+                        }
+                        replies.push(Reply::Count(reply, r));
+                    }
+                    Cmd::PurgeDead(before, reply) => {
+                        let r = store::purge_dead(&tx, before).map_err(store_err);
+                        replies.push(Reply::Count(reply, r));
                     }
                     Cmd::RetryDead(id, now, reply) => {
                         let mut sp = tx.savepoint()?;

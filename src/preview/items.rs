@@ -1,10 +1,13 @@
 //! What the preview page can show: the bundled samples, the payloads of `preview.fixtures`, and
 //! the most recent stored events, each with an id the page sends back to render it.
 //!
-//! Stored events are read on a read-only SQLite connection of the page's own (the store's
-//! `Reader` offers no event listing), with the store's public readers; nothing here writes.
+//! Stored events are read through the daemon's outbox, on whichever store it has (SQLite, or
+//! the PostgreSQL database replicas share), with the engine's read operations; nothing here
+//! writes. The page's handlers call these functions on a blocking thread of the runtime.
 
-use crate::deliver::store::{self, EventFilter};
+use crate::deliver::durable::DurableOutbox;
+use crate::deliver::store::EventFilter;
+use crate::deliver::OutboxError;
 use crate::event::{self, Event, KINDS};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -47,7 +50,7 @@ pub enum ItemError {
 }
 
 /// Lists every source; a source that cannot be read is reported in `problems`, not fatal.
-pub fn list(fixtures: Option<&Path>, store_path: Option<&Path>) -> Items {
+pub fn list(fixtures: Option<&Path>, store: Option<&DurableOutbox>) -> Items {
     let mut items = Items::default();
     for row in &KINDS {
         for (file, _) in row.samples {
@@ -73,8 +76,8 @@ pub fn list(fixtures: Option<&Path>, store_path: Option<&Path>) -> Items {
             Err(e) => items.problems.push(e),
         }
     }
-    if let Some(path) = store_path {
-        match recent_events(path) {
+    if let Some(store) = store {
+        match recent_events(store) {
             Ok(events) => items.events = events,
             Err(e) => items.problems.push(e),
         }
@@ -83,14 +86,13 @@ pub fn list(fixtures: Option<&Path>, store_path: Option<&Path>) -> Items {
 }
 
 /// The newest stored event id (0 when none or unreadable): the page re-lists when it changes.
-pub fn newest_event(store_path: Option<&Path>) -> i64 {
-    let Some(path) = store_path else { return 0 };
-    let Ok(conn) = open(path) else { return 0 };
+pub fn newest_event(store: Option<&DurableOutbox>) -> i64 {
+    let Some(store) = store else { return 0 };
     let filter = EventFilter {
         limit: 1,
         ..EventFilter::default()
     };
-    conn.list_events(&filter)
+    wait(store.list_events(filter))
         .ok()
         .and_then(|rows| rows.first().map(|r| r.id))
         .unwrap_or(0)
@@ -100,7 +102,7 @@ pub fn newest_event(store_path: Option<&Path>) -> i64 {
 pub fn load(
     id: &str,
     fixtures: Option<&Path>,
-    store_path: Option<&Path>,
+    store: Option<&DurableOutbox>,
 ) -> Result<Event, ItemError> {
     let unknown = || ItemError::Unknown(id.to_string());
     if let Some(file) = id.strip_prefix("sample:") {
@@ -126,10 +128,8 @@ pub fn load(
     }
     if let Some(n) = id.strip_prefix("event:") {
         let n: i64 = n.parse().map_err(|_| unknown())?;
-        let path = store_path.ok_or_else(unknown)?;
-        let conn = open(path).map_err(ItemError::Unreadable)?;
-        let stored = conn
-            .event(n)
+        let store = store.ok_or_else(unknown)?;
+        let stored = wait(store.event(n))
             .map_err(|e| ItemError::Unreadable(format!("cannot read event {n}: {e}")))?
             .ok_or_else(unknown)?;
         let what = format!("event {n}");
@@ -173,22 +173,19 @@ pub fn index_headers(dir: &Path) -> HashMap<String, String> {
         .collect()
 }
 
-fn open(path: &Path) -> Result<store::Reader, String> {
-    if !path.exists() {
-        return Err(format!("no outbox at {} yet", path.display()));
-    }
-    store::Reader::open(path).map_err(|e| e.to_string())
+/// Waits for a read of the store, from a blocking thread of the runtime the outbox runs on.
+fn wait<T>(read: impl std::future::Future<Output = Result<T, OutboxError>>) -> Result<T, String> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+    runtime.block_on(read).map_err(|e| e.to_string())
 }
 
-fn recent_events(path: &Path) -> Result<Vec<Item>, String> {
-    let conn = open(path)?;
+fn recent_events(store: &DurableOutbox) -> Result<Vec<Item>, String> {
     let filter = EventFilter {
         limit: RECENT_EVENTS,
         ..EventFilter::default()
     };
-    let rows = conn
-        .list_events(&filter)
-        .map_err(|e| format!("cannot list stored events: {e}"))?;
+    let rows =
+        wait(store.list_events(filter)).map_err(|e| format!("cannot list stored events: {e}"))?;
     Ok(rows
         .into_iter()
         .map(|r| {

@@ -12,6 +12,7 @@
 
 pub mod items;
 
+use crate::deliver::durable::DurableOutbox;
 use crate::route::{self, RouteTable};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -63,7 +64,7 @@ pub struct PreviewState {
     /// `preview.fixtures`, if given.
     pub fixtures: Option<PathBuf>,
     /// The outbox, whose stored events are listed (read only).
-    pub store: Option<PathBuf>,
+    pub store: Option<DurableOutbox>,
     /// Served on a loopback address: requests must name the host as `localhost` or an IP
     /// address, so that a web site the user visits cannot reach the page through a DNS name
     /// rebound to 127.0.0.1.
@@ -78,7 +79,7 @@ impl PreviewState {
         load: Box<Loader>,
         fingerprint: Box<Fingerprint>,
         fixtures: Option<PathBuf>,
-        store: Option<PathBuf>,
+        store: Option<DurableOutbox>,
         local_only: bool,
     ) -> PreviewState {
         PreviewState {
@@ -220,7 +221,7 @@ async fn blocking<T: Send + 'static>(
 
 async fn list(State(state): State<Arc<PreviewState>>) -> Response {
     match blocking(&state, |s| {
-        items::list(s.fixtures.as_deref(), s.store.as_deref())
+        items::list(s.fixtures.as_deref(), s.store.as_ref())
     })
     .await
     {
@@ -241,7 +242,7 @@ struct Version {
 async fn version(State(state): State<Arc<PreviewState>>) -> Response {
     match blocking(&state, |s| Version {
         templates: format!("{:016x}", (s.fingerprint)()),
-        events: items::newest_event(s.store.as_deref()),
+        events: items::newest_event(s.store.as_ref()),
     })
     .await
     {
@@ -276,7 +277,7 @@ pub struct Preview {
 
 async fn render(State(state): State<Arc<PreviewState>>, Path(item): Path<String>) -> Response {
     let answer = blocking(&state, move |s| {
-        let event = items::load(&item, s.fixtures.as_deref(), s.store.as_deref())?;
+        let event = items::load(&item, s.fixtures.as_deref(), s.store.as_ref())?;
         let (version, table) = s.table();
         Ok::<_, items::ItemError>(preview(&event, &table, version))
     })

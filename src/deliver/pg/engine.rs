@@ -5,13 +5,15 @@
 //! ([`SharedWindow`]). Wake-ups are local (a replica's own commits wake its router and
 //! workers); work committed by another replica is found by polling.
 
-use super::{migrate, ops, Migrated, PgError, LOCK_SPACE, ROUTER_LOCK};
+use super::{
+    events, memory, messages, migrate, rules, window, Migrated, PgError, LOCK_SPACE, ROUTER_LOCK,
+};
 use crate::deliver::engine::{
     Engine, LeaseAnswer, LeaseRequest, RouterReads, SharedWindow, Slot, Wake,
 };
 use crate::deliver::store::{
-    ChannelStats, ChatRule, EncodedEvent, Ingested, ListedRow, Outcome, RoutedEvent, RuleChange,
-    StoreError, StoredEvent,
+    ChannelStats, ChatRule, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, Outcome,
+    RoutedEvent, RuleChange, StoreError, StoredEvent,
 };
 use crate::deliver::{Batch, BoxFuture, Enqueued, OutboxError};
 use crate::secret::Secret;
@@ -174,7 +176,7 @@ impl PgEngine {
             }),
         };
         let tx = client.transaction().await?;
-        let released = ops::release_owned(&tx, &engine.inner.owner).await?;
+        let released = messages::release_owned(&tx, &engine.inner.owner).await?;
         tx.commit().await?;
         if released > 0 {
             tracing::info!(
@@ -199,28 +201,6 @@ impl PgEngine {
     async fn conn(&self) -> Result<deadpool_postgres::Object, PgError> {
         Ok(self.inner.pool.get().await?)
     }
-
-    /// Messages not sent yet (or only dead letters), newest first (`outbox list`).
-    pub async fn list(&self, dead_only: bool, limit: usize) -> Result<Vec<ListedRow>, PgError> {
-        let c = self.conn().await?;
-        ops::list(&c, dead_only, limit).await
-    }
-
-    /// Makes every dead letter due again at `now`; how many (`outbox retry --all-dead`).
-    pub async fn retry_all_dead(&self, now: i64) -> Result<u64, PgError> {
-        Ok(in_tx!(self, |tx| ops::retry_all_dead(&tx, now)))
-    }
-
-    /// Deletes dead letters created before `before`; how many (`outbox purge`).
-    pub async fn purge_dead(&self, before: i64) -> Result<u64, PgError> {
-        Ok(in_tx!(self, |tx| ops::purge_dead(&tx, before)))
-    }
-
-    /// Events stored and not routed yet.
-    pub async fn unrouted_count(&self) -> Result<u64, PgError> {
-        let c = self.conn().await?;
-        ops::unrouted_count(&c).await
-    }
 }
 
 impl Engine for PgEngine {
@@ -232,7 +212,7 @@ impl Engine for PgEngine {
     ) -> BoxFuture<'_, Result<Ingested, OutboxError>> {
         Box::pin(async move {
             let client = self.conn().await?;
-            let r = ops::ingest(&client, &ev, now, dedupe_since).await?;
+            let r = events::ingest(&client, &ev, now, dedupe_since).await?;
             if matches!(r, Ingested::Accepted(_)) {
                 self.inner.wake.router();
             }
@@ -247,7 +227,7 @@ impl Engine for PgEngine {
         dedupe_since: i64,
     ) -> BoxFuture<'_, Result<Enqueued, OutboxError>> {
         Box::pin(async move {
-            let r = in_tx!(self, |tx| ops::enqueue(&tx, &batch, now, dedupe_since));
+            let r = in_tx!(self, |tx| messages::enqueue(&tx, &batch, now, dedupe_since));
             if r == Enqueued::Accepted {
                 self.inner
                     .wake
@@ -259,7 +239,7 @@ impl Engine for PgEngine {
 
     fn routed(&self, events: Vec<RoutedEvent>, now: i64) -> BoxFuture<'_, Result<(), OutboxError>> {
         Box::pin(async move {
-            let woken = in_tx!(self, |tx| ops::routed(&tx, &events, now));
+            let woken = in_tx!(self, |tx| events::routed(&tx, &events, now));
             self.inner.wake.channels(woken);
             Ok(())
         })
@@ -269,7 +249,7 @@ impl Engine for PgEngine {
         Box::pin(async move {
             let token = self.token();
             let owner = self.inner.owner.clone();
-            let answer = in_tx!(self, |tx| ops::lease(&tx, &req, token, &owner));
+            let answer = in_tx!(self, |tx| messages::lease(&tx, &req, token, &owner));
             let mut tokens = self.tokens();
             for m in &answer.messages {
                 tokens.insert(m.id, token);
@@ -292,7 +272,7 @@ impl Engine for PgEngine {
                 );
                 return Ok(());
             };
-            let applied = in_tx!(self, |tx| ops::record(&tx, id, token, &outcome, now));
+            let applied = in_tx!(self, |tx| messages::record(&tx, id, token, &outcome, now));
             if !applied {
                 tracing::warn!(
                     message = id,
@@ -308,7 +288,7 @@ impl Engine for PgEngine {
         let me = self.clone();
         tokio::spawn(async move {
             let pruned: Result<u64, OutboxError> = async {
-                Ok(in_tx!(me, |tx| ops::prune(
+                Ok(in_tx!(me, |tx| events::prune(
                     &tx,
                     dedupe_before,
                     events_before
@@ -325,7 +305,7 @@ impl Engine for PgEngine {
 
     fn ping(&self, now: i64) -> BoxFuture<'_, Result<(), OutboxError>> {
         Box::pin(async move {
-            in_tx!(self, |tx| ops::touch(&tx, now));
+            in_tx!(self, |tx| events::touch(&tx, now));
             Ok(())
         })
     }
@@ -333,42 +313,125 @@ impl Engine for PgEngine {
     fn stats(&self) -> BoxFuture<'_, Result<Vec<ChannelStats>, OutboxError>> {
         Box::pin(async move {
             let c = self.conn().await?;
-            Ok(ops::stats(&c).await?)
+            Ok(messages::stats(&c).await?)
         })
     }
 
     fn change_rules(&self, change: RuleChange) -> BoxFuture<'_, Result<usize, OutboxError>> {
-        Box::pin(async move { Ok(in_tx!(self, |tx| ops::change_rules(&tx, &change))) })
+        Box::pin(async move { Ok(in_tx!(self, |tx| rules::change_rules(&tx, &change))) })
     }
 
     fn chat_rules(&self) -> BoxFuture<'_, Result<Vec<ChatRule>, OutboxError>> {
         Box::pin(async move {
             let c = self.conn().await?;
-            Ok(ops::chat_rules(&c).await?)
+            Ok(rules::chat_rules(&c).await?)
         })
     }
 
     fn last_posts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>> {
         Box::pin(async move {
             let c = self.conn().await?;
-            Ok(ops::last_posts(&c).await?)
+            Ok(messages::last_posts(&c).await?)
         })
     }
 
     fn received_at(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, OutboxError>> {
         Box::pin(async move {
             let c = self.conn().await?;
-            Ok(ops::received_at(&c, &key).await?)
+            Ok(events::received_at(&c, &key).await?)
         })
     }
 
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>> {
         Box::pin(async move {
-            let channel = in_tx!(self, |tx| ops::retry_dead(&tx, id, now));
+            let channel = in_tx!(self, |tx| messages::retry_dead(&tx, id, now));
             if let Some(c) = &channel {
                 self.inner.wake.channels(vec![c.clone()]);
             }
             Ok(channel)
+        })
+    }
+
+    fn list(
+        &self,
+        dead_only: bool,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ListedRow>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(messages::list(&c, dead_only, limit).await?)
+        })
+    }
+
+    fn retry_all_dead(&self, now: i64) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        Box::pin(async move { Ok(in_tx!(self, |tx| messages::retry_all_dead(&tx, now))) })
+    }
+
+    fn purge_dead(&self, before: i64) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        Box::pin(async move { Ok(in_tx!(self, |tx| messages::purge_dead(&tx, before))) })
+    }
+
+    fn unrouted_count(&self) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::unrouted_count(&c).await?)
+        })
+    }
+
+    fn list_events(
+        &self,
+        filter: EventFilter,
+    ) -> BoxFuture<'_, Result<Vec<EventRow>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::list_events(&c, &filter).await?)
+        })
+    }
+
+    fn event(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredEvent>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::event(&c, id).await?)
+        })
+    }
+
+    fn event_row(&self, id: i64) -> BoxFuture<'_, Result<Option<EventRow>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::event_row(&c, id).await?)
+        })
+    }
+
+    fn event_messages(&self, id: i64) -> BoxFuture<'_, Result<Vec<ListedRow>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::event_messages(&c, id).await?)
+        })
+    }
+
+    fn event_ids_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<i64>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(events::event_ids_since(&c, since).await?)
+        })
+    }
+
+    fn replay(
+        &self,
+        of: StoredEvent,
+        routed: RoutedEvent,
+        now: i64,
+    ) -> BoxFuture<'_, Result<i64, OutboxError>> {
+        Box::pin(async move {
+            let id = in_tx!(self, |tx| events::replay(&tx, &of, &routed, now));
+            self.inner.wake.channels(
+                routed
+                    .deliveries
+                    .iter()
+                    .map(|d| d.channel.clone())
+                    .collect(),
+            );
+            Ok(id)
         })
     }
 
@@ -401,7 +464,7 @@ impl SharedWindow for PgEngine {
     ) -> BoxFuture<'a, Result<Slot, OutboxError>> {
         Box::pin(async move {
             let client = self.conn().await?;
-            Ok(ops::take_slot(&client, credential, per_minute).await?)
+            Ok(window::take_slot(&client, credential, per_minute).await?)
         })
     }
 
@@ -411,7 +474,7 @@ impl SharedWindow for PgEngine {
         d: Duration,
     ) -> BoxFuture<'a, Result<(), OutboxError>> {
         Box::pin(async move {
-            in_tx!(self, |tx| ops::pause(&tx, credential, d));
+            in_tx!(self, |tx| window::pause(&tx, credential, d));
             Ok(())
         })
     }
@@ -428,7 +491,7 @@ impl SharedWindow for PgEngine {
                 return Ok(false);
             };
             let until = now.saturating_add(lease_ms);
-            Ok(in_tx!(self, |tx| ops::renew(&tx, &ids, token, until)))
+            Ok(in_tx!(self, |tx| messages::renew(&tx, &ids, token, until)))
         })
     }
 }
@@ -511,15 +574,15 @@ impl RouterReads for PgRouterReads {
                 self.routing.store(true, Ordering::Relaxed);
                 tracing::info!("this replica routes the stored events (it holds the router lock)");
             }
-            ops::new_events(&c.client, limit).await
+            events::new_events(&c.client, limit).await
         })
     }
 
     fn chat_rules(&self) -> Result<Vec<ChatRule>, StoreError> {
-        self.with_conn(async |c: &mut RouterConn| ops::chat_rules(&c.client).await)
+        self.with_conn(async |c: &mut RouterConn| rules::chat_rules(&c.client).await)
     }
 
     fn memory(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.with_conn(async |c: &mut RouterConn| ops::memory(&c.client, key).await)
+        self.with_conn(async |c: &mut RouterConn| memory::memory(&c.client, key).await)
     }
 }

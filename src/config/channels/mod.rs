@@ -1,0 +1,224 @@
+//! `[[channels]]`: the fields every channel has (name, kind, format, events, confidentiality,
+//! rate) and the dispatch of its URL and credentials to its kind's family: `console` (none),
+//! `zoho` (Cliq and Zoho functions: a plain URL and a zapikey, OAuth token or appkey) and
+//! `webhook` (Slack, Mattermost, Teams, Google Chat, Discord and generic webhooks: the URL is
+//! the credential). `kind` lists the kinds.
+
+mod console;
+mod kind;
+mod webhook;
+mod zoho;
+
+pub use console::CONSOLE_URL;
+pub use kind::{ChannelKind, CONSOLE_RATE_PER_MINUTE, DEFAULT_RATE_PER_MINUTE};
+
+use super::errors::{invalid, ConfigError};
+use super::secrets::{secret, Environment, SecretSources};
+use crate::deliver::Endpoint;
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::config) struct RawChannel {
+    name: String,
+    kind: Option<String>,
+    url: Option<String>,
+    zapikey: Option<String>,
+    zapikey_file: Option<PathBuf>,
+    zapikey_env: Option<String>,
+    oauth_token: Option<String>,
+    oauth_token_file: Option<PathBuf>,
+    oauth_token_env: Option<String>,
+    appkey: Option<String>,
+    appkey_file: Option<PathBuf>,
+    appkey_env: Option<String>,
+    url_file: Option<PathBuf>,
+    url_env: Option<String>,
+    format: Option<String>,
+    signing_secret: Option<String>,
+    signing_secret_file: Option<PathBuf>,
+    signing_secret_env: Option<String>,
+    events: Option<Vec<String>>,
+    #[serde(default)]
+    confidential: bool,
+    rate_per_minute: Option<u32>,
+}
+
+/// What a channel's bodies are (`channels[].format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// The event rendered through the kind's templates (the default, except for
+    /// `zoho_function` and `webhook`).
+    #[default]
+    Card,
+    /// The documented, versioned event JSON (`render::event_json`).
+    Event,
+}
+
+/// One `[[channels]]` entry, validated.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    /// Unique name, used in logs and the outbox.
+    pub name: String,
+    /// `kind`: Cliq (default), another chat, a generic webhook or the console.
+    pub kind: ChannelKind,
+    /// `format`: a rendered card or the event JSON.
+    pub format: Format,
+    /// Where and how to post.
+    pub endpoint: Endpoint,
+    /// Event-key globs; `!glob` excludes. Empty means every event.
+    pub events: Vec<String>,
+    /// Whether confidential issues and notes may be posted here.
+    pub confidential: bool,
+    /// Posts per minute allowed for this channel's credential.
+    pub rate_per_minute: u32,
+}
+
+/// Validates `[[channels]]`: unique names, each kind's URL and credentials, event filters and
+/// rates.
+pub(in crate::config) fn channels_section(
+    raw: Vec<RawChannel>,
+    env: &dyn Environment,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<Vec<ChannelConfig>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut channels = Vec::new();
+    for (i, mut c) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("channels[{i}].{k}");
+        if c.name.trim().is_empty() {
+            return Err(invalid(key("name"), "must not be empty"));
+        }
+        if !names.insert(c.name.clone()) {
+            return Err(invalid(key("name"), format!("{:?} is used twice", c.name)));
+        }
+        let kind = match c.kind.as_deref().map(str::trim) {
+            None => ChannelKind::Cliq,
+            Some(name) => ChannelKind::from_name(name).ok_or_else(|| {
+                let names: Vec<&str> = ChannelKind::ALL.iter().map(|k| k.as_str()).collect();
+                invalid(
+                    key("kind"),
+                    format!(
+                        "{name:?} is not a channel kind: one of {}",
+                        names.join(", ")
+                    ),
+                )
+            })?,
+        };
+        let (endpoint, format) = channel_endpoint(i, kind, &mut c, env, resolve)?;
+        let events = c.events.unwrap_or_default();
+        for (j, e) in events.iter().enumerate() {
+            if e.trim_start_matches('!').trim().is_empty() {
+                return Err(invalid(
+                    format!("channels[{i}].events[{j}]"),
+                    "empty pattern",
+                ));
+            }
+        }
+        let rate_per_minute = c.rate_per_minute.unwrap_or(kind.default_rate_per_minute());
+        if rate_per_minute == 0 {
+            return Err(invalid(key("rate_per_minute"), "must be at least 1"));
+        }
+        channels.push(ChannelConfig {
+            name: c.name,
+            kind,
+            format,
+            endpoint,
+            events,
+            confidential: c.confidential,
+            rate_per_minute,
+        });
+    }
+
+    Ok(channels)
+}
+
+/// The endpoint and format of channel `i` of `kind`: `format` checked, then the URL and
+/// credentials by the kind's family (a URL that embeds a secret becomes one).
+fn channel_endpoint(
+    i: usize,
+    kind: ChannelKind,
+    c: &mut RawChannel,
+    env: &dyn Environment,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<(Endpoint, Format), ConfigError> {
+    let r = Reader { i, env, resolve };
+    let format = match c.format.as_deref().map(str::trim) {
+        None if matches!(kind, ChannelKind::ZohoFunction | ChannelKind::Webhook) => Format::Event,
+        None | Some("card") => Format::Card,
+        Some("event") => Format::Event,
+        Some(other) => {
+            return Err(invalid(
+                r.key("format"),
+                format!("{other:?} is not a format: \"card\" or \"event\""),
+            ))
+        }
+    };
+    match kind {
+        ChannelKind::Console => console::endpoint(&r, c, format),
+        ChannelKind::Cliq | ChannelKind::ZohoFunction => zoho::endpoint(&r, kind, c, format),
+        ChannelKind::Slack
+        | ChannelKind::Mattermost
+        | ChannelKind::Teams
+        | ChannelKind::GoogleChat
+        | ChannelKind::Discord
+        | ChannelKind::Webhook => webhook::endpoint(&r, kind, c, format),
+    }
+}
+
+/// What a family reads channel `i`'s credentials with.
+struct Reader<'a> {
+    i: usize,
+    env: &'a dyn Environment,
+    resolve: &'a dyn Fn(PathBuf) -> PathBuf,
+}
+
+impl Reader<'_> {
+    /// `channels[i].k`.
+    fn key(&self, k: &str) -> String {
+        format!("channels[{}].{k}", self.i)
+    }
+
+    /// The secret `name` of the channel from at most one of its value, file or variable.
+    fn secret(
+        &self,
+        name: &str,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+        env_var: Option<String>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        secret(
+            SecretSources {
+                key: &self.key(name),
+                inline,
+                file: file.map(self.resolve),
+                env: env_var,
+            },
+            self.env,
+        )
+    }
+}
+
+/// The credential keys a channel gives, in the order messages name them.
+fn given(c: &RawChannel) -> Vec<&'static str> {
+    [
+        ("zapikey", c.zapikey.is_some()),
+        ("zapikey_file", c.zapikey_file.is_some()),
+        ("zapikey_env", c.zapikey_env.is_some()),
+        ("oauth_token", c.oauth_token.is_some()),
+        ("oauth_token_file", c.oauth_token_file.is_some()),
+        ("oauth_token_env", c.oauth_token_env.is_some()),
+        ("appkey", c.appkey.is_some()),
+        ("appkey_file", c.appkey_file.is_some()),
+        ("appkey_env", c.appkey_env.is_some()),
+        ("signing_secret", c.signing_secret.is_some()),
+        ("signing_secret_file", c.signing_secret_file.is_some()),
+        ("signing_secret_env", c.signing_secret_env.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect()
+}

@@ -1,0 +1,354 @@
+//! Events on PostgreSQL: ingest with dedupe in one statement, the readiness probe's row, new
+//! events read back for the router (no high-water mark), the routed mark with its messages
+//! under their objects' locks, and pruning.
+
+use super::memory::remember;
+use super::messages::{insert_messages, listed_row, lock_objects};
+use super::PgError;
+use crate::deliver::store::{
+    self, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, RoutedEvent, StoredEvent,
+};
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+
+/// Records `key` as seen at `now` unless it was seen at or after `since`; `true` when it was
+/// (a duplicate). Two replicas receiving one key at once meet on its unique index: the second
+/// waits for the first's commit, then sees a duplicate.
+pub(super) async fn seen_before(
+    tx: &Transaction<'_>,
+    key: &str,
+    now: i64,
+    since: i64,
+) -> Result<bool, PgError> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO dedupe (key, received_at) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET received_at = EXCLUDED.received_at
+              WHERE dedupe.received_at < $3
+             RETURNING 1",
+        )
+        .await?;
+    Ok(tx.query_opt(&stmt, &[&key, &now, &since]).await?.is_none())
+}
+
+/// Stores a received delivery as a new event unless its dedupe key is a duplicate: one
+/// statement, so one round trip and one commit (the acknowledgement path). The key's row is the
+/// unique index two replicas meet on: the second waits for the first's commit, then finds the
+/// key seen (no row back: a duplicate).
+pub async fn ingest(
+    client: &deadpool_postgres::ClientWrapper,
+    ev: &EncodedEvent,
+    now: i64,
+    dedupe_since: i64,
+) -> Result<Ingested, PgError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH d AS (INSERT INTO dedupe (key, received_at)
+                        SELECT $3::text, $1::bigint WHERE $3::text IS NOT NULL
+                        ON CONFLICT (key) DO UPDATE SET received_at = EXCLUDED.received_at
+                         WHERE dedupe.received_at < $6
+                        RETURNING 1),
+                  e AS (INSERT INTO events (received_at, request_id, dedupe_key)
+                        SELECT $1, $2, $3 WHERE $3::text IS NULL OR EXISTS (SELECT 1 FROM d)
+                        RETURNING id)
+             INSERT INTO event_bodies (id, headers, body, encoding)
+             SELECT id, $4, $5, 'lz4' FROM e RETURNING id",
+        )
+        .await?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &now,
+                &ev.request_id,
+                &ev.dedupe_key,
+                &ev.headers,
+                &ev.body,
+                &dedupe_since,
+            ],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => Ingested::Accepted(r.try_get(0)?),
+        None => Ingested::Duplicate,
+    })
+}
+
+/// Marks each event routed with its messages and memory; an event routed already is left as
+/// it is. Returns the channels that got messages.
+pub async fn routed(
+    tx: &Transaction<'_>,
+    events: &[RoutedEvent],
+    now: i64,
+) -> Result<Vec<String>, PgError> {
+    lock_objects(tx, events.iter().flat_map(|e| e.deliveries.iter())).await?;
+    let mark = tx
+        .prepare_cached(
+            "UPDATE events SET state = 'routed', routed_at = $2, kind = $3, key = $4,
+                    project = $5, outcome = $6
+              WHERE id = $1 AND state = 'new'",
+        )
+        .await?;
+    let mut woken = Vec::new();
+    for r in events {
+        let changed = tx
+            .execute(
+                &mark,
+                &[&r.event_id, &now, &r.kind, &r.key, &r.project, &r.outcome],
+            )
+            .await?;
+        if changed == 0 {
+            continue;
+        }
+        for (key, value) in &r.memory {
+            remember(tx, key, value, now).await?;
+        }
+        insert_messages(
+            tx,
+            Some(r.event_id),
+            &r.request_id,
+            r.idempotency_key.as_deref(),
+            &r.deliveries,
+            now,
+        )
+        .await?;
+        woken.extend(r.deliveries.iter().map(|d| d.channel.clone()));
+    }
+    Ok(woken)
+}
+
+/// Columns [`stored_event`] reads, in its order, and the join they come from.
+const STORED_EVENT_COLUMNS: &str =
+    "e.id, e.received_at, e.request_id, e.dedupe_key, b.headers, b.body, e.replay_of, b.encoding
+       FROM events e JOIN event_bodies b ON b.id = e.id";
+
+fn stored_event(r: &Row) -> Result<StoredEvent, PgError> {
+    store::stored_event_of(
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get::<_, &str>(4)?,
+        r.try_get(5)?,
+        r.try_get(6)?,
+        r.try_get::<_, Option<&str>>(7)?,
+    )
+    .map_err(PgError::Db)
+}
+
+/// Events not routed yet, oldest first (whatever was committed late: no high-water mark).
+pub async fn new_events(
+    client: &tokio_postgres::Client,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, PgError> {
+    let rows = client
+        .query(
+            &format!("SELECT {STORED_EVENT_COLUMNS} WHERE e.state = 'new' ORDER BY e.id LIMIT $1"),
+            &[&(limit as i64)],
+        )
+        .await?;
+    rows.iter().map(stored_event).collect()
+}
+
+/// Event `id` as received, if it is still kept.
+pub async fn event(
+    client: &tokio_postgres::Client,
+    id: i64,
+) -> Result<Option<StoredEvent>, PgError> {
+    client
+        .query_opt(
+            &format!("SELECT {STORED_EVENT_COLUMNS} WHERE e.id = $1"),
+            &[&id],
+        )
+        .await?
+        .as_ref()
+        .map(stored_event)
+        .transpose()
+}
+
+/// The columns [`event_row_of`] reads.
+const EVENT_ROW_COLUMNS: &str =
+    "id, received_at, state, kind, key, project, outcome, replay_of, request_id FROM events";
+
+fn event_row_of(r: &Row) -> Result<EventRow, PgError> {
+    Ok(EventRow {
+        id: r.try_get(0)?,
+        received_at: r.try_get(1)?,
+        state: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        key: r.try_get(4)?,
+        project: r.try_get(5)?,
+        outcome: r.try_get(6)?,
+        replay_of: r.try_get(7)?,
+        request_id: r.try_get(8)?,
+    })
+}
+
+/// Events newest first, as `events list` shows them.
+pub async fn list_events(
+    client: &tokio_postgres::Client,
+    filter: &EventFilter,
+) -> Result<Vec<EventRow>, PgError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {EVENT_ROW_COLUMNS}
+                  WHERE ($1::text IS NULL OR kind = $1)
+                    AND ($2::text IS NULL OR strpos(COALESCE(project, ''), $2) > 0)
+                    AND ($3::bigint IS NULL OR received_at >= $3)
+                  ORDER BY id DESC LIMIT $4"
+            ),
+            &[
+                &filter.kind,
+                &filter.project,
+                &filter.since,
+                &(filter.limit.min(i64::MAX as usize) as i64),
+            ],
+        )
+        .await?;
+    rows.iter().map(event_row_of).collect()
+}
+
+/// Event `id`'s summary, if it is kept.
+pub async fn event_row(
+    client: &tokio_postgres::Client,
+    id: i64,
+) -> Result<Option<EventRow>, PgError> {
+    client
+        .query_opt(&format!("SELECT {EVENT_ROW_COLUMNS} WHERE id = $1"), &[&id])
+        .await?
+        .as_ref()
+        .map(event_row_of)
+        .transpose()
+}
+
+/// Ids of events received at or after `since` (unix ms) that are not replays, oldest first.
+pub async fn event_ids_since(
+    client: &tokio_postgres::Client,
+    since: i64,
+) -> Result<Vec<i64>, PgError> {
+    let rows = client
+        .query(
+            "SELECT id FROM events WHERE received_at >= $1 AND replay_of IS NULL ORDER BY id",
+            &[&since],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// The messages of event `id` with their state (`pending`, `sent`, `dead`), oldest first.
+pub async fn event_messages(
+    client: &tokio_postgres::Client,
+    id: i64,
+) -> Result<Vec<ListedRow>, PgError> {
+    let rows = client
+        .query(
+            "SELECT id, state, COALESCE(sent_at, next_at), delivery_id, channel, attempts,
+                    created_at, last_status, last_error
+               FROM messages WHERE event_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?;
+    rows.iter().map(listed_row).collect()
+}
+
+/// Stores a replay of `of` as a new event (request id `routed.request_id`, no dedupe key,
+/// pointing at `of`) marked routed with its messages, in the caller's transaction; returns its
+/// id. The event is inserted `new` and marked in the same transaction, so no router ever sees
+/// it unrouted; its messages take their objects' locks as [`routed`]'s do.
+pub async fn replay(
+    tx: &Transaction<'_>,
+    of: &StoredEvent,
+    routed_as: &RoutedEvent,
+    now: i64,
+) -> Result<i64, PgError> {
+    lock_objects(tx, routed_as.deliveries.iter()).await?;
+    let mut raw = of.raw.clone();
+    raw.request_id = routed_as.request_id.clone();
+    raw.dedupe_key = None;
+    let ev = raw.encode();
+    let row = tx
+        .query_one(
+            "WITH e AS (INSERT INTO events (received_at, request_id, replay_of)
+                        VALUES ($1, $2, $3) RETURNING id)
+             INSERT INTO event_bodies (id, headers, body, encoding)
+             SELECT id, $4, $5, 'lz4' FROM e RETURNING id",
+            &[&now, &ev.request_id, &of.id, &ev.headers, &ev.body],
+        )
+        .await?;
+    let id: i64 = row.try_get(0)?;
+    let routed_as = RoutedEvent {
+        event_id: id,
+        idempotency_key: None,
+        ..routed_as.clone()
+    };
+    routed(tx, std::slice::from_ref(&routed_as), now).await?;
+    Ok(id)
+}
+
+/// Forgets old dedupe keys and routed events (with their sent messages).
+pub async fn prune(
+    tx: &Transaction<'_>,
+    dedupe_before: i64,
+    events_before: i64,
+) -> Result<u64, PgError> {
+    tx.execute(
+        "DELETE FROM dedupe WHERE received_at < $1",
+        &[&dedupe_before],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM messages WHERE state = 'sent' AND sent_at < $1",
+        &[&events_before],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM event_bodies WHERE id IN
+           (SELECT id FROM events WHERE state = 'routed' AND received_at < $1)",
+        &[&events_before],
+    )
+    .await?;
+    Ok(tx
+        .execute(
+            "DELETE FROM events WHERE state = 'routed' AND received_at < $1",
+            &[&events_before],
+        )
+        .await?)
+}
+
+/// The readiness probe's dedupe key: no HTTP header can carry DEL, so no `Idempotency-Key`
+/// meets it (SQLite's has a NUL, which PostgreSQL's text refuses).
+pub const PROBE_KEY: &str = "\u{7f}readyz";
+
+/// The readiness probe's write.
+pub async fn touch(tx: &Transaction<'_>, now: i64) -> Result<(), PgError> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO dedupe (key, received_at) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET received_at = EXCLUDED.received_at",
+        )
+        .await?;
+    tx.execute(&stmt, &[&PROBE_KEY, &now]).await?;
+    Ok(())
+}
+
+/// Events stored and not routed yet.
+pub async fn unrouted_count(client: &tokio_postgres::Client) -> Result<u64, PgError> {
+    let n: i64 = client
+        .query_one("SELECT COUNT(*) FROM events WHERE state = 'new'", &[])
+        .await?
+        .try_get(0)?;
+    Ok(n.max(0) as u64)
+}
+
+/// When the delivery with dedupe key `key` was last received.
+pub async fn received_at(
+    client: &tokio_postgres::Client,
+    key: &str,
+) -> Result<Option<i64>, PgError> {
+    Ok(client
+        .query_opt("SELECT received_at FROM dedupe WHERE key = $1", &[&key])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?)
+}
