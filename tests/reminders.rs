@@ -2,16 +2,21 @@
 //! reminder fetches and lists (paged listings, a 429, a project the token cannot read, drafts,
 //! approvals, young and unassigned merge requests, failed pipelines), the time budget, and the
 //! card they make with mapped reviewers' mentions. Every variable the card's context carries is
-//! documented.
+//! documented. Through the binary: `reminders run --dry-run` prints exactly the waiting merge
+//! requests and queues nothing, `reminders run` queues one card per channel, `reminders list`
+//! shows the next run in the reminder's zone, and `check` refuses a bad schedule by its key.
 
+use crate::support::cli;
 use crate::support::fake_gitlab_mrs::{FakeGitlabMrs, Mr, TOKEN};
 use crate::support::renderer::dates;
+use crate::support::temp::TempDir;
 use crate::support::turn;
 use gitlab_chat_bridge::gitlab::merge_requests::{fetch_open, sources, FetchLimits};
 use gitlab_chat_bridge::gitlab::reviews::{select, worth_asking, Reviews, Rules};
 use gitlab_chat_bridge::gitlab::{Client, RetryPolicy};
 use gitlab_chat_bridge::render::reminder::{context, VARIABLES};
 use gitlab_chat_bridge::render::{Mentions, RenderSettings, Rendered, Renderer};
+use gitlab_chat_bridge::schedule::Schedule;
 use gitlab_chat_bridge::secret::Secret;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -277,4 +282,177 @@ async fn every_variable_of_the_card_is_documented() {
         .collect();
     assert!(missing.is_empty(), "undocumented: {missing:?}");
     assert!(seen.len() >= 15, "{seen:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the binary: `reminders list|run`, and `check` refusing a bad schedule
+// ---------------------------------------------------------------------------------------------
+
+/// A config with a Cliq and a Slack channel, `[mentions]` for both, and reminder `reviews`
+/// (`schedule`) over `acme/*` and `ops/secret` on GitLab at `gitlab`.
+fn write_config(dir: &TempDir, gitlab: &str, schedule: &str) -> std::path::PathBuf {
+    dir.write(
+        "config.toml",
+        &format!(
+            r#"[server]
+secret_token = "hook-secret"
+
+[outbox]
+path = "outbox.db"
+
+[[channels]]
+name = "dev"
+url = "https://cliq.zoho.com/api/v2/channelsbyname/dev/message"
+zapikey = "zk-test"
+
+[[channels]]
+name = "slack"
+kind = "slack"
+url = "https://hooks.slack.com/services/T000/B000/XXXX"
+
+[mentions]
+alice = "55501"
+bob = "55502"
+
+[mentions.slack]
+alice = "U0ALICE"
+
+[gitlab]
+url = "{gitlab}"
+token = "{TOKEN}"
+
+[[reminders]]
+name = "reviews"
+channels = ["dev", "slack"]
+schedule = "{schedule}"
+timezone = "Europe/Berlin"
+projects = ["acme/*", "ops/secret"]
+"#
+        ),
+    )
+}
+
+fn bin(args: &[&str]) -> cli::CliOutput {
+    let r = cli::run(args);
+    assert!(
+        !r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN),
+        "the token leaked:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    r
+}
+
+#[test]
+fn run_dry_run_prints_exactly_the_waiting_merge_requests_and_queues_nothing() {
+    let _turn = turn::shared();
+    let f = fake();
+    let dir = TempDir::new("reminders-dry-run");
+    let config = write_config(&dir, f.base(), "weekdays 09:30");
+    let config = config.to_str().unwrap();
+    let r = bin(&[
+        "reminders",
+        "--config",
+        config,
+        "run",
+        "reviews",
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let cliq_body = r
+        .stdout
+        .split("--- dev ---\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("no dev body:\n{}", r.stdout));
+    let card: Value = serde_json::from_str(cliq_body).unwrap();
+    let text = card["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("👀 *3 merge requests wait for review*\n• {@55501}: 2\n• {@55502}: 2"),
+        "{text}"
+    );
+    let mut listed: Vec<String> = Vec::new();
+    for slide in card["slides"].as_array().unwrap() {
+        for row in slide["data"]["rows"].as_array().unwrap() {
+            let cell = row["Merge request"].as_str().unwrap();
+            listed.push(
+                cell.split(' ')
+                    .next()
+                    .unwrap()
+                    .trim_start_matches('[')
+                    .to_string(),
+            );
+        }
+    }
+    assert_eq!(
+        listed,
+        vec!["acme/app!6", "acme/app!1", "acme/app!1", "acme/big!300"]
+    );
+    // Slack's body mentions through [mentions.slack].
+    let slack = r.stdout.split("--- slack ---\n").nth(1).unwrap();
+    assert!(slack.contains("<@U0ALICE>"), "{slack}");
+    assert!(r.stdout.contains("warning: cannot read project ops/secret"));
+    assert!(r
+        .stdout
+        .contains("dry run: 3 merge request(s) for 2 channel(s), nothing queued"));
+    assert!(
+        !dir.join("outbox.db").exists(),
+        "a dry run opened the outbox"
+    );
+}
+
+#[test]
+fn run_queues_the_card_and_list_shows_the_next_run_in_the_zone() {
+    let _turn = turn::shared();
+    let f = fake();
+    let dir = TempDir::new("reminders-run");
+    let config = write_config(&dir, f.base(), "daily 09:30");
+    let config = config.to_str().unwrap();
+    let r = bin(&["reminders", "--config", config, "run", "reviews"]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("queued: 3 merge request(s) for 2 channel(s)"),
+        "{}",
+        r.stdout
+    );
+    let listed = bin(&["outbox", "--config", config, "list"]);
+    assert_eq!(
+        listed.stdout.matches("reminder-reviews-").count(),
+        2,
+        "{}",
+        listed.stdout
+    );
+
+    let r = bin(&["reminders", "--config", config, "list"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let next = Schedule::parse("daily 09:30")
+        .unwrap()
+        .next_after(chrono::Utc::now(), chrono_tz::Europe::Berlin)
+        .with_timezone(&chrono_tz::Europe::Berlin);
+    let want = format!(
+        "reviews: daily 09:30 (Europe/Berlin), next run {}",
+        next.format("%a %Y-%m-%d 09:30 %Z")
+    );
+    assert!(r.stdout.contains(&want), "{}\nwanted {want}", r.stdout);
+    let unknown = bin(&["reminders", "--config", config, "run", "nope"]);
+    assert_eq!(unknown.code, Some(2));
+    assert!(unknown
+        .stderr
+        .contains("no reminder named \"nope\" (known: reviews)"));
+}
+
+#[test]
+fn check_refuses_a_bad_schedule_naming_the_key() {
+    let _turn = turn::shared();
+    let dir = TempDir::new("reminders-check");
+    let config = write_config(&dir, "http://127.0.0.1:9", "weekdays 9.30");
+    let r = bin(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("reminders[0].schedule: \"9.30\" is not a time of day: write HH:MM"),
+        "{}",
+        r.stdout
+    );
 }
