@@ -18,6 +18,7 @@ pub mod engine;
 pub mod events;
 pub mod memory;
 pub mod messages;
+pub mod reminders;
 pub mod rules;
 pub mod schema;
 pub mod window;
