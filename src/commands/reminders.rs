@@ -199,3 +199,111 @@ pub async fn run(args: &RemindersArgs) -> anyhow::Result<i32> {
         }
     }
 }
+
+/// How often a replica that does not lead asks whether it does now.
+const LEAD_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest sleep between two looks at the schedule (a clock change is noticed within it).
+const MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `serve`'s reminder schedule, until `stop`: on the leading replica only, each reminder due
+/// ([`crate::schedule::Schedule::due`] against its last run in the store) is read from GitLab
+/// and its card claimed with its run ([`DurableOutbox::reminder_run`]), so it is queued once
+/// across restarts and replicas; a run missed by more than `catch_up` is recorded as skipped
+/// and logged.
+pub async fn schedule(
+    cfg: Config,
+    routes: route::SharedRoutes,
+    outbox: crate::deliver::durable::DurableOutbox,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    if cfg.reminders.is_empty() {
+        return;
+    }
+    loop {
+        let pause = if outbox.leads() {
+            tick(&cfg, &routes, &outbox).await;
+            let now = Utc::now();
+            cfg.reminders
+                .iter()
+                .map(|r| r.schedule.next_after(now, r.timezone) - now)
+                .filter_map(|d| d.to_std().ok())
+                .min()
+                .unwrap_or(MAX_SLEEP)
+                .clamp(std::time::Duration::from_millis(200), MAX_SLEEP)
+        } else {
+            LEAD_POLL
+        };
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// One look at every reminder: runs what is due, records what was missed.
+async fn tick(
+    cfg: &Config,
+    routes: &route::SharedRoutes,
+    outbox: &crate::deliver::durable::DurableOutbox,
+) {
+    let runs: std::collections::HashMap<String, i64> = match outbox.reminder_runs().await {
+        Ok(r) => r.into_iter().collect(),
+        Err(error) => {
+            tracing::warn!(%error, "reminders: cannot read the last runs; trying again later");
+            return;
+        }
+    };
+    for r in &cfg.reminders {
+        let last = runs
+            .get(&r.name)
+            .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&Utc, *ms).single());
+        let due = r.schedule.due(r.timezone, last, Utc::now(), r.catch_up);
+        let (at, batch) = match due {
+            crate::schedule::Due::No => continue,
+            crate::schedule::Due::Missed(at) => {
+                tracing::warn!(reminder = %r.name, scheduled = %at.with_timezone(&r.timezone), catch_up_s = r.catch_up.as_secs(), "reminder: missed by more than catch_up; skipped");
+                (
+                    at,
+                    Card {
+                        reviews: Reviews::default(),
+                        bodies: Vec::new(),
+                    }
+                    .batch(&r.name, "skipped", None),
+                )
+            }
+            crate::schedule::Due::Run(at) => {
+                let table = routes.get();
+                let card = match card(cfg, &table, r).await {
+                    Ok(c) => c,
+                    Err(error) => {
+                        tracing::error!(reminder = %r.name, error = %format!("{error:#}"), "reminder: cannot make the card; trying again later");
+                        continue;
+                    }
+                };
+                let ms = at.timestamp_millis();
+                let request_id = format!("reminder-{}-{ms}", r.name);
+                tracing::info!(reminder = %r.name, scheduled = %at.with_timezone(&r.timezone), merge_requests = card.reviews.count, channels = card.bodies.len(), incomplete = card.reviews.incomplete, "reminder: due");
+                (
+                    at,
+                    card.batch(
+                        &r.name,
+                        &request_id,
+                        Some(format!("reminder:{}:{ms}", r.name)),
+                    ),
+                )
+            }
+        };
+        match outbox
+            .reminder_run(&r.name, at.timestamp_millis(), batch)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(reminder = %r.name, "reminder: already run (by another replica, or before a restart)")
+            }
+            Err(error) => {
+                tracing::error!(reminder = %r.name, %error, "reminder: cannot record the run; trying again later")
+            }
+        }
+    }
+}

@@ -499,6 +499,12 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     if let Some(watch) = hook_watch(&cfg) {
         tracker.spawn(super::watch::run(watch, outbox.clone(), workers.clone()));
     }
+    tracker.spawn(super::reminders::schedule(
+        cfg.clone(),
+        state.routes.clone(),
+        outbox.clone(),
+        workers.clone(),
+    ));
     tracing::info!(listen = %local, channels = cfg.channels.len(), path = server::HOOK_PATH, tls = cfg.server.tls.is_some(), "ready");
     let notified = CancellationToken::new();
     let notifier = tokio::spawn(notify_systemd(

@@ -22,7 +22,7 @@ pub struct Rules<'a> {
     /// Merge requests younger than this are left out.
     pub min_age: Duration,
     /// Whether a project path is in scope (the reminder's globs).
-    pub in_scope: &'a dyn Fn(&str) -> bool,
+    pub in_scope: &'a (dyn Fn(&str) -> bool + Sync),
     /// Most merge requests shown per reviewer (at least 1).
     pub max_per_reviewer: usize,
     /// The GitLab web address (`https://gitlab.example.com`), for the "and N more" links.
