@@ -5,12 +5,18 @@
 //! documented. Through the binary: `reminders run --dry-run` prints exactly the waiting merge
 //! requests and queues nothing, `reminders run` queues one card per channel, `reminders list`
 //! shows the next run in the reminder's zone, and `check` refuses a bad schedule by its key.
+//! Through `serve`: a card arrives once at its minute in its zone (Asia/Kolkata), not again
+//! after kill -9 and a restart; a run missed while down is sent once within `catch_up`, and
+//! skipped (logged) beyond it.
 
 use crate::support::cli;
+use crate::support::daemon::{ChannelSpec, Daemon, Settings};
+use crate::support::fake_cliq::FakeCliq;
 use crate::support::fake_gitlab_mrs::{FakeGitlabMrs, Mr, TOKEN};
 use crate::support::renderer::dates;
 use crate::support::temp::TempDir;
 use crate::support::turn;
+use chrono::Timelike;
 use gitlab_chat_bridge::gitlab::merge_requests::{fetch_open, sources, FetchLimits};
 use gitlab_chat_bridge::gitlab::reviews::{select, worth_asking, Reviews, Rules};
 use gitlab_chat_bridge::gitlab::{Client, RetryPolicy};
@@ -455,4 +461,136 @@ fn check_refuses_a_bad_schedule_naming_the_key() {
         "{}",
         r.stdout
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// `serve`'s schedule: once at its minute, once across kill -9, caught up or skipped
+// ---------------------------------------------------------------------------------------------
+
+/// The zone of the schedule tests: not UTC, and half an hour off it.
+const ZONE: chrono_tz::Tz = chrono_tz::Asia::Kolkata;
+
+/// A daemon config posting to `cliq`'s channel `dev`, with reminder `reviews` at `hh_mm` every
+/// day in [`ZONE`] over `acme/*` and `ops/secret` on `gitlab`, and `extra` reminder lines.
+fn daemon_config(
+    dir: &TempDir,
+    cliq: &FakeCliq,
+    gitlab: &FakeGitlabMrs,
+    hh_mm: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let mut s = Settings::new(vec![ChannelSpec::new("dev", cliq.url("dev"))]);
+    s.rest = format!(
+        r#"[mentions]
+alice = "55501"
+
+[gitlab]
+url = "{}"
+token = "{TOKEN}"
+watch_hooks_minutes = 0
+
+[[reminders]]
+name = "reviews"
+channels = ["dev"]
+schedule = "daily {hh_mm}"
+timezone = "{ZONE}"
+projects = ["acme/*", "ops/secret"]
+{extra}
+"#,
+        gitlab.base()
+    );
+    s.write_config(dir)
+}
+
+fn reminder_cards(cliq: &FakeCliq) -> usize {
+    cliq.snapshot().count("dev", "wait for review")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_arrives_once_at_its_minute_in_its_zone_and_not_again_after_kill_9() {
+    let _turn = turn::shared_async().await;
+    let gitlab = fake();
+    let cliq = FakeCliq::start(0).await;
+    // The next whole minute in the zone, with time enough to start the daemon before it.
+    let now = chrono::Utc::now();
+    let mut at = now.with_timezone(&ZONE) + chrono::Duration::minutes(1);
+    at = at.with_second(0).unwrap().with_nanosecond(0).unwrap();
+    if (at.with_timezone(&chrono::Utc) - now).num_seconds() < 15 {
+        at += chrono::Duration::minutes(1);
+    }
+    let dir = TempDir::new("reminders-minute");
+    let config = daemon_config(&dir, &cliq, &gitlab, &at.format("%H:%M").to_string(), "");
+    let daemon = Daemon::spawn(&config).await;
+    assert_eq!(reminder_cards(&cliq), 0, "posted before its minute");
+    cliq.wait_for_accepted(1, Duration::from_secs(150)).await;
+    let arrived = chrono::Utc::now();
+    let scheduled = at.with_timezone(&chrono::Utc);
+    assert!(
+        arrived >= scheduled && arrived < scheduled + chrono::Duration::seconds(45),
+        "scheduled {scheduled}, arrived {arrived}"
+    );
+    assert_eq!(reminder_cards(&cliq), 1, "{}", cliq.snapshot().summary());
+    let card = cliq.snapshot().accepted[0].body.clone();
+    assert!(
+        card["text"].as_str().unwrap().contains("{@55501}: 2"),
+        "{card}"
+    );
+    assert!(
+        cliq.snapshot().violations.is_empty(),
+        "{}",
+        cliq.snapshot().summary()
+    );
+
+    // kill -9 right after (once the post is recorded: an unrecorded post is re-sent, as every
+    // message is), and start again: the run is in the store, nothing is sent again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = daemon.stop();
+    assert!(log.iter().any(|l| l.contains("reminder: due")), "{log:#?}");
+    let again = Daemon::spawn(&config).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(reminder_cards(&cliq), 1, "{}", cliq.snapshot().summary());
+    drop(again);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_missed_while_down_is_sent_once_within_catch_up_and_skipped_beyond() {
+    let _turn = turn::shared_async().await;
+    let gitlab = fake();
+    // Three minutes ago in the zone: the bridge was down at that time.
+    let past = (chrono::Utc::now() - chrono::Duration::minutes(3))
+        .with_timezone(&ZONE)
+        .format("%H:%M")
+        .to_string();
+
+    let cliq = FakeCliq::start(0).await;
+    let dir = TempDir::new("reminders-catch-up");
+    let config = daemon_config(&dir, &cliq, &gitlab, &past, "catch_up = \"2h\"");
+    let daemon = Daemon::spawn(&config).await;
+    cliq.wait_for_accepted(1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(daemon);
+    let again = Daemon::spawn(&config).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(reminder_cards(&cliq), 1, "{}", cliq.snapshot().summary());
+    drop(again);
+
+    let late = FakeCliq::start(0).await;
+    let dir = TempDir::new("reminders-skipped");
+    let config = daemon_config(&dir, &late, &gitlab, &past, "catch_up = \"1m\"");
+    let daemon = Daemon::spawn(&config).await;
+    let mut skipped = false;
+    for _ in 0..100 {
+        if daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("missed by more than catch_up"))
+        {
+            skipped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(skipped, "{:#?}", daemon.log());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(late.snapshot().requests, 0, "{}", late.snapshot().summary());
 }
