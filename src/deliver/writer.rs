@@ -277,7 +277,7 @@ impl Engine for SqliteEngine {
     }
 
     fn reminder_runs(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>> {
-        self.read(|c| store::reminder_runs(c))
+        self.read(store::reminder_runs)
     }
 
     fn list(
