@@ -408,7 +408,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         });
         let starter_chats = Arc::clone(&chats);
         let starter: ChatStarter = Arc::new(move |chat: &str| starter_chats.ensure(chat));
-        let extension = Extension::new(&cfg, outbox.clone(), starter)?
+        let extension = Extension::new(&cfg, outbox.clone(), starter, routes.clone())?
             .context("the Cliq extension is configured but could not be built")?;
         cliq_endpoint = Some(CliqEndpoint {
             path: x.path.clone(),

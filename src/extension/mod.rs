@@ -1,7 +1,7 @@
 //! The Cliq extension's commands and buttons: what a verified invocation (`server` checked the
 //! signature, the timestamp and replays) asks, and the card that answers it.
 //!
-//! `/gitlab help | subscribe | unsubscribe | list | mute | unmute | status | setup`, the
+//! `/gitlab help | subscribe | unsubscribe | list | mute | unmute | status | setup | reviews`, the
 //! *Mute* button of merge request and issue cards, and the *Retry* button of dead-letter
 //! alerts (admins only; the dead letter is made due again through the outbox's writer).
 //! Subscriptions and mutes are chat rules in the outbox store (written through its writer
@@ -18,7 +18,7 @@
 //! - `answers`: [`Answer`], the shared cards, and answering in time (`Answers::in_time`, the
 //!   `Deadline` GitLab calls are held to, follow-ups through the `response_url`);
 //! - one file per command family: `help`, `subscribe` (subscribe, unsubscribe, list), `mute`
-//!   (mute, unmute), `status`, `setup`;
+//!   (mute, unmute), `status`, `setup`, `reviews` (the review reminder's card, now);
 //! - `buttons`: the card buttons (*Mute*, through `mute`; *Retry*).
 //!
 //! Adding a subcommand (say `/gitlab reviews`): write `reviews.rs` with
@@ -35,6 +35,7 @@ mod buttons;
 mod help;
 mod invocation;
 mod mute;
+mod reviews;
 mod setup;
 mod status;
 mod subscribe;
@@ -80,6 +81,10 @@ struct Context {
     outbox: DurableOutbox,
     chats: ChatStarter,
     answers: Answers,
+    /// The templates chats' cards are rendered with (`/gitlab reviews`).
+    routes: route::SharedRoutes,
+    /// `[gitlab] url`, for links to GitLab's pages.
+    gitlab_url: String,
 }
 
 impl Extension {
@@ -88,6 +93,7 @@ impl Extension {
         cfg: &Config,
         outbox: DurableOutbox,
         chats: ChatStarter,
+        routes: route::SharedRoutes,
     ) -> anyhow::Result<Option<Extension>> {
         let Some(x) = &cfg.cliq_extension else {
             return Ok(None);
@@ -122,6 +128,8 @@ impl Extension {
                 outbox,
                 chats,
                 answers,
+                routes,
+                gitlab_url: g.url.clone(),
             }),
         }))
     }
@@ -169,6 +177,11 @@ impl Extension {
             "setup" => {
                 return self
                     .in_time(caller, rest, setup::PENDING, setup::setup)
+                    .await
+            }
+            "reviews" => {
+                return self
+                    .in_time(caller, rest, reviews::PENDING, reviews::reviews)
                     .await
             }
             // These use only the store.

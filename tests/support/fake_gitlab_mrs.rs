@@ -5,6 +5,7 @@
 //! - `GET /groups/:id/merge_requests?state=opened&include_subgroups=true` and
 //!   `GET /merge_requests?scope=all&state=opened`: the same rows for the projects the token can
 //!   read, paged by `X-Next-Page` alone (as GitLab does past 10 000 rows: no `Link`);
+//! - `GET /projects/:id` and `GET /groups/:id` (what `/gitlab reviews` asks first);
 //! - `GET /projects/:id/merge_requests/:iid/approvals` (`approved`, `approvals_left`,
 //!   `approved_by`) and `GET /projects/:id/merge_requests/:iid` (with `head_pipeline`).
 //!
@@ -239,6 +240,25 @@ fn handle(state: &Mutex<State>, method: &Method, uri: &Uri, headers: &HeaderMap)
                 .cloned()
                 .collect();
             page(&st, uri.path(), &query, rows, false)
+        }
+        ["projects", id] => match find(&st, id).filter(|p| visible(&st, p)) {
+            Some(path) => {
+                let pid = st.projects.get(&path).copied().unwrap_or(0);
+                axum::Json(json!({"id": pid, "path_with_namespace": path})).into_response()
+            }
+            None => message(StatusCode::NOT_FOUND, "404 Project Not Found"),
+        },
+        ["groups", group] => {
+            let group = decode(group);
+            if st
+                .projects
+                .keys()
+                .any(|p| p.starts_with(&format!("{group}/")))
+            {
+                axum::Json(json!({"id": 1, "full_path": group})).into_response()
+            } else {
+                message(StatusCode::NOT_FOUND, "404 Group Not Found")
+            }
         }
         ["projects", id, "merge_requests", ..] => {
             let Some(project) = find(&st, id).filter(|p| visible(&st, p)) else {
