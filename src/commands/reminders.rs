@@ -93,6 +93,15 @@ pub async fn card(cfg: &Config, table: &RouteTable, r: &ReminderConfig) -> anyho
     }
     let context = reminder::context(&r.name, serde_json::to_value(&reviews)?);
     for name in &r.channels {
+        // A chat's own reminder (`/gitlab remind`): the chats' templates, Cliq's card.
+        if route::chat_of(name).is_some() {
+            if let Some(renderer) = &table.chats {
+                if let Rendered::Message(m, _) = renderer.render_reminder(&context)? {
+                    bodies.push((name.clone(), m.to_json()));
+                }
+            }
+            continue;
+        }
         let Some(channel) = table.channels.iter().find(|c| &c.name == name) else {
             continue;
         };
@@ -216,16 +225,15 @@ pub async fn schedule(
     outbox: crate::deliver::durable::DurableOutbox,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    if cfg.reminders.is_empty() {
+    if cfg.reminders.is_empty() && cfg.cliq_extension.is_none() {
         return;
     }
     loop {
         let pause = if outbox.leads() {
-            tick(&cfg, &routes, &outbox).await;
+            let all = tick(&cfg, &routes, &outbox).await;
             let now = Utc::now();
-            cfg.reminders
-                .iter()
-                .map(|r| r.schedule.next_after(now, r.timezone) - now)
+            all.iter()
+                .map(|(_, r)| r.schedule.next_after(now, r.timezone) - now)
                 .filter_map(|d| d.to_std().ok())
                 .min()
                 .unwrap_or(MAX_SLEEP)
@@ -240,28 +248,82 @@ pub async fn schedule(
     }
 }
 
-/// One look at every reminder: runs what is due, records what was missed.
+/// Every reminder with the key of its runs in the store: the configured ones (by name) and
+/// the chats' own (`chat:<id>`, from their `/gitlab remind` rules).
+async fn all_reminders(
+    cfg: &Config,
+    outbox: &crate::deliver::durable::DurableOutbox,
+) -> Vec<(String, ReminderConfig)> {
+    let mut all: Vec<(String, ReminderConfig)> = cfg
+        .reminders
+        .iter()
+        .map(|r| (r.name.clone(), r.clone()))
+        .collect();
+    if cfg.cliq_extension.is_none() {
+        return all;
+    }
+    let rules = match outbox.chat_rules().await {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::warn!(%error, "reminders: cannot read the chats' reminders");
+            return all;
+        }
+    };
+    for rule in rules.iter().filter(|r| r.kind == route::REMINDER) {
+        let Ok(spec) = serde_json::from_str::<route::ReminderSpec>(&rule.spec) else {
+            continue;
+        };
+        let (Ok(schedule), Ok(timezone)) = (
+            crate::schedule::Schedule::parse(&spec.schedule),
+            spec.timezone.parse::<chrono_tz::Tz>(),
+        ) else {
+            continue;
+        };
+        all.push((
+            route::chat_channel(&rule.chat),
+            ReminderConfig {
+                name: spec.projects.trim_end_matches("/*").to_string(),
+                channels: vec![route::chat_channel(&rule.chat)],
+                schedule,
+                timezone,
+                projects: vec![spec.projects.clone()],
+                min_age: crate::config::DEFAULT_MIN_AGE,
+                catch_up: crate::config::DEFAULT_CATCH_UP,
+                max_per_reviewer: crate::config::DEFAULT_MAX_PER_REVIEWER,
+                unassigned_after: None,
+                pipelines: false,
+                all_clear: false,
+                time_budget: crate::config::DEFAULT_TIME_BUDGET,
+            },
+        ));
+    }
+    all
+}
+
+/// One look at every reminder: runs what is due, records what was missed; returns every
+/// reminder seen (for the time of the next look).
 async fn tick(
     cfg: &Config,
     routes: &route::SharedRoutes,
     outbox: &crate::deliver::durable::DurableOutbox,
-) {
+) -> Vec<(String, ReminderConfig)> {
+    let all = all_reminders(cfg, outbox).await;
     let runs: std::collections::HashMap<String, i64> = match outbox.reminder_runs().await {
         Ok(r) => r.into_iter().collect(),
         Err(error) => {
             tracing::warn!(%error, "reminders: cannot read the last runs; trying again later");
-            return;
+            return all;
         }
     };
-    for r in &cfg.reminders {
+    for (key, r) in &all {
         let last = runs
-            .get(&r.name)
+            .get(key)
             .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&Utc, *ms).single());
         let due = r.schedule.due(r.timezone, last, Utc::now(), r.catch_up);
         let (at, batch) = match due {
             crate::schedule::Due::No => continue,
             crate::schedule::Due::Missed(at) => {
-                tracing::warn!(reminder = %r.name, scheduled = %at.with_timezone(&r.timezone), catch_up_s = r.catch_up.as_secs(), "reminder: missed by more than catch_up; skipped");
+                tracing::warn!(reminder = %key, scheduled = %at.with_timezone(&r.timezone), catch_up_s = r.catch_up.as_secs(), "reminder: missed by more than catch_up; skipped");
                 (
                     at,
                     Card {
@@ -276,20 +338,16 @@ async fn tick(
                 let card = match card(cfg, &table, r).await {
                     Ok(c) => c,
                     Err(error) => {
-                        tracing::error!(reminder = %r.name, error = %format!("{error:#}"), "reminder: cannot make the card; trying again later");
+                        tracing::error!(reminder = %key, error = %format!("{error:#}"), "reminder: cannot make the card; trying again later");
                         continue;
                     }
                 };
                 let ms = at.timestamp_millis();
-                let request_id = format!("reminder-{}-{ms}", r.name);
-                tracing::info!(reminder = %r.name, scheduled = %at.with_timezone(&r.timezone), merge_requests = card.reviews.count, channels = card.bodies.len(), incomplete = card.reviews.incomplete, "reminder: due");
+                let request_id = format!("reminder-{key}-{ms}");
+                tracing::info!(reminder = %key, scheduled = %at.with_timezone(&r.timezone), merge_requests = card.reviews.count, channels = card.bodies.len(), incomplete = card.reviews.incomplete, "reminder: due");
                 (
                     at,
-                    card.batch(
-                        &r.name,
-                        &request_id,
-                        Some(format!("reminder:{}:{ms}", r.name)),
-                    ),
+                    card.batch(&r.name, &request_id, Some(format!("reminder:{key}:{ms}"))),
                 )
             }
         };
@@ -299,11 +357,12 @@ async fn tick(
         {
             Ok(true) => {}
             Ok(false) => {
-                tracing::info!(reminder = %r.name, "reminder: already run (by another replica, or before a restart)")
+                tracing::info!(reminder = %key, "reminder: already run (by another replica, or before a restart)")
             }
             Err(error) => {
-                tracing::error!(reminder = %r.name, %error, "reminder: cannot record the run; trying again later")
+                tracing::error!(reminder = %key, %error, "reminder: cannot record the run; trying again later")
             }
         }
     }
+    all
 }

@@ -87,7 +87,18 @@ fn check(r: &ChatRule) -> anyhow::Result<()> {
                 .context("spec is not a subscription's filters ({\"events\": [...], ...})")?;
         }
         MUTE => {}
-        other => anyhow::bail!("kind {other:?} is neither {SUBSCRIPTION:?} nor {MUTE:?}"),
+        route::REMINDER => {
+            let spec: route::ReminderSpec = serde_json::from_str(&r.spec)
+                .context("spec is not a reminder's ({\"schedule\": ..., \"timezone\": ..., \"projects\": ...})")?;
+            crate::schedule::Schedule::parse(&spec.schedule)?;
+            spec.timezone
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| anyhow::anyhow!("{:?} is not an IANA time zone", spec.timezone))?;
+        }
+        other => anyhow::bail!(
+            "kind {other:?} is none of {SUBSCRIPTION:?}, {MUTE:?}, {:?}",
+            route::REMINDER
+        ),
     }
     Ok(())
 }
