@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, Ti
 use chrono_tz::Tz;
 use std::fmt;
 
-/// The day names of a schedule, Monday first (bit 0 of [`Schedule::days`]).
+/// The day names of a schedule, Monday first.
 pub const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// Why a schedule was refused; each message says what is wrong and what is accepted.

@@ -216,7 +216,7 @@ const MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `serve`'s reminder schedule, until `stop`: on the leading replica only, each reminder due
 /// ([`crate::schedule::Schedule::due`] against its last run in the store) is read from GitLab
-/// and its card claimed with its run ([`DurableOutbox::reminder_run`]), so it is queued once
+/// and its card claimed with its run ([`crate::deliver::durable::DurableOutbox::reminder_run`]), so it is queued once
 /// across restarts and replicas; a run missed by more than `catch_up` is recorded as skipped
 /// and logged.
 pub async fn schedule(
