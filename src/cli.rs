@@ -31,6 +31,35 @@ pub enum Command {
     Subscriptions(SubscriptionsArgs),
     /// Recover deliveries GitLab failed to make (read from each managed hook's delivery log).
     CatchUp(CatchUpArgs),
+    /// Review reminders (`[[reminders]]`): list them with their next run, or run one now.
+    Reminders(RemindersArgs),
+}
+
+/// Arguments of `reminders`.
+#[derive(Debug, Args)]
+pub struct RemindersArgs {
+    /// Configuration file (its `[[reminders]]`, `[gitlab]` and `[outbox]`).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: RemindersAction,
+}
+
+/// The `reminders` actions.
+#[derive(Debug, Subcommand)]
+pub enum RemindersAction {
+    /// Each reminder with its schedule and its next run in its time zone.
+    List,
+    /// Reads GitLab now and queues the reminder's card for its channels through the outbox
+    /// (a running `serve` posts it); nothing is queued when no merge request waits.
+    Run {
+        /// The reminder's `name`.
+        name: String,
+        /// Print each channel's body and queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Arguments of `subscriptions`.

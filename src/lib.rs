@@ -2,7 +2,7 @@
 //!
 //! Layers (imports point down only; the table in `docs/ARCHITECTURE.md` is the truth, and
 //! `tests/tidy.rs` enforces it):
-//! - 0: [`secret`] (wrapped credentials), [`signing`] (signature primitives), [`duration`] (`30s`/`2h`/`7d`), [`metrics`] (counters and `GET /metrics`), [`shutdown`],
+//! - 0: [`secret`] (wrapped credentials), [`signing`] (signature primitives), [`duration`] (`30s`/`2h`/`7d`), [`schedule`] (`weekdays 09:30` in a time zone), [`metrics`] (counters and `GET /metrics`), [`shutdown`],
 //!   [`systemd`] (service notifications)
 //! - 1: [`event`] (payload → typed event), [`deliver`] (outbox, retries, posting),
 //!   [`gitlab`] (GitLab REST client and hook reconciling, for `setup` and `check`)
@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod preview;
 pub mod render;
 pub mod route;
+pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod shutdown;

@@ -61,6 +61,11 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(commands::catchup::run(a))),
+        Command::Reminders(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::reminders::run(a))),
         Command::Setup(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

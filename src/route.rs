@@ -455,6 +455,11 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
 pub const SUBSCRIPTION: &str = "subscription";
 /// The kind of a chat rule that mutes one merge request (`path!iid`) or issue (`path#iid`).
 pub const MUTE: &str = "mute";
+/// The kind of a chat rule that posts a review reminder to the chat (`subject`: always
+/// [`REMINDER_SUBJECT`], one per chat; `spec`: a [`ReminderSpec`]).
+pub const REMINDER: &str = "reminder";
+/// The subject of a chat's review reminder rule.
+pub const REMINDER_SUBJECT: &str = "reviews";
 /// How chat channels are named: this prefix and the Cliq chat id.
 pub const CHAT_PREFIX: &str = "chat:";
 
@@ -481,6 +486,17 @@ pub fn is_chat_id(id: &str) -> bool {
 /// The chat id of a chat channel, `None` for configured channels.
 pub fn chat_of(channel: &str) -> Option<&str> {
     channel.strip_prefix(CHAT_PREFIX)
+}
+
+/// A chat's review reminder (the `spec` of its [`REMINDER`] rule, set with `/gitlab remind`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReminderSpec {
+    /// `weekdays 09:30` (as `crate::schedule::Schedule` parses it).
+    pub schedule: String,
+    /// The IANA zone of the schedule.
+    pub timezone: String,
+    /// The project path glob it covers (`acme/app`, or `acme/*` for a group).
+    pub projects: String,
 }
 
 /// A subscription's filters (the `spec` of its rule): event globs, labels (any), refs.

@@ -1,7 +1,7 @@
 //! Contract test against Zoho's own Cliq schema: every message the built-in templates render (from
-//! GitLab's fixture payloads and from `check`'s bundled sample variants) is POSTed to Prism running
-//! Zoho's `messagecards.yml` as a validating mock, and must be accepted with no request-body or
-//! query violation. The same bodies also go to `messages.yml`'s v3 channel post (text checks).
+//! GitLab's fixture payloads, from `check`'s bundled sample variants, and the sample review
+//! reminder) is POSTed to Prism running Zoho's `messagecards.yml` as a validating mock, and must
+//! be accepted with no request-body or query violation. The same bodies also go to `messages.yml`'s v3 channel post (text checks).
 //! Negative controls prove the validator is live.
 //!
 //! Needs Prism 5.14.2 (`scripts/install-prism.sh`) at `$PRISM` or
@@ -45,6 +45,13 @@ fn rendered_bodies() -> Vec<Body> {
             Ok(Rendered::NoTemplate) => println!("  {label}: no template for {}", ev.key),
             Err(e) => errors.push(format!("{label}: {e}")),
         }
+    }
+    // The review reminder's card (a table slide per reviewer) is not an event's.
+    match r.render_reminder(&gitlab_chat_bridge::render::reminder::sample()) {
+        Ok(Rendered::Message(m, template)) => {
+            bodies.push(("sample review reminder".into(), template, m.to_json()))
+        }
+        other => errors.push(format!("sample review reminder: {other:?}")),
     }
     assert!(errors.is_empty(), "render errors:\n{}", errors.join("\n"));
     bodies

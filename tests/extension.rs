@@ -670,3 +670,150 @@ async fn the_callback_is_off_without_the_section() {
     let a = post_raw(&daemon, body, Some(sign(test_key(), body))).await;
     assert_eq!(a.status, 404);
 }
+
+/// `/gitlab reviews` with signed invocations: a group's waiting merge requests by reviewer,
+/// with mentions, as the review reminder's card; a path outside `allowed_projects` refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_answers_with_the_reminder_card() {
+    use crate::support::fake_gitlab_mrs::{FakeGitlabMrs, Mr, TOKEN as GITLAB_TOKEN};
+    let _turn = turn::shared_async().await;
+    let cliq = FakeCliq::start(0).await;
+    let gitlab = FakeGitlabMrs::start(vec![
+        Mr::new("acme/app", 1, 30, &["alice", "bob"]),
+        Mr {
+            draft: true,
+            ..Mr::new("acme/app", 2, 30, &["alice"])
+        },
+        Mr::new("acme/lib", 3, 50, &["alice"]),
+        Mr::new("other/app", 4, 50, &["alice"]),
+    ]);
+    let dir = TempDir::new("extension-reviews");
+    let mut s = Settings::new(Vec::new());
+    s.rest = format!(
+        "[mentions]\nalice = \"55501\"\n\n\
+         [gitlab]\nurl = \"{}\"\ntoken = \"{GITLAB_TOKEN}\"\nwatch_hooks_minutes = 0\n\n\
+         [cliq_extension]\npublic_keys = [\"{}\"]\nallowed_projects = [\"acme\", \"acme/*\"]\n\
+         api_url = \"{}\"\nzapikey = \"{ZAPIKEY}\"\nanswer_within_ms = 4000\n",
+        gitlab.base(),
+        public_key("cliq_test_key.pub.b64"),
+        cliq.base(),
+    );
+    let config = s.write_config(&dir);
+    let daemon = Daemon::spawn(&config).await;
+
+    let a = say(&daemon, &cliq, USER, CHAT, "reviews acme").await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.body["card"]["title"], "Review reminder: acme",
+        "{}",
+        a.body
+    );
+    let text = a.body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("👀 *2 merge requests wait for review*\n• {@55501}: 2\n• bob: 1"),
+        "{text}"
+    );
+    let rows = &a.body["slides"][0]["data"]["rows"];
+    assert!(
+        rows[0]["Merge request"]
+            .as_str()
+            .unwrap()
+            .starts_with("[acme/lib!3 "),
+        "{rows}"
+    );
+    assert!(
+        rows[1]["Merge request"]
+            .as_str()
+            .unwrap()
+            .starts_with("[acme/app!1 "),
+        "{rows}"
+    );
+    assert!(rows.get(2).is_none(), "the draft is left out: {rows}");
+
+    let refused = say(&daemon, &cliq, USER, CHAT, "reviews other/app").await;
+    assert!(refused.says().contains("Not allowed"), "{}", refused.says());
+    let none = say(&daemon, &cliq, USER, CHAT, "reviews acme/nothing").await;
+    assert!(none.says().contains("Not visible"), "{}", none.says());
+    assert!(!gitlab.requests().iter().any(|r| r.contains("other%2Fapp")));
+}
+
+/// `/gitlab remind` with signed invocations: the chat's reminder is listed, its card is posted
+/// to the chat by the schedule (set three minutes after its time today: caught up at once), and
+/// `/gitlab remind off` removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remind_sets_lists_posts_and_removes_a_chat_reminder() {
+    use crate::support::fake_gitlab_mrs::{FakeGitlabMrs, Mr, TOKEN as GITLAB_TOKEN};
+    let _turn = turn::shared_async().await;
+    let cliq = FakeCliq::start(0).await;
+    let gitlab = FakeGitlabMrs::start(vec![Mr::new("acme/app", 1, 30, &["alice"])]);
+    let dir = TempDir::new("extension-remind");
+    let mut s = Settings::new(Vec::new());
+    s.rest = format!(
+        "[mentions]\nalice = \"55501\"\n\n\
+         [gitlab]\nurl = \"{}\"\ntoken = \"{GITLAB_TOKEN}\"\nwatch_hooks_minutes = 0\n\n\
+         [cliq_extension]\npublic_keys = [\"{}\"]\nallowed_projects = [\"acme\", \"acme/*\"]\n\
+         api_url = \"{}\"\nzapikey = \"{ZAPIKEY}\"\nanswer_within_ms = 4000\nrate_per_minute = 600\n",
+        gitlab.base(),
+        public_key("cliq_test_key.pub.b64"),
+        cliq.base(),
+    );
+    let config = s.write_config(&dir);
+    let daemon = Daemon::spawn(&config).await;
+
+    let bad = say(&daemon, &cliq, USER, CHAT, "remind weekdays 9.30 acme").await;
+    assert!(
+        bad.says().contains("is not a time of day"),
+        "{}",
+        bad.says()
+    );
+    let past = (chrono::Utc::now() - chrono::Duration::minutes(3))
+        .format("%H:%M")
+        .to_string();
+    let set = say(
+        &daemon,
+        &cliq,
+        USER,
+        CHAT,
+        &format!("remind daily {past} acme tz:UTC"),
+    )
+    .await;
+    assert!(set.says().contains("Reminder set"), "{}", set.says());
+    let list = say(&daemon, &cliq, USER, CHAT, "list").await;
+    let listed = list.body.to_string();
+    assert!(
+        listed.contains(&format!("daily {past} (UTC), acme/")),
+        "{listed}"
+    );
+    assert!(listed.contains(", and a review reminder."), "{listed}");
+
+    wait_until("the chat's reminder card", Duration::from_secs(45), || {
+        chat_posts(&cliq, CHAT).iter().any(|p| {
+            p["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("waits for review")
+        })
+    })
+    .await;
+    let card = chat_posts(&cliq, CHAT)
+        .into_iter()
+        .find(|p| {
+            p["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("waits for review")
+        })
+        .unwrap();
+    assert_eq!(card["card"]["title"], "Review reminder: acme", "{card}");
+    assert!(
+        card["text"].as_str().unwrap().contains("{@55501}: 1"),
+        "{card}"
+    );
+
+    let off = say(&daemon, &cliq, USER, CHAT, "remind off").await;
+    assert!(off.says().contains("Reminder off"), "{}", off.says());
+    let again = say(&daemon, &cliq, USER, CHAT, "remind off").await;
+    assert!(again.says().contains("No reminder"), "{}", again.says());
+    let list = say(&daemon, &cliq, USER, CHAT, "list").await;
+    assert!(!list.body.to_string().contains("daily"), "{}", list.body);
+}

@@ -453,3 +453,52 @@ async fn a_browser_sees_cards_live_edits_errors_and_hostile_text_as_text() {
         .unwrap_or_else(|_| panic!("the browser scenario took over {SCENARIO:?}"));
     drop(driver);
 }
+
+/// The sample review reminder is listed with the samples and rendered for every channel in its
+/// chat's shape (a Cliq channel: the card with its table slides; Slack: Block Kit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_review_reminder_is_previewed_per_channel() {
+    let _turn = turn::shared_async().await;
+    let dir = TempDir::new("preview-reminder");
+    let mut settings = Settings::new(vec![ChannelSpec::new(
+        "dev",
+        "https://cliq.zoho.com/api/v2/channelsbyname/dev/message".into(),
+    )]);
+    settings.rest = "[preview]\nenabled = true\n\n[[channels]]\nname = \"slack\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/X\"\n".into();
+    let daemon = Daemon::spawn(&settings.write_config(&dir)).await;
+    let items: serde_json::Value = http()
+        .get(format!("{}/preview/items", daemon.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        items["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == "reminder:sample"),
+        "{items}"
+    );
+    let p: serde_json::Value = http()
+        .get(format!(
+            "{}/preview/render/reminder:sample",
+            daemon.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p["key"], "reminder", "{p}");
+    assert_eq!(p["errors"], serde_json::json!([]), "{p}");
+    let cards = p["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 2, "{p}");
+    assert_eq!(cards[0]["channel"], "dev");
+    assert_eq!(cards[0]["body"]["slides"][0]["type"], "table", "{p}");
+    assert_eq!(cards[1]["channel"], "slack");
+    assert!(cards[1]["body"]["blocks"].is_array(), "{p}");
+}

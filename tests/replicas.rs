@@ -14,7 +14,9 @@
 //! - the database stopped for 30 s while webhooks keep coming to both replicas: they are
 //!   answered 503 and `/readyz` answers 503 naming the database while it is down; once it is
 //!   back, without restarting a replica, every acknowledged webhook and every re-sent one is
-//!   delivered.
+//!   delivered;
+//! - a review reminder due when two replicas start is sent once, and not again when the
+//!   replica that led is killed and the other leads.
 //!
 //! Each replica has a config of its own differing only in `server.listen` (a fixed loopback
 //! port, as behind a load balancer, so a restarted replica is found at the same address). Every
@@ -991,4 +993,58 @@ async fn a_database_outage_answers_503_then_delivers_everything_acknowledged() {
         doubled.len(),
         started.elapsed()
     );
+}
+
+/// A review reminder on two replicas of one database: due when both start (missed three
+/// minutes ago, within `catch_up`), its card is sent once; the replica that leads killed and
+/// the other leading in its place, it is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_send_a_reminder_once() {
+    use crate::support::fake_gitlab_mrs::{FakeGitlabMrs, Mr, TOKEN as GITLAB_TOKEN};
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("replicas-reminder");
+    let db = cluster.create_database();
+    let fake = FakeCliq::start(0).await;
+    let gitlab = FakeGitlabMrs::start(vec![Mr::new("acme/app", 1, 30, &["alice"])]);
+    let dir = TempDir::new("replicas-reminder");
+    let past = (chrono::Utc::now() - chrono::Duration::minutes(3))
+        .format("%H:%M")
+        .to_string();
+    let more = format!(
+        "[gitlab]\nurl = {}\ntoken = {}\nwatch_hooks_minutes = 0\n\n\
+         [[reminders]]\nname = \"reviews\"\nchannels = [\"dev\"]\nschedule = \"daily {past}\"\n\
+         timezone = \"UTC\"\nprojects = [\"acme/*\"]\n",
+        toml_str(gitlab.base()),
+        toml_str(GITLAB_TOKEN),
+    );
+    let configs = replica_configs(
+        &dir,
+        &cluster,
+        &db,
+        &fake,
+        &[Channel::fast("dev")],
+        &more,
+        2,
+    );
+    let (a, b) = tokio::join!(replica(&configs[0]), replica(&configs[1]));
+    fake.wait_for_accepted(1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cards = |f: &FakeCliq| f.snapshot().count("dev", "waits for review");
+    assert_eq!(cards(&fake), 1, "{}", fake.snapshot().summary());
+    let runs = cluster.psql(
+        &db,
+        "SELECT count(*) FROM reminder_runs WHERE name = 'reviews'",
+    );
+    assert_eq!(runs.trim(), "1");
+
+    // Whichever led, kill it: the other leads and finds the run done.
+    let (leader, other) = if a.log().iter().any(|l| l.contains("reminder: due")) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    drop(leader);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(cards(&fake), 1, "{}", fake.snapshot().summary());
+    assert_no_secrets_at_all(&other.log());
 }

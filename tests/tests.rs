@@ -25,6 +25,7 @@ mod preview;
 mod properties;
 mod reliability;
 mod reload;
+mod reminders;
 mod render;
 mod replicas;
 mod routes;

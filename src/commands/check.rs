@@ -41,6 +41,9 @@ pub fn template_problems(renderer: &Renderer) -> Vec<String> {
             Err(e) => problems.push(format!("{e} (rendering sample {label})")),
         }
     }
+    if let Err(e) = renderer.render_reminder(&crate::render::reminder::sample()) {
+        problems.push(format!("{e} (rendering the sample review reminder)"));
+    }
     problems.sort();
     problems.dedup();
     problems

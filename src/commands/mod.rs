@@ -6,6 +6,7 @@ pub mod check;
 pub mod events;
 pub mod outbox;
 pub mod progress;
+pub mod reminders;
 pub mod render;
 pub mod serve;
 pub mod setup;

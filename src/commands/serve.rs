@@ -449,7 +449,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         });
         let starter_chats = Arc::clone(&chats);
         let starter: ChatStarter = Arc::new(move |chat: &str| starter_chats.ensure(chat));
-        let extension = Extension::new(&cfg, outbox.clone(), starter)?
+        let extension = Extension::new(&cfg, outbox.clone(), starter, routes.clone())?
             .context("the Cliq extension is configured but could not be built")?;
         cliq_endpoint = Some(CliqEndpoint {
             path: x.path.clone(),
@@ -540,6 +540,12 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     if let Some(watch) = hook_watch(&cfg) {
         tracker.spawn(super::watch::run(watch, outbox.clone(), workers.clone()));
     }
+    tracker.spawn(super::reminders::schedule(
+        cfg.clone(),
+        state.routes.clone(),
+        outbox.clone(),
+        workers.clone(),
+    ));
     tracing::info!(listen = %local, channels = cfg.channels.len(), path = server::HOOK_PATH, tls = cfg.server.tls.is_some(), "ready");
     let notified = CancellationToken::new();
     let notifier = tokio::spawn(notify_systemd(

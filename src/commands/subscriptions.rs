@@ -87,16 +87,27 @@ fn check(r: &ChatRule) -> anyhow::Result<()> {
                 .context("spec is not a subscription's filters ({\"events\": [...], ...})")?;
         }
         MUTE => {}
-        other => anyhow::bail!("kind {other:?} is neither {SUBSCRIPTION:?} nor {MUTE:?}"),
+        route::REMINDER => {
+            let spec: route::ReminderSpec = serde_json::from_str(&r.spec)
+                .context("spec is not a reminder's ({\"schedule\": ..., \"timezone\": ..., \"projects\": ...})")?;
+            crate::schedule::Schedule::parse(&spec.schedule)?;
+            spec.timezone
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| anyhow::anyhow!("{:?} is not an IANA time zone", spec.timezone))?;
+        }
+        other => anyhow::bail!(
+            "kind {other:?} is none of {SUBSCRIPTION:?}, {MUTE:?}, {:?}",
+            route::REMINDER
+        ),
     }
     Ok(())
 }
 
-/// The chats' subscriptions and mutes, without the rules the bridge keeps for itself (a moved
+/// The chats' subscriptions, mutes and review reminders, without the rules the bridge keeps for itself (a moved
 /// Telegram chat, `worker::MOVED_RULE`), which are no one's to export or import.
 fn chats_own(rules: Vec<ChatRule>) -> Vec<ChatRule> {
     rules
         .into_iter()
-        .filter(|r| r.kind == SUBSCRIPTION || r.kind == MUTE)
+        .filter(|r| r.kind == SUBSCRIPTION || r.kind == MUTE || r.kind == route::REMINDER)
         .collect()
 }

@@ -8,7 +8,7 @@
 //! a file with its raw type, its validation and its tests: `server`, `log`, `templates` (with
 //! `[preview]`), `delivery`, `channels/` (the common fields in `mod.rs`, the kinds in `kind`,
 //! each family's URL and credential rules in `console`, `zoho`, `webhook`, `telegram` and `matrix`), `mentions`,
-//! `gitlab`, `cliq_extension`, `outbox` (with `[events]`) and `routes`; `secrets` reads a
+//! `gitlab`, `cliq_extension`, `outbox` (with `[events]`), `routes` and `reminders`; `secrets` reads a
 //! secret's value, file or variable, and `errors` holds [`ConfigError`].
 
 mod channels;
@@ -19,6 +19,7 @@ mod gitlab;
 mod log;
 mod mentions;
 mod outbox;
+mod reminders;
 mod routes;
 mod secrets;
 mod server;
@@ -42,6 +43,10 @@ pub use mentions::MENTION_KINDS;
 pub use outbox::{
     OutboxConfig, PostgresConfig, DEFAULT_DEDUPE_HOURS, DEFAULT_EVENTS_RETENTION_DAYS,
     DEFAULT_OUTBOX_PATH, DEFAULT_PG_POOL_SIZE, MAX_PG_POOL_SIZE,
+};
+pub use reminders::{
+    ReminderConfig, DEFAULT_CATCH_UP, DEFAULT_MAX_PER_REVIEWER, DEFAULT_MIN_AGE,
+    DEFAULT_TIME_BUDGET, MAX_MAX_PER_REVIEWER,
 };
 pub use routes::RouteConfig;
 pub use secrets::{Environment, RealEnvironment};
@@ -84,6 +89,8 @@ struct RawConfig {
     #[serde(default)]
     preview: templates::RawPreview,
     cliq_extension: Option<cliq_extension::RawCliqExtension>,
+    #[serde(default)]
+    reminders: Vec<reminders::RawReminder>,
 }
 
 /// The whole configuration, validated.
@@ -117,6 +124,8 @@ pub struct Config {
     pub preview: PreviewConfig,
     /// `[cliq_extension]`, if present: `POST /hooks/cliq` and chats' own subscriptions.
     pub cliq_extension: Option<CliqExtensionConfig>,
+    /// `[[reminders]]`: review reminders.
+    pub reminders: Vec<ReminderConfig>,
 }
 
 impl Config {
@@ -172,6 +181,12 @@ impl Config {
         let outbox = outbox::outbox_section(raw.outbox, raw.events, env, &resolve)?;
         let routes = routes::routes_section(raw.routes, &channels, &resolve)?;
         let mentions = mentions::mentions_section(plain_mentions, "mentions")?;
+        let reminders = reminders::reminders_section(
+            raw.reminders,
+            &channels,
+            gitlab.as_ref(),
+            templates.timezone,
+        )?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -187,6 +202,7 @@ impl Config {
             kind_mentions,
             preview,
             cliq_extension,
+            reminders,
         })
     }
 }

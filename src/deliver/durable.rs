@@ -292,6 +292,31 @@ impl DurableOutbox {
             .enqueue(batch, now, now - self.dedupe_window_ms)
             .await
     }
+
+    /// Claims review reminder `name`'s run of scheduled instant `at` (unix ms) and queues
+    /// `batch` with it, once: false when that run (or a later one) is already recorded.
+    pub async fn reminder_run(
+        &self,
+        name: &str,
+        at: i64,
+        batch: Batch,
+    ) -> Result<bool, OutboxError> {
+        let now = self.clock.now_ms();
+        self.engine
+            .reminder_run(
+                name.to_string(),
+                at,
+                batch,
+                now,
+                now - self.dedupe_window_ms,
+            )
+            .await
+    }
+
+    /// Each review reminder's last recorded run (unix ms of its scheduled instant), by name.
+    pub async fn reminder_runs(&self) -> Result<Vec<(String, i64)>, OutboxError> {
+        self.engine.reminder_runs().await
+    }
 }
 
 /// The wake-up signals of the router stage and of `channels`.

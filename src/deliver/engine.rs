@@ -203,6 +203,22 @@ pub trait Engine: Send + Sync + 'static {
     /// When the delivery with dedupe key `key` was last received (unix ms), if it is known.
     fn received_at(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, OutboxError>>;
 
+    /// Claims review reminder `name`'s run of scheduled instant `at` (unix ms) in one
+    /// transaction: unless its last recorded run is at or after `at` (a restart, another
+    /// replica), records `at` and queues `batch` (none when it has no messages: a skipped or
+    /// empty run); returns whether it was claimed.
+    fn reminder_run(
+        &self,
+        name: String,
+        at: i64,
+        batch: Batch,
+        now: i64,
+        dedupe_since: i64,
+    ) -> BoxFuture<'_, Result<bool, OutboxError>>;
+
+    /// Each review reminder's last recorded run (unix ms of its scheduled instant), by name.
+    fn reminder_runs(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>>;
+
     /// Makes the dead letter `id` due again at `now` and wakes its channel; returns its
     /// channel, or `None` (nothing changed) when `id` is not a dead letter.
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>>;

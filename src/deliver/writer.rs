@@ -56,6 +56,13 @@ enum Cmd {
     LastPosts(oneshot::Sender<Result<Vec<(String, i64)>, OutboxError>>),
     /// When a dedupe key was last received (a read).
     ReceivedAt(String, oneshot::Sender<Result<Option<i64>, OutboxError>>),
+    /// Claim a reminder's run with its messages; answered after the commit.
+    ReminderRun(
+        Box<(String, i64, Batch)>,
+        i64,
+        i64,
+        oneshot::Sender<Result<bool, OutboxError>>,
+    ),
     /// A read on the writer's transaction (the closure answers it).
     Read(Box<dyn FnOnce(&Connection) + Send>),
     /// Store a replay, routed, with its messages; answered with its id after the commit.
@@ -258,6 +265,21 @@ impl Engine for SqliteEngine {
         self.call(|reply| Cmd::RetryDead(id, now, reply))
     }
 
+    fn reminder_run(
+        &self,
+        name: String,
+        at: i64,
+        batch: Batch,
+        now: i64,
+        dedupe_since: i64,
+    ) -> BoxFuture<'_, Result<bool, OutboxError>> {
+        self.call(|reply| Cmd::ReminderRun(Box::new((name, at, batch)), now, dedupe_since, reply))
+    }
+
+    fn reminder_runs(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>> {
+        self.read(store::reminder_runs)
+    }
+
     fn list(
         &self,
         dead_only: bool,
@@ -346,6 +368,10 @@ enum Reply {
         oneshot::Sender<Result<i64, OutboxError>>,
         Result<i64, OutboxError>,
     ),
+    Claimed(
+        oneshot::Sender<Result<bool, OutboxError>>,
+        Result<bool, OutboxError>,
+    ),
 }
 
 impl Reply {
@@ -359,6 +385,7 @@ impl Reply {
             Reply::Count(tx, _) => drop(tx.send(Err(err()))),
             Reply::Retried(tx, _) => drop(tx.send(Err(err()))),
             Reply::Id(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Claimed(tx, _) => drop(tx.send(Err(err()))),
         }
     }
 
@@ -371,6 +398,7 @@ impl Reply {
             Reply::Count(tx, r) => drop(tx.send(r)),
             Reply::Retried(tx, r) => drop(tx.send(r)),
             Reply::Id(tx, r) => drop(tx.send(r)),
+            Reply::Claimed(tx, r) => drop(tx.send(r)),
         }
     }
 }
@@ -511,6 +539,22 @@ fn writer(mut store: Store, mut rx: mpsc::UnboundedReceiver<Cmd>, wake: Wake) {
                     }
                     Cmd::ReceivedAt(key, reply) => {
                         let _ = reply.send(store::received_at(&tx, &key).map_err(store_err));
+                    }
+                    Cmd::ReminderRun(run, now, since, reply) => {
+                        let (name, at, batch) = *run;
+                        // A savepoint: a failed insert leaves neither the claim nor a message.
+                        let mut sp = tx.savepoint()?;
+                        let r = store::reminder_run(&sp, &name, at, &batch, now, since)
+                            .map_err(store_err);
+                        if r.is_ok() {
+                            sp.commit()?;
+                        } else {
+                            sp.rollback()?;
+                        }
+                        if matches!(r, Ok(true)) {
+                            woken.extend(batch.deliveries.iter().map(|d| d.channel.clone()));
+                        }
+                        replies.push(Reply::Claimed(reply, r));
                     }
                     Cmd::Read(read) => read(&tx),
                     Cmd::Replay(replay, now, reply) => {

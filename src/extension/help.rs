@@ -16,7 +16,9 @@ pub(super) fn help(note: Option<&str>) -> cliq::Message {
          */gitlab mute* group/project!12 or group/project#34 [for 2h]: nothing more about that merge request or issue here\n\
          */gitlab unmute* group/project!12\n\
          */gitlab status*: what the bridge still has to post\n\
-         */gitlab setup* group/project [--dry-run]: install the bridge's GitLab hook (admins)",
+         */gitlab setup* group/project [--dry-run]: install the bridge's GitLab hook (admins)\n\
+         */gitlab reviews* group/project (or a group): the merge requests waiting for review, by reviewer\n\
+         */gitlab remind* weekdays 09:30 group/project [tz:Europe/Berlin]: post that here on schedule (*/gitlab remind off* stops it)",
     );
     cliq::answer("gitlab-chat-bridge", &text, None)
 }

@@ -1,7 +1,8 @@
 //! The Cliq extension's commands and buttons: what a verified invocation (`server` checked the
 //! signature, the timestamp and replays) asks, and the card that answers it.
 //!
-//! `/gitlab help | subscribe | unsubscribe | list | mute | unmute | status | setup`, the
+//! `/gitlab help | subscribe | unsubscribe | list | mute | unmute | status | setup | reviews |
+//! remind`, the
 //! *Mute* button of merge request and issue cards, and the *Retry* button of dead-letter
 //! alerts (admins only; the dead letter is made due again through the outbox's writer).
 //! Subscriptions and mutes are chat rules in the outbox store (written through its writer
@@ -18,7 +19,8 @@
 //! - `answers`: [`Answer`], the shared cards, and answering in time (`Answers::in_time`, the
 //!   `Deadline` GitLab calls are held to, follow-ups through the `response_url`);
 //! - one file per command family: `help`, `subscribe` (subscribe, unsubscribe, list), `mute`
-//!   (mute, unmute), `status`, `setup`;
+//!   (mute, unmute), `status`, `setup`, `reviews` (the review reminder's card, now), `remind` (this chat's review
+//!   reminder, a chat rule `serve` runs on schedule);
 //! - `buttons`: the card buttons (*Mute*, through `mute`; *Retry*).
 //!
 //! Adding a subcommand (say `/gitlab reviews`): write `reviews.rs` with
@@ -35,6 +37,8 @@ mod buttons;
 mod help;
 mod invocation;
 mod mute;
+mod remind;
+mod reviews;
 mod setup;
 mod status;
 mod subscribe;
@@ -80,6 +84,12 @@ struct Context {
     outbox: DurableOutbox,
     chats: ChatStarter,
     answers: Answers,
+    /// The templates chats' cards are rendered with (`/gitlab reviews`).
+    routes: route::SharedRoutes,
+    /// `[gitlab] url`, for links to GitLab's pages.
+    gitlab_url: String,
+    /// `[templates] timezone`: a chat reminder's zone unless it names one.
+    timezone: chrono_tz::Tz,
 }
 
 impl Extension {
@@ -88,6 +98,7 @@ impl Extension {
         cfg: &Config,
         outbox: DurableOutbox,
         chats: ChatStarter,
+        routes: route::SharedRoutes,
     ) -> anyhow::Result<Option<Extension>> {
         let Some(x) = &cfg.cliq_extension else {
             return Ok(None);
@@ -122,6 +133,9 @@ impl Extension {
                 outbox,
                 chats,
                 answers,
+                routes,
+                gitlab_url: g.url.clone(),
+                timezone: cfg.templates.timezone,
             }),
         }))
     }
@@ -169,6 +183,16 @@ impl Extension {
             "setup" => {
                 return self
                     .in_time(caller, rest, setup::PENDING, setup::setup)
+                    .await
+            }
+            "reviews" => {
+                return self
+                    .in_time(caller, rest, reviews::PENDING, reviews::reviews)
+                    .await
+            }
+            "remind" => {
+                return self
+                    .in_time(caller, rest, remind::PENDING, remind::remind)
                     .await
             }
             // These use only the store.

@@ -215,7 +215,14 @@ pub(super) async fn list(ctx: &Context, caller: &Caller) -> cliq::Message {
     };
     cliq::answer(
         "Subscriptions",
-        &format!("This chat has {subs} subscription(s) and {mutes} mute(s)."),
+        &format!(
+            "This chat has {subs} subscription(s) and {mutes} mute(s){}.",
+            if rules.iter().any(|r| super::remind::is_reminder(&r.kind)) {
+                ", and a review reminder"
+            } else {
+                ""
+            }
+        ),
         Some(&table),
     )
 }
@@ -241,7 +248,9 @@ fn describe(spec: &SubscriptionSpec) -> String {
 
 /// A row of `/gitlab list`'s table.
 fn rule_row(r: &ChatRule, now: i64) -> Vec<String> {
-    let details = if r.kind == SUBSCRIPTION {
+    let details = if super::remind::is_reminder(&r.kind) {
+        super::remind::describe(&r.spec)
+    } else if r.kind == SUBSCRIPTION {
         let spec: SubscriptionSpec = serde_json::from_str(&r.spec).unwrap_or_default();
         let d = describe(&spec);
         if d.is_empty() {

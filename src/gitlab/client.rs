@@ -376,8 +376,8 @@ impl Client {
         }
     }
 
-    /// GETs `url` and every page its `Link` header leads to.
-    async fn get_all<T: DeserializeOwned>(
+    /// GETs `url` and every page its `Link` header (or, without one, `X-Next-Page`) leads to.
+    pub(super) async fn get_all<T: DeserializeOwned>(
         &self,
         first: Url,
         what: &str,
@@ -387,7 +387,7 @@ impl Client {
         let mut url = first;
         for _ in 0..MAX_PAGES {
             let resp = self.send(Method::GET, url.clone(), None, what).await?;
-            let next = next_link(resp.headers());
+            let next = next_link(resp.headers()).or_else(|| next_page(&url, resp.headers()));
             let page: Vec<T> = decode(resp, what).await?;
             items.extend(page);
             let Some(next) = next else {
@@ -425,7 +425,7 @@ impl Client {
     }
 
     /// Sends one request, retrying as the module doc says; returns only 2xx answers.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         url: Url,
@@ -502,7 +502,7 @@ impl Client {
 }
 
 /// Reads a JSON answer.
-async fn decode<T: DeserializeOwned>(
+pub(super) async fn decode<T: DeserializeOwned>(
     resp: reqwest::Response,
     what: &str,
 ) -> Result<T, GitlabError> {
@@ -523,6 +523,29 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(next_in_link_value)
+}
+
+/// The next page of an offset listing from `X-Next-Page` (GitLab sends it with, and for very
+/// long lists instead of, the `Link` header): `current` with its `page` replaced.
+fn next_page(current: &Url, headers: &HeaderMap) -> Option<String> {
+    let page: u64 = headers
+        .get("x-next-page")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let mut url = current.clone();
+    let pairs: Vec<(String, String)> = current
+        .query_pairs()
+        .filter(|(k, _)| k != "page")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair("page", &page.to_string());
+    Some(url.to_string())
 }
 
 /// Parses one `Link` value (`<url>; rel="next", <url>; rel="first"`); commas inside `<…>` are
@@ -612,6 +635,20 @@ mod tests {
         ]);
         assert_eq!(next_link(&split).as_deref(), Some("https://x/a?page=2"));
         assert_eq!(next_link(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn x_next_page_replaces_the_page_parameter() {
+        let url = Url::parse(
+            "https://x/api/v4/projects/1/merge_requests?state=opened&page=2&per_page=100",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            next_page(&url, &headers(&[("x-next-page", "3")])).as_deref(),
+            Some("https://x/api/v4/projects/1/merge_requests?state=opened&per_page=100&page=3")
+        );
+        assert_eq!(next_page(&url, &headers(&[("x-next-page", "")])), None);
+        assert_eq!(next_page(&url, &HeaderMap::new()), None);
     }
 
     #[test]

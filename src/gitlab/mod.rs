@@ -7,6 +7,9 @@
 //!   network), each message naming what was being done and on which project.
 //! - [`hooks`]: hook event kinds, the hook the bridge wants, URL matching, and [`reconcile`]
 //!   (pure: hooks + desired hook → plan).
+//! - [`merge_requests`]: open merge requests, their approvals and head pipeline, and fetching
+//!   them for a review reminder with bounded concurrency and a time budget.
+//! - [`reviews`]: which of them a review reminder lists, grouped by reviewer (pure).
 //!
 //! Layer 0: knows nothing of events, templates or delivery; it takes [`crate::secret::Secret`]
 //! for the tokens, like `deliver` does.
@@ -14,6 +17,8 @@
 pub mod client;
 pub mod error;
 pub mod hooks;
+pub mod merge_requests;
+pub mod reviews;
 
 pub use client::{Client, ProjectRef, RetryPolicy, Visible};
 pub use error::GitlabError;

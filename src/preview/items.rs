@@ -13,6 +13,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
 
+/// The id of the sample review reminder (`reminder.hbs` with every variable set).
+pub const REMINDER_ITEM: &str = "reminder:sample";
+
 /// How many stored events the page lists, newest first.
 pub const RECENT_EVENTS: usize = 20;
 
@@ -62,6 +65,10 @@ pub fn list(fixtures: Option<&Path>, store: Option<&DurableOutbox>) -> Items {
     }
     items.samples.sort_by(|a, b| a.label.cmp(&b.label));
     items.samples.dedup_by(|a, b| a.id == b.id);
+    items.samples.push(Item {
+        id: REMINDER_ITEM.into(),
+        label: "review reminder (sample)".into(),
+    });
     if let Some(dir) = fixtures {
         match fixture_files(dir) {
             Ok(files) => {

@@ -4,7 +4,8 @@
 //! template error with its file, line and column. The page polls [`VERSION_PATH`] and renders
 //! again when a template file changes.
 //!
-//! Rendering goes through `route::route`, the path `serve` posts by, with templates compiled
+//! The sample review reminder (`reminder.hbs`) is listed with the samples and rendered per channel
+//! by [`preview_reminder`]. Rendering goes through `route::route`, the path `serve` posts by, with templates compiled
 //! afresh from disk whenever their files change (so a broken edit shows its error here, while the
 //! daemon keeps its previous templates). The page is plain HTML, CSS and JavaScript built into the
 //! binary; its script builds the DOM with `textContent` and `setAttribute` only, follows only
@@ -277,6 +278,10 @@ pub struct Preview {
 
 async fn render(State(state): State<Arc<PreviewState>>, Path(item): Path<String>) -> Response {
     let answer = blocking(&state, move |s| {
+        if item == items::REMINDER_ITEM {
+            let (version, table) = s.table();
+            return Ok(preview_reminder(&table, version));
+        }
         let event = items::load(&item, s.fixtures.as_deref(), s.store.as_ref())?;
         let (version, table) = s.table();
         Ok::<_, items::ItemError>(preview(&event, &table, version))
@@ -336,6 +341,46 @@ pub fn preview(
             }),
             Some(Err(e)) => out.errors.push(e.to_string()),
             None => {}
+        }
+    }
+    out
+}
+
+/// The sample review reminder ([`crate::render::reminder::sample`]) rendered for every channel
+/// with its route's templates, in its chat's shape, as `serve` would post it.
+pub fn preview_reminder(table: &Result<RouteTable, Vec<String>>, version: u64) -> Preview {
+    let mut out = Preview {
+        templates: format!("{version:016x}"),
+        key: crate::render::reminder::TEMPLATE.into(),
+        ..Preview::default()
+    };
+    let table = match table {
+        Ok(t) => t,
+        Err(errors) => {
+            out.errors = errors.clone();
+            return out;
+        }
+    };
+    let context = crate::render::reminder::sample();
+    for c in &table.channels {
+        let Some(r) = table
+            .routes
+            .iter()
+            .find(|r| r.config.channels.contains(&c.name))
+            .or_else(|| table.routes.first())
+        else {
+            continue;
+        };
+        let platform = route::platform_of(c.kind);
+        match r.renderer_for(platform).render_reminder(&context) {
+            Ok(crate::render::Rendered::Message(m, _)) => out.cards.push(Card {
+                channel: c.name.clone(),
+                body: serde_json::Value::Object(
+                    platform.body(&m, "reminder/reviews").as_map().clone(),
+                ),
+            }),
+            Ok(_) => {}
+            Err(e) => out.errors.push(e.to_string()),
         }
     }
     out

@@ -8,6 +8,8 @@
 //! A template whose output is blank, or that calls `{{skip}}`, posts nothing. Other chats get
 //! the card rebuilt in their own shape ([`chat::Platform::body`]: `slack`, `mattermost`, `teams`,
 //! `google_chat`, `discord`, `telegram`, `matrix`; [`html`] is the HTML the last two share), and `format = "event"` channels the event JSON ([`event_json`]).
+//! A review reminder is not an event: it has its own entry, [`Renderer::render_reminder`], with
+//! the `reminder` template and a context of its own ([`reminder`]).
 
 pub mod chat;
 pub mod cliq;
@@ -21,6 +23,7 @@ pub mod matrix;
 pub mod mattermost;
 pub mod mentions;
 pub mod reference;
+pub mod reminder;
 pub mod slack;
 pub mod teams;
 pub mod telegram;
@@ -289,6 +292,13 @@ impl Renderer {
         if self.uses_raw {
             value["raw"] = event.raw.clone();
         }
+        self.render_value(name, value)
+    }
+
+    /// Renders the named template with `value` as its context (everything but events: review
+    /// reminders, [`reminder`]).
+    fn render_value(&self, name: &str, value: Value) -> Result<Rendered, RenderError> {
+        let origin = self.origin(name).unwrap_or(name).to_string();
         let ctx = handlebars::Context::from(value);
         let text = self
             .hb

@@ -2,6 +2,7 @@
 //! helper list, so the document cannot drift from the types (a test compares them).
 
 use super::helpers::HELPERS;
+use super::reminder;
 use crate::event::variables;
 use std::fmt::Write;
 
@@ -36,6 +37,17 @@ pub fn markdown() -> String {
             let _ = writeln!(out, "| `{path}` | {} |", meaning.replace('|', "\\|"));
         }
         out.push('\n');
+    }
+    out.push_str(
+        "## Review reminders (`reminder.hbs`)\n\n\
+         Not an event: the `reminder` template renders a review reminder (`[[reminders]]`, \
+         `/gitlab reviews`, `/gitlab remind`) and sees only these variables. A merge request is \
+         listed when it is open, in the reminder's projects, not a draft, has a reviewer, still \
+         needs approvals and is older than `min_age`.\n\n\
+         | variable | meaning |\n|---|---|\n",
+    );
+    for (path, meaning) in reminder::VARIABLES {
+        let _ = writeln!(out, "| `{path}` | {} |", meaning.replace('|', "\\|"));
     }
     out
 }

@@ -188,6 +188,18 @@ fn cases() -> Vec<Case> {
             calls_gitlab: true,
         },
         Case {
+            what: "reviews",
+            invocation: |c, u| command(USER, c, &format!("reviews {PROJECT}"), u),
+            expect: NO_GITLAB,
+            calls_gitlab: true,
+        },
+        Case {
+            what: "remind",
+            invocation: |c, u| command(USER, c, &format!("remind weekdays 09:30 {PROJECT}"), u),
+            expect: NO_GITLAB,
+            calls_gitlab: true,
+        },
+        Case {
             what: "setup --dry-run",
             invocation: |c, u| command(ADMIN, c, &format!("setup {PROJECT} --dry-run"), u),
             expect: NO_GITLAB,
@@ -249,7 +261,13 @@ async fn every_command_answers_in_time(gitlab: &str) -> Vec<String> {
                 .to_string();
             if case.calls_gitlab && with_url && title != NO_GITLAB {
                 assert!(
-                    ["Subscribing", "Setting up"].contains(&title.as_str()),
+                    [
+                        "Subscribing",
+                        "Setting up",
+                        "Reading merge requests",
+                        "Setting the reminder"
+                    ]
+                    .contains(&title.as_str()),
                     "{what}: {}",
                     a.says()
                 );
@@ -283,10 +301,10 @@ async fn every_command_answers_in_time_while_gitlab_hangs() {
     let followed = every_command_answers_in_time(&gitlab.base()).await;
     assert_eq!(
         followed.len(),
-        3,
-        "subscribe, setup, setup --dry-run: {followed:?}"
+        5,
+        "subscribe, reviews, remind, setup, setup --dry-run: {followed:?}"
     );
-    assert!(gitlab.accepted() >= 3, "GitLab was asked");
+    assert!(gitlab.accepted() >= 5, "GitLab was asked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,8 @@ operations![
     chat_rules,
     last_posts,
     received_at,
+    reminder_run,
+    reminder_runs,
     retry_dead,
     list,
     retry_all_dead,
@@ -577,6 +579,80 @@ async fn received_at(o: DurableOutbox, e: &'static str) {
     stored(&o, "k1", t).await;
     assert_eq!(o.received_at("k1").await.unwrap(), Some(t), "{e}");
     assert_eq!(o.received_at("k2").await.unwrap(), None, "{e}");
+}
+
+async fn reminder_run(o: DurableOutbox, e: &'static str) {
+    let t = now();
+    let card = |n: &str| {
+        message(
+            &format!("reminder-reviews-{n}"),
+            "ops",
+            "reminder/reviews",
+            n,
+        )
+    };
+    // The first ask claims the run and queues its card; asking again (a restart, another
+    // replica) or for an earlier instant changes nothing.
+    assert!(
+        o.reminder_run("reviews", 1_000, card("first"))
+            .await
+            .unwrap(),
+        "{e}"
+    );
+    assert!(
+        !o.reminder_run("reviews", 1_000, card("again"))
+            .await
+            .unwrap(),
+        "{e}"
+    );
+    assert!(
+        !o.reminder_run("reviews", 999, card("older")).await.unwrap(),
+        "{e}"
+    );
+    assert_eq!(bodies(&o, "ops", t).await, vec!["first"], "{e}");
+    // A later instant runs; a run with no messages (nothing waits, or missed) is recorded too.
+    let empty = gitlab_chat_bridge::deliver::Batch {
+        dedupe_key: None,
+        request_id: "reminder-reviews-empty".into(),
+        deliveries: Vec::new(),
+    };
+    assert!(
+        o.reminder_run("reviews", 2_000, empty).await.unwrap(),
+        "{e}"
+    );
+    assert!(
+        !o.reminder_run("reviews", 2_000, card("late"))
+            .await
+            .unwrap(),
+        "{e}"
+    );
+    // Reminders are independent.
+    assert!(
+        o.reminder_run("other", 1_000, card("other")).await.unwrap(),
+        "{e}"
+    );
+    assert_eq!(
+        o.reminder_runs().await.unwrap(),
+        vec![("other".to_string(), 1_000), ("reviews".to_string(), 2_000)],
+        "{e}"
+    );
+}
+
+async fn reminder_runs(o: DurableOutbox, e: &'static str) {
+    assert!(o.reminder_runs().await.unwrap().is_empty(), "{e}");
+    let none = |n: &str| gitlab_chat_bridge::deliver::Batch {
+        dedupe_key: None,
+        request_id: n.into(),
+        deliveries: Vec::new(),
+    };
+    o.reminder_run("b", 7, none("1")).await.unwrap();
+    o.reminder_run("a", 5, none("2")).await.unwrap();
+    o.reminder_run("a", 9, none("3")).await.unwrap();
+    assert_eq!(
+        o.reminder_runs().await.unwrap(),
+        vec![("a".to_string(), 9), ("b".to_string(), 7)],
+        "{e}: by name, the latest run"
+    );
 }
 
 async fn retry_dead(o: DurableOutbox, e: &'static str) {

@@ -6,7 +6,8 @@
 //! workers); work committed by another replica is found by polling.
 
 use super::{
-    events, memory, messages, migrate, rules, window, Migrated, PgError, LOCK_SPACE, ROUTER_LOCK,
+    events, memory, messages, migrate, reminders, rules, window, Migrated, PgError, LOCK_SPACE,
+    ROUTER_LOCK,
 };
 use crate::deliver::engine::{
     Engine, LeaseAnswer, LeaseRequest, RouterReads, SharedWindow, Slot, Wake,
@@ -325,6 +326,39 @@ impl Engine for PgEngine {
         Box::pin(async move {
             let c = self.conn().await?;
             Ok(rules::chat_rules(&c).await?)
+        })
+    }
+
+    fn reminder_run(
+        &self,
+        name: String,
+        at: i64,
+        batch: Batch,
+        now: i64,
+        dedupe_since: i64,
+    ) -> BoxFuture<'_, Result<bool, OutboxError>> {
+        Box::pin(async move {
+            let claimed = in_tx!(self, |tx| reminders::reminder_run(
+                &tx,
+                &name,
+                at,
+                &batch,
+                now,
+                dedupe_since
+            ));
+            if claimed {
+                self.inner
+                    .wake
+                    .channels(batch.deliveries.iter().map(|d| d.channel.clone()).collect());
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn reminder_runs(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(reminders::reminder_runs(&c).await?)
         })
     }
 

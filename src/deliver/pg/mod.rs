@@ -9,7 +9,7 @@
 //! `conversations.rs`, a chat's root message per object). Here: the advisory lock keys and
 //! the errors.
 //!
-//! The schema mirrors SQLite's (version 6) with every integer a `BIGINT` and bodies in
+//! The schema mirrors SQLite's (version 7) with every integer a `BIGINT` and bodies in
 //! `BYTEA`, plus what replicas share: leases with a token and an owner, and the posts and
 //! pauses of each credential's rate window. Versions are PostgreSQL's own (a one-row
 //! `schema_version` table), not SQLite's.
@@ -18,6 +18,7 @@ pub mod engine;
 pub mod events;
 pub mod memory;
 pub mod messages;
+pub mod reminders;
 pub mod rules;
 pub mod schema;
 pub mod window;

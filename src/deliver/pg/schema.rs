@@ -8,7 +8,8 @@ use super::{PgError, LOCK_SPACE, MIGRATION_LOCK};
 use tokio_postgres::Client;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE events (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     received_at BIGINT NOT NULL,
@@ -112,7 +113,16 @@ BEGIN
     RETURN 0;
 END
 $fn$;
-"#];
+"#,
+    // Review reminders: each one's last scheduled instant run or skipped (unix ms).
+    r#"
+CREATE TABLE reminder_runs (
+    name       TEXT   PRIMARY KEY,
+    last_run   BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#,
+];
 
 /// The schema version this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

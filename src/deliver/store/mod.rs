@@ -4,7 +4,8 @@
 //! ([`super::pg`]) so that one operation's two dialects sit at the same path: [`schema`] (the
 //! schema and its migrations), [`events`] (ingest, dedupe, stored events, routed marks,
 //! listing), [`messages`] (messages, leases, outcomes, dead letters, stats, purge), [`rules`]
-//! (chat rules) and [`memory`](mod@memory) (the router's memory). A new concern gets a file of the same
+//! (chat rules), [`memory`](mod@memory) (the router's memory) and [`reminders`] (review
+//! reminders' last runs). A new concern gets a file of the same
 //! name in both engines (the next one: `conversations.rs`, a chat's root message per object).
 //!
 //! Two tables carry the pipeline. `events` holds each webhook delivery as received (the headers
@@ -21,6 +22,7 @@
 pub mod events;
 pub mod memory;
 pub mod messages;
+pub mod reminders;
 pub mod rules;
 pub mod schema;
 #[cfg(test)]
@@ -29,6 +31,7 @@ mod tests;
 pub use events::*;
 pub use memory::*;
 pub use messages::*;
+pub use reminders::*;
 pub use rules::*;
 
 use rusqlite::{Connection, Transaction};

@@ -6,7 +6,7 @@ use super::StoreError;
 use rusqlite::Connection;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: [&str; 6] = [
+pub(super) const MIGRATIONS: [&str; 7] = [
     r#"
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -127,6 +127,15 @@ CREATE TABLE chat_rules (
 CREATE TABLE router_memory (
     key        TEXT    PRIMARY KEY,
     value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    // Review reminders: each one's last scheduled instant run or skipped (unix ms), claimed in
+    // the transaction that queues the run's messages.
+    r#"
+CREATE TABLE reminder_runs (
+    name       TEXT    PRIMARY KEY,
+    last_run   INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
