@@ -6,7 +6,7 @@ use super::StoreError;
 use rusqlite::Connection;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: [&str; 6] = [
+pub(super) const MIGRATIONS: [&str; 7] = [
     r#"
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -128,6 +128,20 @@ CREATE TABLE router_memory (
     key        TEXT    PRIMARY KEY,
     value      TEXT    NOT NULL,
     updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    // Conversations: per channel and object, the chat's reference to the thread's root
+    // message (opaque JSON), the hash of the root body shown, and when the object ended.
+    r#"
+CREATE TABLE conversations (
+    channel    TEXT    NOT NULL,
+    object_key TEXT    NOT NULL,
+    root       TEXT    NOT NULL,
+    body_hash  TEXT,
+    started_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    closed_at  INTEGER,
+    PRIMARY KEY (channel, object_key)
 ) WITHOUT ROWID;
 "#,
 ];
