@@ -358,11 +358,24 @@ fn channel_accepts(c: &ChannelConfig, route: &RouteConfig, event: &Event) -> boo
     named && wants_event(&c.events, event) && (!event.confidential || c.confidential)
 }
 
+/// The object whose conversation an event belongs to: its ordering key, except that a merge
+/// request's pipeline joins the merge request's thread.
+fn conversation_key(event: &Event, ordering_key: &str) -> String {
+    if let Detail::Pipeline(p) = &event.detail {
+        let iid = p.merge_request.as_ref().and_then(|m| m.iid);
+        if let (Some(iid), Some((project, _))) = (iid, ordering_key.rsplit_once("/pipeline/")) {
+            return format!("{project}/mr/{iid}");
+        }
+    }
+    ordering_key.to_string()
+}
+
 /// The event keys that end an object's conversation.
 const ENDS: [&str; 3] = ["merge_request.merge", "merge_request.close", "issue.close"];
 
 /// What channel `c` (in conversation `mode`) is told with `body`, a message about the object
-/// `key`: on `thread+edit`, the root shows the card of the object's latest event.
+/// `key`: on `thread+edit`, the root shows the card of the object's latest event of its own
+/// (its opening, approval, merge; not comments or pipelines, which are replies only).
 fn instruction(
     c: &ChannelConfig,
     mode: Mode,
@@ -370,10 +383,14 @@ fn instruction(
     key: &str,
     body: &str,
 ) -> conversation::Instruction {
+    let object = conversation_key(event, key);
+    // The root shows the object's own state: a comment, or a merge request's pipeline, is a
+    // reply that leaves the root as it is.
+    let own = object == key && event.kind != Kind::Note;
     conversation::Instruction {
-        key: key.to_string(),
         edit: mode == Mode::ThreadEdit,
-        root: (mode == Mode::ThreadEdit).then(|| body.to_string()),
+        root: (mode == Mode::ThreadEdit && own).then(|| body.to_string()),
+        key: object,
         // An empty list broadcasts nothing (an empty `events` filter takes everything).
         broadcast: !c.conversation.broadcast.is_empty()
             && wants_event(&c.conversation.broadcast, event),

@@ -1,0 +1,329 @@
+//! Conversations (`channels[].conversation`) through the daemon, against the Telegram fake and a
+//! real Synapse: a merge request's life (opened, three comments, approved, its pipeline failed
+//! then passed, merged) is one root and every later event a reply in its thread, read back from
+//! the chat; on `thread+edit` the root is edited to the merge request's latest card (it ends
+//! showing the merge). Two merge requests interleaved each keep their own thread; a restart
+//! keeps the threads (the map is in the outbox); a root deleted in the chat makes the next event
+//! a new root, once, and later events reply to it. On Matrix, replies carry the `m.thread`
+//! relation with the reply fallback and edits are `m.replace` events with `m.new_content`.
+
+use crate::support::daemon::{Daemon, Settings};
+use crate::support::fake_telegram::FakeTelegram;
+use crate::support::samples;
+use crate::support::synapse::Synapse;
+use crate::support::temp::TempDir;
+use crate::support::turn;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+use crate::support::fake_telegram::TOKEN;
+const CHAT: &str = "-100";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The project every event of these tests is about.
+fn project() -> Value {
+    samples::json("pipeline__basic.json")["project"].clone()
+}
+
+/// A merge request event about `!iid` with `action` (and the state it leaves).
+fn mr(iid: u64, action: &str, title: &str) -> (&'static str, Vec<u8>) {
+    let mut v = samples::json("merge_request__open.json");
+    v["project"] = project();
+    let state = match action {
+        "merge" => "merged",
+        "close" => "closed",
+        _ => "opened",
+    };
+    v["object_attributes"]["iid"] = json!(iid);
+    v["object_attributes"]["action"] = json!(action);
+    v["object_attributes"]["state"] = json!(state);
+    v["object_attributes"]["title"] = json!(title);
+    ("Merge Request Hook", v.to_string().into_bytes())
+}
+
+/// A comment on `!iid`.
+fn note(iid: u64, text: &str) -> (&'static str, Vec<u8>) {
+    let mut v = samples::json("note__merge_request.json");
+    v["project"] = project();
+    v["merge_request"]["iid"] = json!(iid);
+    v["object_attributes"]["note"] = json!(text);
+    ("Note Hook", v.to_string().into_bytes())
+}
+
+/// Pipeline `id` of `!iid`, finished with `status`.
+fn pipeline(iid: u64, id: u64, status: &str) -> (&'static str, Vec<u8>) {
+    let mut v = samples::json("pipeline__basic.json");
+    v["merge_request"]["iid"] = json!(iid);
+    v["object_attributes"]["id"] = json!(id);
+    v["object_attributes"]["status"] = json!(status);
+    ("Pipeline Hook", v.to_string().into_bytes())
+}
+
+/// A merge request's life, in order.
+fn life(iid: u64) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        mr(iid, "open", &format!("Feature {iid}")),
+        note(iid, &format!("first look at {iid}")),
+        note(iid, &format!("second look at {iid}")),
+        note(iid, &format!("third look at {iid}")),
+        mr(iid, "approved", &format!("Feature {iid}")),
+        pipeline(iid, 100 + iid, "failed"),
+        pipeline(iid, 200 + iid, "success"),
+        mr(iid, "merge", &format!("Feature {iid}")),
+    ]
+}
+
+/// A Telegram channel `tg` with `conversation = mode`.
+fn telegram_config(fake: &FakeTelegram, mode: &str, dir: &TempDir) -> std::path::PathBuf {
+    let mut settings = Settings::new(Vec::new());
+    settings.rest = format!(
+        "[[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = {CHAT}\n\
+         api_url = \"{}\"\nrate_per_minute = 600\nconversation = \"{mode}\"\n",
+        fake.api_url()
+    );
+    settings.write_config(dir)
+}
+
+/// The requests the fake answered 200, by method.
+fn answered(fake: &FakeTelegram, method: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == method && r.status == 200)
+        .count()
+}
+
+/// Waits until the fake answered `sends` posts and `edits` edits with 200.
+async fn settle(fake: &FakeTelegram, sends: usize, edits: usize) {
+    let deadline = Instant::now() + WAIT;
+    while answered(fake, "sendMessage") < sends || answered(fake, "editMessageText") < edits {
+        assert!(
+            Instant::now() < deadline,
+            "waiting for {sends} posts and {edits} edits: {:#?}",
+            fake.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The message a Telegram message replies to, if it is a reply.
+fn replies_to(m: &crate::support::fake_telegram::Message) -> Option<i64> {
+    m.body["reply_parameters"]["message_id"].as_i64()
+}
+
+#[tokio::test]
+async fn telegram_a_merge_requests_life_is_one_thread_under_an_edited_root() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeTelegram::start(&[CHAT]).await;
+    let dir = TempDir::new("conv-tg-life");
+    let daemon = Daemon::spawn(&telegram_config(&fake, "thread+edit", &dir)).await;
+    // Each event waits for the one before: GitLab's pipelines and comments are other objects
+    // than the merge request, so only the conversation map orders them into its thread.
+    let (mut sends, mut edits) = (0, 0);
+    for (i, (header, body)) in life(1).into_iter().enumerate() {
+        let a = daemon.post(header, body, None, None).await;
+        assert_eq!(a.status, 200, "{i}: {:?}", a.body);
+        sends += 1;
+        // The merge request's own events after the first change the root's card.
+        if i == 4 || i == 7 {
+            edits += 1;
+        }
+        settle(&fake, sends, edits).await;
+    }
+    let msgs = fake.messages_in(CHAT);
+    assert_eq!(msgs.len(), 8, "{msgs:#?}");
+    let root = &msgs[0];
+    assert_eq!(replies_to(root), None, "the root replies to nothing");
+    for m in &msgs[1..] {
+        assert_eq!(replies_to(m), Some(root.message_id), "{m:#?}");
+        assert_eq!(
+            m.body["reply_parameters"]["allow_sending_without_reply"],
+            json!(false)
+        );
+    }
+    assert!(
+        msgs[1].text.contains("first look at 1"),
+        "{:?}",
+        msgs[1].text
+    );
+    // The root was edited in place to the last card of the merge request: the merge.
+    let last_card = &msgs[7].text;
+    assert_eq!(&root.text, last_card, "the root shows the merge");
+    assert_ne!(msgs[0].html, "", "{root:#?}");
+    assert_eq!(answered(&fake, "editMessageText"), 2);
+    let log = daemon.stop();
+    assert!(!log.iter().any(|l| l.contains(TOKEN)));
+}
+
+#[tokio::test]
+async fn telegram_two_merge_requests_interleaved_keep_their_threads_across_a_restart() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeTelegram::start(&[CHAT]).await;
+    let dir = TempDir::new("conv-tg-two");
+    let config = telegram_config(&fake, "thread", &dir);
+    let daemon = Daemon::spawn(&config).await;
+    let events = [
+        mr(1, "open", "One"),
+        mr(2, "open", "Two"),
+        note(1, "on one a"),
+        note(2, "on two a"),
+        pipeline(2, 302, "failed"),
+        note(1, "on one b"),
+    ];
+    for (n, (header, body)) in events.into_iter().enumerate() {
+        assert_eq!(daemon.post(header, body, None, None).await.status, 200);
+        settle(&fake, n + 1, 0).await;
+    }
+    daemon.stop();
+    // Restarted on the same outbox: the threads are where they were.
+    let daemon = Daemon::spawn(&config).await;
+    for (n, (header, body)) in [note(2, "on two b"), mr(1, "merge", "One")]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(daemon.post(header, body, None, None).await.status, 200);
+        settle(&fake, 7 + n, 0).await;
+    }
+    let msgs = fake.messages_in(CHAT);
+    assert_eq!(msgs.len(), 8, "{msgs:#?}");
+    let (one, two) = (msgs[0].message_id, msgs[1].message_id);
+    let threads: Vec<Option<i64>> = msgs.iter().map(replies_to).collect();
+    assert_eq!(
+        threads,
+        [
+            None,
+            None,
+            Some(one),
+            Some(two),
+            Some(two),
+            Some(one),
+            Some(two),
+            Some(one)
+        ],
+        "{msgs:#?}"
+    );
+    assert_eq!(answered(&fake, "editMessageText"), 0, "thread: no edits");
+    daemon.stop();
+}
+
+#[tokio::test]
+async fn telegram_a_deleted_root_starts_one_new_root() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeTelegram::start(&[CHAT]).await;
+    let dir = TempDir::new("conv-tg-lost");
+    let daemon = Daemon::spawn(&telegram_config(&fake, "thread+edit", &dir)).await;
+    let (h, b) = mr(5, "open", "Five");
+    assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+    settle(&fake, 1, 0).await;
+    let first_root = fake.messages_in(CHAT)[0].message_id;
+    fake.delete(CHAT, first_root);
+    for (n, text) in ["after the delete", "and again"].iter().enumerate() {
+        let (h, b) = note(5, text);
+        assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+        settle(&fake, 2 + n, 0).await;
+    }
+    // The merge request's own next event edits the new root, not the deleted one.
+    let (h, b) = mr(5, "approved", "Five");
+    assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+    settle(&fake, 4, 1).await;
+    let msgs = fake.messages_in(CHAT);
+    assert_eq!(msgs.len(), 4, "{msgs:#?}");
+    let new_root = msgs[1].message_id;
+    assert_eq!(replies_to(&msgs[1]), None, "a new root: {msgs:#?}");
+    // The comment that found its root gone became the new root, since edited to the merge
+    // request's card.
+    assert!(
+        msgs[1].text.contains("approved merge request !5"),
+        "{msgs:#?}"
+    );
+    assert!(msgs[2].text.contains("and again"), "{msgs:#?}");
+    assert_eq!(replies_to(&msgs[2]), Some(new_root));
+    assert_eq!(replies_to(&msgs[3]), Some(new_root));
+    let refused: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.status != 200)
+        .collect();
+    assert_eq!(refused.len(), 1, "one refused reply, no loop: {refused:#?}");
+    let log = daemon.stop();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("starting a new root"))
+            .count(),
+        1,
+        "{log:#?}"
+    );
+}
+
+/// The relation of a Matrix event, if any.
+fn relation(e: &Value) -> (&str, &str) {
+    let r = &e["content"]["m.relates_to"];
+    (
+        r["rel_type"].as_str().unwrap_or_default(),
+        r["event_id"].as_str().unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
+    let _turn = turn::shared_async().await;
+    let hs = Synapse::start("conversations").await;
+    let dir = TempDir::new("conv-mx-life");
+    let mut settings = Settings::new(Vec::new());
+    settings.rest = format!(
+        "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"{}\"\naccess_token = \"{}\"\n\
+         room = \"{}\"\nrate_per_minute = 600\nconversation = \"thread+edit\"\n",
+        hs.base_url(),
+        hs.bot.access_token,
+        hs.room
+    );
+    let config = settings.write_config(&dir);
+    let mut daemon = Daemon::spawn(&config).await;
+    // events in the room after each webhook: the post, and an edit for the merge request's own
+    let expected = [1, 2, 3, 4, 6, 7, 8, 10];
+    for (i, (header, body)) in life(3).into_iter().enumerate() {
+        if i == 4 {
+            // Threads survive a restart: the map is in the outbox.
+            daemon.stop();
+            daemon = Daemon::spawn(&config).await;
+        }
+        assert_eq!(daemon.post(header, body, None, None).await.status, 200);
+        let deadline = Instant::now() + WAIT;
+        while hs.messages(&hs.other, &hs.room).await.len() < expected[i] {
+            assert!(Instant::now() < deadline, "event {i}: {}", hs.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let msgs = hs.messages(&hs.other, &hs.room).await;
+    assert_eq!(msgs.len(), 10, "{msgs:#?}");
+    let root = &msgs[0];
+    let root_id = root["event_id"].as_str().unwrap();
+    assert_eq!(relation(root), ("", ""), "a root has no relation");
+    let (mut replies, mut edits) = (Vec::new(), Vec::new());
+    for m in &msgs[1..] {
+        match relation(m) {
+            ("m.thread", id) => {
+                assert_eq!(id, root_id, "{m}");
+                let r = &m["content"]["m.relates_to"];
+                assert_eq!(r["is_falling_back"], json!(true), "{m}");
+                assert_eq!(r["m.in_reply_to"]["event_id"], json!(root_id), "{m}");
+                replies.push(m);
+            }
+            ("m.replace", id) => {
+                assert_eq!(id, root_id, "{m}");
+                edits.push(m);
+            }
+            other => panic!("{other:?}: {m}"),
+        }
+    }
+    assert_eq!((replies.len(), edits.len()), (7, 2));
+    let merged = &replies[6]["content"]["body"];
+    let last_edit = &edits[1]["content"];
+    assert_eq!(last_edit["m.new_content"]["body"], *merged, "{last_edit}");
+    assert_eq!(
+        last_edit["body"].as_str().unwrap(),
+        format!("* {}", merged.as_str().unwrap())
+    );
+    assert_eq!(last_edit["m.mentions"], json!({}));
+    let log = daemon.stop();
+    assert!(!log.iter().any(|l| l.contains(&hs.bot.access_token)));
+}
