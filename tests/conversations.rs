@@ -5,7 +5,14 @@
 //! showing the merge). Two merge requests interleaved each keep their own thread; a restart
 //! keeps the threads (the map is in the outbox); a root deleted in the chat makes the next event
 //! a new root, once, and later events reply to it. On Matrix, replies carry the `m.thread`
-//! relation with the reply fallback and edits are `m.replace` events with `m.new_content`.
+//! relation with the reply fallback and edits are `m.replace` events with `m.new_content`; a
+//! daemon killed (SIGKILL) after Synapse took a root but before its answer came posts no second
+//! root after the restart (the txnId is the message's), and the next event replies to the one
+//! root. What Synapse does with a thread reply is pinned: to a root it does not know, 400
+//! `M_UNKNOWN` "Can't send relation to unknown event"; to a root in another room (the channel
+//! moved rooms), 400 `M_UNKNOWN` "Relations must be in the same room" (the daemon then starts a
+//! new root there, once); to a redacted root, 200 (the thread lives on under "message
+//! deleted").
 
 use crate::support::daemon::{Daemon, Settings};
 use crate::support::fake_telegram::FakeTelegram;
@@ -326,4 +333,168 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     assert_eq!(last_edit["m.mentions"], json!({}));
     let log = daemon.stop();
     assert!(!log.iter().any(|l| l.contains(&hs.bot.access_token)));
+}
+
+/// A Matrix channel `mx` through `homeserver` with `conversation = mode`.
+fn matrix_config(hs: &Synapse, homeserver: &str, mode: &str, dir: &TempDir) -> std::path::PathBuf {
+    matrix_room_config(hs, homeserver, &hs.room, mode, dir)
+}
+
+/// A Matrix channel `mx` into `room`.
+fn matrix_room_config(
+    hs: &Synapse,
+    homeserver: &str,
+    room: &str,
+    mode: &str,
+    dir: &TempDir,
+) -> std::path::PathBuf {
+    let mut settings = Settings::new(Vec::new());
+    settings.rest = format!(
+        "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"{homeserver}\"\naccess_token = \"{}\"\n\
+         room = \"{room}\"\nrate_per_minute = 600\nconversation = \"{mode}\"\n",
+        hs.bot.access_token
+    );
+    settings.write_config(dir)
+}
+
+/// Waits until `room` holds at least `n` messages; returns them.
+async fn room_messages(hs: &Synapse, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let msgs = hs.messages(&hs.other, &hs.room).await;
+        if msgs.len() >= n {
+            return msgs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n}: {msgs:#?}",
+            msgs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn matrix_a_kill_9_before_the_roots_answer_posts_no_second_root() {
+    use std::sync::atomic::Ordering;
+    let _turn = turn::shared_async().await;
+    let hs = Synapse::start("conv-kill").await;
+    let proxy = crate::matrix::HoldingProxy::start(&hs.base_url()).await;
+    let dir = TempDir::new("conv-mx-kill");
+    let config = matrix_config(&hs, &format!("http://{}", proxy.addr), "thread", &dir);
+    let daemon = Daemon::spawn(&config).await;
+    // Synapse takes the root; its answer (the event id) never reaches the daemon.
+    proxy.state.hold.store(true, Ordering::SeqCst);
+    let (h, b) = mr(9, "open", "Nine");
+    assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+    crate::support::wait_until("the root in flight", WAIT, || {
+        proxy.state.held.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let log = daemon.stop();
+    proxy.state.hold.store(false, Ordering::SeqCst);
+    assert_eq!(room_messages(&hs, 1).await.len(), 1, "Synapse has the root");
+    let daemon = Daemon::spawn(&config).await;
+    let (h, b) = note(9, "after the kill");
+    assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+    let msgs = room_messages(&hs, 2).await;
+    // Nothing else comes: the root was sent again under its txnId and recorded.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let msgs_again = hs.messages(&hs.other, &hs.room).await;
+    assert_eq!(msgs_again.len(), 2, "{msgs_again:#?}");
+    let root_id = msgs[0]["event_id"].as_str().unwrap();
+    assert_eq!(relation(&msgs[0]), ("", ""));
+    assert_eq!(relation(&msgs[1]), ("m.thread", root_id), "{msgs:#?}");
+    let txns = proxy.state.txns.lock().unwrap().clone();
+    assert_eq!(
+        txns[0], txns[1],
+        "the root was re-sent with its txnId: {txns:?}"
+    );
+    drop((log, daemon.stop()));
+}
+
+#[tokio::test]
+async fn synapse_refuses_replies_to_unknown_roots_and_takes_them_to_redacted_ones() {
+    let _turn = turn::shared_async().await;
+    let hs = Synapse::start("conv-lost").await;
+    let reply = |root: &str| {
+        json!({"msgtype": "m.notice", "body": "r", "m.mentions": {},
+            "m.relates_to": {"rel_type": "m.thread", "event_id": root, "is_falling_back": true,
+                "m.in_reply_to": {"event_id": root}}})
+    };
+    let (status, answer) = hs
+        .send(
+            &hs.bot,
+            &hs.room,
+            "unknown-root",
+            &reply("$nosuchevent:localhost"),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["errcode"].as_str()),
+        (400, Some("M_UNKNOWN")),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown event"),
+        "{answer}"
+    );
+    let root = json!({"msgtype": "m.notice", "body": "root", "m.mentions": {}});
+    let (_, posted) = hs.send(&hs.bot, &hs.room, "root", &root).await;
+    let root_id = posted["event_id"].as_str().unwrap().to_string();
+    hs.redact(&hs.bot, &hs.room, &root_id).await;
+    let (status, answer) = hs
+        .send(&hs.bot, &hs.room, "redacted-root", &reply(&root_id))
+        .await;
+    assert_eq!(status, 200, "a redacted root keeps its thread: {answer}");
+}
+
+#[tokio::test]
+async fn matrix_a_root_the_room_does_not_know_starts_one_new_root() {
+    let _turn = turn::shared_async().await;
+    let hs = Synapse::start("conv-moved").await;
+    let dir = TempDir::new("conv-mx-moved");
+    let daemon = Daemon::spawn(&matrix_config(&hs, &hs.base_url(), "thread", &dir)).await;
+    let (h, b) = mr(4, "open", "Four");
+    assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+    room_messages(&hs, 1).await;
+    daemon.stop();
+    // The channel now posts to another room: the recorded root is not there.
+    let other = hs.create_room(&hs.bot, None, &[&hs.other.user_id]).await;
+    hs.join(&hs.other, &other).await;
+    let config = matrix_room_config(&hs, &hs.base_url(), &other, "thread", &dir);
+    let daemon = Daemon::spawn(&config).await;
+    for text in ["moved a", "moved b"] {
+        let (h, b) = note(4, text);
+        assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+    }
+    let deadline = Instant::now() + WAIT;
+    let msgs = loop {
+        let msgs = hs.messages(&hs.other, &other).await;
+        if msgs.len() >= 2 {
+            break msgs;
+        }
+        assert!(Instant::now() < deadline, "{msgs:#?} {:#?}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hs.messages(&hs.other, &other).await.len(), 2);
+    let root_id = msgs[0]["event_id"].as_str().unwrap();
+    assert_eq!(relation(&msgs[0]), ("", ""), "a new root: {msgs:#?}");
+    assert!(msgs[0]["content"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("moved a"));
+    assert_eq!(relation(&msgs[1]), ("m.thread", root_id));
+    let log = daemon.stop();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("starting a new root"))
+            .count(),
+        1,
+        "{log:#?}"
+    );
 }

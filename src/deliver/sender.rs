@@ -336,8 +336,14 @@ impl Sender {
                     _ => id.to_string(),
                 };
                 let (attempt, answer) = self.exchange(endpoint, &id, &content, None).await;
+                // Synapse: 400 M_UNKNOWN "Can't send relation to unknown event", or "Relations
+                // must be in the same room" (the channel moved rooms); a redacted root still
+                // takes replies.
                 let root_lost = act != Act::Root
-                    && matches!(&attempt, Attempt::Permanent { reason, .. } if reason.contains("M_NOT_FOUND"));
+                    && matches!(&attempt, Attempt::Permanent { reason, .. }
+                        if ["M_NOT_FOUND", "unknown event", "same room"]
+                            .iter()
+                            .any(|s| reason.contains(s)));
                 let reference = (act == Act::Root && matches!(attempt, Attempt::Delivered(_)))
                     .then(|| {
                         let v: serde_json::Value = serde_json::from_slice(&answer).ok()?;
