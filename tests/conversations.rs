@@ -5,7 +5,8 @@
 //! showing the merge). Two merge requests interleaved each keep their own thread; a restart
 //! keeps the threads (the map is in the outbox); a root deleted in the chat makes the next event
 //! a new root, once, and later events reply to it. On Matrix, replies carry the `m.thread`
-//! relation with the reply fallback and edits are `m.replace` events with `m.new_content`; a
+//! relation with the reply fallback, edits are `m.replace` events with `m.new_content`, and a
+//! broadcast key's reply is also shown in the room as a plain reply to the root; a
 //! daemon killed (SIGKILL) after Synapse took a root but before its answer came posts no second
 //! root after the restart (the txnId is the message's), and the next event replies to the one
 //! root. What Synapse does with a thread reply is pinned: to a root it does not know, 400
@@ -278,7 +279,8 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     let mut settings = Settings::new(Vec::new());
     settings.rest = format!(
         "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"{}\"\naccess_token = \"{}\"\n\
-         room = \"{}\"\nrate_per_minute = 600\nconversation = \"thread+edit\"\n",
+         room = \"{}\"\nrate_per_minute = 600\nconversation = \"thread+edit\"\n\
+         broadcast = [\"merge_request.merge\"]\n",
         hs.base_url(),
         hs.bot.access_token,
         hs.room
@@ -286,7 +288,8 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     let config = settings.write_config(&dir);
     let mut daemon = Daemon::spawn(&config).await;
     // events in the room after each webhook: the post, and an edit for the merge request's own
-    let expected = [1, 2, 3, 4, 6, 7, 8, 10];
+    // events), and for the merge one more: the reply shown in the room (broadcast)
+    let expected = [1, 2, 3, 4, 6, 7, 8, 11];
     for (i, (header, body)) in life(3).into_iter().enumerate() {
         if i == 4 {
             // Threads survive a restart: the map is in the outbox.
@@ -301,13 +304,18 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
         }
     }
     let msgs = hs.messages(&hs.other, &hs.room).await;
-    assert_eq!(msgs.len(), 10, "{msgs:#?}");
+    assert_eq!(msgs.len(), 11, "{msgs:#?}");
     let root = &msgs[0];
     let root_id = root["event_id"].as_str().unwrap();
     assert_eq!(relation(root), ("", ""), "a root has no relation");
-    let (mut replies, mut edits) = (Vec::new(), Vec::new());
+    let (mut replies, mut edits, mut shown) = (Vec::new(), Vec::new(), Vec::new());
     for m in &msgs[1..] {
         match relation(m) {
+            ("", "") => {
+                let r = &m["content"]["m.relates_to"];
+                assert_eq!(r, &json!({"m.in_reply_to": {"event_id": root_id}}), "{m}");
+                shown.push(m);
+            }
             ("m.thread", id) => {
                 assert_eq!(id, root_id, "{m}");
                 let r = &m["content"]["m.relates_to"];
@@ -324,6 +332,8 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     }
     assert_eq!((replies.len(), edits.len()), (7, 2));
     let merged = &replies[6]["content"]["body"];
+    assert_eq!(shown.len(), 1, "only the merge is broadcast");
+    assert_eq!(&shown[0]["content"]["body"], merged);
     let last_edit = &edits[1]["content"];
     assert_eq!(last_edit["m.new_content"]["body"], *merged, "{last_edit}");
     assert_eq!(

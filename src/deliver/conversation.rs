@@ -120,6 +120,12 @@ pub enum Act<'a> {
         /// The root's reference.
         root: &'a str,
     },
+    /// A reply also shown in the channel itself (where a thread's replies are hidden from it):
+    /// the body again, as a plain reply to the root.
+    Broadcast {
+        /// The root's reference.
+        root: &'a str,
+    },
 }
 
 #[cfg(test)]

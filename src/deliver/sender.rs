@@ -106,6 +106,15 @@ pub fn telegram_act(body: &str, act: Act<'_>) -> Option<(String, Option<&'static
             o.remove("reply_parameters");
             Some("editMessageText")
         }
+        // A Telegram reply is in the chat already; a broadcast is the same reply.
+        Act::Broadcast { root } => {
+            let id = message_id(root)?;
+            o.insert(
+                "reply_parameters".into(),
+                serde_json::json!({ "message_id": id, "allow_sending_without_reply": false }),
+            );
+            None
+        }
     };
     Some((v.to_string(), method))
 }
@@ -164,6 +173,13 @@ pub fn matrix_act(body: &str, act: Act<'_>) -> Option<String> {
                 serde_json::json!({ "rel_type": "m.replace", "event_id": root }),
             );
             v = serde_json::Value::Object(edit);
+        }
+        Act::Broadcast { root } => {
+            let root = event_id(root)?;
+            v.as_object_mut()?.insert(
+                "m.relates_to".into(),
+                serde_json::json!({ "m.in_reply_to": { "event_id": root } }),
+            );
         }
     }
     Some(v.to_string())
@@ -330,9 +346,11 @@ impl Sender {
                 let Some(content) = matrix_act(body, act) else {
                     return flat();
                 };
-                // An edit is a message of its own: a txnId of its own, exactly once too.
+                // An edit or a broadcast is a message of its own: a txnId of its own, exactly
+                // once too.
                 let id = match act {
                     Act::Edit { .. } => format!("{id}/edit"),
+                    Act::Broadcast { .. } => format!("{id}/broadcast"),
                     _ => id.to_string(),
                 };
                 let (attempt, answer) = self.exchange(endpoint, &id, &content, None).await;

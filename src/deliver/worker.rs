@@ -555,6 +555,21 @@ impl Ctx<'_> {
             }
             return self.start(endpoint, id, root_body, i).await;
         }
+        // A Matrix thread's replies are out of the room's timeline: a broadcast shows the reply
+        // there too, as a plain reply to the root (a post of its own, in the budget). A
+        // Telegram reply is in the chat already.
+        let hidden = matches!(endpoint.auth, Auth::Matrix { .. });
+        if let (true, true, Attempt::Delivered(_)) = (i.broadcast, hidden, &posted.attempt) {
+            if self.acquire_measured(batch).await {
+                let shown = Act::Broadcast {
+                    root: &current.root,
+                };
+                let b = self.poster.converse(endpoint, id, body, shown).await;
+                if !matches!(b.attempt, Attempt::Delivered(_)) {
+                    tracing::warn!(channel = %ch, object = %i.key, attempt = ?b.attempt, "cannot show the reply in the channel");
+                }
+            }
+        }
         let mut change = ConversationWrite {
             channel: ch.clone(),
             key: i.key.clone(),
