@@ -20,6 +20,14 @@
 //! ([`classify_matrix`]): 429 `M_LIMIT_EXCEEDED` waits `Retry-After` or `retry_after_ms`, 403 and
 //! other 4xx are permanent with the errcode. A `room` alias in a Matrix endpoint is resolved once
 //! (`GET /_matrix/client/v3/directory/room/{alias}`) and kept for the sender's life.
+//!
+//! In a conversation ([`Sender::converse`]): a Telegram reply carries `reply_parameters` (never
+//! sent without its root) and an edit is `editMessageText`; a Matrix reply carries the
+//! `m.thread` relation with the reply fallback, an edit is `m.replace` with `m.new_content`
+//! under a txnId of its own, a broadcast a plain `m.in_reply_to`. A root's reference is read
+//! from the answer (`result.message_id`, `event_id`); a reply or edit whose root the chat does
+//! not have (Telegram "message to be replied not found" / "message to edit not found", Synapse
+//! 400 "unknown event" / "same room") says so, for a new root.
 
 use super::conversation::Act;
 use super::{Auth, Endpoint};

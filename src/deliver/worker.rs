@@ -12,6 +12,11 @@
 //! worker posts the refused message and the rest to the new chat id and keeps the move as a
 //! [`MOVED_RULE`] chat rule for the next start. A digest is posted under an id of its own (the
 //! first message's and `+N`), so a Matrix txnId never stands for two different bodies.
+//! A message with a conversation instruction ([`super::conversation`]) is posted in its object's
+//! conversation: the root when the map has none (or it ended, or the chat lost it: once), its
+//! reference recorded with the outcome; else a reply in the root's thread, on `thread+edit` an
+//! edit of the root when its card changed, and on Matrix a broadcast key's reply shown in the
+//! room too; every one of these posts takes a slot of the credential's budget.
 //! On shutdown a worker finishes the post in progress (bounded by the post timeout) and stops;
 //! everything else stays in the outbox for the next start.
 
