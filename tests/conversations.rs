@@ -508,3 +508,42 @@ async fn matrix_a_root_the_room_does_not_know_starts_one_new_root() {
         "{log:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_two_postgresql_replicas_share_the_threads() {
+    let _turn = turn::shared_async().await;
+    let cluster = crate::support::postgres::Cluster::start("conv-replicas");
+    let db = cluster.create_database();
+    let cliq = crate::support::fake_cliq::FakeCliq::start(0).await;
+    let fake = FakeTelegram::start(&[CHAT]).await;
+    let dir = TempDir::new("conv-replicas");
+    let channel = format!(
+        "[[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = {CHAT}\n\
+         api_url = \"{}\"\nrate_per_minute = 600\nconversation = \"thread\"\n",
+        fake.api_url()
+    );
+    let configs = crate::replicas::replica_configs(&dir, &cluster, &db, &cliq, &[], &channel, 2);
+    let a = Daemon::spawn(&configs[0]).await;
+    let b = Daemon::spawn(&configs[1]).await;
+    let events = [
+        mr(6, "open", "Six"),
+        note(6, "via b"),
+        note(6, "via a"),
+        pipeline(6, 606, "failed"),
+        mr(6, "merge", "Six"),
+    ];
+    for (n, (header, body)) in events.into_iter().enumerate() {
+        let replica = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(replica.post(header, body, None, None).await.status, 200);
+        settle(&fake, n + 1, 0).await;
+    }
+    let msgs = fake.messages_in(CHAT);
+    assert_eq!(msgs.len(), 5, "{msgs:#?}");
+    let root = msgs[0].message_id;
+    let threads: Vec<Option<i64>> = msgs.iter().map(replies_to).collect();
+    assert_eq!(
+        threads,
+        [None, Some(root), Some(root), Some(root), Some(root)]
+    );
+    drop((a.stop(), b.stop()));
+}
