@@ -4,7 +4,8 @@
 //! the chat; on `thread+edit` the root is edited to the merge request's latest card (it ends
 //! showing the merge). Two merge requests interleaved each keep their own thread; a restart
 //! keeps the threads (the map is in the outbox); a root deleted in the chat makes the next event
-//! a new root, once, and later events reply to it. On Matrix, replies carry the `m.thread`
+//! a new root, once, and later events reply to it. Edits take posting slots: a channel with a
+//! budget of 3 a minute makes 3 requests (root, reply, edit) and then waits. On Matrix, replies carry the `m.thread`
 //! relation with the reply fallback, edits are `m.replace` events with `m.new_content`, and a
 //! broadcast key's reply is also shown in the room as a plain reply to the root; a
 //! daemon killed (SIGKILL) after Synapse took a root but before its answer came posts no second
@@ -83,10 +84,20 @@ fn life(iid: u64) -> Vec<(&'static str, Vec<u8>)> {
 
 /// A Telegram channel `tg` with `conversation = mode`.
 fn telegram_config(fake: &FakeTelegram, mode: &str, dir: &TempDir) -> std::path::PathBuf {
+    telegram_config_rate(fake, mode, 600, dir)
+}
+
+/// A Telegram channel `tg` with `conversation = mode` and a budget of `rate` posts a minute.
+fn telegram_config_rate(
+    fake: &FakeTelegram,
+    mode: &str,
+    rate: u32,
+    dir: &TempDir,
+) -> std::path::PathBuf {
     let mut settings = Settings::new(Vec::new());
     settings.rest = format!(
         "[[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = {CHAT}\n\
-         api_url = \"{}\"\nrate_per_minute = 600\nconversation = \"{mode}\"\n",
+         api_url = \"{}\"\nrate_per_minute = {rate}\nconversation = \"{mode}\"\n",
         fake.api_url()
     );
     settings.write_config(dir)
@@ -546,4 +557,30 @@ async fn telegram_two_postgresql_replicas_share_the_threads() {
         [None, Some(root), Some(root), Some(root), Some(root)]
     );
     drop((a.stop(), b.stop()));
+}
+
+#[tokio::test]
+async fn telegram_edits_count_against_the_budget() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeTelegram::start(&[CHAT]).await;
+    let dir = TempDir::new("conv-tg-budget");
+    let daemon = Daemon::spawn(&telegram_config_rate(&fake, "thread+edit", 3, &dir)).await;
+    for (header, body) in [
+        mr(8, "open", "Eight"),
+        mr(8, "approved", "Eight"),
+        mr(8, "merge", "Eight"),
+    ] {
+        assert_eq!(daemon.post(header, body, None, None).await.status, 200);
+    }
+    // The root, the approval's reply and its edit of the root: the minute's 3 slots.
+    settle(&fake, 2, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    assert_eq!(
+        fake.messages_in(CHAT).len(),
+        2,
+        "the merge waits for the window"
+    );
+    daemon.stop();
 }
