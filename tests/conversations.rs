@@ -4,7 +4,8 @@
 //! the chat; on `thread+edit` the root is edited to the merge request's latest card (it ends
 //! showing the merge). Two merge requests interleaved each keep their own thread; a restart
 //! keeps the threads (the map is in the outbox); a root deleted in the chat makes the next event
-//! a new root, once, and later events reply to it. Edits take posting slots: a channel with a
+//! a new root, once, and later events reply to it. `check` takes a conversation channel, and
+//! `render` (as the preview page) shows its reply and the root card it keeps. Edits take posting slots: a channel with a
 //! budget of 3 a minute makes 3 requests (root, reply, edit) and then waits. On Matrix, replies carry the `m.thread`
 //! relation with the reply fallback, edits are `m.replace` events with `m.new_content`, and a
 //! broadcast key's reply is also shown in the room as a plain reply to the root; a
@@ -583,4 +584,53 @@ async fn telegram_edits_count_against_the_budget() {
         "the merge waits for the window"
     );
     daemon.stop();
+}
+
+#[test]
+fn check_and_render_show_a_conversation_channels_reply_and_root_card() {
+    let _turn = turn::shared();
+    let dir = TempDir::new("conv-cli");
+    let config = dir.write(
+        "config.toml",
+        &format!(
+            "[server]\nsecret_token = \"x\"\n[outbox]\npath = \"outbox.sqlite\"\n\
+             [[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = \"@gitlab_news\"\n\
+             conversation = \"thread+edit\"\nbroadcast = []\n"
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let out = crate::support::cli::run(["check", "--config", config]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let sample = samples::dir().join("merge_request__open.json");
+    let out = crate::support::cli::run([
+        "render",
+        "--config",
+        config,
+        "--event",
+        sample.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let parts: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(parts.len(), 4, "{}", out.stdout);
+    assert_eq!(
+        (parts[0], parts[2]),
+        ("==> tg <==", "==> tg (root card) <==")
+    );
+    for body in [parts[1], parts[3]] {
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["parse_mode"], "HTML", "{body}");
+    }
+    assert!(!out.stdout.contains("gcb_conversation"));
+    // One channel asked for: the body as posted, alone.
+    let one = crate::support::cli::run([
+        "render",
+        "--config",
+        config,
+        "--event",
+        sample.to_str().unwrap(),
+        "--channel",
+        "tg",
+    ]);
+    let v: Value = serde_json::from_str(&one.stdout).unwrap();
+    assert_eq!(v["parse_mode"], "HTML");
 }
