@@ -20,6 +20,7 @@
 //! mute drops what is about one merge request or issue in that chat.
 
 use crate::config::{ChannelConfig, ChannelKind, Format, RouteConfig};
+use crate::deliver::conversation::{self, Mode};
 use crate::deliver::store::ChatRule;
 use crate::deliver::Delivery;
 use crate::event::{Detail, Event, Kind};
@@ -357,6 +358,47 @@ fn channel_accepts(c: &ChannelConfig, route: &RouteConfig, event: &Event) -> boo
     named && wants_event(&c.events, event) && (!event.confidential || c.confidential)
 }
 
+/// The object whose conversation an event belongs to: its ordering key, except that a merge
+/// request's pipeline joins the merge request's thread.
+fn conversation_key(event: &Event, ordering_key: &str) -> String {
+    if let Detail::Pipeline(p) = &event.detail {
+        let iid = p.merge_request.as_ref().and_then(|m| m.iid);
+        if let (Some(iid), Some((project, _))) = (iid, ordering_key.rsplit_once("/pipeline/")) {
+            return format!("{project}/mr/{iid}");
+        }
+    }
+    ordering_key.to_string()
+}
+
+/// The event keys that end an object's conversation.
+const ENDS: [&str; 3] = ["merge_request.merge", "merge_request.close", "issue.close"];
+
+/// What channel `c` (in conversation `mode`) is told with `body`, a message about the object
+/// `key`: on `thread+edit`, the root shows the card of the object's latest event of its own
+/// (its opening, approval, merge; not comments or pipelines, which are replies only).
+fn instruction(
+    c: &ChannelConfig,
+    mode: Mode,
+    event: &Event,
+    key: &str,
+    body: &str,
+) -> conversation::Instruction {
+    let object = conversation_key(event, key);
+    // The root shows the object's own state: a comment, or a merge request's pipeline, is a
+    // reply that leaves the root as it is.
+    let own = object == key && event.kind != Kind::Note;
+    conversation::Instruction {
+        edit: mode == Mode::ThreadEdit,
+        root: (mode == Mode::ThreadEdit && own).then(|| body.to_string()),
+        key: object,
+        // An empty list broadcasts nothing (an empty `events` filter takes everything).
+        broadcast: !c.conversation.broadcast.is_empty()
+            && wants_event(&c.conversation.broadcast, event),
+        ends: event.keys().any(|k| ENDS.contains(&k)),
+        days: c.conversation.days,
+    }
+}
+
 /// Routes and renders `event`. `request_id` goes into each delivery's id.
 pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
     let ordering_key = event.object_key();
@@ -426,6 +468,12 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
                 platform
                     .body_for(&card, &ordering_key, renderer.mentions())
                     .to_json()
+            };
+            let body = match c.conversation.mode {
+                Mode::Off => body,
+                mode => {
+                    conversation::wrap(&body, &instruction(c, mode, event, &ordering_key, &body))
+                }
             };
             deliveries.push(Delivery {
                 id: format!("{request_id}/{}", c.name),
@@ -695,6 +743,7 @@ mod tests {
             events: pats(events),
             confidential: false,
             rate_per_minute: 45,
+            conversation: crate::config::ConversationConfig::default(),
         }
     }
 

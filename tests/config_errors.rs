@@ -202,6 +202,13 @@ fn cases() -> Vec<(&'static str, String)> {
         ("webhook.signing_secret_bad", channel("kind = 'webhook'\nurl = 'https://example.com/in'\nsigning_secret = 'nope!'")),
         ("webhook.signing_secret_twice", channel("kind = 'webhook'\nurl = 'https://example.com/in'\nsigning_secret = 'whsec_a2V5'\nsigning_secret_file = 'tok'")),
         ("webhook.signing_secret_env_unset", channel("kind = 'webhook'\nurl = 'https://example.com/in'\nsigning_secret_env = 'UNSET'")),
+        // Conversations: the mode, the kinds that can thread, the keys that need it.
+        ("conversation.mode", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nconversation = 'threads'")),
+        ("conversation.kind", channel("kind = 'slack'\nurl = 'https://hooks.slack.com/services/T/B/K'\nconversation = 'thread'")),
+        ("conversation.broadcast_off", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nbroadcast = ['merge_request.merge']")),
+        ("conversation.days_off", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nconversation = 'off'\nconversation_days = 3")),
+        ("conversation.days_zero", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nconversation = 'thread+edit'\nconversation_days = 0")),
+        ("conversation.broadcast_empty", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nconversation = 'thread'\nbroadcast = ['!']")),
         // [mentions]
         ("mentions.kind_table", format!("{SERVER}[mentions.skype]\nalice = 'U1'\n")),
         ("mentions.empty_id", format!("{SERVER}[mentions]\nalice = ''\n")),

@@ -207,21 +207,21 @@ async fn an_alias_resolves_and_a_stranger_is_refused() {
 /// A loopback proxy in front of the homeserver that can hold answers: in hold mode a request is
 /// forwarded (the homeserver posts the event) but its answer is kept back, so the daemon has a
 /// post in flight whose outcome it never learns.
-struct HoldingProxy {
-    addr: std::net::SocketAddr,
-    state: Arc<ProxyState>,
+pub(crate) struct HoldingProxy {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) state: Arc<ProxyState>,
     task: tokio::task::JoinHandle<()>,
 }
 
-struct ProxyState {
+pub(crate) struct ProxyState {
     target: String,
     client: reqwest::Client,
-    hold: AtomicBool,
-    held: AtomicUsize,
+    pub(crate) hold: AtomicBool,
+    pub(crate) held: AtomicUsize,
     /// The txnId of every `PUT …/send/m.room.message/{txnId}` forwarded, in order.
-    txns: Mutex<Vec<String>>,
+    pub(crate) txns: Mutex<Vec<String>>,
     /// The txnIds whose answers were held.
-    held_txns: Mutex<Vec<String>>,
+    pub(crate) held_txns: Mutex<Vec<String>>,
 }
 
 impl Drop for HoldingProxy {
@@ -277,7 +277,7 @@ async fn forward(
 }
 
 impl HoldingProxy {
-    async fn start(target: &str) -> HoldingProxy {
+    pub(crate) async fn start(target: &str) -> HoldingProxy {
         let state = Arc::new(ProxyState {
             target: target.to_string(),
             client: reqwest::Client::builder()

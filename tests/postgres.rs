@@ -97,7 +97,7 @@ async fn two_replicas_starting_at_once_migrate_an_empty_database_once() {
     );
     assert_eq!(
         tables.trim(),
-        "chat_rules,dedupe,event_bodies,events,messages,rate_credentials,rate_posts,\
+        "chat_rules,conversations,dedupe,event_bodies,events,messages,rate_credentials,rate_posts,\
          reminder_runs,router_memory,schema_version"
     );
     // A restart finds nothing to do.

@@ -48,7 +48,7 @@ const ARRIVAL_SLACK: Duration = Duration::from_secs(1);
 
 /// One `[[channels]]` entry of the replicas' config.
 #[derive(Debug, Clone, Copy)]
-struct Channel {
+pub(crate) struct Channel {
     name: &'static str,
     zapikey: &'static str,
     rate_per_minute: u32,
@@ -75,7 +75,7 @@ fn toml_str(s: &str) -> String {
 /// Writes one config per replica in `dir`, each on a loopback port of its own and otherwise
 /// the same: the database `db` of `cluster` (the password in a file), fast retries,
 /// `channels` of `fake` and `more` sections. Returns their paths.
-fn replica_configs(
+pub(crate) fn replica_configs(
     dir: &TempDir,
     cluster: &Cluster,
     db: &str,

@@ -43,6 +43,7 @@ fn channel(name: &str, confidential: bool) -> ChannelConfig {
         events: Vec::new(),
         confidential,
         rate_per_minute: 45,
+        conversation: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ mod support;
 mod cliq_schema;
 mod config_errors;
 mod console;
+mod conversations;
 mod delivery;
 mod docs;
 mod durability;

@@ -54,7 +54,15 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<i32> {
         if args.channel.is_none() {
             writeln!(out, "==> {} <==", d.channel)?;
         }
-        writeln!(out, "{}", d.body)?;
+        // A conversation channel's message: the body posted, then (listing every channel) the
+        // root card it keeps.
+        let (body, conversation) = crate::deliver::conversation::unwrap(&d.body);
+        writeln!(out, "{body}")?;
+        let root = conversation.and_then(|c| c.root);
+        if let (None, Some(root)) = (&args.channel, root) {
+            writeln!(out, "==> {} (root card) <==", d.channel)?;
+            writeln!(out, "{root}")?;
+        }
     }
     Ok(if routing.render_error.is_some() { 1 } else { 0 })
 }

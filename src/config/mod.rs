@@ -28,8 +28,8 @@ mod templates;
 mod testing;
 
 pub use channels::{
-    ChannelConfig, ChannelKind, Format, CONSOLE_RATE_PER_MINUTE, CONSOLE_URL,
-    DEFAULT_RATE_PER_MINUTE,
+    ChannelConfig, ChannelKind, ConversationConfig, Format, CONSOLE_RATE_PER_MINUTE, CONSOLE_URL,
+    CONVERSATION_KINDS, DEFAULT_BROADCAST, DEFAULT_CONVERSATION_DAYS, DEFAULT_RATE_PER_MINUTE,
 };
 pub use cliq_extension::{
     CliqExtensionConfig, DEFAULT_CLIQ_ANSWER_WITHIN_MS, DEFAULT_CLIQ_API_URL, DEFAULT_CLIQ_PATH,

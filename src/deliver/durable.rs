@@ -11,8 +11,8 @@ use super::engine::{Engine, LeaseRequest, RouterReads, SharedWindow, Wake};
 pub use super::engine::{LeaseAnswer, DIGEST_MAX};
 use super::pg::{Migrated, PgEngine, PgError, PgOptions};
 use super::store::{
-    self, ChatRule, EventFilter, EventRow, Ingested, ListedRow, Outcome, RawEvent, RoutedEvent,
-    RuleChange, StoredEvent,
+    self, ChatRule, Conversation, ConversationWrite, EventFilter, EventRow, Ingested, ListedRow,
+    Outcome, RawEvent, RoutedEvent, RuleChange, StoredEvent,
 };
 use super::writer::SqliteEngine;
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
@@ -215,6 +215,31 @@ impl DurableOutbox {
     pub async fn record(&self, id: i64, outcome: Outcome) -> Result<(), OutboxError> {
         let now = self.clock.now_ms();
         self.engine.record(id, outcome, now).await
+    }
+
+    /// Records the outcome of an attempt with the change it made to its conversation, in one
+    /// transaction (committed when this resolves).
+    pub async fn record_conversation(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        conversation: ConversationWrite,
+    ) -> Result<(), OutboxError> {
+        let now = self.clock.now_ms();
+        self.engine
+            .record_conversation(id, outcome, conversation, now)
+            .await
+    }
+
+    /// The conversation of object `key` on `channel`, if one was started.
+    pub async fn conversation(
+        &self,
+        channel: &str,
+        key: &str,
+    ) -> Result<Option<Conversation>, OutboxError> {
+        self.engine
+            .conversation(channel.to_string(), key.to_string())
+            .await
     }
 
     /// Forgets dedupe keys older than `dedupe_before` and routed events (with their sent

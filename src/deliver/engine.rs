@@ -8,8 +8,8 @@
 
 use super::bell::Bell;
 use super::store::{
-    ChannelStats, ChatRule, EncodedEvent, EventFilter, EventRow, Ingested, Leased, ListedRow,
-    Outcome, Reader, RoutedEvent, RuleChange, StoreError, StoredEvent,
+    ChannelStats, ChatRule, Conversation, ConversationWrite, EncodedEvent, EventFilter, EventRow,
+    Ingested, Leased, ListedRow, Outcome, Reader, RoutedEvent, RuleChange, StoreError, StoredEvent,
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
 use std::collections::HashMap;
@@ -180,6 +180,24 @@ pub trait Engine: Send + Sync + 'static {
     /// Records the outcome of an attempt on message `id` at `now`.
     fn record(&self, id: i64, outcome: Outcome, now: i64)
         -> BoxFuture<'_, Result<(), OutboxError>>;
+
+    /// Records the outcome of an attempt on message `id` together with the change it made to
+    /// its conversation (a new root's reference, the root body's hash, its end), in one
+    /// transaction: a root is never posted and recorded without its reference.
+    fn record_conversation(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        conversation: ConversationWrite,
+        now: i64,
+    ) -> BoxFuture<'_, Result<(), OutboxError>>;
+
+    /// The conversation of object `key` on `channel` (its thread's root), if one was started.
+    fn conversation(
+        &self,
+        channel: String,
+        key: String,
+    ) -> BoxFuture<'_, Result<Option<Conversation>, OutboxError>>;
 
     /// Forgets dedupe keys older than `dedupe_before` and routed events (with their sent
     /// messages) received before `events_before` (unix ms); fire and forget, failures logged.

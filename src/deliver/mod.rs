@@ -12,6 +12,7 @@
 pub mod bell;
 pub mod checkpoint;
 pub mod clock;
+pub mod conversation;
 pub mod durable;
 pub mod engine;
 pub mod pg;

@@ -20,7 +20,16 @@
 //! ([`classify_matrix`]): 429 `M_LIMIT_EXCEEDED` waits `Retry-After` or `retry_after_ms`, 403 and
 //! other 4xx are permanent with the errcode. A `room` alias in a Matrix endpoint is resolved once
 //! (`GET /_matrix/client/v3/directory/room/{alias}`) and kept for the sender's life.
+//!
+//! In a conversation ([`Sender::converse`]): a Telegram reply carries `reply_parameters` (never
+//! sent without its root) and an edit is `editMessageText`; a Matrix reply carries the
+//! `m.thread` relation with the reply fallback, an edit is `m.replace` with `m.new_content`
+//! under a txnId of its own, a broadcast a plain `m.in_reply_to`. A root's reference is read
+//! from the answer (`result.message_id`, `event_id`); a reply or edit whose root the chat does
+//! not have (Telegram "message to be replied not found" / "message to edit not found", Synapse
+//! 400 "unknown event" / "same room") says so, for a new root.
 
+use super::conversation::Act;
 use super::{Auth, Endpoint};
 use crate::signing::{sha256, SigningKey};
 use std::collections::HashMap;
@@ -65,6 +74,123 @@ pub enum Attempt {
         /// Cliq's message or the answer's text.
         reason: String,
     },
+}
+
+/// What a post in a conversation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The attempt's outcome.
+    pub attempt: Attempt,
+    /// A posted root's reference in the chat (JSON: Telegram `{"message_id"}`, Matrix
+    /// `{"event_id"}`), when the chat gave one.
+    pub reference: Option<String>,
+    /// The reply's or edit's root is gone from the chat (deleted): a new root is needed.
+    pub root_lost: bool,
+}
+
+/// A Telegram body for `act` and the method to call (`None`: `sendMessage`), or `None` when
+/// `body` is not a JSON object.
+pub fn telegram_act(body: &str, act: Act<'_>) -> Option<(String, Option<&'static str>)> {
+    let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let o = v.as_object_mut()?;
+    let message_id = |root: &str| -> Option<i64> {
+        serde_json::from_str::<serde_json::Value>(root)
+            .ok()?
+            .get("message_id")?
+            .as_i64()
+    };
+    let method = match act {
+        Act::Root => None,
+        Act::Reply { root } => {
+            let id = message_id(root)?;
+            o.insert(
+                "reply_parameters".into(),
+                serde_json::json!({ "message_id": id, "allow_sending_without_reply": false }),
+            );
+            None
+        }
+        Act::Edit { root } => {
+            o.insert("message_id".into(), message_id(root)?.into());
+            o.remove("reply_parameters");
+            Some("editMessageText")
+        }
+        // A Telegram reply is in the chat already; a broadcast is the same reply.
+        Act::Broadcast { root } => {
+            let id = message_id(root)?;
+            o.insert(
+                "reply_parameters".into(),
+                serde_json::json!({ "message_id": id, "allow_sending_without_reply": false }),
+            );
+            None
+        }
+    };
+    Some((v.to_string(), method))
+}
+
+/// A Matrix content for `act`: a thread reply (`m.thread` with the reply fallback) or an edit
+/// (`m.replace`, `m.new_content`); `None` when `body` is not a JSON object.
+pub fn matrix_act(body: &str, act: Act<'_>) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let event_id = |root: &str| -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(root)
+            .ok()?
+            .get("event_id")?
+            .as_str()
+            .map(str::to_string)
+    };
+    match act {
+        Act::Root => {}
+        Act::Reply { root } => {
+            let root = event_id(root)?;
+            v.as_object_mut()?.insert(
+                "m.relates_to".into(),
+                serde_json::json!({
+                    "rel_type": "m.thread",
+                    "event_id": root,
+                    "is_falling_back": true,
+                    "m.in_reply_to": { "event_id": root },
+                }),
+            );
+        }
+        Act::Edit { root } => {
+            let root = event_id(root)?;
+            let mut new = v.as_object()?.clone();
+            new.remove("m.relates_to");
+            let text = |k: &str| {
+                new.get(k)
+                    .and_then(|x| x.as_str())
+                    .map(|x| format!("* {x}"))
+            };
+            let mut edit = serde_json::Map::new();
+            edit.insert(
+                "msgtype".into(),
+                new.get("msgtype").cloned().unwrap_or("m.notice".into()),
+            );
+            edit.insert("body".into(), text("body").unwrap_or_default().into());
+            if let Some(f) = text("formatted_body") {
+                edit.insert(
+                    "format".into(),
+                    new.get("format").cloned().unwrap_or_default(),
+                );
+                edit.insert("formatted_body".into(), f.into());
+            }
+            edit.insert("m.mentions".into(), serde_json::json!({}));
+            edit.insert("m.new_content".into(), serde_json::Value::Object(new));
+            edit.insert(
+                "m.relates_to".into(),
+                serde_json::json!({ "rel_type": "m.replace", "event_id": root }),
+            );
+            v = serde_json::Value::Object(edit);
+        }
+        Act::Broadcast { root } => {
+            let root = event_id(root)?;
+            v.as_object_mut()?.insert(
+                "m.relates_to".into(),
+                serde_json::json!({ "m.in_reply_to": { "event_id": root } }),
+            );
+        }
+    }
+    Some(v.to_string())
 }
 
 /// Posts messages over HTTP(S).
@@ -179,15 +305,116 @@ impl Sender {
 
     /// POSTs `body` (JSON) to `endpoint`; `id` names the message (the same on every retry).
     pub async fn post(&self, endpoint: &Endpoint, id: &str, body: &str) -> Attempt {
+        self.exchange(endpoint, id, body, None).await.0
+    }
+
+    /// Posts `body` as `act` in a conversation: a root (its reference is returned), a reply
+    /// in a root's thread, or an edit of a root. Telegram: `reply_parameters` (never without
+    /// the reply) and `editMessageText`; Matrix: an `m.thread` relation with a reply fallback,
+    /// and `m.replace` under a txnId of its own. Other chats post flat and give no reference.
+    pub async fn converse(
+        &self,
+        endpoint: &Endpoint,
+        id: &str,
+        body: &str,
+        act: Act<'_>,
+    ) -> Posted {
+        let flat = || Posted {
+            attempt: Attempt::Permanent {
+                status: 0,
+                reason: "the message is not a JSON object".into(),
+            },
+            reference: None,
+            root_lost: false,
+        };
+        match &endpoint.auth {
+            Auth::Telegram { .. } => {
+                let Some((body, method)) = telegram_act(body, act) else {
+                    return flat();
+                };
+                let (attempt, answer) = self.exchange(endpoint, id, &body, method).await;
+                let root_lost = act != Act::Root
+                    && matches!(&attempt, Attempt::Permanent { status: 400, reason }
+                        if reason.contains("message to be replied not found")
+                            || reason.contains("message to edit not found"));
+                let reference = (act == Act::Root && matches!(attempt, Attempt::Delivered(_)))
+                    .then(|| {
+                        let v: serde_json::Value = serde_json::from_slice(&answer).ok()?;
+                        let n = v.get("result")?.get("message_id")?.as_i64()?;
+                        Some(serde_json::json!({ "message_id": n }).to_string())
+                    })
+                    .flatten();
+                Posted {
+                    attempt,
+                    reference,
+                    root_lost,
+                }
+            }
+            Auth::Matrix { .. } => {
+                let Some(content) = matrix_act(body, act) else {
+                    return flat();
+                };
+                // An edit or a broadcast is a message of its own: a txnId of its own, exactly
+                // once too.
+                let id = match act {
+                    Act::Edit { .. } => format!("{id}/edit"),
+                    Act::Broadcast { .. } => format!("{id}/broadcast"),
+                    _ => id.to_string(),
+                };
+                let (attempt, answer) = self.exchange(endpoint, &id, &content, None).await;
+                // Synapse: 400 M_UNKNOWN "Can't send relation to unknown event", or "Relations
+                // must be in the same room" (the channel moved rooms); a redacted root still
+                // takes replies.
+                let root_lost = act != Act::Root
+                    && matches!(&attempt, Attempt::Permanent { reason, .. }
+                        if ["M_NOT_FOUND", "unknown event", "same room"]
+                            .iter()
+                            .any(|s| reason.contains(s)));
+                let reference = (act == Act::Root && matches!(attempt, Attempt::Delivered(_)))
+                    .then(|| {
+                        let v: serde_json::Value = serde_json::from_slice(&answer).ok()?;
+                        let e = v.get("event_id")?.as_str()?;
+                        Some(serde_json::json!({ "event_id": e }).to_string())
+                    })
+                    .flatten();
+                Posted {
+                    attempt,
+                    reference,
+                    root_lost,
+                }
+            }
+            _ => Posted {
+                attempt: self.post(endpoint, id, body).await,
+                reference: None,
+                root_lost: false,
+            },
+        }
+    }
+
+    /// Sends `body` to `endpoint` (Telegram: to `method` instead of `sendMessage`); the
+    /// attempt and the answer's body.
+    async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        id: &str,
+        body: &str,
+        method: Option<&str>,
+    ) -> (Attempt, Vec<u8>) {
         let matrix_url;
+        let telegram_url;
         let raw_url = match &endpoint.auth {
+            Auth::Telegram { url: u, .. } if method.is_some() => {
+                let base = u.expose().trim_end_matches("/sendMessage");
+                telegram_url = format!("{base}/{}", method.unwrap_or("sendMessage"));
+                telegram_url.as_str()
+            }
             Auth::SecretUrl(u) | Auth::Signed { url: u, .. } | Auth::Telegram { url: u, .. } => {
                 u.expose()
             }
             Auth::Matrix { token } => {
                 let room_url = match self.matrix_room_url(&endpoint.url, token).await {
                     Ok(u) => u,
-                    Err(attempt) => return attempt,
+                    Err(attempt) => return (attempt, Vec::new()),
                 };
                 matrix_url = format!("{}/{}", room_url.trim_end_matches('/'), txn_id(id));
                 matrix_url.as_str()
@@ -204,10 +431,13 @@ impl Sender {
             match telegram_body(&body, chat_id, *message_thread_id) {
                 Some(b) => body = std::borrow::Cow::Owned(b),
                 None => {
-                    return Attempt::Permanent {
-                        status: 0,
-                        reason: "the message is not a JSON object".into(),
-                    }
+                    return (
+                        Attempt::Permanent {
+                            status: 0,
+                            reason: "the message is not a JSON object".into(),
+                        },
+                        Vec::new(),
+                    )
                 }
             }
         }
@@ -216,10 +446,13 @@ impl Sender {
             Ok(u) => u,
             // The parser's message never quotes the URL.
             Err(e) => {
-                return Attempt::Permanent {
-                    status: 0,
-                    reason: format!("bad endpoint URL: {e}"),
-                }
+                return (
+                    Attempt::Permanent {
+                        status: 0,
+                        reason: format!("bad endpoint URL: {e}"),
+                    },
+                    Vec::new(),
+                )
             }
         };
         let mut headers = Vec::new();
@@ -238,10 +471,13 @@ impl Sender {
             }
             Auth::Signed { key, .. } => {
                 let Some(key) = SigningKey::parse(key.expose()) else {
-                    return Attempt::Permanent {
-                        status: 0,
-                        reason: "the signing secret is not whsec_ followed by base64".into(),
-                    };
+                    return (
+                        Attempt::Permanent {
+                            status: 0,
+                            reason: "the signing secret is not whsec_ followed by base64".into(),
+                        },
+                        Vec::new(),
+                    );
                 };
                 let ts = chrono::Utc::now().timestamp().to_string();
                 let msg_id = format!("msg_{id}");
@@ -271,12 +507,15 @@ impl Sender {
             .send()
             .await;
         match resp {
-            Err(e) => Attempt::Retry {
-                status: None,
-                retry_after: None,
-                throttled: false,
-                reason: describe(e),
-            },
+            Err(e) => (
+                Attempt::Retry {
+                    status: None,
+                    retry_after: None,
+                    throttled: false,
+                    reason: describe(e),
+                },
+                Vec::new(),
+            ),
             Ok(r) => {
                 let status = r.status().as_u16();
                 let header = |n: &str| {
@@ -298,13 +537,14 @@ impl Sender {
                     }
                 }
                 let body = r.bytes().await.unwrap_or_default();
-                match &endpoint.auth {
+                let attempt = match &endpoint.auth {
                     Auth::Telegram { .. } => {
                         classify_telegram(status, retry_after.as_deref(), &body)
                     }
                     Auth::Matrix { .. } => classify_matrix(status, retry_after.as_deref(), &body),
                     _ => classify(status, retry_after.as_deref(), &body),
-                }
+                };
+                (attempt, body.to_vec())
             }
         }
     }
@@ -740,6 +980,49 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&b.unwrap_or_default()).unwrap_or_default();
         assert_eq!(v["chat_id"], "@devchannel");
         assert!(telegram_body("[1]", "1", None).is_none());
+    }
+
+    #[test]
+    fn conversation_bodies_per_chat() {
+        let tg = r#"{"text":"hi","parse_mode":"HTML"}"#;
+        let root = r#"{"message_id":7}"#;
+        assert_eq!(telegram_act(tg, Act::Root).map(|(_, m)| m), Some(None));
+        let (reply, method) = telegram_act(tg, Act::Reply { root }).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
+        assert_eq!(method, None);
+        assert_eq!(
+            v["reply_parameters"],
+            serde_json::json!({"message_id": 7, "allow_sending_without_reply": false})
+        );
+        let (edit, method) = telegram_act(tg, Act::Edit { root }).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&edit).unwrap_or_default();
+        assert_eq!(
+            (method, v["message_id"].as_i64()),
+            (Some("editMessageText"), Some(7))
+        );
+        assert_eq!(telegram_act(tg, Act::Reply { root: "{}" }), None);
+
+        let mx = r#"{"msgtype":"m.notice","body":"b","format":"org.matrix.custom.html","formatted_body":"<b>b</b>","m.mentions":{}}"#;
+        let root = r#"{"event_id":"$r"}"#;
+        let reply: serde_json::Value =
+            serde_json::from_str(&matrix_act(mx, Act::Reply { root }).unwrap_or_default())
+                .unwrap_or_default();
+        assert_eq!(
+            reply["m.relates_to"],
+            serde_json::json!({"rel_type": "m.thread", "event_id": "$r", "is_falling_back": true,
+                "m.in_reply_to": {"event_id": "$r"}})
+        );
+        assert_eq!(reply["body"], "b");
+        let edit: serde_json::Value =
+            serde_json::from_str(&matrix_act(mx, Act::Edit { root }).unwrap_or_default())
+                .unwrap_or_default();
+        assert_eq!(edit["body"], "* b");
+        assert_eq!(edit["formatted_body"], "* <b>b</b>");
+        assert_eq!(edit["m.new_content"]["body"], "b");
+        assert_eq!(
+            edit["m.relates_to"],
+            serde_json::json!({"rel_type": "m.replace", "event_id": "$r"})
+        );
     }
 
     #[test]

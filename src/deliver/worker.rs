@@ -12,14 +12,20 @@
 //! worker posts the refused message and the rest to the new chat id and keeps the move as a
 //! [`MOVED_RULE`] chat rule for the next start. A digest is posted under an id of its own (the
 //! first message's and `+N`), so a Matrix txnId never stands for two different bodies.
+//! A message with a conversation instruction ([`super::conversation`]) is posted in its object's
+//! conversation: the root when the map has none (or it ended, or the chat lost it: once), its
+//! reference recorded with the outcome; else a reply in the root's thread, on `thread+edit` an
+//! edit of the root when its card changed, and on Matrix a broadcast key's reply shown in the
+//! room too; every one of these posts takes a slot of the credential's budget.
 //! On shutdown a worker finishes the post in progress (bounded by the post timeout) and stops;
 //! everything else stays in the outbox for the next start.
 
 use super::clock::Clock;
+use super::conversation::{self, Act, Instruction};
 use super::durable::DurableOutbox;
 use super::rate::RateLimiter;
-use super::sender::{Attempt, Sender};
-use super::store::{ChatRule, Leased, Outcome, RuleChange};
+use super::sender::{Attempt, Posted, Sender};
+use super::store::{ChatRule, ConversationWrite, Leased, Outcome, RuleChange};
 use super::{Auth, BoxFuture, Endpoint, RetryPolicy};
 use crate::metrics::{self, Attempted};
 use std::sync::Arc;
@@ -60,6 +66,25 @@ pub trait Post: Send + Sync + 'static {
         id: &'a str,
         body: &'a str,
     ) -> BoxFuture<'a, Attempt>;
+
+    /// Posts `body` as `act` in a conversation. The default posts flat and gives no
+    /// reference (the message is then sent as if the channel had no conversations).
+    fn converse<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        id: &'a str,
+        body: &'a str,
+        act: Act<'a>,
+    ) -> BoxFuture<'a, Posted> {
+        let _ = act;
+        Box::pin(async move {
+            Posted {
+                attempt: self.post(endpoint, id, body).await,
+                reference: None,
+                root_lost: false,
+            }
+        })
+    }
 }
 
 impl Post for Sender {
@@ -70,6 +95,16 @@ impl Post for Sender {
         body: &'a str,
     ) -> BoxFuture<'a, Attempt> {
         Box::pin(Sender::post(self, endpoint, id, body))
+    }
+
+    fn converse<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        id: &'a str,
+        body: &'a str,
+        act: Act<'a>,
+    ) -> BoxFuture<'a, Posted> {
+        Box::pin(Sender::converse(self, endpoint, id, body, act))
     }
 }
 
@@ -233,13 +268,18 @@ pub async fn run_channel(
         let mut leased = answer.messages;
         if answer.digest {
             // Over the budget: the oldest ones combined into one digest.
-            let bodies: Vec<&str> = leased.iter().map(|m| m.body.as_str()).collect();
+            // A digest is one flat post: conversation instructions are left aside.
+            let plain: Vec<String> = leased
+                .iter()
+                .map(|m| conversation::unwrap(&m.body).0)
+                .collect();
+            let bodies: Vec<&str> = plain.iter().map(String::as_str).collect();
             let (body, used) = target.digest.combine(&bodies);
             let used = used.clamp(1, leased.len());
             for rest in leased.split_off(used) {
                 let _ = outbox.record(rest.id, Outcome::Release).await;
             }
-            if !ctx.post_and_record(&leased, &body, &cancel).await {
+            if !ctx.post_and_record(&leased, &body, None, &cancel).await {
                 break;
             }
             continue;
@@ -247,9 +287,14 @@ pub async fn run_channel(
         // One by one, each recorded before the next is posted: a crash re-sends one at most.
         let mut rest = leased.into_iter();
         while let Some(m) = rest.next() {
-            let body = m.body.clone();
+            let (body, instruction) = conversation::unwrap(&m.body);
             if !ctx
-                .post_and_record(std::slice::from_ref(&m), &body, &cancel)
+                .post_and_record(
+                    std::slice::from_ref(&m),
+                    &body,
+                    instruction.as_ref(),
+                    &cancel,
+                )
                 .await
             {
                 for r in rest {
@@ -336,12 +381,14 @@ impl Ctx<'_> {
         kept
     }
 
-    /// Waits for the rate limit, posts `body` (standing for `batch`, oldest first) and records
-    /// the outcome for each of them. Returns false, having released them, when cancelled first.
+    /// Waits for the rate limit, posts `body` (standing for `batch`, oldest first; in its
+    /// object's conversation when `instruction` says so) and records the outcome for each of
+    /// them. Returns false, having released them, when cancelled first.
     async fn post_and_record(
         &self,
         batch: &[Leased],
         body: &str,
+        instruction: Option<&Instruction>,
         cancel: &CancellationToken,
     ) -> bool {
         let (target, outbox, policy) = (self.target, self.outbox, self.policy);
@@ -373,7 +420,10 @@ impl Ctx<'_> {
         } else {
             first.delivery_id.clone()
         };
-        let attempt = self.poster.post(&endpoint, &id, body).await;
+        let (attempt, mut change) = match instruction {
+            None => (self.poster.post(&endpoint, &id, body).await, None),
+            Some(i) => self.converse(&endpoint, &id, body, i, batch).await,
+        };
         let attempts = first.attempts + 1;
         let now = self.clock.now_ms();
         let max_age_ms = policy.max_age.as_millis() as i64;
@@ -444,7 +494,13 @@ impl Ctx<'_> {
             }
         }
         for m in batch {
-            if let Err(error) = outbox.record(m.id, outcome.clone()).await {
+            let recorded = match (change.take(), &outcome) {
+                (Some(w), Outcome::Sent) => {
+                    outbox.record_conversation(m.id, outcome.clone(), w).await
+                }
+                _ => outbox.record(m.id, outcome.clone()).await,
+            };
+            if let Err(error) = recorded {
                 // The lease expires and the message is tried again: at least once, never lost.
                 tracing::error!(delivery = %m.delivery_id, idempotency_key = m.idempotency_key.as_deref().unwrap_or("-"), channel = %ch, %error, "cannot record the outcome");
                 continue;
@@ -462,6 +518,121 @@ impl Ctx<'_> {
             }
         }
         true
+    }
+}
+
+impl Ctx<'_> {
+    /// Posts `body` in its object's conversation: the root when there is none (or it ended
+    /// `days` ago, or its root is gone from the chat: once), else a reply in the root's
+    /// thread and, on `thread+edit`, the root edited when its card changed (an edit takes a
+    /// posting slot of its own). Returns the attempt of the message's post and the change to
+    /// record with it.
+    async fn converse(
+        &self,
+        endpoint: &Endpoint,
+        id: &str,
+        body: &str,
+        i: &Instruction,
+        batch: &[Leased],
+    ) -> (Attempt, Option<ConversationWrite>) {
+        let ch = &self.target.name;
+        let now = self.clock.now_ms();
+        let current = match self.outbox.conversation(ch, &i.key).await {
+            Ok(c) => c.filter(|c| !i.expired(c.closed_at, now)),
+            Err(error) => {
+                let reason = format!("cannot read the conversation: {error}");
+                return (unposted(reason), None);
+            }
+        };
+        // On thread+edit the root shows the object's card, on thread the first message.
+        let root_body = i.root.as_deref().unwrap_or(body);
+        let Some(current) = current else {
+            return self.start(endpoint, id, root_body, i).await;
+        };
+        let reply = Act::Reply {
+            root: &current.root,
+        };
+        let posted = self.poster.converse(endpoint, id, body, reply).await;
+        if posted.root_lost {
+            tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; starting a new root");
+            if !self.acquire_measured(batch).await {
+                return (unposted("the lease was lost".into()), None);
+            }
+            return self.start(endpoint, id, root_body, i).await;
+        }
+        // A Matrix thread's replies are out of the room's timeline: a broadcast shows the reply
+        // there too, as a plain reply to the root (a post of its own, in the budget). A
+        // Telegram reply is in the chat already.
+        let hidden = matches!(endpoint.auth, Auth::Matrix { .. });
+        if let (true, true, Attempt::Delivered(_)) = (i.broadcast, hidden, &posted.attempt) {
+            if self.acquire_measured(batch).await {
+                let shown = Act::Broadcast {
+                    root: &current.root,
+                };
+                let b = self.poster.converse(endpoint, id, body, shown).await;
+                if !matches!(b.attempt, Attempt::Delivered(_)) {
+                    tracing::warn!(channel = %ch, object = %i.key, attempt = ?b.attempt, "cannot show the reply in the channel");
+                }
+            }
+        }
+        let mut change = ConversationWrite {
+            channel: ch.clone(),
+            key: i.key.clone(),
+            root: None,
+            body_hash: None,
+            closed: i.ends,
+        };
+        if let (true, Some(card), Attempt::Delivered(_)) = (i.edit, &i.root, &posted.attempt) {
+            let hash = conversation::body_hash(card);
+            if current.body_hash.as_deref() != Some(hash.as_str())
+                && self.acquire_measured(batch).await
+            {
+                let edit = Act::Edit {
+                    root: &current.root,
+                };
+                match self.poster.converse(endpoint, id, card, edit).await.attempt {
+                    Attempt::Delivered(_) => change.body_hash = Some(hash),
+                    // The reply is posted; the next event's edit shows the latest card.
+                    other => {
+                        tracing::warn!(channel = %ch, object = %i.key, attempt = ?other, "cannot edit the thread's root")
+                    }
+                }
+            }
+        }
+        (posted.attempt, Some(change))
+    }
+
+    /// Posts `root_body` as the root of a new conversation about `i.key`; its reference is
+    /// recorded with the message (a chat that gives none: a flat post, nothing recorded).
+    async fn start(
+        &self,
+        endpoint: &Endpoint,
+        id: &str,
+        root_body: &str,
+        i: &Instruction,
+    ) -> (Attempt, Option<ConversationWrite>) {
+        let posted = self
+            .poster
+            .converse(endpoint, id, root_body, Act::Root)
+            .await;
+        let change = posted.reference.map(|root| ConversationWrite {
+            channel: self.target.name.clone(),
+            key: i.key.clone(),
+            root: Some(root),
+            body_hash: i.root.as_deref().map(conversation::body_hash),
+            closed: i.ends,
+        });
+        (posted.attempt, change)
+    }
+}
+
+/// An attempt that could not be made (tried again later).
+fn unposted(reason: String) -> Attempt {
+    Attempt::Retry {
+        status: None,
+        retry_after: None,
+        throttled: false,
+        reason,
     }
 }
 

@@ -6,8 +6,9 @@
 use super::checkpoint::{self, Checkpointer};
 use super::engine::{Engine, LeaseAnswer, LeaseRequest, RouterReads, Wake, DIGEST_MAX};
 use super::store::{
-    self, ChannelStats, ChatRule, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow,
-    Outcome, Reader, RoutedEvent, RuleChange, Store, StoreError, StoredEvent,
+    self, ChannelStats, ChatRule, Conversation, ConversationWrite, EncodedEvent, EventFilter,
+    EventRow, Ingested, ListedRow, Outcome, Reader, RoutedEvent, RuleChange, Store, StoreError,
+    StoredEvent,
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
 use rusqlite::Connection;
@@ -40,6 +41,13 @@ enum Cmd {
         oneshot::Sender<Result<LeaseAnswer, OutboxError>>,
     ),
     Record(i64, Outcome, i64, oneshot::Sender<Result<(), OutboxError>>),
+    /// An outcome with its conversation's change, answered after the commit.
+    RecordConversation(
+        Box<(Outcome, ConversationWrite)>,
+        i64,
+        i64,
+        oneshot::Sender<Result<(), OutboxError>>,
+    ),
     Prune {
         dedupe_before: i64,
         events_before: i64,
@@ -228,6 +236,26 @@ impl Engine for SqliteEngine {
         now: i64,
     ) -> BoxFuture<'_, Result<(), OutboxError>> {
         self.call(|reply| Cmd::Record(id, outcome, now, reply))
+    }
+
+    fn record_conversation(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        conversation: ConversationWrite,
+        now: i64,
+    ) -> BoxFuture<'_, Result<(), OutboxError>> {
+        self.call(|reply| {
+            Cmd::RecordConversation(Box::new((outcome, conversation)), id, now, reply)
+        })
+    }
+
+    fn conversation(
+        &self,
+        channel: String,
+        key: String,
+    ) -> BoxFuture<'_, Result<Option<Conversation>, OutboxError>> {
+        self.read(move |conn| store::conversations::conversation(conn, &channel, &key))
     }
 
     fn prune(&self, dedupe_before: i64, events_before: i64) {
@@ -494,6 +522,13 @@ fn writer(mut store: Store, mut rx: mpsc::UnboundedReceiver<Cmd>, wake: Wake) {
                     }
                     Cmd::Record(id, outcome, now, reply) => {
                         let r = store::record(&tx, id, &outcome, now).map_err(store_err);
+                        replies.push(Reply::Record(reply, r));
+                    }
+                    Cmd::RecordConversation(change, id, now, reply) => {
+                        let (outcome, write) = *change;
+                        let r = store::record(&tx, id, &outcome, now)
+                            .and_then(|()| store::conversations::write(&tx, &write, now))
+                            .map_err(store_err);
                         replies.push(Reply::Record(reply, r));
                     }
                     Cmd::Prune {

@@ -327,10 +327,18 @@ pub fn preview(
         out.errors.push(e.to_string());
     }
     for d in &routing.deliveries {
+        // A conversation channel's message: the reply as posted, and the root card it keeps.
+        let (body, conversation) = crate::deliver::conversation::unwrap(&d.body);
         out.cards.push(Card {
             channel: d.channel.clone(),
-            body: serde_json::from_str(&d.body).unwrap_or(serde_json::Value::Null),
+            body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
         });
+        if let Some(root) = conversation.and_then(|c| c.root) {
+            out.cards.push(Card {
+                channel: format!("{} (root card)", d.channel),
+                body: serde_json::from_str(&root).unwrap_or(serde_json::Value::Null),
+            });
+        }
     }
     if let Some(why) = routing.ignored {
         out.note = Some(format!("nothing would be posted: {}", why.as_str()));

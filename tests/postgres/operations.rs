@@ -12,7 +12,7 @@ use crate::support::turn;
 use gitlab_chat_bridge::deliver::clock::Clock;
 use gitlab_chat_bridge::deliver::durable::{DurableOutbox, DurableSettings};
 use gitlab_chat_bridge::deliver::store::{
-    ChatRule, EventFilter, Ingested, Outcome, RawEvent, RoutedEvent, RuleChange,
+    ChatRule, ConversationWrite, EventFilter, Ingested, Outcome, RawEvent, RoutedEvent, RuleChange,
 };
 use gitlab_chat_bridge::deliver::{Delivery, Enqueued, Outbox};
 use std::future::Future;
@@ -56,6 +56,8 @@ operations![
     routed,
     lease,
     record,
+    record_conversation,
+    conversation,
     prune,
     ping,
     stats,
@@ -421,6 +423,116 @@ async fn record(o: DurableOutbox, e: &'static str) {
         states,
         [("pending", 0), ("dead", 1)],
         "{e}: a3 and a2; a1 sent"
+    );
+}
+
+fn conversation_write(root: Option<&str>, hash: Option<&str>, closed: bool) -> ConversationWrite {
+    ConversationWrite {
+        channel: "mx".into(),
+        key: "mr:1".into(),
+        root: root.map(str::to_string),
+        body_hash: hash.map(str::to_string),
+        closed,
+    }
+}
+
+async fn record_conversation(o: DurableOutbox, e: &'static str) {
+    let t = now();
+    for (i, body) in ["root", "reply"].iter().enumerate() {
+        o.enqueue_at(message(&format!("r{i}"), "mx", "mr:1", body), t)
+            .await
+            .unwrap();
+    }
+    let root = o.lease("mx", t, 30_000, 0, 1).await.unwrap().messages;
+    let started = conversation_write(Some(r#"{"event_id":"$a"}"#), Some("h1"), false);
+    o.record_conversation(root[0].id, Outcome::Sent, started)
+        .await
+        .unwrap();
+    let c = o.conversation("mx", "mr:1").await.unwrap().unwrap();
+    assert_eq!(
+        (c.root.as_str(), c.body_hash.as_deref(), c.closed_at),
+        (r#"{"event_id":"$a"}"#, Some("h1"), None),
+        "{e}: the root's reference is kept with its delivery"
+    );
+    let reply = o.lease("mx", t, 30_000, 0, 1).await.unwrap().messages;
+    assert_eq!(
+        reply[0].body, "reply",
+        "{e}: the root is sent, its object's next message is due"
+    );
+    // The reply edits the root and closes the object: the root stays, the hash and end change.
+    o.record_conversation(
+        reply[0].id,
+        Outcome::Sent,
+        conversation_write(None, Some("h2"), true),
+    )
+    .await
+    .unwrap();
+    let c = o.conversation("mx", "mr:1").await.unwrap().unwrap();
+    assert_eq!(c.root, r#"{"event_id":"$a"}"#, "{e}");
+    assert_eq!(c.body_hash.as_deref(), Some("h2"), "{e}");
+    assert!(c.closed_at.is_some(), "{e}: closed");
+    assert!(
+        o.list(false, 10).await.unwrap().is_empty(),
+        "{e}: both sent"
+    );
+    // A new root starts the conversation again, open.
+    o.enqueue_at(message("r2", "mx", "mr:1", "again"), t)
+        .await
+        .unwrap();
+    let again = o.lease("mx", t, 30_000, 0, 1).await.unwrap().messages;
+    let retry = Outcome::Retry {
+        next_at: t,
+        status: Some(502),
+        error: "busy".into(),
+    };
+    o.record_conversation(
+        again[0].id,
+        retry,
+        conversation_write(Some(r#"{"event_id":"$b"}"#), None, false),
+    )
+    .await
+    .unwrap();
+    let c = o.conversation("mx", "mr:1").await.unwrap().unwrap();
+    assert_eq!(
+        (c.root.as_str(), c.body_hash, c.closed_at),
+        (r#"{"event_id":"$b"}"#, None, None),
+        "{e}: a new root replaces the ended conversation"
+    );
+}
+
+async fn conversation(o: DurableOutbox, e: &'static str) {
+    assert_eq!(
+        o.conversation("mx", "mr:1").await.unwrap(),
+        None,
+        "{e}: none before a root"
+    );
+    o.enqueue_at(message("r0", "mx", "mr:1", "root"), now())
+        .await
+        .unwrap();
+    let root = o.lease("mx", now(), 30_000, 0, 1).await.unwrap().messages;
+    o.record_conversation(
+        root[0].id,
+        Outcome::Sent,
+        conversation_write(Some("ref"), None, false),
+    )
+    .await
+    .unwrap();
+    let c = o.conversation("mx", "mr:1").await.unwrap().unwrap();
+    assert_eq!(
+        (c.channel.as_str(), c.key.as_str(), c.root.as_str()),
+        ("mx", "mr:1", "ref"),
+        "{e}"
+    );
+    assert!(c.started_at > 0 && c.updated_at >= c.started_at, "{e}");
+    assert_eq!(
+        o.conversation("mx", "mr:2").await.unwrap(),
+        None,
+        "{e}: per object"
+    );
+    assert_eq!(
+        o.conversation("tg", "mr:1").await.unwrap(),
+        None,
+        "{e}: per channel"
     );
 }
 

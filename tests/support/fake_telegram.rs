@@ -16,6 +16,9 @@
 //!   `parameters.migrate_to_chat_id`, for good), a removal (403 `Forbidden: bot was kicked from
 //!   the supergroup chat`);
 //! - `editMessageText` of a recorded message: 400 `message is not modified` when nothing changes.
+//! - a `reply_parameters.message_id` of no message of the chat (or of one [`FakeTelegram::delete`]d),
+//!   without `allow_sending_without_reply`: 400 `message to be replied not found`; an edit of a
+//!   deleted message: 400 `message to edit not found`.
 //!
 //! Accepted messages are recorded per chat with their `message_id`; every request is logged with
 //! what was wrong with it.
@@ -98,6 +101,7 @@ struct Shared {
     messages: Vec<Message>,
     requests: Vec<Request>,
     next_id: i64,
+    deleted: HashSet<(String, i64)>,
 }
 
 /// The fake server.
@@ -130,6 +134,13 @@ impl FakeTelegram {
             let _ = axum::serve(listener, app).await;
         });
         FakeTelegram { addr, shared, task }
+    }
+
+    /// Deletes message `id` of `chat`, as a person in the chat would: replies to it and edits of
+    /// it are refused from now on (it stays in [`FakeTelegram::messages`]).
+    pub fn delete(&self, chat: &str, id: i64) {
+        let mut s = self.shared.lock().unwrap();
+        s.deleted.insert((chat.to_string(), id));
     }
 
     /// `http://127.0.0.1:PORT`: a channel's `api_url`.
@@ -504,13 +515,29 @@ async fn handle(State(shared): State<Arc<Mutex<Shared>>>, uri: Uri, raw: Bytes) 
             );
         }
     }
+    if let Some(to) = body["reply_parameters"]["message_id"].as_i64() {
+        let gone = s.deleted.contains(&(chat_id.clone(), to))
+            || !s
+                .messages
+                .iter()
+                .any(|m| m.message_id == to && m.chat == chat_id);
+        if gone && body["reply_parameters"]["allow_sending_without_reply"] != json!(true) {
+            drop(s);
+            return refuse(
+                400,
+                "Bad Request: message to be replied not found".into(),
+                None,
+            );
+        }
+    }
     let now = Instant::now();
     let result = if method == "editMessageText" {
         let id = body["message_id"].as_i64().unwrap_or(-1);
+        let deleted = s.deleted.contains(&(chat_id.clone(), id));
         let Some(m) = s
             .messages
             .iter_mut()
-            .find(|m| m.message_id == id && m.chat == chat_id)
+            .find(|m| m.message_id == id && m.chat == chat_id && !deleted)
         else {
             drop(s);
             return refuse(400, "Bad Request: message to edit not found".into(), None);

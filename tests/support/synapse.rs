@@ -339,6 +339,22 @@ impl Synapse {
         ))
     }
 
+    /// Redacts (deletes) event `event_id` of `room` as `user`.
+    pub async fn redact(&self, user: &User, room: &str, event_id: &str) {
+        self.ok(
+            reqwest::Method::PUT,
+            &format!(
+                "/rooms/{}/redact/{}/{}",
+                path_segment(room),
+                path_segment(event_id),
+                path_segment(&format!("redact-{event_id}"))
+            ),
+            Some(&user.access_token),
+            Some(json!({"reason": "deleted in the chat"})),
+        )
+        .await;
+    }
+
     /// `PUT`s `content` into `room` as `user` with `txn`: the status and the answer.
     pub async fn send(&self, user: &User, room: &str, txn: &str, content: &Value) -> (u16, Value) {
         self.call(

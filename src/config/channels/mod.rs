@@ -3,7 +3,9 @@
 //! `zoho` (Cliq and Zoho functions: a plain URL and a zapikey, OAuth token or appkey) and
 //! `webhook` (Slack, Mattermost, Teams, Google Chat, Discord and generic webhooks: the URL is
 //! the credential), `telegram` (a bot token, a chat id) and `matrix` (a homeserver, an access
-//! token, a room). `kind` lists the kinds.
+//! token, a room). `kind` lists the kinds. `conversation`, `broadcast` and
+//! `conversation_days` say whether messages about one object form a thread (Matrix and
+//! Telegram channels only, so far).
 
 mod console;
 mod kind;
@@ -17,6 +19,7 @@ pub use kind::{ChannelKind, CONSOLE_RATE_PER_MINUTE, DEFAULT_RATE_PER_MINUTE};
 
 use super::errors::{invalid, ConfigError};
 use super::secrets::{secret, Environment, SecretSources};
+use crate::deliver::conversation::Mode;
 use crate::deliver::Endpoint;
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -59,6 +62,9 @@ pub(in crate::config) struct RawChannel {
     #[serde(default)]
     confidential: bool,
     rate_per_minute: Option<u32>,
+    conversation: Option<String>,
+    broadcast: Option<Vec<String>>,
+    conversation_days: Option<u32>,
 }
 
 /// What a channel's bodies are (`channels[].format`).
@@ -89,6 +95,121 @@ pub struct ChannelConfig {
     pub confidential: bool,
     /// Posts per minute allowed for this channel's credential.
     pub rate_per_minute: u32,
+    /// `conversation`, `broadcast`, `conversation_days`: threads per object.
+    pub conversation: ConversationConfig,
+}
+
+/// A channel's conversations: one thread per object under a root message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationConfig {
+    /// `conversation`: off (the default), `thread` or `thread+edit`.
+    pub mode: Mode,
+    /// `broadcast`: event-key globs whose replies are also shown in the channel itself.
+    pub broadcast: Vec<String>,
+    /// `conversation_days`: days after its object was merged or closed that a thread still
+    /// takes replies (then the next event starts a new root).
+    pub days: u32,
+}
+
+/// The event keys broadcast by default: state changes people watch for.
+pub const DEFAULT_BROADCAST: [&str; 5] = [
+    "merge_request.merge",
+    "merge_request.close",
+    "issue.close",
+    "pipeline.broken",
+    "pipeline.fixed",
+];
+
+/// Days a conversation lasts after its object ended, by default.
+pub const DEFAULT_CONVERSATION_DAYS: u32 = 14;
+
+impl Default for ConversationConfig {
+    fn default() -> Self {
+        ConversationConfig {
+            mode: Mode::Off,
+            broadcast: DEFAULT_BROADCAST.iter().map(|s| s.to_string()).collect(),
+            days: DEFAULT_CONVERSATION_DAYS,
+        }
+    }
+}
+
+/// The kinds whose channels can thread (and edit) now.
+pub const CONVERSATION_KINDS: [ChannelKind; 2] = [ChannelKind::Matrix, ChannelKind::Telegram];
+
+/// Channel `i`'s conversation keys, checked against its kind and format.
+fn conversation(
+    i: usize,
+    kind: ChannelKind,
+    format: Format,
+    c: &RawChannel,
+) -> Result<ConversationConfig, ConfigError> {
+    let key = |k: &str| format!("channels[{i}].{k}");
+    let mode = match c.conversation.as_deref().map(str::trim) {
+        None => Mode::Off,
+        Some(name) => Mode::from_name(name).ok_or_else(|| {
+            invalid(
+                key("conversation"),
+                format!(
+                    "{name:?} is not a conversation mode: \"off\", \"thread\" or \"thread+edit\""
+                ),
+            )
+        })?,
+    };
+    if mode == Mode::Off {
+        for (k, set) in [
+            ("broadcast", c.broadcast.is_some()),
+            ("conversation_days", c.conversation_days.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    key(k),
+                    "needs conversation = \"thread\" or \"thread+edit\"",
+                ));
+            }
+        }
+        return Ok(ConversationConfig::default());
+    }
+    if !CONVERSATION_KINDS.contains(&kind) {
+        let can: Vec<&str> = CONVERSATION_KINDS.iter().map(|k| k.as_str()).collect();
+        return Err(invalid(
+            key("conversation"),
+            format!(
+                "{:?} is not available for {} channels yet: only {} channels thread",
+                mode.as_str(),
+                kind.as_str(),
+                can.join(" and ")
+            ),
+        ));
+    }
+    if format == Format::Event {
+        return Err(invalid(
+            key("conversation"),
+            "needs format = \"card\" (an event JSON body has no thread)",
+        ));
+    }
+    let broadcast = match &c.broadcast {
+        None => ConversationConfig::default().broadcast,
+        Some(globs) => {
+            for (j, g) in globs.iter().enumerate() {
+                if g.trim_start_matches('!').trim().is_empty() {
+                    return Err(invalid(
+                        format!("channels[{i}].broadcast[{j}]"),
+                        "empty pattern",
+                    ));
+                }
+            }
+            globs.clone()
+        }
+    };
+    let days = c.conversation_days.unwrap_or(DEFAULT_CONVERSATION_DAYS);
+    if days == 0 {
+        return Err(invalid(key("conversation_days"), "must be at least 1"));
+    }
+    Ok(ConversationConfig {
+        mode,
+        broadcast,
+        days,
+    })
 }
 
 /// Validates `[[channels]]`: unique names, each kind's URL and credentials, event filters and
@@ -122,6 +243,7 @@ pub(in crate::config) fn channels_section(
             })?,
         };
         let (endpoint, format) = channel_endpoint(i, kind, &mut c, env, resolve)?;
+        let conversation = conversation(i, kind, format, &c)?;
         let events = c.events.unwrap_or_default();
         for (j, e) in events.iter().enumerate() {
             if e.trim_start_matches('!').trim().is_empty() {
@@ -143,6 +265,7 @@ pub(in crate::config) fn channels_section(
             events,
             confidential: c.confidential,
             rate_per_minute,
+            conversation,
         });
     }
 

@@ -6,15 +6,15 @@
 //! workers); work committed by another replica is found by polling.
 
 use super::{
-    events, memory, messages, migrate, reminders, rules, window, Migrated, PgError, LOCK_SPACE,
-    ROUTER_LOCK,
+    conversations, events, memory, messages, migrate, reminders, rules, window, Migrated, PgError,
+    LOCK_SPACE, ROUTER_LOCK,
 };
 use crate::deliver::engine::{
     Engine, LeaseAnswer, LeaseRequest, RouterReads, SharedWindow, Slot, Wake,
 };
 use crate::deliver::store::{
-    ChannelStats, ChatRule, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, Outcome,
-    RoutedEvent, RuleChange, StoreError, StoredEvent,
+    ChannelStats, ChatRule, Conversation, ConversationWrite, EncodedEvent, EventFilter, EventRow,
+    Ingested, ListedRow, Outcome, RoutedEvent, RuleChange, StoreError, StoredEvent,
 };
 use crate::deliver::{Batch, BoxFuture, Enqueued, OutboxError};
 use crate::secret::Secret;
@@ -282,6 +282,51 @@ impl Engine for PgEngine {
                 );
             }
             Ok(())
+        })
+    }
+
+    fn record_conversation(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        conversation: ConversationWrite,
+        now: i64,
+    ) -> BoxFuture<'_, Result<(), OutboxError>> {
+        Box::pin(async move {
+            let Some(token) = self.tokens().remove(&id) else {
+                tracing::warn!(
+                    message = id,
+                    "an outcome for a message this replica does not hold; ignored"
+                );
+                return Ok(());
+            };
+            let applied = in_tx!(self, |tx| async {
+                let applied = messages::record(&tx, id, token, &outcome, now).await?;
+                // The reference goes with the outcome: a lost lease records neither.
+                if applied {
+                    conversations::write(&tx, &conversation, now).await?;
+                }
+                Ok::<bool, PgError>(applied)
+            });
+            if !applied {
+                tracing::warn!(
+                    message = id,
+                    "the message's lease had expired and another replica took it over; \
+                     its outcome here is not recorded (it may be posted twice)"
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn conversation(
+        &self,
+        channel: String,
+        key: String,
+    ) -> BoxFuture<'_, Result<Option<Conversation>, OutboxError>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            Ok(conversations::conversation(&c, &channel, &key).await?)
         })
     }
 

@@ -3,17 +3,18 @@
 //! sit at the same path: [`schema`] (the schema and the migrations every replica runs at
 //! start), [`events`] (ingest, dedupe, stored events, routed marks, listing), [`messages`]
 //! (messages, leases, outcomes, dead letters, stats, purge), [`rules`] (chat rules),
-//! [`memory`](mod@memory) (the router's memory), plus what only replicas share: [`window`] (the rate
+//! [`memory`](mod@memory) (the router's memory), [`conversations`] (a chat's root message per
+//! object, for threads), plus what only replicas share: [`window`] (the rate
 //! window) and [`engine`] (`PgEngine`, each operation one transaction on a pooled
-//! connection). A new concern gets a file of the same name in both engines (the next one:
-//! `conversations.rs`, a chat's root message per object). Here: the advisory lock keys and
-//! the errors.
+//! connection). A new concern gets a file of the same name in both engines. Here: the advisory
+//! lock keys and the errors.
 //!
 //! The schema mirrors SQLite's (version 7) with every integer a `BIGINT` and bodies in
 //! `BYTEA`, plus what replicas share: leases with a token and an owner, and the posts and
 //! pauses of each credential's rate window. Versions are PostgreSQL's own (a one-row
 //! `schema_version` table), not SQLite's.
 
+pub mod conversations;
 pub mod engine;
 pub mod events;
 pub mod memory;

@@ -8,7 +8,7 @@ use super::{PgError, LOCK_SPACE, MIGRATION_LOCK};
 use tokio_postgres::Client;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE events (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -120,6 +120,20 @@ CREATE TABLE reminder_runs (
     name       TEXT   PRIMARY KEY,
     last_run   BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
+);
+"#,
+    // Conversations: per channel and object, the chat's reference to the thread's root
+    // message (opaque JSON), the hash of the root body shown, and when the object ended.
+    r#"
+CREATE TABLE conversations (
+    channel    TEXT   NOT NULL,
+    object_key TEXT   NOT NULL,
+    root       TEXT   NOT NULL,
+    body_hash  TEXT,
+    started_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    closed_at  BIGINT,
+    PRIMARY KEY (channel, object_key)
 );
 "#,
 ];

@@ -4,9 +4,9 @@
 //! ([`super::pg`]) so that one operation's two dialects sit at the same path: [`schema`] (the
 //! schema and its migrations), [`events`] (ingest, dedupe, stored events, routed marks,
 //! listing), [`messages`] (messages, leases, outcomes, dead letters, stats, purge), [`rules`]
-//! (chat rules), [`memory`](mod@memory) (the router's memory) and [`reminders`] (review
-//! reminders' last runs). A new concern gets a file of the same
-//! name in both engines (the next one: `conversations.rs`, a chat's root message per object).
+//! (chat rules), [`memory`](mod@memory) (the router's memory), [`reminders`] (review
+//! reminders' last runs) and [`conversations`] (a chat's root message per object, for threads).
+//! A new concern gets a file of the same name in both engines.
 //!
 //! Two tables carry the pipeline. `events` holds each webhook delivery as received (the headers
 //! that matter and the body bytes): `new` until the router stage has turned it into messages,
@@ -19,6 +19,7 @@
 //! back later messages about the same object and nothing else. Schema changes are versioned with
 //! `PRAGMA user_version`.
 
+pub mod conversations;
 pub mod events;
 pub mod memory;
 pub mod messages;
@@ -66,6 +67,40 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError(e.to_string())
     }
+}
+
+/// A conversation: the root message in `channel` of the thread about object `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// The channel.
+    pub channel: String,
+    /// The object's key (the messages' ordering key).
+    pub key: String,
+    /// The chat's reference to the root message (opaque to the store: JSON the sender wrote).
+    pub root: String,
+    /// A hash of the root body the chat shows now, if it is known.
+    pub body_hash: Option<String>,
+    /// When the root was posted (unix ms).
+    pub started_at: i64,
+    /// When the conversation last changed (unix ms).
+    pub updated_at: i64,
+    /// When its object was merged or closed (unix ms), if it was.
+    pub closed_at: Option<i64>,
+}
+
+/// A change to a conversation, recorded with the outcome of the message that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationWrite {
+    /// The channel.
+    pub channel: String,
+    /// The object's key.
+    pub key: String,
+    /// A new root (its reference): the conversation starts (again) with it.
+    pub root: Option<String>,
+    /// The hash of the root body the chat shows now, when it changed.
+    pub body_hash: Option<String>,
+    /// The object was merged or closed: the conversation ends (its end time is kept).
+    pub closed: bool,
 }
 
 /// A message handed to a worker.

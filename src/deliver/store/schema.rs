@@ -6,7 +6,7 @@ use super::StoreError;
 use rusqlite::Connection;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: [&str; 7] = [
+pub(super) const MIGRATIONS: [&str; 8] = [
     r#"
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -137,6 +137,20 @@ CREATE TABLE reminder_runs (
     name       TEXT    PRIMARY KEY,
     last_run   INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    // Conversations: per channel and object, the chat's reference to the thread's root
+    // message (opaque JSON), the hash of the root body shown, and when the object ended.
+    r#"
+CREATE TABLE conversations (
+    channel    TEXT    NOT NULL,
+    object_key TEXT    NOT NULL,
+    root       TEXT    NOT NULL,
+    body_hash  TEXT,
+    started_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    closed_at  INTEGER,
+    PRIMARY KEY (channel, object_key)
 ) WITHOUT ROWID;
 "#,
 ];
