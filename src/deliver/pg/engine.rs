@@ -182,7 +182,12 @@ impl PgEngine {
         let migrated = migrate(&mut client).await?;
         let (ingest, queue) = mpsc::unbounded_channel();
         tokio::spawn(ingest_groups(pool.clone(), wake.clone(), queue));
-        tokio::spawn(listen(config.clone(), tls.clone(), wake.clone(), ingest.clone()));
+        tokio::spawn(listen(
+            config.clone(),
+            tls.clone(),
+            wake.clone(),
+            ingest.clone(),
+        ));
         let engine = PgEngine {
             inner: Arc::new(Inner {
                 pool,
@@ -466,7 +471,11 @@ impl Engine for PgEngine {
         now: i64,
     ) -> BoxFuture<'_, Result<i64, OutboxError>> {
         Box::pin(async move {
-            let channels: Vec<String> = routed.deliveries.iter().map(|d| d.channel.clone()).collect();
+            let channels: Vec<String> = routed
+                .deliveries
+                .iter()
+                .map(|d| d.channel.clone())
+                .collect();
             let id = in_tx!(self, |tx| async {
                 let id = events::replay(&tx, &of, &routed, now).await?;
                 announce(&tx, &channels).await?;
@@ -546,7 +555,10 @@ impl SharedWindow for PgEngine {
 
 /// Announces new messages of `channels` to every replica's workers ([`listen`]); sent when the
 /// transaction commits, not at all if it does not.
-async fn announce(tx: &deadpool_postgres::Transaction<'_>, channels: &[String]) -> Result<(), PgError> {
+async fn announce(
+    tx: &deadpool_postgres::Transaction<'_>,
+    channels: &[String],
+) -> Result<(), PgError> {
     if channels.is_empty() {
         return Ok(());
     }
@@ -588,7 +600,11 @@ async fn ingest_groups(pool: Pool, wake: Wake, mut queue: mpsc::UnboundedReceive
         let mut take = |j: IngestJob, group: &mut Vec<IngestJob>| {
             let fits = group.len() < events::MAX_INGEST_GROUP
                 && j.window_ms == window
-                && j.queued.ev.dedupe_key.as_ref().is_none_or(|k| !keys.contains(k));
+                && j.queued
+                    .ev
+                    .dedupe_key
+                    .as_ref()
+                    .is_none_or(|k| !keys.contains(k));
             if fits {
                 keys.extend(j.queued.ev.dedupe_key.clone());
                 group.push(j);
