@@ -1,7 +1,9 @@
 //! Receive-path benchmark: the real `serve` binary (token check, bounded read, JSON object check,
-//! dedupe, durable commit of the raw delivery, answer) against a bare hyper server that reads
-//! the body and answers 200, both driven by `wrk` on this machine in one run, so the result is a
-//! ratio. Twice: with the channel at Cliq's default budget (its worker mostly idle), and with two
+//! dedupe, durable commit of the raw delivery, answer) against two references, all driven by
+//! `wrk` on this machine in one run, so the results are ratios: a bare hyper server that reads
+//! the body and answers 200, and the durable reference, the floor cost of any acknowledgement
+//! that survives a power cut (hyper reads the body, one writer thread appends every queued body
+//! to a file and calls fdatasync once per group, and the requests are answered after the sync). Twice: with the channel at Cliq's default budget (its worker mostly idle), and with two
 //! channels whose workers deliver at full speed to a local sink that answers at once (the
 //! delivery rate reached is reported beside it). The first run is repeated with the store on
 //! PostgreSQL (`outbox.url`, one replica) on a throw-away local cluster with PostgreSQL's default

@@ -36,8 +36,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The notification channel a commit of new messages announces them on (the payload: the
 /// chat channel's name), so every replica's worker of that channel looks at once.
 pub const MESSAGES_CHANNEL: &str = "gcb_messages";
-/// Most ingest groups being committed at once.
-const INGEST_IN_FLIGHT: usize = 2;
+/// Most ingest groups being committed at once. One, as the SQLite writer: a second slot would
+/// take the first webhook that arrives as a group of one, and every other commit would carry
+/// one or two webhooks instead of all that queued.
+const INGEST_IN_FLIGHT: usize = 1;
 /// Wait before the listening connection is made again after it failed.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
