@@ -79,6 +79,8 @@ struct Inner {
     routing: Arc<AtomicBool>,
     /// The queue of the ingest groups' task.
     ingest: mpsc::UnboundedSender<IngestJob>,
+    /// Dropped with the engine: the listening task then ends.
+    _listening: oneshot::Sender<()>,
 }
 
 /// A webhook waiting for its ingest group: the delivery, its dedupe window and whom to answer.
@@ -184,11 +186,12 @@ impl PgEngine {
         let migrated = migrate(&mut client).await?;
         let (ingest, queue) = mpsc::unbounded_channel();
         tokio::spawn(ingest_groups(pool.clone(), wake.clone(), queue));
+        let (listening, engine_gone) = oneshot::channel();
         tokio::spawn(listen(
             config.clone(),
             tls.clone(),
             wake.clone(),
-            ingest.clone(),
+            engine_gone,
         ));
         let engine = PgEngine {
             inner: Arc::new(Inner {
@@ -202,6 +205,7 @@ impl PgEngine {
                 random: RandomState::new(),
                 routing: Arc::new(AtomicBool::new(false)),
                 ingest,
+                _listening: listening,
             }),
         };
         let tx = client.transaction().await?;
@@ -655,59 +659,68 @@ async fn ingest_groups(pool: Pool, wake: Wake, mut queue: mpsc::UnboundedReceive
     }
 }
 
-/// Listens on [`MESSAGES_CHANNEL`] on a connection of its own while the engine lives (`alive`
-/// closes when every handle is dropped) and wakes this replica's worker of each channel named,
-/// so a message routed on another replica is posted at once rather than at the next poll. Made
-/// again after a failure; the workers' polling covers the gap.
+/// Listens on [`MESSAGES_CHANNEL`] on a connection of its own while the engine lives (`gone`
+/// resolves when it is dropped) and wakes this replica's worker of each channel named, so a
+/// message routed on another replica is posted at once rather than at the next poll. Made again
+/// after a failure; the workers' polling covers the gap.
 async fn listen(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     wake: Wake,
-    alive: mpsc::UnboundedSender<IngestJob>,
+    mut gone: oneshot::Receiver<()>,
 ) {
     let mut warned = false;
-    while !alive.is_closed() {
-        let connected = config.connect(tls.clone()).await;
-        let (client, mut connection) = match connected {
-            Ok(c) => c,
-            Err(error) => {
-                if !std::mem::replace(&mut warned, true) {
-                    tracing::warn!(error = %PgError::from(error), "cannot listen for other replicas' messages; polling");
-                }
-                tokio::time::sleep(LISTEN_RETRY).await;
-                continue;
-            }
+    loop {
+        let connected = tokio::select! {
+            c = config.connect(tls.clone()) => c,
+            _ = &mut gone => return,
         };
-        let statement = format!("LISTEN {MESSAGES_CHANNEL}");
-        let listening = client.batch_execute(&statement);
-        // The connection must be driven for the LISTEN to be answered.
-        let mut listening = std::pin::pin!(listening);
-        let ok = loop {
-            tokio::select! {
-                r = &mut listening => break r.is_ok(),
-                m = std::future::poll_fn(|cx| connection.poll_message(cx)) => {
-                    if !matches!(m, Some(Ok(_))) {
-                        break false;
+        match connected {
+            Ok((client, mut connection)) => {
+                let statement = format!("LISTEN {MESSAGES_CHANNEL}");
+                let listening = client.batch_execute(&statement);
+                let mut listening = std::pin::pin!(listening);
+                // The connection must be driven for the LISTEN to be answered.
+                let ok = loop {
+                    tokio::select! {
+                        r = &mut listening => break r.is_ok(),
+                        m = std::future::poll_fn(|cx| connection.poll_message(cx)) => {
+                            if !matches!(m, Some(Ok(_))) {
+                                break false;
+                            }
+                        }
+                        _ = &mut gone => return,
+                    }
+                };
+                if ok {
+                    warned = false;
+                    loop {
+                        tokio::select! {
+                            m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
+                                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                                    wake.channels(vec![n.payload().to_string()]);
+                                }
+                                Some(Ok(_)) => {}
+                                Some(Err(_)) | None => break,
+                            },
+                            _ = &mut gone => return,
+                        }
                     }
                 }
             }
-        };
-        if ok {
-            warned = false;
-            loop {
-                tokio::select! {
-                    m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
-                        Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                            wake.channels(vec![n.payload().to_string()]);
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => break,
-                    },
-                    () = alive.closed() => return,
+            Err(error) => {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(
+                        error = %PgError::from(error),
+                        "cannot listen for other replicas' messages; polling"
+                    );
                 }
             }
         }
-        tokio::time::sleep(LISTEN_RETRY).await;
+        tokio::select! {
+            () = tokio::time::sleep(LISTEN_RETRY) => {}
+            _ = &mut gone => return,
+        }
     }
 }
 
