@@ -1,7 +1,9 @@
 //! Receive-path benchmark: the real `serve` binary (token check, bounded read, JSON object check,
-//! dedupe, durable commit of the raw delivery, answer) against a bare hyper server that reads
-//! the body and answers 200, both driven by `wrk` on this machine in one run, so the result is a
-//! ratio. Twice: with the channel at Cliq's default budget (its worker mostly idle), and with two
+//! dedupe, durable commit of the raw delivery, answer) against two references, all driven by
+//! `wrk` on this machine in one run, so the results are ratios: a bare hyper server that reads
+//! the body and answers 200, and the durable reference, the floor cost of any acknowledgement
+//! that survives a power cut (hyper reads the body, one writer thread appends every queued body
+//! to a file and calls fdatasync once per group, and the requests are answered after the sync). Twice: with the channel at Cliq's default budget (its worker mostly idle), and with two
 //! channels whose workers deliver at full speed to a local sink that answers at once (the
 //! delivery rate reached is reported beside it). The first run is repeated with the store on
 //! PostgreSQL (`outbox.url`, one replica) on a throw-away local cluster with PostgreSQL's default
@@ -71,6 +73,9 @@ fn main() {
         .build()
         .expect("runtime");
     let bare_addr = rt.block_on(bare_server());
+    // The floor of a power-cut-proof acknowledgement: hyper, one writer thread appending every
+    // queued body to a file and calling fdatasync once per group, answering after the sync.
+    let durable_addr = rt.block_on(durable_server(&dir.join("durable-reference.log")));
 
     let body_file = dir.join("body.json");
     std::fs::write(&body_file, &body).expect("body");
@@ -78,17 +83,19 @@ fn main() {
     std::fs::write(&script, lua_script(&body_file)).expect("lua");
 
     let have_wrk = Command::new("wrk").arg("--version").output().is_ok();
-    let (bare, bridge_load, rss_load) = if have_wrk {
+    let (bare, reference, bridge_load, rss_load) = if have_wrk {
         let bare = wrk(&bare_addr, &script);
+        let reference = wrk(&durable_addr, &script);
         let sampling = RssSampler::start(bridge.id());
         let b = wrk(&bridge_addr, &script);
-        (bare, b, sampling.stop())
+        (bare, reference, b, sampling.stop())
     } else {
         eprintln!("wrk not found: using the in-process closed-loop client");
         let bare = rt.block_on(closed_loop(&bare_addr, &body));
+        let reference = rt.block_on(closed_loop(&durable_addr, &body));
         let sampling = RssSampler::start(bridge.id());
         let b = rt.block_on(closed_loop(&bridge_addr, &body));
-        (bare, b, sampling.stop())
+        (bare, reference, b, sampling.stop())
     };
     let paced = rt.block_on(paced(&bridge_addr, &body));
     let _ = bridge.kill();
@@ -119,18 +126,23 @@ fn main() {
             let (mut pg_bridge, pg_port) = spawn_bridge(&pg_config);
             let pg_addr = format!("127.0.0.1:{pg_port}");
             wait_ready(&pg_addr);
-            let (bare, load) = if have_wrk {
-                (wrk(&bare_addr, &script), wrk(&pg_addr, &script))
+            let (bare, reference, load) = if have_wrk {
+                (
+                    wrk(&bare_addr, &script),
+                    wrk(&durable_addr, &script),
+                    wrk(&pg_addr, &script),
+                )
             } else {
                 (
                     rt.block_on(closed_loop(&bare_addr, &body)),
+                    rt.block_on(closed_loop(&durable_addr, &body)),
                     rt.block_on(closed_loop(&pg_addr, &body)),
                 )
             };
             let stored = cluster.count_events();
             let _ = pg_bridge.kill();
             let _ = pg_bridge.wait();
-            Some((bare, load, stored))
+            Some((bare, reference, load, stored))
         }
     };
 
@@ -143,20 +155,22 @@ fn main() {
     let (mut busy, busy_port) = spawn_bridge(&busy_config);
     let busy_addr = format!("127.0.0.1:{busy_port}");
     wait_healthz(&busy_addr);
-    let (bare_busy, busy_load, rss_busy, delivered) = if have_wrk {
+    let (bare_busy, reference_busy, busy_load, rss_busy, delivered) = if have_wrk {
         let bare = wrk(&bare_addr, &script);
+        let reference = wrk(&durable_addr, &script);
         let sampling = RssSampler::start(busy.id());
         let before = posts.load(Ordering::Relaxed);
         let b = wrk(&busy_addr, &script);
         let delivered = posts.load(Ordering::Relaxed) - before;
-        (bare, b, sampling.stop(), delivered)
+        (bare, reference, b, sampling.stop(), delivered)
     } else {
         let bare = rt.block_on(closed_loop(&bare_addr, &body));
+        let reference = rt.block_on(closed_loop(&durable_addr, &body));
         let sampling = RssSampler::start(busy.id());
         let before = posts.load(Ordering::Relaxed);
         let b = rt.block_on(closed_loop(&busy_addr, &body));
         let delivered = posts.load(Ordering::Relaxed) - before;
-        (bare, b, sampling.stop(), delivered)
+        (bare, reference, b, sampling.stop(), delivered)
     };
     let _ = busy.kill();
     let _ = busy.wait();
@@ -169,34 +183,18 @@ fn main() {
     println!(
         "receive path (wrk {CONNECTIONS} connections, {LOAD_SECS} s each, same machine, one run)"
     );
-    println!(
-        "  bare hyper (read body, 200):   {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
-        bare.rps,
-        fmt(bare.p50),
-        fmt(bare.p99)
-    );
-    println!(
-        "  gitlab-chat-bridge (durable):  {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
-        bridge_load.rps,
-        fmt(bridge_load.p50),
-        fmt(bridge_load.p99)
-    );
-    println!(
-        "  ratio bridge / bare:           {:>9.2}   (target ≥ 0.5)",
-        bridge_load.rps / bare.rps.max(1.0)
-    );
+    print_load("bare hyper (read body, 200)", &bare);
+    print_load("durable reference (fdatasync)", &reference);
+    print_load("gitlab-chat-bridge (durable)", &bridge_load);
+    print_ratios(&bridge_load, &bare, &reference);
     match &on_pg {
         None => println!("  on PostgreSQL: skipped (see the reason above)"),
-        Some((bare_pg, pg, stored)) => {
+        Some((bare_pg, reference_pg, pg, stored)) => {
             println!(
                 "the same with the store on PostgreSQL (one replica, local cluster, fsync on)"
             );
-            println!(
-                "  bare hyper (read body, 200):   {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
-                bare_pg.rps,
-                fmt(bare_pg.p50),
-                fmt(bare_pg.p99)
-            );
+            print_load("bare hyper (read body, 200)", bare_pg);
+            print_load("durable reference (fdatasync)", reference_pg);
             println!(
                 "  gitlab-chat-bridge (postgres): {:>9.0} req/s  p50 {:>7}  p99 {:>7}   ({} events stored)",
                 pg.rps,
@@ -205,29 +203,18 @@ fn main() {
                 stored.map_or("?".to_string(), |n| n.to_string())
             );
             println!(
-                "  ratio postgres / bare:         {:>9.2}   postgres / sqlite: {:.2}",
+                "  ratio postgres / bare:         {:>9.2}   / reference: {:.2}   / sqlite: {:.2}",
                 pg.rps / bare_pg.rps.max(1.0),
+                pg.rps / reference_pg.rps.max(1.0),
                 pg.rps / bridge_load.rps.max(1.0)
             );
         }
     }
     println!("while 2 channels deliver at full speed to a local sink (same run)");
-    println!(
-        "  bare hyper (read body, 200):   {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
-        bare_busy.rps,
-        fmt(bare_busy.p50),
-        fmt(bare_busy.p99)
-    );
-    println!(
-        "  gitlab-chat-bridge (durable):  {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
-        busy_load.rps,
-        fmt(busy_load.p50),
-        fmt(busy_load.p99)
-    );
-    println!(
-        "  ratio bridge / bare:           {:>9.2}   (target ≥ 0.25)",
-        busy_load.rps / bare_busy.rps.max(1.0)
-    );
+    print_load("bare hyper (read body, 200)", &bare_busy);
+    print_load("durable reference (fdatasync)", &reference_busy);
+    print_load("gitlab-chat-bridge (durable)", &busy_load);
+    print_ratios(&busy_load, &bare_busy, &reference_busy);
     println!(
         "  delivered meanwhile:           {:>9.0} posts/s to the sink",
         delivered as f64 / LOAD_SECS as f64
@@ -257,6 +244,27 @@ fn main() {
         rss_busy as f64 / 1024.0
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One line of a load run's figures.
+fn print_load(what: &str, load: &Load) {
+    println!(
+        "  {:<30} {:>9.0} req/s  p50 {:>7}  p99 {:>7}",
+        format!("{what}:"),
+        load.rps,
+        fmt(load.p50),
+        fmt(load.p99)
+    );
+}
+
+/// The bridge against both references: throughput ratios and its p99 over the durable one's.
+fn print_ratios(bridge: &Load, bare: &Load, reference: &Load) {
+    println!(
+        "  ratio bridge / bare: {:.2}   bridge / durable reference: {:.2} (target ≥ 0.8)   p99 bridge / reference: {:.1}× (target ≤ 3)",
+        bridge.rps / bare.rps.max(1.0),
+        bridge.rps / reference.rps.max(1.0),
+        bridge.p99.as_secs_f64() / reference.p99.as_secs_f64().max(1e-6)
+    );
 }
 
 /// The password of the benchmark cluster's superuser.
@@ -592,6 +600,81 @@ async fn bare_server() -> String {
                     Ok::<_, std::convert::Infallible>(hyper::Response::new(
                         http_body_util::Full::new(hyper::body::Bytes::from_static(b"ok")),
                     ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The durable reference: hyper reads the body and hands it to one writer thread, which appends
+/// every body queued meanwhile to `path`, calls fdatasync once for the group, and only then lets
+/// their requests be answered 200 — the least any acknowledgement that survives a power cut costs.
+async fn durable_server(path: &Path) -> String {
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    type Queued = (hyper::body::Bytes, tokio::sync::oneshot::Sender<()>);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Queued>();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("reference log");
+    std::thread::Builder::new()
+        .name("reference-writer".into())
+        .spawn(move || {
+            let mut group = Vec::with_capacity(1024);
+            while let Some(first) = rx.blocking_recv() {
+                group.push(first);
+                while group.len() < 1024 {
+                    match rx.try_recv() {
+                        Ok(q) => group.push(q),
+                        Err(_) => break,
+                    }
+                }
+                for (body, _) in &group {
+                    file.write_all(body).expect("append");
+                }
+                file.sync_data().expect("fdatasync");
+                for (_, done) in group.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        })
+        .expect("reference writer");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let (done, synced) = tokio::sync::oneshot::channel();
+                        let _ = tx.send((body, done));
+                        let mut r = hyper::Response::new(http_body_util::Full::new(
+                            hyper::body::Bytes::from_static(b"ok"),
+                        ));
+                        if synced.await.is_err() {
+                            *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

@@ -431,8 +431,15 @@ impl Reply {
     }
 }
 
+/// Whether `cmd` is on the acknowledgement path (a webhook's raw delivery, the readiness
+/// probe): committed in a transaction of its own, ahead of whatever else queued with it.
+fn acknowledges(cmd: &Cmd) -> bool {
+    matches!(cmd, Cmd::Ingest(..) | Cmd::Ping(..))
+}
+
 fn writer(mut store: Store, mut rx: mpsc::UnboundedReceiver<Cmd>, wake: Wake) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut rest = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -441,216 +448,233 @@ fn writer(mut store: Store, mut rx: mpsc::UnboundedReceiver<Cmd>, wake: Wake) {
                 Err(_) => break,
             }
         }
-        let mut replies = Vec::with_capacity(group.len());
-        let mut woken: Vec<String> = Vec::new();
-        let mut new_events = false;
-        let result = (|| -> Result<(), StoreError> {
-            let mut tx = store.transaction()?;
-            for cmd in group.drain(..) {
-                match cmd {
-                    Cmd::Ingest(ev, now, since, reply) => {
-                        // A failure fails the whole group, so no dedupe key is committed without
-                        // its event (GitLab's re-send must not be taken for a duplicate). Cheaper
-                        // than a savepoint per webhook, and as rare as a full disk.
-                        let r = store::insert_encoded(&tx, &ev, now, since)?;
-                        new_events |= matches!(r, Ingested::Accepted(_));
-                        replies.push(Reply::Ingest(reply, Ok(r)));
-                    }
-                    Cmd::Routed(events, now, reply) => {
-                        // No savepoint: a failure here fails the whole group (every webhook in
-                        // it is refused and re-sent by GitLab, every event stays `new`), which
-                        // leaves no event routed with half of its messages.
-                        for ev in &events {
-                            if store::mark_routed(&tx, ev, now)? {
-                                woken.extend(ev.deliveries.iter().map(|d| d.channel.clone()));
-                            }
-                        }
-                        replies.push(Reply::Record(reply, Ok(())));
-                    }
-                    Cmd::Enqueue(batch, now, since, reply) => {
-                        // A savepoint per webhook: a failed insert leaves none of its rows (nor
-                        // its dedupe key) behind, so GitLab's re-send is not taken for a duplicate.
-                        let mut sp = tx.savepoint()?;
-                        let r = store::insert_batch(&sp, &batch, now, since).map_err(store_err);
-                        if r.is_ok() {
-                            sp.commit()?;
-                        } else {
-                            sp.rollback()?;
-                        }
-                        if matches!(r, Ok(Enqueued::Accepted)) {
-                            woken.extend(batch.deliveries.iter().map(|d| d.channel.clone()));
-                        }
-                        replies.push(Reply::Enqueue(reply, r));
-                    }
-                    Cmd::Lease(
-                        LeaseRequest {
-                            channel,
-                            now,
-                            lease_ms,
-                            digest_over,
-                            max,
-                        },
-                        reply,
-                    ) => {
-                        let r = (|| {
-                            let mut messages = Vec::new();
-                            if digest_over > 0
-                                && store::due_count(&tx, &channel, now, digest_over as u64 + 1)?
-                                    > digest_over as u64
-                            {
-                                messages =
-                                    store::lease_prefix(&tx, &channel, now, lease_ms, DIGEST_MAX)?;
-                            }
-                            let digest = !messages.is_empty();
-                            if !digest {
-                                messages =
-                                    store::lease_batch(&tx, &channel, now, lease_ms, max.max(1))?;
-                            }
-                            // Only asked for when there is nothing to do now.
-                            let next_due = if messages.is_empty() {
-                                store::next_due(&tx, &channel)?
-                            } else {
-                                None
-                            };
-                            Ok(LeaseAnswer {
-                                messages,
-                                digest,
-                                next_due,
-                            })
-                        })();
-                        replies.push(Reply::Lease(reply, r.map_err(store_err)));
-                    }
-                    Cmd::Record(id, outcome, now, reply) => {
-                        let r = store::record(&tx, id, &outcome, now).map_err(store_err);
-                        replies.push(Reply::Record(reply, r));
-                    }
-                    Cmd::RecordConversation(change, id, now, reply) => {
-                        let (outcome, write) = *change;
-                        let r = store::record(&tx, id, &outcome, now)
-                            .and_then(|()| store::conversations::write(&tx, &write, now))
-                            .map_err(store_err);
-                        replies.push(Reply::Record(reply, r));
-                    }
-                    Cmd::Prune {
-                        dedupe_before,
-                        events_before,
-                    } => {
-                        if let Err(error) = store::prune_dedupe(&tx, dedupe_before) {
-                            tracing::warn!(%error, "cannot prune old dedupe keys");
-                        }
-                        match store::prune_events(&tx, events_before) {
-                            Ok(0) => {}
-                            Ok(n) => {
-                                tracing::info!(events = n, "pruned events past their retention")
-                            }
-                            Err(error) => tracing::warn!(%error, "cannot prune old events"),
-                        }
-                    }
-                    Cmd::Ping(now, reply) => {
-                        let r = store::touch(&tx, now).map_err(store_err);
-                        replies.push(Reply::Record(reply, r));
-                    }
-                    Cmd::Stats(reply) => {
-                        // A read: answered at once, it need not wait for the commit.
-                        let _ = reply.send(store::stats(&tx).map_err(store_err));
-                    }
-                    Cmd::Rules(change, reply) => {
-                        // A savepoint: a failed import leaves no half of itself behind, and
-                        // does not fail the webhooks committed in the same group.
-                        let mut sp = tx.savepoint()?;
-                        let r = store::change_rules(&sp, &change).map_err(store_err);
-                        if r.is_ok() {
-                            sp.commit()?;
-                        } else {
-                            sp.rollback()?;
-                        }
-                        replies.push(Reply::Count(reply, r));
-                    }
-                    Cmd::ListRules(reply) => {
-                        let _ = reply.send(store::chat_rules(&tx).map_err(store_err));
-                    }
-                    Cmd::LastPosts(reply) => {
-                        let _ = reply.send(store::last_posts(&tx).map_err(store_err));
-                    }
-                    Cmd::ReceivedAt(key, reply) => {
-                        let _ = reply.send(store::received_at(&tx, &key).map_err(store_err));
-                    }
-                    Cmd::ReminderRun(run, now, since, reply) => {
-                        let (name, at, batch) = *run;
-                        // A savepoint: a failed insert leaves neither the claim nor a message.
-                        let mut sp = tx.savepoint()?;
-                        let r = store::reminder_run(&sp, &name, at, &batch, now, since)
-                            .map_err(store_err);
-                        if r.is_ok() {
-                            sp.commit()?;
-                        } else {
-                            sp.rollback()?;
-                        }
-                        if matches!(r, Ok(true)) {
-                            woken.extend(batch.deliveries.iter().map(|d| d.channel.clone()));
-                        }
-                        replies.push(Reply::Claimed(reply, r));
-                    }
-                    Cmd::Read(read) => read(&tx),
-                    Cmd::Replay(replay, now, reply) => {
-                        let (of, routed) = *replay;
-                        let mut sp = tx.savepoint()?;
-                        let r = store::insert_replay(&sp, &of, &routed.request_id, &routed, now)
-                            .map_err(store_err);
-                        if r.is_ok() {
-                            sp.commit()?;
-                            woken.extend(routed.deliveries.iter().map(|d| d.channel.clone()));
-                        } else {
-                            sp.rollback()?;
-                        }
-                        replies.push(Reply::Id(reply, r));
-                    }
-                    Cmd::RetryAllDead(now, reply) => {
-                        let mut sp = tx.savepoint()?;
-                        let r = store::retry_dead(&sp, None, now).map_err(store_err);
-                        if r.is_ok() {
-                            sp.commit()?;
-                        } else {
-                            sp.rollback()?;
-                        }
-                        replies.push(Reply::Count(reply, r));
-                    }
-                    Cmd::PurgeDead(before, reply) => {
-                        let r = store::purge_dead(&tx, before).map_err(store_err);
-                        replies.push(Reply::Count(reply, r));
-                    }
-                    Cmd::RetryDead(id, now, reply) => {
-                        let mut sp = tx.savepoint()?;
-                        let r = store::retry_dead_one(&sp, id, now).map_err(store_err);
-                        if r.is_ok() {
-                            sp.commit()?;
-                        } else {
-                            sp.rollback()?;
-                        }
-                        if let Ok(Some(channel)) = &r {
-                            woken.push(channel.clone());
-                        }
-                        replies.push(Reply::Retried(reply, r));
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                replies.into_iter().for_each(Reply::send);
-                if new_events {
-                    wake.router();
-                }
-                wake.channels(woken);
-            }
-            Err(e) => {
-                let e = store_err(e);
-                tracing::error!(error = %e, "outbox commit failed; the webhooks in it were refused");
-                replies.into_iter().for_each(|r| r.fail(&e));
-            }
+        // Webhooks are committed and answered first, in a transaction of their own: their
+        // acknowledgement never waits for a routed batch's messages, leases or outcomes queued
+        // beside them (those follow in the next transaction, an fsync later).
+        if group.iter().any(acknowledges) && !group.iter().all(acknowledges) {
+            let (acks, others): (Vec<Cmd>, Vec<Cmd>) = group.drain(..).partition(acknowledges);
+            group.extend(acks);
+            rest.extend(others);
+        }
+        commit(&mut store, &mut group, &wake);
+        if !rest.is_empty() {
+            commit(&mut store, &mut rest, &wake);
         }
     }
     tracing::debug!("outbox writer stopped");
+}
+
+/// Runs `group` (emptied) in one transaction and sends the replies after its commit, then
+/// wakes the router stage (new events) and the channels that got messages.
+fn commit(store: &mut Store, group: &mut Vec<Cmd>, wake: &Wake) {
+    let mut replies = Vec::with_capacity(group.len());
+    let mut woken: Vec<String> = Vec::new();
+    let mut new_events = false;
+    let result = (|| -> Result<(), StoreError> {
+        let mut tx = store.transaction()?;
+        for cmd in group.drain(..) {
+            match cmd {
+                Cmd::Ingest(ev, now, since, reply) => {
+                    // A failure fails the whole group, so no dedupe key is committed without
+                    // its event (GitLab's re-send must not be taken for a duplicate). Cheaper
+                    // than a savepoint per webhook, and as rare as a full disk.
+                    let r = store::insert_encoded(&tx, &ev, now, since)?;
+                    new_events |= matches!(r, Ingested::Accepted(_));
+                    replies.push(Reply::Ingest(reply, Ok(r)));
+                }
+                Cmd::Routed(events, now, reply) => {
+                    // No savepoint: a failure here fails the whole group (every webhook in
+                    // it is refused and re-sent by GitLab, every event stays `new`), which
+                    // leaves no event routed with half of its messages.
+                    for ev in &events {
+                        if store::mark_routed(&tx, ev, now)? {
+                            woken.extend(ev.deliveries.iter().map(|d| d.channel.clone()));
+                        }
+                    }
+                    replies.push(Reply::Record(reply, Ok(())));
+                }
+                Cmd::Enqueue(batch, now, since, reply) => {
+                    // A savepoint per webhook: a failed insert leaves none of its rows (nor
+                    // its dedupe key) behind, so GitLab's re-send is not taken for a duplicate.
+                    let mut sp = tx.savepoint()?;
+                    let r = store::insert_batch(&sp, &batch, now, since).map_err(store_err);
+                    if r.is_ok() {
+                        sp.commit()?;
+                    } else {
+                        sp.rollback()?;
+                    }
+                    if matches!(r, Ok(Enqueued::Accepted)) {
+                        woken.extend(batch.deliveries.iter().map(|d| d.channel.clone()));
+                    }
+                    replies.push(Reply::Enqueue(reply, r));
+                }
+                Cmd::Lease(
+                    LeaseRequest {
+                        channel,
+                        now,
+                        lease_ms,
+                        digest_over,
+                        max,
+                    },
+                    reply,
+                ) => {
+                    let r = (|| {
+                        let mut messages = Vec::new();
+                        if digest_over > 0
+                            && store::due_count(&tx, &channel, now, digest_over as u64 + 1)?
+                                > digest_over as u64
+                        {
+                            messages =
+                                store::lease_prefix(&tx, &channel, now, lease_ms, DIGEST_MAX)?;
+                        }
+                        let digest = !messages.is_empty();
+                        if !digest {
+                            messages =
+                                store::lease_batch(&tx, &channel, now, lease_ms, max.max(1))?;
+                        }
+                        // Only asked for when there is nothing to do now.
+                        let next_due = if messages.is_empty() {
+                            store::next_due(&tx, &channel)?
+                        } else {
+                            None
+                        };
+                        Ok(LeaseAnswer {
+                            messages,
+                            digest,
+                            next_due,
+                        })
+                    })();
+                    replies.push(Reply::Lease(reply, r.map_err(store_err)));
+                }
+                Cmd::Record(id, outcome, now, reply) => {
+                    let r = store::record(&tx, id, &outcome, now).map_err(store_err);
+                    replies.push(Reply::Record(reply, r));
+                }
+                Cmd::RecordConversation(change, id, now, reply) => {
+                    let (outcome, write) = *change;
+                    let r = store::record(&tx, id, &outcome, now)
+                        .and_then(|()| store::conversations::write(&tx, &write, now))
+                        .map_err(store_err);
+                    replies.push(Reply::Record(reply, r));
+                }
+                Cmd::Prune {
+                    dedupe_before,
+                    events_before,
+                } => {
+                    if let Err(error) = store::prune_dedupe(&tx, dedupe_before) {
+                        tracing::warn!(%error, "cannot prune old dedupe keys");
+                    }
+                    match store::prune_events(&tx, events_before) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(events = n, "pruned events past their retention")
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot prune old events"),
+                    }
+                }
+                Cmd::Ping(now, reply) => {
+                    let r = store::touch(&tx, now).map_err(store_err);
+                    replies.push(Reply::Record(reply, r));
+                }
+                Cmd::Stats(reply) => {
+                    // A read: answered at once, it need not wait for the commit.
+                    let _ = reply.send(store::stats(&tx).map_err(store_err));
+                }
+                Cmd::Rules(change, reply) => {
+                    // A savepoint: a failed import leaves no half of itself behind, and
+                    // does not fail the webhooks committed in the same group.
+                    let mut sp = tx.savepoint()?;
+                    let r = store::change_rules(&sp, &change).map_err(store_err);
+                    if r.is_ok() {
+                        sp.commit()?;
+                    } else {
+                        sp.rollback()?;
+                    }
+                    replies.push(Reply::Count(reply, r));
+                }
+                Cmd::ListRules(reply) => {
+                    let _ = reply.send(store::chat_rules(&tx).map_err(store_err));
+                }
+                Cmd::LastPosts(reply) => {
+                    let _ = reply.send(store::last_posts(&tx).map_err(store_err));
+                }
+                Cmd::ReceivedAt(key, reply) => {
+                    let _ = reply.send(store::received_at(&tx, &key).map_err(store_err));
+                }
+                Cmd::ReminderRun(run, now, since, reply) => {
+                    let (name, at, batch) = *run;
+                    // A savepoint: a failed insert leaves neither the claim nor a message.
+                    let mut sp = tx.savepoint()?;
+                    let r =
+                        store::reminder_run(&sp, &name, at, &batch, now, since).map_err(store_err);
+                    if r.is_ok() {
+                        sp.commit()?;
+                    } else {
+                        sp.rollback()?;
+                    }
+                    if matches!(r, Ok(true)) {
+                        woken.extend(batch.deliveries.iter().map(|d| d.channel.clone()));
+                    }
+                    replies.push(Reply::Claimed(reply, r));
+                }
+                Cmd::Read(read) => read(&tx),
+                Cmd::Replay(replay, now, reply) => {
+                    let (of, routed) = *replay;
+                    let mut sp = tx.savepoint()?;
+                    let r = store::insert_replay(&sp, &of, &routed.request_id, &routed, now)
+                        .map_err(store_err);
+                    if r.is_ok() {
+                        sp.commit()?;
+                        woken.extend(routed.deliveries.iter().map(|d| d.channel.clone()));
+                    } else {
+                        sp.rollback()?;
+                    }
+                    replies.push(Reply::Id(reply, r));
+                }
+                Cmd::RetryAllDead(now, reply) => {
+                    let mut sp = tx.savepoint()?;
+                    let r = store::retry_dead(&sp, None, now).map_err(store_err);
+                    if r.is_ok() {
+                        sp.commit()?;
+                    } else {
+                        sp.rollback()?;
+                    }
+                    replies.push(Reply::Count(reply, r));
+                }
+                Cmd::PurgeDead(before, reply) => {
+                    let r = store::purge_dead(&tx, before).map_err(store_err);
+                    replies.push(Reply::Count(reply, r));
+                }
+                Cmd::RetryDead(id, now, reply) => {
+                    let mut sp = tx.savepoint()?;
+                    let r = store::retry_dead_one(&sp, id, now).map_err(store_err);
+                    if r.is_ok() {
+                        sp.commit()?;
+                    } else {
+                        sp.rollback()?;
+                    }
+                    if let Ok(Some(channel)) = &r {
+                        woken.push(channel.clone());
+                    }
+                    replies.push(Reply::Retried(reply, r));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            replies.into_iter().for_each(Reply::send);
+            if new_events {
+                wake.router();
+            }
+            wake.channels(woken);
+        }
+        Err(e) => {
+            let e = store_err(e);
+            tracing::error!(error = %e, "outbox commit failed; the webhooks in it were refused");
+            replies.into_iter().for_each(|r| r.fail(&e));
+        }
+    }
 }

@@ -292,6 +292,23 @@ async fn ingest(o: DurableOutbox, e: &'static str) {
         (ev.headers, ev.body, t),
         "{e}"
     );
+    // Deliveries that arrive together are written together: a key repeated among them is
+    // stored once, and the others are stored in the order they arrived.
+    let (a, b, c, d) = tokio::join!(
+        o.ingest_at(keyed("t1", "{}"), t),
+        o.ingest_at(keyed("t2", "{}"), t),
+        o.ingest_at(keyed("t1", "{}"), t),
+        o.ingest_at(webhook(None, "{}"), t),
+    );
+    assert_eq!(c.unwrap(), Ingested::Duplicate, "{e}");
+    let ids: Vec<i64> = [a, b, d]
+        .into_iter()
+        .map(|r| match r.unwrap() {
+            Ingested::Accepted(id) => id,
+            Ingested::Duplicate => panic!("{e}: a new key taken for a duplicate"),
+        })
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{e}: {ids:?}");
 }
 
 async fn enqueue(o: DurableOutbox, e: &'static str) {

@@ -27,11 +27,22 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How long an operation waits for a connection, and a connection for the server, before
 /// failing (a webhook is then answered 503 and GitLab re-sends it).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The notification channel a commit of new messages announces them on (the payload: the
+/// chat channel's name), so every replica's worker of that channel looks at once.
+pub const MESSAGES_CHANNEL: &str = "gcb_messages";
+/// Most ingest groups being committed at once. One, as the SQLite writer: a second slot would
+/// take the first webhook that arrives as a group of one, and every other commit would carry
+/// one or two webhooks instead of all that queued.
+const INGEST_IN_FLIGHT: usize = 1;
+/// Wait before the listening connection is made again after it failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -67,6 +78,17 @@ struct Inner {
     random: RandomState,
     /// Whether this replica's router holds the router lock.
     routing: Arc<AtomicBool>,
+    /// The queue of the ingest groups' task.
+    ingest: mpsc::UnboundedSender<IngestJob>,
+    /// Dropped with the engine: the listening task then ends.
+    _listening: oneshot::Sender<()>,
+}
+
+/// A webhook waiting for its ingest group: the delivery, its dedupe window and whom to answer.
+struct IngestJob {
+    queued: events::Queued,
+    window_ms: i64,
+    reply: oneshot::Sender<Result<Ingested, OutboxError>>,
 }
 
 impl std::fmt::Debug for PgEngine {
@@ -163,6 +185,15 @@ impl PgEngine {
             .map_err(|e| PgError::Config(format!("connection pool: {e}")))?;
         let mut client = pool.get().await?;
         let migrated = migrate(&mut client).await?;
+        let (ingest, queue) = mpsc::unbounded_channel();
+        tokio::spawn(ingest_groups(pool.clone(), wake.clone(), queue));
+        let (listening, engine_gone) = oneshot::channel();
+        tokio::spawn(listen(
+            config.clone(),
+            tls.clone(),
+            wake.clone(),
+            engine_gone,
+        ));
         let engine = PgEngine {
             inner: Arc::new(Inner {
                 pool,
@@ -174,6 +205,8 @@ impl PgEngine {
                 next_token: AtomicU64::new(1),
                 random: RandomState::new(),
                 routing: Arc::new(AtomicBool::new(false)),
+                ingest,
+                _listening: listening,
             }),
         };
         let tx = client.transaction().await?;
@@ -211,13 +244,16 @@ impl Engine for PgEngine {
         now: i64,
         dedupe_since: i64,
     ) -> BoxFuture<'_, Result<Ingested, OutboxError>> {
+        let (reply, answer) = oneshot::channel();
+        let job = IngestJob {
+            queued: events::Queued { ev, now },
+            window_ms: now - dedupe_since,
+            reply,
+        };
+        let sent = self.inner.ingest.send(job).map_err(|_| OutboxError::Closed);
         Box::pin(async move {
-            let client = self.conn().await?;
-            let r = events::ingest(&client, &ev, now, dedupe_since).await?;
-            if matches!(r, Ingested::Accepted(_)) {
-                self.inner.wake.router();
-            }
-            Ok(r)
+            sent?;
+            answer.await.map_err(|_| OutboxError::Closed)?
         })
     }
 
@@ -228,7 +264,15 @@ impl Engine for PgEngine {
         dedupe_since: i64,
     ) -> BoxFuture<'_, Result<Enqueued, OutboxError>> {
         Box::pin(async move {
-            let r = in_tx!(self, |tx| messages::enqueue(&tx, &batch, now, dedupe_since));
+            let r = in_tx!(self, |tx| async {
+                let r = messages::enqueue(&tx, &batch, now, dedupe_since).await?;
+                if r == Enqueued::Accepted {
+                    let channels: Vec<String> =
+                        batch.deliveries.iter().map(|d| d.channel.clone()).collect();
+                    announce(&tx, &channels).await?;
+                }
+                Ok::<_, PgError>(r)
+            });
             if r == Enqueued::Accepted {
                 self.inner
                     .wake
@@ -240,7 +284,11 @@ impl Engine for PgEngine {
 
     fn routed(&self, events: Vec<RoutedEvent>, now: i64) -> BoxFuture<'_, Result<(), OutboxError>> {
         Box::pin(async move {
-            let woken = in_tx!(self, |tx| events::routed(&tx, &events, now));
+            let woken = in_tx!(self, |tx| async {
+                let woken = events::routed(&tx, &events, now).await?;
+                announce(&tx, &woken).await?;
+                Ok::<_, PgError>(woken)
+            });
             self.inner.wake.channels(woken);
             Ok(())
         })
@@ -423,7 +471,13 @@ impl Engine for PgEngine {
 
     fn retry_dead(&self, id: i64, now: i64) -> BoxFuture<'_, Result<Option<String>, OutboxError>> {
         Box::pin(async move {
-            let channel = in_tx!(self, |tx| messages::retry_dead(&tx, id, now));
+            let channel = in_tx!(self, |tx| async {
+                let channel = messages::retry_dead(&tx, id, now).await?;
+                if let Some(c) = &channel {
+                    announce(&tx, std::slice::from_ref(c)).await?;
+                }
+                Ok::<_, PgError>(channel)
+            });
             if let Some(c) = &channel {
                 self.inner.wake.channels(vec![c.clone()]);
             }
@@ -502,7 +556,16 @@ impl Engine for PgEngine {
         now: i64,
     ) -> BoxFuture<'_, Result<i64, OutboxError>> {
         Box::pin(async move {
-            let id = in_tx!(self, |tx| events::replay(&tx, &of, &routed, now));
+            let channels: Vec<String> = routed
+                .deliveries
+                .iter()
+                .map(|d| d.channel.clone())
+                .collect();
+            let id = in_tx!(self, |tx| async {
+                let id = events::replay(&tx, &of, &routed, now).await?;
+                announce(&tx, &channels).await?;
+                Ok::<_, PgError>(id)
+            });
             self.inner.wake.channels(
                 routed
                     .deliveries
@@ -572,6 +635,171 @@ impl SharedWindow for PgEngine {
             let until = now.saturating_add(lease_ms);
             Ok(in_tx!(self, |tx| messages::renew(&tx, &ids, token, until)))
         })
+    }
+}
+
+/// Announces new messages of `channels` to every replica's workers ([`listen`]); sent when the
+/// transaction commits, not at all if it does not.
+async fn announce(
+    tx: &deadpool_postgres::Transaction<'_>,
+    channels: &[String],
+) -> Result<(), PgError> {
+    if channels.is_empty() {
+        return Ok(());
+    }
+    let mut names = channels.to_vec();
+    names.sort();
+    names.dedup();
+    let stmt = tx
+        .prepare_cached("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c")
+        .await?;
+    tx.execute(&stmt, &[&MESSAGES_CHANNEL, &names]).await?;
+    Ok(())
+}
+
+/// Writes the queued webhooks in groups until every engine handle is gone: each group is what
+/// queued while earlier groups were committed (distinct dedupe keys, one dedupe window, at most
+/// [`events::MAX_INGEST_GROUP`]), one statement and one commit, answered after the commit; at
+/// most [`INGEST_IN_FLIGHT`] groups at once. A failed group fails each of its webhooks (they are
+/// refused, and GitLab sends them again).
+async fn ingest_groups(pool: Pool, wake: Wake, mut queue: mpsc::UnboundedReceiver<IngestJob>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(INGEST_IN_FLIGHT));
+    // Jobs whose key repeats one of the group being formed: first in line for the next group.
+    let mut held: std::collections::VecDeque<IngestJob> = std::collections::VecDeque::new();
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let first = match held.pop_front() {
+            Some(j) => j,
+            None => match queue.recv().await {
+                Some(j) => j,
+                None => break,
+            },
+        };
+        let window = first.window_ms;
+        let mut keys = std::collections::HashSet::new();
+        keys.extend(first.queued.ev.dedupe_key.clone());
+        let mut group = vec![first];
+        let mut later = std::collections::VecDeque::new();
+        let mut take = |j: IngestJob, group: &mut Vec<IngestJob>| {
+            let fits = group.len() < events::MAX_INGEST_GROUP
+                && j.window_ms == window
+                && j.queued
+                    .ev
+                    .dedupe_key
+                    .as_ref()
+                    .is_none_or(|k| !keys.contains(k));
+            if fits {
+                keys.extend(j.queued.ev.dedupe_key.clone());
+                group.push(j);
+            } else {
+                later.push_back(j);
+            }
+        };
+        while let Some(j) = held.pop_front() {
+            take(j, &mut group);
+        }
+        while group.len() < events::MAX_INGEST_GROUP {
+            match queue.try_recv() {
+                Ok(j) => take(j, &mut group),
+                Err(_) => break,
+            }
+        }
+        held = later;
+        let (pool, wake) = (pool.clone(), wake.clone());
+        tokio::spawn(async move {
+            let (jobs, replies): (Vec<_>, Vec<_>) =
+                group.into_iter().map(|j| (j.queued, j.reply)).unzip();
+            let written = async {
+                let client = pool.get().await?;
+                events::ingest_group(&client, &jobs, window).await
+            }
+            .await;
+            drop(slot);
+            match written {
+                Ok(answers) => {
+                    let accepted = answers.iter().any(|a| matches!(a, Ingested::Accepted(_)));
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(Ok(answer));
+                    }
+                    if accepted {
+                        wake.router();
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, webhooks = replies.len(), "cannot store webhooks; they were refused");
+                    for reply in replies {
+                        let _ = reply.send(Err(OutboxError::Store(error.to_string())));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Listens on [`MESSAGES_CHANNEL`] on a connection of its own while the engine lives (`gone`
+/// resolves when it is dropped) and wakes this replica's worker of each channel named, so a
+/// message routed on another replica is posted at once rather than at the next poll. Made again
+/// after a failure; the workers' polling covers the gap.
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    wake: Wake,
+    mut gone: oneshot::Receiver<()>,
+) {
+    let mut warned = false;
+    loop {
+        let connected = tokio::select! {
+            c = config.connect(tls.clone()) => c,
+            _ = &mut gone => return,
+        };
+        match connected {
+            Ok((client, mut connection)) => {
+                let statement = format!("LISTEN {MESSAGES_CHANNEL}");
+                let listening = client.batch_execute(&statement);
+                let mut listening = std::pin::pin!(listening);
+                // The connection must be driven for the LISTEN to be answered.
+                let ok = loop {
+                    tokio::select! {
+                        r = &mut listening => break r.is_ok(),
+                        m = std::future::poll_fn(|cx| connection.poll_message(cx)) => {
+                            if !matches!(m, Some(Ok(_))) {
+                                break false;
+                            }
+                        }
+                        _ = &mut gone => return,
+                    }
+                };
+                if ok {
+                    warned = false;
+                    loop {
+                        tokio::select! {
+                            m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
+                                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                                    wake.channels(vec![n.payload().to_string()]);
+                                }
+                                Some(Ok(_)) => {}
+                                Some(Err(_)) | None => break,
+                            },
+                            _ = &mut gone => return,
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(
+                        error = %PgError::from(error),
+                        "cannot listen for other replicas' messages; polling"
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LISTEN_RETRY) => {}
+            _ = &mut gone => return,
+        }
     }
 }
 

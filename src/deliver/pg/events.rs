@@ -1,4 +1,4 @@
-//! Events on PostgreSQL: ingest with dedupe in one statement, the readiness probe's row, new
+//! Events on PostgreSQL: ingest with dedupe, a group of webhooks in one statement, the readiness probe's row, new
 //! events read back for the router (no high-water mark), the routed mark with its messages
 //! under their objects' locks, and pruning.
 
@@ -31,47 +31,80 @@ pub(super) async fn seen_before(
     Ok(tx.query_opt(&stmt, &[&key, &now, &since]).await?.is_none())
 }
 
-/// Stores a received delivery as a new event unless its dedupe key is a duplicate: one
-/// statement, so one round trip and one commit (the acknowledgement path). The key's row is the
-/// unique index two replicas meet on: the second waits for the first's commit, then finds the
-/// key seen (no row back: a duplicate).
-pub async fn ingest(
+/// Most deliveries [`ingest_group`] writes in one statement.
+pub const MAX_INGEST_GROUP: usize = 256;
+
+/// One delivery of an ingest group: the event and its receive time (unix ms).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The event, encoded.
+    pub ev: EncodedEvent,
+    /// When it was received.
+    pub now: i64,
+}
+
+/// Stores a group of received deliveries in one statement and one commit (the acknowledgement
+/// path of every webhook that arrived while the previous group was being committed): each is a
+/// new event unless its dedupe key was seen within `window_ms` of its receive time. The keys of
+/// a group must be distinct (one statement cannot both insert a key and find it again); the
+/// caller keeps a repeated key for the next group. Returns one answer per delivery, in order.
+/// Event ids follow the group's order, so per-object order holds.
+pub async fn ingest_group(
     client: &deadpool_postgres::ClientWrapper,
-    ev: &EncodedEvent,
-    now: i64,
-    dedupe_since: i64,
-) -> Result<Ingested, PgError> {
+    group: &[Queued],
+    window_ms: i64,
+) -> Result<Vec<Ingested>, PgError> {
     let stmt = client
         .prepare_cached(
-            "WITH d AS (INSERT INTO dedupe (key, received_at)
-                        SELECT $3::text, $1::bigint WHERE $3::text IS NOT NULL
+            "WITH input AS (
+                  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+                         WITH ORDINALITY AS i(received_at, request_id, dedupe_key, headers, body, n)),
+                  d AS (INSERT INTO dedupe (key, received_at)
+                        SELECT dedupe_key, received_at FROM input WHERE dedupe_key IS NOT NULL
                         ON CONFLICT (key) DO UPDATE SET received_at = EXCLUDED.received_at
-                         WHERE dedupe.received_at < $6
-                        RETURNING 1),
-                  e AS (INSERT INTO events (received_at, request_id, dedupe_key)
-                        SELECT $1, $2, $3 WHERE $3::text IS NULL OR EXISTS (SELECT 1 FROM d)
-                        RETURNING id)
-             INSERT INTO event_bodies (id, headers, body, encoding)
-             SELECT id, $4, $5, 'lz4' FROM e RETURNING id",
+                         WHERE dedupe.received_at < EXCLUDED.received_at - $6::bigint
+                        RETURNING key),
+                  a AS MATERIALIZED (
+                        SELECT n, received_at, request_id, dedupe_key, headers, body,
+                               nextval(pg_get_serial_sequence('events', 'id')) AS id
+                          FROM input
+                         WHERE dedupe_key IS NULL OR dedupe_key IN (SELECT key FROM d)
+                         ORDER BY n),
+                  e AS (INSERT INTO events (id, received_at, request_id, dedupe_key)
+                        OVERRIDING SYSTEM VALUE
+                        SELECT id, received_at, request_id, dedupe_key FROM a),
+                  b AS (INSERT INTO event_bodies (id, headers, body, encoding)
+                        SELECT id, headers, body, 'lz4' FROM a)
+             SELECT n, id FROM a",
         )
         .await?;
-    let row = client
-        .query_opt(
+    let received: Vec<i64> = group.iter().map(|q| q.now).collect();
+    let request_ids: Vec<&str> = group.iter().map(|q| q.ev.request_id.as_str()).collect();
+    let keys: Vec<Option<&str>> = group.iter().map(|q| q.ev.dedupe_key.as_deref()).collect();
+    let headers: Vec<&str> = group.iter().map(|q| q.ev.headers.as_str()).collect();
+    let bodies: Vec<&[u8]> = group.iter().map(|q| q.ev.body.as_slice()).collect();
+    let rows = client
+        .query(
             &stmt,
             &[
-                &now,
-                &ev.request_id,
-                &ev.dedupe_key,
-                &ev.headers,
-                &ev.body,
-                &dedupe_since,
+                &received,
+                &request_ids,
+                &keys,
+                &headers,
+                &bodies,
+                &window_ms,
             ],
         )
         .await?;
-    Ok(match row {
-        Some(r) => Ingested::Accepted(r.try_get(0)?),
-        None => Ingested::Duplicate,
-    })
+    let mut answers = vec![Ingested::Duplicate; group.len()];
+    for r in rows {
+        let n: i64 = r.try_get(0)?;
+        let id: i64 = r.try_get(1)?;
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| answers.get_mut(i)) {
+            *slot = Ingested::Accepted(id);
+        }
+    }
+    Ok(answers)
 }
 
 /// Marks each event routed with its messages and memory; an event routed already is left as
