@@ -408,6 +408,34 @@ fn run_dry_run_prints_exactly_the_waiting_merge_requests_and_queues_nothing() {
 }
 
 #[test]
+fn a_gitlab_that_cannot_be_read_fails_the_run_instead_of_saying_nothing_waits() {
+    let _turn = turn::shared();
+    let dir = TempDir::new("reminders-gitlab-down");
+    // A closed loopback port: every listing is refused.
+    let closed = format!("http://127.0.0.1:{}", crate::support::free_port());
+    let config = write_config(&dir, &closed, "weekdays 09:30");
+    let config = config.to_str().unwrap();
+    let r = bin(&[
+        "reminders",
+        "--config",
+        config,
+        "run",
+        "reviews",
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("GitLab could not be read for any project of the reminder"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("nothing was posted"), "{}", r.stderr);
+    assert!(!r.stdout.contains("no merge request waits"), "{}", r.stdout);
+    assert!(!dir.join("outbox.db").exists(), "the run opened the outbox");
+}
+
+#[test]
 fn run_queues_the_card_and_list_shows_the_next_run_in_the_zone() {
     let _turn = turn::shared();
     let f = fake();

@@ -78,13 +78,17 @@ pub async fn card(cfg: &Config, table: &RouteTable, r: &ReminderConfig) -> anyho
         pipelines: r.pipelines,
     };
     let asked = rules(Utc::now());
-    let fetched = fetch_open(
-        &client,
-        &sources(&r.projects),
-        |mr| worth_asking(mr, &asked),
-        limits,
-    )
-    .await;
+    let sources = sources(&r.projects);
+    let fetched = fetch_open(&client, &sources, |mr| worth_asking(mr, &asked), limits).await;
+    // Nothing could be read: a card would say "nothing waits" when GitLab did not answer. A
+    // failure instead, so `serve` tries again (within `catch_up`) and `reminders run` exits 1.
+    if !sources.is_empty() && fetched.unreadable.len() == sources.len() {
+        let (source, why) = &fetched.unreadable[0];
+        anyhow::bail!(
+            "GitLab could not be read for any project of the reminder ({}: {why}); nothing was posted",
+            source.label()
+        );
+    }
     // Ages count to when the list is complete.
     let reviews = select(&fetched, &rules(Utc::now()));
     let mut bodies = Vec::new();
