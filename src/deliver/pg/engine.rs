@@ -162,6 +162,39 @@ macro_rules! in_tx {
 }
 
 impl PgEngine {
+    /// Records the outcome of message `id` and, with it, its conversation's root reference, if
+    /// this replica still holds the message's lease; a lost lease records neither.
+    async fn record_held(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        conversation: Option<ConversationWrite>,
+        now: i64,
+    ) -> Result<(), OutboxError> {
+        let Some(token) = self.tokens().remove(&id) else {
+            tracing::warn!(
+                message = id,
+                "an outcome for a message this replica does not hold; ignored"
+            );
+            return Ok(());
+        };
+        let applied = in_tx!(self, |tx| async {
+            let applied = messages::record(&tx, id, token, &outcome, now).await?;
+            if let (true, Some(c)) = (applied, &conversation) {
+                conversations::write(&tx, c, now).await?;
+            }
+            Ok::<bool, PgError>(applied)
+        });
+        if !applied {
+            tracing::warn!(
+                message = id,
+                "the message's lease had expired and another replica took it over; \
+                 its outcome here is not recorded (it may be posted twice)"
+            );
+        }
+        Ok(())
+    }
+
     /// Connects, brings the schema up to date (waiting while another replica migrates) and
     /// releases the leases a previous run under this replica's name left. The engine wakes
     /// `wake` after its own commits.
@@ -313,24 +346,7 @@ impl Engine for PgEngine {
         outcome: Outcome,
         now: i64,
     ) -> BoxFuture<'_, Result<(), OutboxError>> {
-        Box::pin(async move {
-            let Some(token) = self.tokens().remove(&id) else {
-                tracing::warn!(
-                    message = id,
-                    "an outcome for a message this replica does not hold; ignored"
-                );
-                return Ok(());
-            };
-            let applied = in_tx!(self, |tx| messages::record(&tx, id, token, &outcome, now));
-            if !applied {
-                tracing::warn!(
-                    message = id,
-                    "the message's lease had expired and another replica took it over; \
-                     its outcome here is not recorded (it may be posted twice)"
-                );
-            }
-            Ok(())
-        })
+        Box::pin(self.record_held(id, outcome, None, now))
     }
 
     fn record_conversation(
@@ -340,31 +356,7 @@ impl Engine for PgEngine {
         conversation: ConversationWrite,
         now: i64,
     ) -> BoxFuture<'_, Result<(), OutboxError>> {
-        Box::pin(async move {
-            let Some(token) = self.tokens().remove(&id) else {
-                tracing::warn!(
-                    message = id,
-                    "an outcome for a message this replica does not hold; ignored"
-                );
-                return Ok(());
-            };
-            let applied = in_tx!(self, |tx| async {
-                let applied = messages::record(&tx, id, token, &outcome, now).await?;
-                // The reference goes with the outcome: a lost lease records neither.
-                if applied {
-                    conversations::write(&tx, &conversation, now).await?;
-                }
-                Ok::<bool, PgError>(applied)
-            });
-            if !applied {
-                tracing::warn!(
-                    message = id,
-                    "the message's lease had expired and another replica took it over; \
-                     its outcome here is not recorded (it may be posted twice)"
-                );
-            }
-            Ok(())
-        })
+        Box::pin(self.record_held(id, outcome, Some(conversation), now))
     }
 
     fn conversation(
