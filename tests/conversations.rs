@@ -193,7 +193,11 @@ async fn telegram_two_merge_requests_interleaved_keep_their_threads_across_a_res
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
         settle(&fake, n + 1, 0).await;
     }
-    daemon.stop();
+    // A restart (SIGTERM: the last post's outcome is recorded before the exit; a kill -9 here
+    // may re-send that one post, the durability contract's one duplicate, which is not what
+    // this test is about).
+    let (status, _) = daemon.terminate(Duration::from_secs(20)).await;
+    assert!(status.is_some(), "the daemon did not stop on SIGTERM");
     // Restarted on the same outbox: the threads are where they were.
     let daemon = Daemon::spawn(&config).await;
     for (n, (header, body)) in [note(2, "on two b"), mr(1, "merge", "One")]
@@ -483,7 +487,10 @@ async fn matrix_a_root_the_room_does_not_know_starts_one_new_root() {
     let (h, b) = mr(4, "open", "Four");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
     room_messages(&hs, 1).await;
-    daemon.stop();
+    // SIGTERM: the root's reference is recorded before the exit (after a kill -9 the post
+    // could be re-sent to the new room, which is not what this test is about).
+    let (status, _) = daemon.terminate(Duration::from_secs(20)).await;
+    assert!(status.is_some(), "the daemon did not stop on SIGTERM");
     // The channel now posts to another room: the recorded root is not there.
     let other = hs.create_room(&hs.bot, None, &[&hs.other.user_id]).await;
     hs.join(&hs.other, &other).await;
