@@ -202,6 +202,15 @@ fn cases() -> Vec<(&'static str, String)> {
         ("webhook.signing_secret_bad", channel("kind = 'webhook'\nurl = 'https://example.com/in'\nsigning_secret = 'nope!'")),
         ("webhook.signing_secret_twice", channel("kind = 'webhook'\nurl = 'https://example.com/in'\nsigning_secret = 'whsec_a2V5'\nsigning_secret_file = 'tok'")),
         ("webhook.signing_secret_env_unset", channel("kind = 'webhook'\nurl = 'https://example.com/in'\nsigning_secret_env = 'UNSET'")),
+        // Telegram and Matrix: the other chat's keys, another family's credential, a url, the event.
+        ("telegram.room", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nroom = '!r:x'")),
+        ("telegram.zapikey", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nzapikey = 'k'")),
+        ("telegram.url", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nurl = 'https://x.test/'")),
+        ("telegram.format_event", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nformat = 'event'")),
+        ("matrix.chat_id", channel("kind = 'matrix'\nhomeserver = 'https://m.test'\naccess_token = 't'\nroom = '!a:b'\nchat_id = 1")),
+        ("matrix.token", channel("kind = 'matrix'\nhomeserver = 'https://m.test'\naccess_token = 't'\nroom = '!a:b'\ntoken_env = 'TG'")),
+        ("matrix.url", channel("kind = 'matrix'\nhomeserver = 'https://m.test'\naccess_token = 't'\nroom = '!a:b'\nurl = 'https://x.test/'")),
+        ("matrix.format_event", channel("kind = 'matrix'\nhomeserver = 'https://m.test'\naccess_token = 't'\nroom = '!a:b'\nformat = 'event'")),
         // Conversations: the mode, the kinds that can thread, the keys that need it.
         ("conversation.mode", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nconversation = 'threads'")),
         ("conversation.kind", channel("kind = 'slack'\nurl = 'https://hooks.slack.com/services/T/B/K'\nconversation = 'thread'")),
