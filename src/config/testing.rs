@@ -1,6 +1,7 @@
-//! What the unit tests of `config` share: a fake environment and a parse through it.
+//! What the unit tests of `config` share: a fake environment, a parse through it, and one
+//! channel's block parsed on its own.
 
-use super::{Config, ConfigError, Environment};
+use super::{ChannelConfig, Config, ConfigError, Environment};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -27,4 +28,25 @@ pub(super) fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigEr
             .collect(),
     );
     Config::parse(text, Path::new("/etc/gcb/config.toml"), &env)
+}
+
+/// A config of a `[server]` and one `[[channels]]` block of `block`'s lines.
+fn with_channel(block: &str) -> String {
+    format!("[server]\nsecret_token='x'\n[[channels]]\n{block}\n")
+}
+
+/// The channel of `block` (see [`with_channel`]); panics with the error when it is refused.
+pub(super) fn one_channel(block: &str, env: &[(&str, &str)]) -> ChannelConfig {
+    match parse(&with_channel(block), env) {
+        Ok(c) => c.channels[0].clone(),
+        Err(e) => panic!("{block}: {e}"),
+    }
+}
+
+/// Why the channel of `block` is refused; panics when it is accepted.
+pub(super) fn one_channel_error(block: &str, env: &[(&str, &str)]) -> String {
+    match parse(&with_channel(block), env) {
+        Ok(_) => panic!("{block}: accepted"),
+        Err(e) => e.to_string(),
+    }
 }

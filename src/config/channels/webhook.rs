@@ -148,24 +148,19 @@ fn thread_replies(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::parse;
+    use crate::config::testing::{one_channel, one_channel_error};
     use crate::config::Format;
     use crate::deliver::Auth;
 
     #[test]
     fn each_webhook_kind_checks_its_url_credentials_and_format() {
-        let base = "[server]\nsecret_token='x'\n[[channels]]\nname='c'\n";
-        let ok = |extra: &str| match parse(
-            &format!("{base}{extra}\n"),
-            &[("SLACK", "https://hooks.slack.com/services/T1/B2/SECRETX")],
-        ) {
-            Ok(c) => c.channels[0].clone(),
-            Err(e) => panic!("{extra}: {e}"),
+        let ok = |extra: &str| {
+            one_channel(
+                &format!("name='c'\n{extra}"),
+                &[("SLACK", "https://hooks.slack.com/services/T1/B2/SECRETX")],
+            )
         };
-        let err = |extra: &str| match parse(&format!("{base}{extra}\n"), &[]) {
-            Ok(_) => panic!("{extra}: accepted"),
-            Err(e) => e.to_string(),
-        };
+        let err = |extra: &str| one_channel_error(&format!("name='c'\n{extra}"), &[]);
         // A webhook URL is a secret: the logged form keeps only scheme, host and first segment.
         let slack = ok("kind='slack'\nurl_env='SLACK'");
         assert_eq!(slack.endpoint.url, "https://hooks.slack.com/services/****");

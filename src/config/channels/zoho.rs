@@ -153,24 +153,19 @@ fn take_query(url: &mut url::Url, name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::parse;
+    use crate::config::testing::{one_channel, one_channel_error};
     use crate::config::Format;
     use crate::deliver::Auth;
 
     #[test]
     fn zoho_urls_give_up_their_keys_and_take_the_event_where_it_is_shown() {
-        let base = "[server]\nsecret_token='x'\n[[channels]]\nname='c'\n";
-        let ok = |extra: &str| match parse(
-            &format!("{base}{extra}\n"),
-            &[("SLACK", "https://hooks.slack.com/services/T1/B2/SECRETX")],
-        ) {
-            Ok(c) => c.channels[0].clone(),
-            Err(e) => panic!("{extra}: {e}"),
+        let ok = |extra: &str| {
+            one_channel(
+                &format!("name='c'\n{extra}"),
+                &[("SLACK", "https://hooks.slack.com/services/T1/B2/SECRETX")],
+            )
         };
-        let err = |extra: &str| match parse(&format!("{base}{extra}\n"), &[]) {
-            Ok(_) => panic!("{extra}: accepted"),
-            Err(e) => e.to_string(),
-        };
+        let err = |extra: &str| one_channel_error(&format!("name='c'\n{extra}"), &[]);
         // Zoho: an extension's appkey is a secret taken out of the URL; functions take the event.
         let ext = ok("url='https://cliq.zoho.com/api/v2/applications/9/incoming?appkey=AK&zapikey=ZK'\nformat='event'");
         assert_eq!(
