@@ -3,7 +3,7 @@
 //! room id (`!abc:example.org`; `!abc` from room version 12 on), or an alias (`#dev:example.org`) that the sender resolves once
 //! (`serve` asks at start). Cards only.
 
-use super::{base_url, chat_keys, given, Format, RawChannel, Reader};
+use super::{base_url, refuse_foreign, Format, RawChannel, Reader};
 use crate::config::errors::{invalid, ConfigError};
 use crate::deliver::Endpoint;
 
@@ -13,28 +13,21 @@ pub(super) fn endpoint(
     c: &mut RawChannel,
     format: Format,
 ) -> Result<(Endpoint, Format), ConfigError> {
-    if let Some(k) = given(c).first().copied().or_else(|| {
-        chat_keys(c).into_iter().find(|k| {
-            matches!(*k, "chat_id" | "message_thread_id" | "api_url") || k.starts_with("token")
-        })
-    }) {
-        return Err(invalid(
-            r.key(k),
-            "a matrix channel takes homeserver, access_token (or access_token_file / access_token_env) and room",
-        ));
-    }
-    if c.url.is_some() || c.url_file.is_some() || c.url_env.is_some() {
-        return Err(invalid(
-            r.key("url"),
-            "a matrix channel has no url: give homeserver and room",
-        ));
-    }
-    if format == Format::Event {
-        return Err(invalid(
-            r.key("format"),
-            "a matrix channel shows cards: \"event\" is for cliq incoming URLs, zoho_function and webhook",
-        ));
-    }
+    refuse_foreign(
+        r,
+        c,
+        format,
+        "matrix",
+        &[
+            "homeserver",
+            "access_token",
+            "access_token_file",
+            "access_token_env",
+            "room",
+        ],
+        "homeserver, access_token (or access_token_file / access_token_env) and room",
+        "give homeserver and room",
+    )?;
     let Some(homeserver) = c.homeserver.take() else {
         return Err(invalid(
             r.key("homeserver"),
@@ -86,25 +79,19 @@ pub(super) fn endpoint(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::parse;
+    use crate::config::testing::{one_channel, one_channel_error};
     use crate::config::ChannelKind;
     use crate::deliver::Auth;
 
     #[test]
     fn a_matrix_channel_takes_a_homeserver_a_token_and_a_room() {
-        let base = "[server]\nsecret_token='x'\n[[channels]]\nname='mx'\nkind='matrix'\n";
         let env = [("MX", "syt_SECRET")];
-        let ok = |extra: &str| match parse(&format!("{base}{extra}\n"), &env) {
-            Ok(c) => c.channels[0].clone(),
-            Err(e) => panic!("{extra}: {e}"),
-        };
-        let err = |extra: &str| match parse(&format!("{base}{extra}\n"), &env) {
-            Ok(_) => panic!("{extra}: accepted"),
-            Err(e) => {
-                let e = e.to_string();
-                assert!(!e.contains("SECRET"), "{e}");
-                e
-            }
+        let block = |extra: &str| format!("name='mx'\nkind='matrix'\n{extra}");
+        let ok = |extra: &str| one_channel(&block(extra), &env);
+        let err = |extra: &str| {
+            let e = one_channel_error(&block(extra), &env);
+            assert!(!e.contains("SECRET"), "{e}");
+            e
         };
         let c = ok("homeserver='https://matrix.example.org/'\naccess_token_env='MX'\nroom='!abc:example.org'");
         assert_eq!(c.kind, ChannelKind::Matrix);

@@ -348,6 +348,42 @@ impl Reader<'_> {
     }
 }
 
+/// What a chat kind with keys of its own (`telegram`, `matrix`) refuses before reading them:
+/// another family's credential or another chat kind's keys (any of [`chat_keys`] not in
+/// `own`), a `url`, and `format = "event"`. `takes` and `no_url` end the first two messages.
+fn refuse_foreign(
+    r: &Reader<'_>,
+    c: &RawChannel,
+    format: Format,
+    kind: &str,
+    own: &[&str],
+    takes: &str,
+    no_url: &str,
+) -> Result<(), ConfigError> {
+    if let Some(k) = given(c)
+        .first()
+        .copied()
+        .or_else(|| chat_keys(c).into_iter().find(|k| !own.contains(k)))
+    {
+        return Err(invalid(r.key(k), format!("a {kind} channel takes {takes}")));
+    }
+    if c.url.is_some() || c.url_file.is_some() || c.url_env.is_some() {
+        return Err(invalid(
+            r.key("url"),
+            format!("a {kind} channel has no url: {no_url}"),
+        ));
+    }
+    if format == Format::Event {
+        return Err(invalid(
+            r.key("format"),
+            format!(
+                "a {kind} channel shows cards: \"event\" is for cliq incoming URLs, zoho_function and webhook"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The Telegram and Matrix keys a channel gives.
 fn chat_keys(c: &RawChannel) -> Vec<&'static str> {
     [

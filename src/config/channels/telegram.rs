@@ -3,7 +3,7 @@
 //! optional forum topic (`message_thread_id`) and `api_url` (Telegram's by default; a local Bot
 //! API server may be given, plain http only on loopback). Cards only.
 
-use super::{base_url, chat_keys, given, Format, RawChannel, Reader};
+use super::{base_url, refuse_foreign, Format, RawChannel, Reader};
 use crate::config::errors::{invalid, ConfigError};
 use crate::deliver::Endpoint;
 
@@ -16,28 +16,22 @@ pub(super) fn endpoint(
     c: &mut RawChannel,
     format: Format,
 ) -> Result<(Endpoint, Format), ConfigError> {
-    if let Some(k) = given(c).first().copied().or_else(|| {
-        chat_keys(c)
-            .into_iter()
-            .find(|k| matches!(*k, "homeserver" | "room") || k.starts_with("access_token"))
-    }) {
-        return Err(invalid(
-            r.key(k),
-            "a telegram channel takes token (or token_file / token_env), chat_id, message_thread_id and api_url",
-        ));
-    }
-    if c.url.is_some() || c.url_file.is_some() || c.url_env.is_some() {
-        return Err(invalid(
-            r.key("url"),
-            "a telegram channel has no url: give chat_id (and api_url for a local Bot API server)",
-        ));
-    }
-    if format == Format::Event {
-        return Err(invalid(
-            r.key("format"),
-            "a telegram channel shows cards: \"event\" is for cliq incoming URLs, zoho_function and webhook",
-        ));
-    }
+    refuse_foreign(
+        r,
+        c,
+        format,
+        "telegram",
+        &[
+            "token",
+            "token_file",
+            "token_env",
+            "chat_id",
+            "message_thread_id",
+            "api_url",
+        ],
+        "token (or token_file / token_env), chat_id, message_thread_id and api_url",
+        "give chat_id (and api_url for a local Bot API server)",
+    )?;
     let Some(token) = r.secret(
         "token",
         c.token.take(),
@@ -106,7 +100,7 @@ pub(super) fn endpoint(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::parse;
+    use crate::config::testing::{one_channel, one_channel_error, parse};
     use crate::config::ChannelKind;
     use crate::deliver::Auth;
 
@@ -114,18 +108,12 @@ mod tests {
 
     #[test]
     fn a_telegram_channel_takes_a_token_and_a_chat() {
-        let base = "[server]\nsecret_token='x'\n[[channels]]\nname='tg'\nkind='telegram'\n";
-        let ok = |extra: &str| match parse(&format!("{base}{extra}\n"), &[("TG", TOKEN)]) {
-            Ok(c) => c.channels[0].clone(),
-            Err(e) => panic!("{extra}: {e}"),
-        };
-        let err = |extra: &str| match parse(&format!("{base}{extra}\n"), &[("TG", TOKEN)]) {
-            Ok(_) => panic!("{extra}: accepted"),
-            Err(e) => {
-                let e = e.to_string();
-                assert!(!e.contains("SECRET"), "{e}");
-                e
-            }
+        let block = |extra: &str| format!("name='tg'\nkind='telegram'\n{extra}");
+        let ok = |extra: &str| one_channel(&block(extra), &[("TG", TOKEN)]);
+        let err = |extra: &str| {
+            let e = one_channel_error(&block(extra), &[("TG", TOKEN)]);
+            assert!(!e.contains("SECRET"), "{e}");
+            e
         };
         let c = ok("token_env='TG'\nchat_id=-1001234567890");
         assert_eq!(c.kind, ChannelKind::Telegram);
