@@ -93,3 +93,26 @@ pub fn push(message: &str) -> Vec<u8> {
     v["total_commits_count"] = serde_json::json!(1);
     v.to_string().into_bytes()
 }
+
+/// Text that must stay text in every chat: room-wide pings, markup, a script and `javascript:`
+/// links in HTML and Markdown, Cliq's `{@all}`, and a mapped user's `@name`.
+pub const HOSTILE: &str = "@room @everyone </b><script>alert(1)</script> <a href=\"javascript:alert(1)\">x</a> {@all} [y](javascript:alert(1)) @alice";
+
+/// `v` with [`HOSTILE`] as its object's title, description and note (where it has them) and
+/// as its user's name.
+pub fn hostile(mut v: Value) -> Value {
+    if let Some(o) = v
+        .get_mut("object_attributes")
+        .and_then(Value::as_object_mut)
+    {
+        for k in ["title", "description", "note"] {
+            if o.contains_key(k) {
+                o.insert(k.into(), serde_json::json!(HOSTILE));
+            }
+        }
+    }
+    if let Some(u) = v.get_mut("user").and_then(Value::as_object_mut) {
+        u.insert("name".into(), serde_json::json!(HOSTILE));
+    }
+    v
+}
