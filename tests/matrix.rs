@@ -415,3 +415,34 @@ async fn a_kill_9_with_a_post_in_flight_posts_every_event_exactly_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_homeserver_that_hangs_does_not_hold_back_the_start() {
+    let _turn = turn::shared_async().await;
+    // Asked for the room alias at start, the homeserver accepts and never answers; with a 60 s
+    // post timeout, a start that waited for the answer would not listen within the harness's
+    // 10 s (`Daemon::spawn` fails then).
+    let hanging = crate::support::hang::Hanging::start().await;
+    let dir = TempDir::new("matrix-hanging-start");
+    let mut settings = Settings::new(Vec::new());
+    settings.timeout_secs = 60;
+    settings.rest = format!(
+        "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"{}\"\naccess_token = \"syt_SECRET\"\nroom = \"#dev:localhost\"\n",
+        hanging.base()
+    );
+    let daemon = Daemon::spawn(&settings.write_config(&dir)).await;
+    assert_eq!(daemon.get("/healthz").await, 200);
+    let accepted = daemon.post_sample("issue__open.json").await;
+    assert_eq!(accepted.status, 200);
+    // The alias was asked all the same, beside the start.
+    let asked = std::time::Instant::now() + Duration::from_secs(10);
+    while hanging.accepted() == 0 {
+        assert!(
+            std::time::Instant::now() < asked,
+            "the alias was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = daemon.stop();
+    assert!(!log.iter().any(|l| l.contains("syt_SECRET")));
+}

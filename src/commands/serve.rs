@@ -408,20 +408,31 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     }
     let stage = router::spawn(outbox.clone(), Arc::new(pipeline), stage_stop.clone())
         .context("cannot start the router stage")?;
-    let sender = Sender::new(cfg.retry.timeout)?;
-    // Matrix room aliases are resolved once, here, so a wrong one shows before any post (a
-    // homeserver away now is asked again at the channel's first post).
-    for c in cfg
+    let sender = Arc::new(Sender::new(cfg.retry.timeout)?);
+    let workers = cancel.child_token();
+    // Matrix room aliases are resolved once, at start but beside it (a homeserver that hangs
+    // must not hold back listening), so a wrong one shows before any post; a homeserver away
+    // now is asked again at the channel's first post.
+    let aliases: Vec<(String, Endpoint)> = cfg
         .channels
         .iter()
         .filter(|c| c.kind == ChannelKind::Matrix)
-    {
-        if let Err(reason) = sender.prepare(&c.endpoint).await {
-            tracing::error!(channel = %c.name, %reason, "cannot resolve the Matrix room alias");
-        }
+        .map(|c| (c.name.clone(), c.endpoint.clone()))
+        .collect();
+    if !aliases.is_empty() {
+        let (sender, stop) = (sender.clone(), workers.clone());
+        tracker.spawn(async move {
+            for (channel, endpoint) in aliases {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = sender.prepare(&endpoint) => if let Err(reason) = r {
+                        tracing::error!(%channel, %reason, "cannot resolve the Matrix room alias");
+                    },
+                }
+            }
+        });
     }
-    let poster: Arc<dyn Post> = Arc::new(sender);
-    let workers = cancel.child_token();
+    let poster: Arc<dyn Post> = sender;
     let extension_api = cfg
         .cliq_extension
         .as_ref()
