@@ -10,28 +10,25 @@
 //! Standard Webhooks' `webhook-id` (the message's id, the same on every retry),
 //! `webhook-timestamp` and `webhook-signature`.
 //!
-//! Telegram (`Auth::Telegram`): the body gets the channel's `chat_id` (and
-//! `message_thread_id`); answers are `{ok, error_code, description, parameters?: {retry_after,
-//! migrate_to_chat_id}}` ([`classify_telegram`]): 429 waits `retry_after`, `migrate_to_chat_id`
-//! is [`Attempt::Migrated`], 403 (the bot was removed) and other 4xx are permanent, naming
-//! Telegram's description. Matrix (`Auth::Matrix`): a `PUT` to `{url}/{txnId}` with a Bearer
-//! token, the txnId from the message id ([`txn_id`]), so a post re-sent after a crash or a lost
-//! answer is the event of the first; answers `{errcode, error, retry_after_ms?}`
-//! ([`classify_matrix`]): 429 `M_LIMIT_EXCEEDED` waits `Retry-After` or `retry_after_ms`, 403 and
-//! other 4xx are permanent with the errcode. A `room` alias in a Matrix endpoint is resolved once
-//! (`GET /_matrix/client/v3/directory/room/{alias}`) and kept for the sender's life.
-//!
-//! In a conversation ([`Sender::converse`]): a Telegram reply carries `reply_parameters` (never
-//! sent without its root) and an edit is `editMessageText`; a Matrix reply carries the
-//! `m.thread` relation with the reply fallback, an edit is `m.replace` with `m.new_content`
-//! under a txnId of its own, a broadcast a plain `m.in_reply_to`. A root's reference is read
-//! from the answer (`result.message_id`, `event_id`); a reply or edit whose root the chat does
-//! not have (Telegram "message to be replied not found" / "message to edit not found", Synapse
-//! 400 "unknown event" / "same room") says so, for a new root.
+//! Each chat with an API of its own has a file here: `telegram` (Bot API: `chat_id` at send
+//! time, `migrate_to_chat_id`, replies and `editMessageText`) and `matrix` (a `PUT` per txnId,
+//! room aliases, `m.thread` and `m.replace`); they build their requests with
+//! `Sender::request`, the one place an HTTP request leaves the daemon, and classify the
+//! answers their own way. [`Sender::converse`] posts a message as a conversation's root, a
+//! reply in its thread or an edit of the root, in the chat's own terms; a root's reference is
+//! read from the answer, and a reply or edit whose root the chat no longer has says so
+//! ([`Posted::root_lost`]), for a new root.
+
+mod matrix;
+mod telegram;
+
+use matrix::matrix_alias;
+pub use matrix::{classify_matrix, matrix_act, txn_id, ResolveError};
+pub use telegram::{classify_telegram, telegram_act, telegram_body};
 
 use super::conversation::Act;
 use super::{Auth, Endpoint};
-use crate::signing::{sha256, SigningKey};
+use crate::signing::SigningKey;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,109 +85,29 @@ pub struct Posted {
     pub root_lost: bool,
 }
 
-/// A Telegram body for `act` and the method to call (`None`: `sendMessage`), or `None` when
-/// `body` is not a JSON object.
-pub fn telegram_act(body: &str, act: Act<'_>) -> Option<(String, Option<&'static str>)> {
-    let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
-    let o = v.as_object_mut()?;
-    let message_id = |root: &str| -> Option<i64> {
-        serde_json::from_str::<serde_json::Value>(root)
-            .ok()?
-            .get("message_id")?
-            .as_i64()
-    };
-    let method = match act {
-        Act::Root => None,
-        Act::Reply { root } => {
-            let id = message_id(root)?;
-            o.insert(
-                "reply_parameters".into(),
-                serde_json::json!({ "message_id": id, "allow_sending_without_reply": false }),
-            );
-            None
-        }
-        Act::Edit { root } => {
-            o.insert("message_id".into(), message_id(root)?.into());
-            o.remove("reply_parameters");
-            Some("editMessageText")
-        }
-        // A Telegram reply is in the chat already; a broadcast is the same reply.
-        Act::Broadcast { root } => {
-            let id = message_id(root)?;
-            o.insert(
-                "reply_parameters".into(),
-                serde_json::json!({ "message_id": id, "allow_sending_without_reply": false }),
-            );
-            None
-        }
-    };
-    Some((v.to_string(), method))
+/// A chat API's answer: status, `Retry-After` and body.
+#[derive(Debug)]
+struct Answer {
+    /// The HTTP status.
+    status: u16,
+    /// The `Retry-After` header, if any.
+    retry_after: Option<String>,
+    /// The body.
+    body: Vec<u8>,
 }
 
-/// A Matrix content for `act`: a thread reply (`m.thread` with the reply fallback) or an edit
-/// (`m.replace`, `m.new_content`); `None` when `body` is not a JSON object.
-pub fn matrix_act(body: &str, act: Act<'_>) -> Option<String> {
-    let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
-    let event_id = |root: &str| -> Option<String> {
-        serde_json::from_str::<serde_json::Value>(root)
-            .ok()?
-            .get("event_id")?
-            .as_str()
-            .map(str::to_string)
-    };
-    match act {
-        Act::Root => {}
-        Act::Reply { root } => {
-            let root = event_id(root)?;
-            v.as_object_mut()?.insert(
-                "m.relates_to".into(),
-                serde_json::json!({
-                    "rel_type": "m.thread",
-                    "event_id": root,
-                    "is_falling_back": true,
-                    "m.in_reply_to": { "event_id": root },
-                }),
-            );
-        }
-        Act::Edit { root } => {
-            let root = event_id(root)?;
-            let mut new = v.as_object()?.clone();
-            new.remove("m.relates_to");
-            let text = |k: &str| {
-                new.get(k)
-                    .and_then(|x| x.as_str())
-                    .map(|x| format!("* {x}"))
-            };
-            let mut edit = serde_json::Map::new();
-            edit.insert(
-                "msgtype".into(),
-                new.get("msgtype").cloned().unwrap_or("m.notice".into()),
-            );
-            edit.insert("body".into(), text("body").unwrap_or_default().into());
-            if let Some(f) = text("formatted_body") {
-                edit.insert(
-                    "format".into(),
-                    new.get("format").cloned().unwrap_or_default(),
-                );
-                edit.insert("formatted_body".into(), f.into());
-            }
-            edit.insert("m.mentions".into(), serde_json::json!({}));
-            edit.insert("m.new_content".into(), serde_json::Value::Object(new));
-            edit.insert(
-                "m.relates_to".into(),
-                serde_json::json!({ "rel_type": "m.replace", "event_id": root }),
-            );
-            v = serde_json::Value::Object(edit);
-        }
-        Act::Broadcast { root } => {
-            let root = event_id(root)?;
-            v.as_object_mut()?.insert(
-                "m.relates_to".into(),
-                serde_json::json!({ "m.in_reply_to": { "event_id": root } }),
-            );
+impl Posted {
+    /// A body that is not a JSON object: refused for good, nothing sent.
+    fn not_json() -> Posted {
+        Posted {
+            attempt: Attempt::Permanent {
+                status: 0,
+                reason: "the message is not a JSON object".into(),
+            },
+            reference: None,
+            root_lost: false,
         }
     }
-    Some(v.to_string())
 }
 
 /// Posts messages over HTTP(S).
@@ -201,29 +118,6 @@ pub struct Sender {
     hold: Arc<Mutex<HashMap<String, Instant>>>,
     /// A Matrix endpoint naming a room alias → its send URL with the room id.
     rooms: Arc<Mutex<HashMap<String, String>>>,
-}
-
-/// The homeserver and room alias of a Matrix send URL that names an alias (`…/rooms/%23…`).
-fn matrix_alias(url: &str) -> Option<(String, String)> {
-    let (homeserver, rest) = url.split_once("/_matrix/client/v3/rooms/")?;
-    let encoded = rest.split('/').next()?;
-    if !encoded.starts_with("%23") {
-        return None;
-    }
-    let bytes = encoded.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some((homeserver.to_string(), String::from_utf8(out).ok()?))
 }
 
 /// The HTTP client could not be built.
@@ -245,46 +139,6 @@ impl Sender {
             hold: Arc::default(),
             rooms: Arc::default(),
         })
-    }
-
-    /// A Matrix endpoint's send URL with a room id: as configured, or with its alias resolved
-    /// (once; the answer is kept). A failure is the attempt to record: an unknown alias is
-    /// permanent, anything else is tried again.
-    async fn matrix_room_url(
-        &self,
-        url: &str,
-        token: &crate::secret::Secret,
-    ) -> Result<String, Attempt> {
-        let Some((homeserver, alias)) = matrix_alias(url) else {
-            return Ok(url.to_string());
-        };
-        if let Some(u) = self.rooms.lock().ok().and_then(|r| r.get(url).cloned()) {
-            return Ok(u);
-        }
-        match self.resolve_room(&homeserver, &alias, token).await {
-            Ok(room) => {
-                let resolved = super::Endpoint::matrix(&homeserver, &room, token.clone()).url;
-                tracing::info!(%alias, %room, "resolved the Matrix room alias");
-                if let Ok(mut r) = self.rooms.lock() {
-                    r.insert(url.to_string(), resolved.clone());
-                }
-                Ok(resolved)
-            }
-            Err(ResolveError::Refused {
-                status: 404,
-                reason,
-                ..
-            }) => Err(Attempt::Permanent {
-                status: 404,
-                reason: format!("the room alias {alias} does not exist: {reason}"),
-            }),
-            Err(e) => Err(Attempt::Retry {
-                status: None,
-                retry_after: None,
-                throttled: false,
-                reason: e.to_string(),
-            }),
-        }
     }
 
     /// Resolves the room alias of a Matrix endpoint now (`serve` at start), so a wrong alias
@@ -319,70 +173,9 @@ impl Sender {
         body: &str,
         act: Act<'_>,
     ) -> Posted {
-        let flat = || Posted {
-            attempt: Attempt::Permanent {
-                status: 0,
-                reason: "the message is not a JSON object".into(),
-            },
-            reference: None,
-            root_lost: false,
-        };
         match &endpoint.auth {
-            Auth::Telegram { .. } => {
-                let Some((body, method)) = telegram_act(body, act) else {
-                    return flat();
-                };
-                let (attempt, answer) = self.exchange(endpoint, id, &body, method).await;
-                let root_lost = act != Act::Root
-                    && matches!(&attempt, Attempt::Permanent { status: 400, reason }
-                        if reason.contains("message to be replied not found")
-                            || reason.contains("message to edit not found"));
-                let reference = (act == Act::Root && matches!(attempt, Attempt::Delivered(_)))
-                    .then(|| {
-                        let v: serde_json::Value = serde_json::from_slice(&answer).ok()?;
-                        let n = v.get("result")?.get("message_id")?.as_i64()?;
-                        Some(serde_json::json!({ "message_id": n }).to_string())
-                    })
-                    .flatten();
-                Posted {
-                    attempt,
-                    reference,
-                    root_lost,
-                }
-            }
-            Auth::Matrix { .. } => {
-                let Some(content) = matrix_act(body, act) else {
-                    return flat();
-                };
-                // An edit or a broadcast is a message of its own: a txnId of its own, exactly
-                // once too.
-                let id = match act {
-                    Act::Edit { .. } => format!("{id}/edit"),
-                    Act::Broadcast { .. } => format!("{id}/broadcast"),
-                    _ => id.to_string(),
-                };
-                let (attempt, answer) = self.exchange(endpoint, &id, &content, None).await;
-                // Synapse: 400 M_UNKNOWN "Can't send relation to unknown event", or "Relations
-                // must be in the same room" (the channel moved rooms); a redacted root still
-                // takes replies.
-                let root_lost = act != Act::Root
-                    && matches!(&attempt, Attempt::Permanent { reason, .. }
-                        if ["M_NOT_FOUND", "unknown event", "same room"]
-                            .iter()
-                            .any(|s| reason.contains(s)));
-                let reference = (act == Act::Root && matches!(attempt, Attempt::Delivered(_)))
-                    .then(|| {
-                        let v: serde_json::Value = serde_json::from_slice(&answer).ok()?;
-                        let e = v.get("event_id")?.as_str()?;
-                        Some(serde_json::json!({ "event_id": e }).to_string())
-                    })
-                    .flatten();
-                Posted {
-                    attempt,
-                    reference,
-                    root_lost,
-                }
-            }
+            Auth::Telegram { .. } => telegram::converse(self, endpoint, id, body, act).await,
+            Auth::Matrix { .. } => matrix::converse(self, endpoint, id, body, act).await,
             _ => Posted {
                 attempt: self.post(endpoint, id, body).await,
                 reference: None,
@@ -493,60 +286,79 @@ impl Sender {
             }
             Auth::SecretUrl(_) | Auth::Telegram { .. } | Auth::None => {}
         }
-        self.wait_for_bucket(&endpoint.url).await;
-        let mut req = match &endpoint.auth {
-            Auth::Matrix { .. } => self.client.put(url),
-            _ => self.client.post(url),
+        let method = match &endpoint.auth {
+            Auth::Matrix { .. } => reqwest::Method::PUT,
+            _ => reqwest::Method::POST,
         };
+        let answer = match self
+            .request(method, url, &headers, Some(body), &endpoint.url)
+            .await
+        {
+            Ok(a) => a,
+            Err(attempt) => return (attempt, Vec::new()),
+        };
+        let retry_after = answer.retry_after.as_deref();
+        let attempt = match &endpoint.auth {
+            Auth::Telegram { .. } => classify_telegram(answer.status, retry_after, &answer.body),
+            Auth::Matrix { .. } => classify_matrix(answer.status, retry_after, &answer.body),
+            _ => classify(answer.status, retry_after, &answer.body),
+        };
+        (attempt, answer.body)
+    }
+
+    /// One HTTP request of a chat's API (the chats' own files build theirs with it): `url` with
+    /// any credential it holds, `headers` (an `Authorization` among them), a JSON `body`;
+    /// `bucket` is the endpoint's logged form, the key of its rate-limit bucket. A network
+    /// failure is the attempt to record (retried; its text never holds the URL).
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        headers: &[(&str, String)],
+        body: Option<&str>,
+        bucket: &str,
+    ) -> Result<Answer, Attempt> {
+        self.wait_for_bucket(bucket).await;
+        let mut req = self.client.request(method, url);
         for (name, value) in headers {
-            req = req.header(name, value);
+            req = req.header(*name, value);
         }
-        let resp = req
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await;
-        match resp {
-            Err(e) => (
-                Attempt::Retry {
-                    status: None,
-                    retry_after: None,
-                    throttled: false,
-                    reason: describe(e),
-                },
-                Vec::new(),
-            ),
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let header = |n: &str| {
-                    r.headers()
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                };
-                let retry_after = header("retry-after");
-                if header("x-ratelimit-remaining").as_deref() == Some("0") {
-                    if let Some(wait) = header("x-ratelimit-reset-after")
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .filter(|s| s.is_finite() && *s > 0.0)
-                    {
-                        let wait = Duration::from_secs_f64(wait).min(MAX_BUCKET_WAIT);
-                        if let Ok(mut hold) = self.hold.lock() {
-                            hold.insert(endpoint.url.clone(), Instant::now() + wait);
-                        }
-                    }
+        if let Some(body) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        let r = req.send().await.map_err(|e| Attempt::Retry {
+            status: None,
+            retry_after: None,
+            throttled: false,
+            reason: describe(e),
+        })?;
+        let status = r.status().as_u16();
+        let header = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after = header("retry-after");
+        if header("x-ratelimit-remaining").as_deref() == Some("0") {
+            if let Some(wait) = header("x-ratelimit-reset-after")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0)
+            {
+                let wait = Duration::from_secs_f64(wait).min(MAX_BUCKET_WAIT);
+                if let Ok(mut hold) = self.hold.lock() {
+                    hold.insert(bucket.to_string(), Instant::now() + wait);
                 }
-                let body = r.bytes().await.unwrap_or_default();
-                let attempt = match &endpoint.auth {
-                    Auth::Telegram { .. } => {
-                        classify_telegram(status, retry_after.as_deref(), &body)
-                    }
-                    Auth::Matrix { .. } => classify_matrix(status, retry_after.as_deref(), &body),
-                    _ => classify(status, retry_after.as_deref(), &body),
-                };
-                (attempt, body.to_vec())
             }
         }
+        let body = r.bytes().await.unwrap_or_default().to_vec();
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
     }
 
     /// Waits while the endpoint's rate-limit bucket is empty (Discord's `X-RateLimit-*`).
@@ -555,66 +367,6 @@ impl Sender {
         if let Some(until) = until {
             tokio::time::sleep_until(until.into()).await;
         }
-    }
-}
-
-/// Why a Matrix room alias could not be resolved.
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    /// The homeserver could not be reached (no URL or token in the text).
-    #[error("cannot reach the homeserver: {0}")]
-    Unreachable(String),
-    /// The homeserver answered with an error (404 `M_NOT_FOUND` for an unknown alias).
-    #[error("the homeserver cannot resolve {alias}: {reason}")]
-    Refused {
-        /// The alias.
-        alias: String,
-        /// The HTTP status.
-        status: u16,
-        /// Status, errcode and error.
-        reason: String,
-    },
-}
-
-impl Sender {
-    /// Resolves a Matrix room alias (`#dev:example.org`) to its room id, with the channel's
-    /// access token (`GET /_matrix/client/v3/directory/room/{alias}`).
-    pub async fn resolve_room(
-        &self,
-        homeserver: &str,
-        alias: &str,
-        token: &crate::secret::Secret,
-    ) -> Result<String, ResolveError> {
-        let url = format!(
-            "{}/_matrix/client/v3/directory/room/{}",
-            homeserver.trim_end_matches('/'),
-            super::path_segment(alias)
-        );
-        let r = self
-            .client
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(|e| ResolveError::Unreachable(describe(e)))?;
-        let status = r.status().as_u16();
-        let body = r.bytes().await.unwrap_or_default();
-        let refused = |reason: String| ResolveError::Refused {
-            alias: alias.to_string(),
-            status,
-            reason,
-        };
-        if !(200..300).contains(&status) {
-            return Err(refused(match classify_matrix(status, None, &body) {
-                Attempt::Permanent { reason, .. } | Attempt::Retry { reason, .. } => reason,
-                other => format!("{other:?}"),
-            }));
-        }
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("room_id")?.as_str().map(str::to_string))
-            .filter(|id| id.starts_with('!'))
-            .ok_or_else(|| refused(format!("HTTP {status}: the answer has no room_id")))
     }
 }
 
@@ -679,34 +431,6 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt 
     Attempt::Permanent { status, reason }
 }
 
-/// A Matrix transaction id for the message `id`: the same for every retry and restart, safe
-/// in a URL path (`gcb` and 32 hex digits of its SHA-256).
-pub fn txn_id(id: &str) -> String {
-    let digest = sha256(&[id.as_bytes()]);
-    let mut out = String::from("gcb");
-    for b in &digest[..16] {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-/// `body` (a JSON object) with Telegram's `chat_id` (a number when it is one) and
-/// `message_thread_id`; `None` when it is not an object.
-pub fn telegram_body(body: &str, chat_id: &str, thread: Option<i64>) -> Option<String> {
-    let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
-    let o = v.as_object_mut()?;
-    let id = match chat_id.trim().parse::<i64>() {
-        Ok(n) => serde_json::Value::from(n),
-        Err(_) => serde_json::Value::from(chat_id.trim()),
-    };
-    o.insert("chat_id".into(), id);
-    match thread {
-        Some(t) => o.insert("message_thread_id".into(), t.into()),
-        None => o.remove("message_thread_id"),
-    };
-    Some(v.to_string())
-}
-
 /// `reason` cut to [`MAX_REASON_CHARS`].
 fn short(reason: String) -> String {
     if reason.chars().count() > MAX_REASON_CHARS {
@@ -721,78 +445,6 @@ fn seconds(v: Option<&serde_json::Value>) -> Option<Duration> {
     v.and_then(serde_json::Value::as_f64)
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| Duration::from_secs_f64(s.min(3600.0)))
-}
-
-/// Decides what a Telegram Bot API answer means.
-pub fn classify_telegram(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt {
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k));
-    let description = field("description")
-        .and_then(|d| d.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
-    // An edit that changes nothing is refused, but the message already shows what we meant.
-    let unchanged = status == 400 && description.contains("message is not modified");
-    if (200..300).contains(&status) || unchanged {
-        return Attempt::Delivered(status);
-    }
-    let params = field("parameters");
-    let reason = short(format!("HTTP {status}: {description}"));
-    if let Some(to) = params.and_then(|p| p.get("migrate_to_chat_id")) {
-        let to = match to {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        if !to.is_empty() && to != "null" {
-            return Attempt::Migrated { to, reason };
-        }
-    }
-    if status == 429 || status == 408 || status >= 500 {
-        return Attempt::Retry {
-            status: Some(status),
-            retry_after: seconds(params.and_then(|p| p.get("retry_after")))
-                .or_else(|| retry_after.and_then(parse_retry_after)),
-            throttled: status == 429,
-            reason,
-        };
-    }
-    Attempt::Permanent { status, reason }
-}
-
-/// Decides what a Matrix client-server API answer means.
-pub fn classify_matrix(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt {
-    if (200..300).contains(&status) {
-        return Attempt::Delivered(status);
-    }
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k));
-    let errcode = field("errcode")
-        .and_then(|c| c.as_str())
-        .unwrap_or_default();
-    let error = field("error")
-        .and_then(|e| e.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
-    let reason = short(if errcode.is_empty() {
-        format!("HTTP {status}: {error}")
-    } else {
-        format!("HTTP {status} {errcode}: {error}")
-    });
-    let throttled = status == 429 || errcode == "M_LIMIT_EXCEEDED";
-    if throttled || status == 408 || status >= 500 {
-        let ms = field("retry_after_ms")
-            .and_then(serde_json::Value::as_f64)
-            .map(|ms| serde_json::Value::from(ms / 1000.0));
-        return Attempt::Retry {
-            status: Some(status),
-            retry_after: retry_after
-                .and_then(parse_retry_after)
-                .or_else(|| seconds(ms.as_ref())),
-            throttled,
-            reason,
-        };
-    }
-    Attempt::Permanent { status, reason }
 }
 
 /// `Retry-After` as seconds or an HTTP date.
