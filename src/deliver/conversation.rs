@@ -114,14 +114,17 @@ pub enum Act<'a> {
     Reply {
         /// The root's reference, as the sender wrote it.
         root: &'a str,
+        /// Whether the reply is also to be shown in the channel itself, where the chat's
+        /// reply carries that (Slack's `reply_broadcast`, Cliq's `post_in_parent`).
+        broadcast: bool,
     },
     /// The root with this reference, edited to show the body.
     Edit {
         /// The root's reference.
         root: &'a str,
     },
-    /// A reply also shown in the channel itself (where a thread's replies are hidden from it):
-    /// the body again, as a plain reply to the root.
+    /// A reply also shown in the channel itself, for a chat whose reply cannot carry that
+    /// ([`crate::deliver::sender::separate_broadcast`]): a post of its own in the channel.
     Broadcast {
         /// The root's reference.
         root: &'a str,

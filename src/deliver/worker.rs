@@ -551,6 +551,7 @@ impl Ctx<'_> {
         };
         let reply = Act::Reply {
             root: &current.root,
+            broadcast: i.broadcast,
         };
         let posted = self.poster.converse(endpoint, id, body, reply).await;
         if posted.root_lost {
@@ -560,10 +561,9 @@ impl Ctx<'_> {
             }
             return self.start(endpoint, id, root_body, i).await;
         }
-        // A Matrix thread's replies are out of the room's timeline: a broadcast shows the reply
-        // there too, as a plain reply to the root (a post of its own, in the budget). A
-        // Telegram reply is in the chat already.
-        let hidden = matches!(endpoint.auth, Auth::Matrix { .. });
+        // Where a thread's replies are out of the channel's timeline and the reply cannot say
+        // so itself (Matrix), a broadcast shows it there too: a post of its own, in the budget.
+        let hidden = super::sender::separate_broadcast(&endpoint.auth);
         if let (true, true, Attempt::Delivered(_)) = (i.broadcast, hidden, &posted.attempt) {
             if self.acquire_measured(batch).await {
                 let shown = Act::Broadcast {

@@ -24,7 +24,7 @@ pub fn matrix_act(body: &str, act: Act<'_>) -> Option<String> {
     };
     match act {
         Act::Root => {}
-        Act::Reply { root } => {
+        Act::Reply { root, .. } => {
             let root = event_id(root)?;
             v.as_object_mut()?.insert(
                 "m.relates_to".into(),

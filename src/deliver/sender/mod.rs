@@ -85,6 +85,15 @@ pub struct Posted {
     pub root_lost: bool,
 }
 
+/// Whether a broadcast reply in `auth`'s chat is a post of its own in the channel
+/// ([`Act::Broadcast`], after the reply): where a thread's replies are out of the channel's
+/// timeline and the reply itself cannot be shown there (Matrix). `false` where the reply is in
+/// the chat's timeline already (Telegram) or carries the broadcast itself ([`Act::Reply`]'s
+/// `broadcast`).
+pub fn separate_broadcast(auth: &Auth) -> bool {
+    matches!(auth, Auth::Matrix { .. })
+}
+
 /// A chat API's answer: status, `Retry-After` and body.
 #[derive(Debug)]
 struct Answer {
@@ -639,7 +648,14 @@ mod tests {
         let tg = r#"{"text":"hi","parse_mode":"HTML"}"#;
         let root = r#"{"message_id":7}"#;
         assert_eq!(telegram_act(tg, Act::Root).map(|(_, m)| m), Some(None));
-        let (reply, method) = telegram_act(tg, Act::Reply { root }).unwrap_or_default();
+        let (reply, method) = telegram_act(
+            tg,
+            Act::Reply {
+                root,
+                broadcast: false,
+            },
+        )
+        .unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
         assert_eq!(method, None);
         assert_eq!(
@@ -652,13 +668,30 @@ mod tests {
             (method, v["message_id"].as_i64()),
             (Some("editMessageText"), Some(7))
         );
-        assert_eq!(telegram_act(tg, Act::Reply { root: "{}" }), None);
+        assert_eq!(
+            telegram_act(
+                tg,
+                Act::Reply {
+                    root: "{}",
+                    broadcast: false
+                }
+            ),
+            None
+        );
 
         let mx = r#"{"msgtype":"m.notice","body":"b","format":"org.matrix.custom.html","formatted_body":"<b>b</b>","m.mentions":{}}"#;
         let root = r#"{"event_id":"$r"}"#;
-        let reply: serde_json::Value =
-            serde_json::from_str(&matrix_act(mx, Act::Reply { root }).unwrap_or_default())
-                .unwrap_or_default();
+        let reply: serde_json::Value = serde_json::from_str(
+            &matrix_act(
+                mx,
+                Act::Reply {
+                    root,
+                    broadcast: false,
+                },
+            )
+            .unwrap_or_default(),
+        )
+        .unwrap_or_default();
         assert_eq!(
             reply["m.relates_to"],
             serde_json::json!({"rel_type": "m.thread", "event_id": "$r", "is_falling_back": true,

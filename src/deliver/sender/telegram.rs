@@ -21,7 +21,7 @@ pub fn telegram_act(body: &str, act: Act<'_>) -> Option<(String, Option<&'static
     };
     let method = match act {
         Act::Root => None,
-        Act::Reply { root } => {
+        Act::Reply { root, .. } => {
             let id = message_id(root)?;
             o.insert(
                 "reply_parameters".into(),
