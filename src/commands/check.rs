@@ -1,6 +1,7 @@
 //! `check`: validate the configuration and compile every template in strict mode, rendering each
 //! against the bundled sample events (every action of every kind). Exit 1 with one line per
-//! problem, each naming the file and line.
+//! problem, each naming the file and line. Each conversation channel gets a line saying what it
+//! will do in its chat (threads and root edits, threads only, root edits only, or flat posts).
 
 use super::progress::ProgressKind;
 use super::setup::{connect, plan, Planned, Target};
@@ -101,6 +102,10 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
             config.display()
         );
         return Ok(1);
+    }
+    // What each conversation channel does in its chat (threads, edits, or flat posts, and why).
+    for plan in cfg.channels.iter().filter_map(|c| c.conversation_plan()) {
+        println!("{plan}");
     }
     // With [gitlab]: the token works, and which Maintainer projects lack the hook.
     let gitlab_ok = cfg.gitlab.is_none() || check_gitlab(&cfg);

@@ -51,7 +51,9 @@ fn credential(endpoint: &Endpoint) -> String {
             None => format!("url:{}", endpoint.url),
         },
         // A webhook URL is its own budget (Slack, Discord, Google Chat: per webhook or space).
-        Auth::SecretUrl(u) | Auth::Signed { url: u, .. } => format!("webhook:{}", u.expose()),
+        Auth::SecretUrl(u) | Auth::Signed { url: u, .. } | Auth::Discord { url: u, .. } => {
+            format!("webhook:{}", u.expose())
+        }
         // Telegram limits a bot per chat (20 posts a minute in a group): a bot's channels into
         // different chats have budgets of their own, and a 429 pauses only that chat.
         Auth::Telegram { url, chat_id, .. } => format!("telegram:{}:{chat_id}", url.expose()),

@@ -69,6 +69,16 @@ pub enum Auth {
         /// The access token.
         token: Secret,
     },
+    /// A Discord webhook: the URL is the credential ([`Endpoint::url`] is the redacted form).
+    /// In a conversation a post asks for its message (`?wait=true`) and the root is edited with
+    /// `PATCH …/messages/{id}`; a forum channel's webhook starts a forum post per object
+    /// (`thread_name`) and replies into it (`?thread_id=`).
+    Discord {
+        /// The webhook URL, token included.
+        url: Secret,
+        /// Whether the webhook belongs to a forum (or media) channel (`forum = true`).
+        forum: bool,
+    },
     /// Nothing (the URL carries its own authentication, or a test endpoint).
     None,
 }

@@ -15,7 +15,8 @@
 //! A message with a conversation instruction ([`super::conversation`]) is posted in its object's
 //! conversation: the root when the map has none (or it ended, or the chat lost it: once), its
 //! reference recorded with the outcome; else a reply in the root's thread, on `thread+edit` an
-//! edit of the root when its card changed, and on Matrix a broadcast key's reply shown in the
+//! edit of the root when its card changed (a root an edit finds gone: the card is a new root,
+//! once), and on Matrix a broadcast key's reply shown in the
 //! room too; every one of these posts takes a slot of the credential's budget.
 //! On shutdown a worker finishes the post in progress (bounded by the post timeout) and stops;
 //! everything else stays in the outbox for the next start.
@@ -590,8 +591,25 @@ impl Ctx<'_> {
                 let edit = Act::Edit {
                     root: &current.root,
                 };
-                match self.poster.converse(endpoint, id, card, edit).await.attempt {
+                let edited = self.poster.converse(endpoint, id, card, edit).await;
+                match edited.attempt {
                     Attempt::Delivered(_) => change.body_hash = Some(hash),
+                    // Where a reply cannot find it (a Discord text channel's replies are posts
+                    // of their own), only the edit finds the root gone: the card becomes the new
+                    // root, once (a txnId of its own: the reply's is taken).
+                    _ if edited.root_lost => {
+                        tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; starting a new root");
+                        if self.acquire_measured(batch).await {
+                            let (root, new) =
+                                self.start(endpoint, &format!("{id}/root"), card, i).await;
+                            match (root, new) {
+                                (Attempt::Delivered(_), Some(new)) => change = new,
+                                (other, _) => {
+                                    tracing::warn!(channel = %ch, object = %i.key, attempt = ?other, "cannot post the new root")
+                                }
+                            }
+                        }
+                    }
                     // The reply is posted; the next event's edit shows the latest card.
                     other => {
                         tracing::warn!(channel = %ch, object = %i.key, attempt = ?other, "cannot edit the thread's root")

@@ -4,13 +4,14 @@
 //! `webhook` (Slack, Mattermost, Teams, Google Chat, Discord and generic webhooks: the URL is
 //! the credential), `telegram` (a bot token, a chat id) and `matrix` (a homeserver, an access
 //! token, a room). `kind` lists the kinds. `conversation`, `broadcast` and
-//! `conversation_days` say whether messages about one object form a thread (Matrix and
-//! Telegram channels only, so far).
+//! `conversation_days` say whether messages about one object form a thread (the kinds of
+//! [`CONVERSATION_KINDS`]; `threading` says what each does, and why Teams cannot).
 
 mod console;
 mod kind;
 mod matrix;
 mod telegram;
+mod threading;
 mod webhook;
 mod zoho;
 
@@ -65,6 +66,7 @@ pub(in crate::config) struct RawChannel {
     conversation: Option<String>,
     broadcast: Option<Vec<String>>,
     conversation_days: Option<u32>,
+    forum: Option<bool>,
 }
 
 /// What a channel's bodies are (`channels[].format`).
@@ -134,7 +136,12 @@ impl Default for ConversationConfig {
 }
 
 /// The kinds whose channels can thread (and edit) now.
-pub const CONVERSATION_KINDS: [ChannelKind; 2] = [ChannelKind::Matrix, ChannelKind::Telegram];
+pub const CONVERSATION_KINDS: [ChannelKind; 4] = [
+    ChannelKind::Matrix,
+    ChannelKind::Telegram,
+    ChannelKind::Discord,
+    ChannelKind::GoogleChat,
+];
 
 /// Channel `i`'s conversation keys, checked against its kind and format.
 fn conversation(
@@ -169,6 +176,9 @@ fn conversation(
         }
         return Ok(ConversationConfig::default());
     }
+    if let Some(why) = threading::refusal(kind, mode) {
+        return Err(invalid(key("conversation"), why));
+    }
     if !CONVERSATION_KINDS.contains(&kind) {
         let can: Vec<&str> = CONVERSATION_KINDS.iter().map(|k| k.as_str()).collect();
         return Err(invalid(
@@ -177,7 +187,7 @@ fn conversation(
                 "{:?} is not available for {} channels yet: only {} channels thread",
                 mode.as_str(),
                 kind.as_str(),
-                can.join(" and ")
+                can.join(", ")
             ),
         ));
     }
@@ -300,6 +310,15 @@ fn channel_endpoint(
                 format!("is for a telegram or matrix channel, not {}", kind.as_str()),
             ));
         }
+    }
+    if c.forum.is_some() && kind != ChannelKind::Discord {
+        return Err(invalid(
+            r.key("forum"),
+            format!(
+                "is for a discord channel (a forum channel's webhook), not {}",
+                kind.as_str()
+            ),
+        ));
     }
     match kind {
         ChannelKind::Console => console::endpoint(&r, c, format),

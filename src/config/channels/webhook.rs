@@ -1,7 +1,8 @@
 //! The kinds whose URL is the credential (Slack, Mattermost, Teams, Google Chat, Discord and the
 //! generic `webhook`, signed per Standard Webhooks with a `signing_secret`): each URL checked
 //! for its kind's documented shape, kept as a [`Secret`], and logged only as scheme, host and
-//! first path segment.
+//! first path segment. A Discord channel's `forum = true` says its webhook is a forum channel's
+//! (each object a forum post of its own in a conversation, each message without one).
 
 use super::{given, ChannelKind, Format, RawChannel, Reader};
 use crate::config::errors::{invalid, ConfigError};
@@ -54,6 +55,10 @@ pub(super) fn endpoint(
         c.signing_secret_env.take(),
     )?;
     let auth = match signing {
+        None if kind == ChannelKind::Discord => Auth::Discord {
+            url,
+            forum: c.forum.unwrap_or(false),
+        },
         None => Auth::SecretUrl(url),
         Some(_) if kind != ChannelKind::Webhook => {
             return Err(invalid(

@@ -12,17 +12,20 @@
 //!
 //! Each chat with an API of its own has a file here: `telegram` (Bot API: `chat_id` at send
 //! time, `migrate_to_chat_id`, replies and `editMessageText`) and `matrix` (a `PUT` per txnId,
-//! room aliases, `m.thread` and `m.replace`); they build their requests with
+//! room aliases, `m.thread` and `m.replace`) and `discord` (a webhook's `?wait=true`,
+//! `?thread_id=`, forum posts and `PATCH …/messages/{id}`); they build their requests with
 //! `Sender::request`, the one place an HTTP request leaves the daemon, and classify the
 //! answers their own way. [`Sender::converse`] posts a message as a conversation's root, a
 //! reply in its thread or an edit of the root, in the chat's own terms; a root's reference is
 //! read from the answer, and a reply or edit whose root the chat no longer has says so
 //! ([`Posted::root_lost`]), for a new root.
 
+mod discord;
 mod matrix;
 mod telegram;
 
 use matrix::matrix_alias;
+pub use discord::{discord_root_lost, discord_url, thread_name};
 pub use matrix::{classify_matrix, matrix_act, txn_id, ResolveError};
 pub use telegram::{classify_telegram, telegram_act, telegram_body};
 
@@ -88,8 +91,9 @@ pub struct Posted {
 /// Whether a broadcast reply in `auth`'s chat is a post of its own in the channel
 /// ([`Act::Broadcast`], after the reply): where a thread's replies are out of the channel's
 /// timeline and the reply itself cannot be shown there (Matrix). `false` where the reply is in
-/// the chat's timeline already (Telegram) or carries the broadcast itself ([`Act::Reply`]'s
-/// `broadcast`).
+/// the chat's timeline already (Telegram; a Discord text channel, whose replies are posts), where
+/// there is no channel beside the threads (a Discord forum: its posts are the threads), or where
+/// the reply carries the broadcast itself ([`Act::Reply`]'s `broadcast`).
 pub fn separate_broadcast(auth: &Auth) -> bool {
     matches!(auth, Auth::Matrix { .. })
 }
@@ -168,6 +172,10 @@ impl Sender {
 
     /// POSTs `body` (JSON) to `endpoint`; `id` names the message (the same on every retry).
     pub async fn post(&self, endpoint: &Endpoint, id: &str, body: &str) -> Attempt {
+        if let Auth::Discord { forum: true, .. } = &endpoint.auth {
+            // A forum takes no message outside a post: each message starts a post of its own.
+            return discord::converse(self, endpoint, body, Act::Root).await.attempt;
+        }
         self.exchange(endpoint, id, body, None).await.0
     }
 
@@ -185,6 +193,7 @@ impl Sender {
         match &endpoint.auth {
             Auth::Telegram { .. } => telegram::converse(self, endpoint, id, body, act).await,
             Auth::Matrix { .. } => matrix::converse(self, endpoint, id, body, act).await,
+            Auth::Discord { .. } => discord::converse(self, endpoint, body, act).await,
             _ => Posted {
                 attempt: self.post(endpoint, id, body).await,
                 reference: None,
@@ -210,9 +219,10 @@ impl Sender {
                 telegram_url = format!("{base}/{}", method.unwrap_or("sendMessage"));
                 telegram_url.as_str()
             }
-            Auth::SecretUrl(u) | Auth::Signed { url: u, .. } | Auth::Telegram { url: u, .. } => {
-                u.expose()
-            }
+            Auth::SecretUrl(u)
+            | Auth::Signed { url: u, .. }
+            | Auth::Telegram { url: u, .. }
+            | Auth::Discord { url: u, .. } => u.expose(),
             Auth::Matrix { token } => {
                 let room_url = match self.matrix_room_url(&endpoint.url, token).await {
                     Ok(u) => u,
@@ -293,7 +303,7 @@ impl Sender {
             Auth::Matrix { token } => {
                 headers.push(("Authorization", format!("Bearer {}", token.expose())));
             }
-            Auth::SecretUrl(_) | Auth::Telegram { .. } | Auth::None => {}
+            Auth::SecretUrl(_) | Auth::Telegram { .. } | Auth::Discord { .. } | Auth::None => {}
         }
         let method = match &endpoint.auth {
             Auth::Matrix { .. } => reqwest::Method::PUT,
