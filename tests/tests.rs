@@ -12,6 +12,8 @@ mod cliq_schema;
 mod config_errors;
 mod console;
 mod conversations;
+mod conversations_crash;
+mod conversations_discord;
 mod delivery;
 mod docs;
 mod durability;

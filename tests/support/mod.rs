@@ -19,6 +19,8 @@
 //! - [`synapse`]: a throw-away Matrix homeserver (Synapse) on loopback with a bot, a second
 //!   user and a room, killed and removed on drop;
 //! - [`fake_telegram`]: a fake Telegram Bot API that enforces the contract and can be scripted;
+//! - [`fake_discord`]: a fake Discord webhook API (a text channel's and a forum's webhook:
+//!   message ids, forum posts, `thread_id`, edits, the per-minute limit) that can be scripted;
 //! - [`turn`]: which tests may run side by side in the one test process;
 //!
 //! and, here, unique names and bounded polling.
@@ -29,6 +31,7 @@ pub mod cliq;
 pub mod daemon;
 pub mod fake_chats;
 pub mod fake_cliq;
+pub mod fake_discord;
 pub mod fake_gitlab_mrs;
 pub mod fake_telegram;
 pub mod hang;

@@ -74,12 +74,14 @@ mod tests {
             "kind='discord'\n{HOOK}\nforum=true\nconversation='thread+edit'"
         ))
         .contains(": threads + root edits (a forum post per object"));
+        assert!(plan(&format!(
+            "kind='discord'\n{HOOK}\nconversation='thread+edit'"
+        ))
+        .contains(": root edits only: discord cannot thread"));
         assert!(
-            plan(&format!("kind='discord'\n{HOOK}\nconversation='thread+edit'"))
-                .contains(": root edits only: discord cannot thread")
+            plan(&format!("kind='discord'\n{HOOK}\nconversation='thread'"))
+                .contains(": flat posts: discord cannot thread through a text channel's webhook")
         );
-        assert!(plan(&format!("kind='discord'\n{HOOK}\nconversation='thread'"))
-            .contains(": flat posts: discord cannot thread through a text channel's webhook"));
         assert!(plan(
             "kind='google_chat'\nurl='https://chat.googleapis.com/v1/spaces/S/messages?key=k&token=t'\nconversation='thread'"
         )

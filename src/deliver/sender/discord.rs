@@ -37,7 +37,11 @@ pub fn thread_name(body: &serde_json::Value) -> String {
 /// The method and URL of `act` through the webhook `base` (a forum's when `forum`): `None`
 /// when `base` is not a URL or the root's reference is not one of a Discord message (of a
 /// forum post, in a forum).
-pub fn discord_url(base: &str, act: Act<'_>, forum: bool) -> Option<(reqwest::Method, reqwest::Url)> {
+pub fn discord_url(
+    base: &str,
+    act: Act<'_>,
+    forum: bool,
+) -> Option<(reqwest::Method, reqwest::Url)> {
     let mut url = reqwest::Url::parse(base.trim()).ok()?;
     let reference = |root: &str| -> Option<(String, Option<String>)> {
         let v: serde_json::Value = serde_json::from_str(root).ok()?;
@@ -200,20 +204,51 @@ mod tests {
             ))
         );
         assert_eq!(
-            url(Act::Edit { root: r#"{"id":"11"}"# }, false),
+            url(
+                Act::Edit {
+                    root: r#"{"id":"11"}"#
+                },
+                false
+            ),
             Some((reqwest::Method::PATCH, format!("{HOOK}/messages/11")))
         );
         // A text channel's root in a forum, another chat's reference, a path in an id.
-        assert_eq!(url(Act::Edit { root: r#"{"id":"11"}"# }, true), None);
-        assert_eq!(url(Act::Edit { root: r#"{"message_id":7}"# }, false), None);
-        assert_eq!(url(Act::Edit { root: r#"{"id":"../x"}"# }, false), None);
+        assert_eq!(
+            url(
+                Act::Edit {
+                    root: r#"{"id":"11"}"#
+                },
+                true
+            ),
+            None
+        );
+        assert_eq!(
+            url(
+                Act::Edit {
+                    root: r#"{"message_id":7}"#
+                },
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            url(
+                Act::Edit {
+                    root: r#"{"id":"../x"}"#
+                },
+                false
+            ),
+            None
+        );
     }
 
     #[test]
     fn forum_post_titles_and_lost_roots() {
         let long = "x".repeat(300);
         assert_eq!(
-            thread_name(&json!({"embeds": [{"title": long}]})).chars().count(),
+            thread_name(&json!({"embeds": [{"title": long}]}))
+                .chars()
+                .count(),
             MAX_THREAD_NAME_CHARS
         );
         assert_eq!(

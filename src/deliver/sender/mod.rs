@@ -24,8 +24,8 @@ mod discord;
 mod matrix;
 mod telegram;
 
-use matrix::matrix_alias;
 pub use discord::{discord_root_lost, discord_url, thread_name};
+use matrix::matrix_alias;
 pub use matrix::{classify_matrix, matrix_act, txn_id, ResolveError};
 pub use telegram::{classify_telegram, telegram_act, telegram_body};
 
@@ -174,7 +174,9 @@ impl Sender {
     pub async fn post(&self, endpoint: &Endpoint, id: &str, body: &str) -> Attempt {
         if let Auth::Discord { forum: true, .. } = &endpoint.auth {
             // A forum takes no message outside a post: each message starts a post of its own.
-            return discord::converse(self, endpoint, body, Act::Root).await.attempt;
+            return discord::converse(self, endpoint, body, Act::Root)
+                .await
+                .attempt;
         }
         self.exchange(endpoint, id, body, None).await.0
     }
