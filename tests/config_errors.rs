@@ -218,6 +218,9 @@ fn cases() -> Vec<(&'static str, String)> {
         ("conversation.days_off", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nconversation = 'off'\nconversation_days = 3")),
         ("conversation.days_zero", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nconversation = 'thread+edit'\nconversation_days = 0")),
         ("conversation.broadcast_empty", channel("kind = 'telegram'\ntoken = '1:T'\nchat_id = '-100'\nconversation = 'thread'\nbroadcast = ['!']")),
+        ("conversation.teams", channel("kind = 'teams'\nurl = 'https://example.com/workflows/w'\nconversation = 'thread'")),
+        ("conversation.google_chat_edit", channel("kind = 'google_chat'\nurl = 'https://chat.googleapis.com/v1/spaces/S/messages?key=k&token=t'\nconversation = 'thread+edit'")),
+        ("discord.forum_kind", channel("kind = 'slack'\nurl = 'https://hooks.slack.com/services/T/B/K'\nforum = true")),
         // [mentions]
         ("mentions.kind_table", format!("{SERVER}[mentions.skype]\nalice = 'U1'\n")),
         ("mentions.empty_id", format!("{SERVER}[mentions]\nalice = ''\n")),
