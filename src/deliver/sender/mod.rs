@@ -24,7 +24,7 @@ mod discord;
 mod matrix;
 mod telegram;
 
-pub use discord::{discord_root_lost, discord_url, thread_name};
+pub use discord::{discord_root_lost, discord_url, thread_name, MAX_THREAD_NAME_CHARS};
 use matrix::matrix_alias;
 pub use matrix::{classify_matrix, matrix_act, txn_id, ResolveError};
 pub use telegram::{classify_telegram, telegram_act, telegram_body};
