@@ -190,14 +190,15 @@ fn conversation(
         return Ok(ConversationConfig::default());
     }
     if !CONVERSATION_KINDS.contains(&kind) {
-        let can: Vec<&str> = CONVERSATION_KINDS.iter().map(|k| k.as_str()).collect();
+        let mut can: Vec<&str> = CONVERSATION_KINDS.iter().map(|k| k.as_str()).collect();
+        let last = can.pop().unwrap_or_default();
         return Err(invalid(
             key("conversation"),
             format!(
                 "{:?} is not available for {} channels yet: only {} channels thread",
                 mode.as_str(),
                 kind.as_str(),
-                can.join(" and ")
+                format!("{} and {last}", can.join(", "))
             ),
         ));
     }

@@ -275,9 +275,12 @@ pub(super) async fn converse(
             root_lost: true,
         };
     }
-    // A refused thread (a 4xx naming the thread's parameters): posted flat, logged once.
+    // A refused thread (Cliq's 4xx naming the thread's parameters): posted flat, logged once.
     if let Attempt::Permanent { status, reason } = &attempt {
-        if (400..500).contains(status) && (reason.contains("thread") || reason.contains("parent")) {
+        if (400..500).contains(status)
+            && !refresh_failure(oauth, reason)
+            && (reason.contains("thread") || reason.contains("parent"))
+        {
             if first_time(&state.flat, url) {
                 tracing::warn!(url = %url, status, reason = %reason, "Cliq refused a thread reply: this channel's replies are posted flat");
             }
@@ -324,7 +327,7 @@ async fn edit(
         Some(c) => c,
         None => match resolve_chat(sender, endpoint, oauth, &target).await {
             Ok(c) => c,
-            Err(attempt) => return refused_edit(sender, url, attempt),
+            Err(attempt) => return refused_edit(sender, oauth, url, attempt),
         },
     };
     let Some(text) = cliq_act(body, Act::Edit { root }) else {
@@ -350,13 +353,18 @@ async fn edit(
     if lost(&attempt) {
         return done(attempt, true);
     }
-    refused_edit(sender, url, attempt)
+    refused_edit(sender, oauth, url, attempt)
+}
+
+/// Whether a refusal is the accounts server's (a refresh), not Cliq's answer to the call.
+fn refresh_failure(oauth: &ZohoOAuth, reason: &str) -> bool {
+    reason.starts_with(&oauth.key)
 }
 
 /// An edit's attempt, a permanent refusal turned into a skip (logged once per channel).
-fn refused_edit(sender: &Sender, url: &str, attempt: Attempt) -> Posted {
+fn refused_edit(sender: &Sender, oauth: &ZohoOAuth, url: &str, attempt: Attempt) -> Posted {
     let attempt = match attempt {
-        Attempt::Permanent { status, reason } => {
+        Attempt::Permanent { status, reason } if !refresh_failure(oauth, &reason) => {
             if first_time(&sender.cliq.no_edit, url) {
                 tracing::warn!(url = %url, status, reason = %reason, "Cliq refused to edit a thread's root: this channel's roots are not edited (replies go on)");
             }
