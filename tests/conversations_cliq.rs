@@ -6,8 +6,8 @@
 //! text only) to the last root card the daemon sent, the channel's chat id asked once. Two merge
 //! requests interleaved keep their threads, across a restart; a root deleted in the chat makes
 //! the next event one new root, with no loop; posts and edits stay within the channel's budget
-//! in every minute. OAuth: an access token expired mid-run is refreshed once and the post sent
-//! again; a refused refresh dead-letters the message with an error naming
+//! in every minute. OAuth: an access token is renewed before it expires; one expired mid-run
+//! is refreshed once and the post sent again; a refused refresh dead-letters the message with an error naming
 //! `channels[0].refresh_token`; no client secret, refresh token or access token reaches the
 //! (debug) log. Cliq's unconfirmed facts fail soft: a channel refusing threads gets flat
 //! replies, a refused edit is logged once and replies go on. `check` says that a zapikey channel
@@ -319,7 +319,40 @@ async fn cliq_an_expired_access_token_is_refreshed_once_and_the_post_sent_again(
         .filter(|l| l.contains("post failed") || l.contains("dead letter"))
         .count();
     assert_eq!(attempts, 0, "the retry is within the one attempt: {log:#?}");
+    // The debug log is captured (refreshes are logged there), and holds no token.
+    let refreshed = log
+        .iter()
+        .filter(|l| l.contains("refreshed the Zoho access token"))
+        .count();
+    assert_eq!(refreshed, 2, "{log:#?}");
     assert_no_tokens(&log);
+}
+
+#[tokio::test]
+async fn cliq_an_access_token_is_refreshed_before_it_expires() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeCliqApi::start().await;
+    // A 4 s token is renewed after half its life (the 5 min margin is longer than that).
+    fake.set_token_life(4);
+    let dir = TempDir::new("conv-cq-early");
+    let daemon = spawn(&config(&fake, "thread", 600, "", &dir)).await;
+    let (h, b) = mr(7, "open", "Seven");
+    assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+    settle(&daemon, &fake, 1).await;
+    let (h, b) = note(7, "soon after");
+    assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+    settle(&daemon, &fake, 2).await;
+    assert_eq!(fake.refreshes(), 1, "a live token is kept");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (h, b) = note(7, "later");
+    assert_eq!(daemon.post(h, b, None, None).await.status, 200);
+    settle(&daemon, &fake, 3).await;
+    assert_eq!(
+        (fake.refreshes(), fake.unauthorized()),
+        (2, 0),
+        "renewed before Cliq refused it"
+    );
+    assert_no_tokens(&daemon.stop());
 }
 
 #[tokio::test]

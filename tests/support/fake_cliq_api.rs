@@ -133,6 +133,11 @@ impl FakeCliqApi {
         format!("{}/api/v2/channelsbyname/{name}/message", self.base())
     }
 
+    /// Access tokens issued from now on live `secs` seconds.
+    pub fn set_token_life(&self, secs: u64) {
+        self.inner.lock().unwrap().token_life = secs;
+    }
+
     /// Every access token issued so far expires now (answered 401 from now on).
     pub fn expire_tokens(&self) {
         self.inner.lock().unwrap().tokens.clear();
@@ -289,8 +294,8 @@ async fn token(State(s): State<Arc<Mutex<Inner>>>, RawQuery(query): RawQuery) ->
     .into_response()
 }
 
-/// Checks the access token; `Err` is the 401 to answer.
-fn authorize(inner: &mut Inner, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the access token; `Some` is the 401 to answer.
+fn refuse_token(inner: &mut Inner, headers: &HeaderMap) -> Option<Response> {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -300,10 +305,10 @@ fn authorize(inner: &mut Inner, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|t| inner.tokens.get(t))
         .is_some_and(|until| Instant::now() < *until);
     if live {
-        return Ok(());
+        return None;
     }
     inner.unauthorized += 1;
-    Err(cliq_error(
+    Some(cliq_error(
         StatusCode::UNAUTHORIZED,
         "oauthtoken_invalid",
         "Invalid OAuth access token.",
@@ -358,7 +363,7 @@ async fn message(
 }
 
 fn post_message(inner: &mut Inner, channel: &str, headers: &HeaderMap, body: &[u8]) -> Response {
-    if let Err(r) = authorize(inner, headers) {
+    if let Some(r) = refuse_token(inner, headers) {
         return r;
     }
     if let Some(r) = throttled(inner) {
@@ -451,7 +456,7 @@ async fn channel(
     headers: HeaderMap,
 ) -> Response {
     let mut inner = s.lock().unwrap();
-    if let Err(r) = authorize(&mut inner, &headers) {
+    if let Some(r) = refuse_token(&mut inner, &headers) {
         return r;
     }
     inner.lookups += 1;
@@ -490,7 +495,7 @@ fn edit_message(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    if let Err(r) = authorize(inner, headers) {
+    if let Some(r) = refuse_token(inner, headers) {
         return r;
     }
     if let Some(r) = throttled(inner) {

@@ -195,10 +195,10 @@ fn conversation(
         return Err(invalid(
             key("conversation"),
             format!(
-                "{:?} is not available for {} channels yet: only {} channels thread",
+                "{:?} is not available for {} channels yet: only {} and {last} channels thread",
                 mode.as_str(),
                 kind.as_str(),
-                format!("{} and {last}", can.join(", "))
+                can.join(", ")
             ),
         ));
     }
