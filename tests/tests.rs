@@ -12,6 +12,7 @@ mod cliq_schema;
 mod config_errors;
 mod console;
 mod conversations;
+mod conversations_cliq;
 mod conversations_crash;
 mod conversations_discord;
 mod delivery;

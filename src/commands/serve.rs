@@ -59,6 +59,8 @@ fn credential(endpoint: &Endpoint) -> String {
         Auth::Telegram { url, chat_id, .. } => format!("telegram:{}:{chat_id}", url.expose()),
         // Synapse limits a user's messages (`rc_message`), in every room alike.
         Auth::Matrix { token } => format!("matrix:{}", token.expose()),
+        // Cliq limits a user: the grant (refresh token) the bridge posts as.
+        Auth::CliqOAuth(o) => format!("cliq-oauth:{}", o.refresh_token.expose()),
         Auth::None => format!("url:{}", endpoint.url),
     }
 }
@@ -532,6 +534,9 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
     for c in &cfg.channels {
         if c.kind == ChannelKind::Cliq && c.endpoint.url.contains("CHANGE-ME") {
             tracing::warn!(channel = %c.name, "this channel still has the example's placeholder url: its posts fail (and are retried) until it has a real one");
+        }
+        if let Some(why) = &c.conversation.flat {
+            tracing::warn!(channel = %c.name, "{why}");
         }
     }
     let state = Arc::new(AppState {

@@ -79,8 +79,28 @@ pub enum Auth {
         /// Whether the webhook belongs to a forum (or media) channel (`forum = true`).
         forum: bool,
     },
+    /// Zoho OAuth with a refresh token (a Cliq channel's API mode): an access token is fetched
+    /// from the data centre's accounts host, kept in memory per credential, refreshed before it
+    /// expires and once on a 401, and sent as `Authorization: Zoho-oauthtoken …`
+    /// (`sender/cliq`). [`Endpoint::url`] is the channel's message URL.
+    CliqOAuth(ZohoOAuth),
     /// Nothing (the URL carries its own authentication, or a test endpoint).
     None,
+}
+
+/// A Zoho OAuth client and the refresh token it trades for access tokens ([`Auth::CliqOAuth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZohoOAuth {
+    /// The data centre's accounts host (`https://accounts.zoho.com`), without a trailing `/`.
+    pub accounts_url: String,
+    /// The client's id.
+    pub client_id: Secret,
+    /// The client's secret.
+    pub client_secret: Secret,
+    /// The refresh token (a user's grant).
+    pub refresh_token: Secret,
+    /// The config key a refresh failure names (`channels[0].refresh_token`).
+    pub key: String,
 }
 
 /// Where a channel's messages go.

@@ -8,6 +8,7 @@
 //! - [`cli`]: the binary under test run as a command in a clean environment, bounded in time;
 //! - [`daemon`]: the binary serving on loopback, its config, and webhooks posted as GitLab does;
 //! - [`fake_cliq`]: a fake Zoho Cliq endpoint that enforces the contract and can be scripted;
+//! - [`fake_cliq_api`]: a fake Cliq REST API with Zoho's OAuth token endpoint (threads, edits);
 //! - [`fake_gitlab_mrs`]: a fake GitLab with open merge requests (reviewers, drafts, approvals,
 //!   pipelines, paged) for review reminders;
 //! - [`hang`]: a GitLab that hangs or refuses connections, and response URLs recorded by id;
@@ -31,6 +32,7 @@ pub mod cliq;
 pub mod daemon;
 pub mod fake_chats;
 pub mod fake_cliq;
+pub mod fake_cliq_api;
 pub mod fake_discord;
 pub mod fake_gitlab_mrs;
 pub mod fake_telegram;

@@ -5,7 +5,8 @@
 //! the credential), `telegram` (a bot token, a chat id) and `matrix` (a homeserver, an access
 //! token, a room). `kind` lists the kinds. `conversation`, `broadcast` and
 //! `conversation_days` say whether messages about one object form a thread (the kinds of
-//! [`CONVERSATION_KINDS`]; `threading` says what each does, and why Teams cannot).
+//! [`CONVERSATION_KINDS`]; `threading` says what each does, and why Teams cannot; a Cliq
+//! webhook falls back to flat posts, only its OAuth mode threads).
 
 mod console;
 mod kind;
@@ -59,6 +60,17 @@ pub(in crate::config) struct RawChannel {
     access_token_file: Option<PathBuf>,
     access_token_env: Option<String>,
     room: Option<String>,
+    client_id: Option<String>,
+    client_id_file: Option<PathBuf>,
+    client_id_env: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    client_secret_env: Option<String>,
+    refresh_token: Option<String>,
+    refresh_token_file: Option<PathBuf>,
+    refresh_token_env: Option<String>,
+    accounts_url: Option<String>,
+    channel: Option<String>,
     events: Option<Vec<String>>,
     #[serde(default)]
     confidential: bool,
@@ -111,6 +123,9 @@ pub struct ConversationConfig {
     /// `conversation_days`: days after its object was merged or closed that a thread still
     /// takes replies (then the next event starts a new root).
     pub days: u32,
+    /// Why a channel that asks for a conversation posts flat (its transport cannot thread: a
+    /// Cliq webhook); `mode` is then `Off` and `check` says so.
+    pub flat: Option<String>,
 }
 
 /// The event keys broadcast by default: state changes people watch for.
@@ -131,16 +146,18 @@ impl Default for ConversationConfig {
             mode: Mode::Off,
             broadcast: DEFAULT_BROADCAST.iter().map(|s| s.to_string()).collect(),
             days: DEFAULT_CONVERSATION_DAYS,
+            flat: None,
         }
     }
 }
 
 /// The kinds whose channels can thread (and edit) now.
-pub const CONVERSATION_KINDS: [ChannelKind; 4] = [
+pub const CONVERSATION_KINDS: [ChannelKind; 5] = [
     ChannelKind::Matrix,
     ChannelKind::Telegram,
     ChannelKind::Discord,
     ChannelKind::GoogleChat,
+    ChannelKind::Cliq,
 ];
 
 /// Channel `i`'s conversation keys, checked against its kind and format.
@@ -148,6 +165,7 @@ fn conversation(
     i: usize,
     kind: ChannelKind,
     format: Format,
+    endpoint: &Endpoint,
     c: &RawChannel,
 ) -> Result<ConversationConfig, ConfigError> {
     let key = |k: &str| format!("channels[{i}].{k}");
@@ -180,11 +198,12 @@ fn conversation(
         return Err(invalid(key("conversation"), why));
     }
     if !CONVERSATION_KINDS.contains(&kind) {
-        let can: Vec<&str> = CONVERSATION_KINDS.iter().map(|k| k.as_str()).collect();
+        let mut can: Vec<&str> = CONVERSATION_KINDS.iter().map(|k| k.as_str()).collect();
+        let last = can.pop().unwrap_or_default();
         return Err(invalid(
             key("conversation"),
             format!(
-                "{:?} is not available for {} channels yet: only {} channels thread",
+                "{:?} is not available for {} channels yet: only {} and {last} channels thread",
                 mode.as_str(),
                 kind.as_str(),
                 can.join(", ")
@@ -215,10 +234,24 @@ fn conversation(
     if days == 0 {
         return Err(invalid(key("conversation_days"), "must be at least 1"));
     }
+    // A transport that cannot thread posts flat, and `check` says so.
+    if let Some(why) = (kind == ChannelKind::Cliq)
+        .then(|| zoho::cannot_thread(endpoint))
+        .flatten()
+    {
+        return Ok(ConversationConfig {
+            flat: Some(format!(
+                "conversation = {:?} falls back to flat posts: {why}",
+                mode.as_str()
+            )),
+            ..ConversationConfig::default()
+        });
+    }
     Ok(ConversationConfig {
         mode,
         broadcast,
         days,
+        flat: None,
     })
 }
 
@@ -253,7 +286,7 @@ pub(in crate::config) fn channels_section(
             })?,
         };
         let (endpoint, format) = channel_endpoint(i, kind, &mut c, env, resolve)?;
-        let conversation = conversation(i, kind, format, &c)?;
+        let conversation = conversation(i, kind, format, &endpoint, &c)?;
         let events = c.events.unwrap_or_default();
         for (j, e) in events.iter().enumerate() {
             if e.trim_start_matches('!').trim().is_empty() {
@@ -453,7 +486,8 @@ fn base_url(raw: &str) -> Result<String, String> {
     Ok(raw.trim().trim_end_matches('/').to_string())
 }
 
-/// The credential keys a channel gives, in the order messages name them.
+/// The credential keys a channel gives (and a Cliq OAuth channel's `accounts_url` and
+/// `channel`), in the order messages name them.
 fn given(c: &RawChannel) -> Vec<&'static str> {
     [
         ("zapikey", c.zapikey.is_some()),
@@ -468,6 +502,17 @@ fn given(c: &RawChannel) -> Vec<&'static str> {
         ("signing_secret", c.signing_secret.is_some()),
         ("signing_secret_file", c.signing_secret_file.is_some()),
         ("signing_secret_env", c.signing_secret_env.is_some()),
+        ("client_id", c.client_id.is_some()),
+        ("client_id_file", c.client_id_file.is_some()),
+        ("client_id_env", c.client_id_env.is_some()),
+        ("client_secret", c.client_secret.is_some()),
+        ("client_secret_file", c.client_secret_file.is_some()),
+        ("client_secret_env", c.client_secret_env.is_some()),
+        ("refresh_token", c.refresh_token.is_some()),
+        ("refresh_token_file", c.refresh_token_file.is_some()),
+        ("refresh_token_env", c.refresh_token_env.is_some()),
+        ("accounts_url", c.accounts_url.is_some()),
+        ("channel", c.channel.is_some()),
     ]
     .into_iter()
     .filter(|(_, set)| *set)

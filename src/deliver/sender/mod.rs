@@ -18,12 +18,16 @@
 //! answers their own way. [`Sender::converse`] posts a message as a conversation's root, a
 //! reply in its thread or an edit of the root, in the chat's own terms; a root's reference is
 //! read from the answer, and a reply or edit whose root the chat no longer has says so
-//! ([`Posted::root_lost`]), for a new root.
+//! ([`Posted::root_lost`]), for a new root. `cliq` is Cliq's REST API with OAuth (a refresh
+//! token traded for access tokens kept per credential; `sync_message`, `thread_message_id`,
+//! `post_in_parent` and root edits, each failing soft to flat posts).
 
+mod cliq;
 mod discord;
 mod matrix;
 mod telegram;
 
+pub use cliq::{cliq_act, cliq_target, CliqTarget, MESSAGE_NOT_FOUND, REFRESH_EARLY};
 pub use discord::{discord_root_lost, discord_url, thread_name, MAX_THREAD_NAME_CHARS};
 use matrix::matrix_alias;
 pub use matrix::{classify_matrix, matrix_act, txn_id, ResolveError};
@@ -131,6 +135,8 @@ pub struct Sender {
     hold: Arc<Mutex<HashMap<String, Instant>>>,
     /// A Matrix endpoint naming a room alias → its send URL with the room id.
     rooms: Arc<Mutex<HashMap<String, String>>>,
+    /// Cliq's access tokens per credential, chat ids and refusals per channel.
+    cliq: Arc<cliq::CliqState>,
 }
 
 /// The HTTP client could not be built.
@@ -151,6 +157,7 @@ impl Sender {
             client,
             hold: Arc::default(),
             rooms: Arc::default(),
+            cliq: Arc::default(),
         })
     }
 
@@ -172,6 +179,9 @@ impl Sender {
 
     /// POSTs `body` (JSON) to `endpoint`; `id` names the message (the same on every retry).
     pub async fn post(&self, endpoint: &Endpoint, id: &str, body: &str) -> Attempt {
+        if let Auth::CliqOAuth(oauth) = &endpoint.auth {
+            return cliq::post(self, endpoint, oauth, body).await;
+        }
         if let Auth::Discord { forum: true, .. } = &endpoint.auth {
             // A forum takes no message outside a post: each message starts a post of its own.
             return discord::converse(self, endpoint, body, Act::Root)
@@ -196,6 +206,7 @@ impl Sender {
             Auth::Telegram { .. } => telegram::converse(self, endpoint, id, body, act).await,
             Auth::Matrix { .. } => matrix::converse(self, endpoint, id, body, act).await,
             Auth::Discord { .. } => discord::converse(self, endpoint, body, act).await,
+            Auth::CliqOAuth(oauth) => cliq::converse(self, endpoint, oauth, body, act).await,
             _ => Posted {
                 attempt: self.post(endpoint, id, body).await,
                 reference: None,
@@ -305,7 +316,12 @@ impl Sender {
             Auth::Matrix { token } => {
                 headers.push(("Authorization", format!("Bearer {}", token.expose())));
             }
-            Auth::SecretUrl(_) | Auth::Telegram { .. } | Auth::Discord { .. } | Auth::None => {}
+            // Cliq OAuth is posted by `cliq`, never through here.
+            Auth::SecretUrl(_)
+            | Auth::Telegram { .. }
+            | Auth::Discord { .. }
+            | Auth::CliqOAuth(_)
+            | Auth::None => {}
         }
         let method = match &endpoint.auth {
             Auth::Matrix { .. } => reqwest::Method::PUT,
