@@ -181,7 +181,7 @@ fn replay(
             return Ok(0);
         }
     };
-    let routing = pipeline::route_event(&stored, &event, table);
+    let routing = pipeline::route_event(&stored, &event, table, None);
     let mut deliveries = routing.deliveries;
     if let Some(name) = channel {
         let Some(target) = table.channels.iter().find(|c| c.name == name) else {
@@ -233,7 +233,17 @@ fn replay(
                 "==> event {} ({}) → {} <==",
                 ev.id, event.key, d.channel
             )?;
-            writeln!(out, "{}", d.body)?;
+            // A conversation channel's message: the reply it posts, then the root card it keeps.
+            let (body, conversation) = crate::deliver::conversation::unwrap(&d.body);
+            writeln!(out, "{body}")?;
+            if let Some(root) = conversation.and_then(|c| c.root) {
+                writeln!(
+                    out,
+                    "==> event {} ({}) → {} (root card) <==",
+                    ev.id, event.key, d.channel
+                )?;
+                writeln!(out, "{root}")?;
+            }
         }
         return Ok(n);
     }

@@ -544,10 +544,8 @@ impl Ctx<'_> {
                 return (unposted(reason), None);
             }
         };
-        // On thread+edit the root shows the object's card, on thread the first message.
-        let root_body = i.root.as_deref().unwrap_or(body);
         let Some(current) = current else {
-            return self.start(endpoint, id, root_body, i).await;
+            return self.start(endpoint, id, body, i, batch).await;
         };
         let reply = Act::Reply {
             root: &current.root,
@@ -558,7 +556,7 @@ impl Ctx<'_> {
             if !self.acquire_measured(batch).await {
                 return (unposted("the lease was lost".into()), None);
             }
-            return self.start(endpoint, id, root_body, i).await;
+            return self.start(endpoint, id, body, i, batch).await;
         }
         // A Matrix thread's replies are out of the room's timeline: a broadcast shows the reply
         // there too, as a plain reply to the root (a post of its own, in the budget). A
@@ -602,19 +600,36 @@ impl Ctx<'_> {
         (posted.attempt, Some(change))
     }
 
-    /// Posts `root_body` as the root of a new conversation about `i.key`; its reference is
-    /// recorded with the message (a chat that gives none: a flat post, nothing recorded).
+    /// Starts a new conversation about `i.key`: posts its root (on `thread+edit` the root card,
+    /// else `body`), whose reference is recorded with the message (a chat that gives none: a
+    /// flat post, nothing recorded). A root card that is not `body` is followed by `body` as the
+    /// thread's first reply (a post of its own, in the budget), so the event that started the
+    /// conversation is not lost; a reply that fails is logged, not tried again (the root, and so
+    /// the message, was delivered).
     async fn start(
         &self,
         endpoint: &Endpoint,
         id: &str,
-        root_body: &str,
+        body: &str,
         i: &Instruction,
+        batch: &[Leased],
     ) -> (Attempt, Option<ConversationWrite>) {
+        let root_body = i.root.as_deref().unwrap_or(body);
         let posted = self
             .poster
             .converse(endpoint, id, root_body, Act::Root)
             .await;
+        if let (Some(root), Attempt::Delivered(_)) = (&posted.reference, &posted.attempt) {
+            if root_body != body && self.acquire_measured(batch).await {
+                let reply = Act::Reply { root };
+                // A message of its own: an id of its own (Matrix's txnId is made from it).
+                let reply_id = format!("{id}/reply");
+                let r = self.poster.converse(endpoint, &reply_id, body, reply).await;
+                if !matches!(r.attempt, Attempt::Delivered(_)) {
+                    tracing::warn!(channel = %self.target.name, object = %i.key, attempt = ?r.attempt, "cannot post the first reply under a new root");
+                }
+            }
+        }
         let change = posted.reference.map(|root| ConversationWrite {
             channel: self.target.name.clone(),
             key: i.key.clone(),
