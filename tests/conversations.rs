@@ -807,3 +807,61 @@ fn a_template_folder_may_override_the_root_card_and_falls_back_without_it() {
     assert!(!out.contains("Our MR"), "{out}");
     assert!(out.contains("State:</b> opened"), "{out}");
 }
+
+/// The built-in root cards, as recorded: the state of each bundled sample that keeps one (and a
+/// merge request's whole life, from `life`), rendered by its kind's root template in Cliq's card
+/// form and in Telegram's and Matrix's bodies. A deliberate change re-records them with
+/// `UPDATE_SNAPSHOTS=1` and says why in its commit.
+#[test]
+fn built_in_root_cards_match_the_recorded_snapshot() {
+    use gitlab_chat_bridge::event::state::ObjectState;
+    use gitlab_chat_bridge::render::{Platform, Rendered};
+    let _turn = turn::shared();
+    let r = crate::support::renderer::renderer();
+    let mut states: Vec<(String, ObjectState)> = Vec::new();
+    for s in samples::index() {
+        let ev = gitlab_chat_bridge::event::parse(Some(&s.header), samples::json(&s.file)).unwrap();
+        if let Some(state) = ObjectState::of(&ev) {
+            states.push((format!("{} ({})", s.file, ev.key), state));
+        }
+    }
+    // A pipeline of no merge request has a root of its own.
+    let mut branch = samples::json("pipeline__basic.json");
+    branch["merge_request"] = Value::Null;
+    let ev = gitlab_chat_bridge::event::parse(Some("Pipeline Hook"), branch).unwrap();
+    states.push((
+        format!("a branch pipeline ({})", ev.key),
+        ObjectState::of(&ev).unwrap(),
+    ));
+    let mut life_state = ObjectState::default();
+    for (header, body) in life(7) {
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        life_state.merge(&gitlab_chat_bridge::event::parse(Some(header), v).unwrap());
+    }
+    states.push(("a merge request's life".into(), life_state));
+    assert!(states.len() >= 6, "{}", states.len());
+    let mut out = String::new();
+    for (label, state) in &states {
+        let Ok(Rendered::Message(card, name)) = r.render_root(state) else {
+            panic!("{label}: no root card")
+        };
+        out.push_str(&format!("==> {label}: {name} <==\n"));
+        for p in [Platform::Cliq, Platform::Telegram, Platform::Matrix] {
+            out.push_str(&format!(
+                "-- {}\n{}\n",
+                p.as_str(),
+                p.body(&card, "t").to_json()
+            ));
+        }
+    }
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/root_cards.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &out).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    for (i, (got, want)) in out.lines().zip(want.lines()).enumerate() {
+        assert_eq!(got, want, "snapshot line {} differs", i + 1);
+    }
+    assert_eq!(out.lines().count(), want.lines().count(), "line count");
+}
