@@ -37,6 +37,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "root.iid",
         "project-scoped number (`!1`, `#23`; a pipeline's iid)",
     ),
+    ("root.project", "where it lives"),
     ("root.project.path", "`group/project`"),
     ("root.project.url", "the project's web page"),
     (
@@ -202,6 +203,26 @@ mod tests {
             }),
             Ok(Rendered::NoTemplate)
         );
+    }
+
+    #[test]
+    fn every_variable_is_documented() {
+        let documented: Vec<&str> = VARIABLES.iter().map(|(p, _)| *p).collect();
+        let v = serde_json::to_value(sample("merge_request")).unwrap_or_default();
+        let mut paths = Vec::new();
+        for (k, x) in v.as_object().into_iter().flatten() {
+            paths.push(format!("root.{k}"));
+            // People are documented as `name`, `username` with their list.
+            if k != "author" {
+                for sub in x.as_object().into_iter().flat_map(|o| o.keys()) {
+                    paths.push(format!("root.{k}.{sub}"));
+                }
+            }
+        }
+        assert!(paths.len() > 20, "{paths:?}");
+        for p in &paths {
+            assert!(documented.contains(&p.as_str()), "{p} is not in VARIABLES");
+        }
     }
 
     #[test]
