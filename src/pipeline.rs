@@ -212,7 +212,8 @@ impl EventRouter for Pipeline {
 
 /// The accumulated state of `event`'s object with `event` merged in, to be remembered with the
 /// event (in `remember`); kept only while a channel edits roots (`thread+edit`), the state's
-/// one reader.
+/// one reader. An object whose state is not remembered (a pipeline of no merge request) gets
+/// the state the event alone gives.
 fn object_state(
     event: &Event,
     table: &RouteTable,
@@ -223,10 +224,12 @@ fn object_state(
         .channels
         .iter()
         .any(|c| c.conversation.mode == Mode::ThreadEdit);
-    if !edits || !state::keeps_state(&event.kind) {
+    if !edits {
         return None;
     }
-    let key = state::memory_key(&state::object_key(event)?);
+    let Some(key) = state::memory_key(event) else {
+        return ObjectState::of(event);
+    };
     // A value that is not a state (damaged, or from a newer version) starts afresh.
     let mut current = memory
         .get(&key)

@@ -379,7 +379,7 @@ const ENDS: [&str; 3] = ["merge_request.merge", "merge_request.close", "issue.cl
 /// the object's accumulated state, for every event about the object (`Some(None)`: the root
 /// template chose to show nothing, so the first message stays the root, unedited). An object
 /// without a state or root template (`root` is `None`) shows the card of its latest event of its
-/// own (not comments or pipelines, which are replies only).
+/// own (not comments, pipelines of a merge request or jobs, which are replies only).
 fn instruction(
     c: &ChannelConfig,
     mode: Mode,
@@ -389,9 +389,9 @@ fn instruction(
     root: Option<Option<String>>,
 ) -> conversation::Instruction {
     let object = conversation_key(event, key);
-    // The root shows the object's own state: a comment, or a merge request's pipeline, is a
-    // reply that leaves the root as it is.
-    let own = object == key && event.kind != Kind::Note;
+    // The root shows the object's own state: a comment, a merge request's pipeline or a
+    // pipeline's job is a reply that leaves the root as it is.
+    let own = object == key && !matches!(event.kind, Kind::Note | Kind::Job);
     let root = match root {
         Some(card) => card,
         None => own.then(|| body.to_string()),
@@ -965,10 +965,19 @@ mod tests {
             assert_ne!(edit.root.as_deref(), Some(body.as_str()));
         }
         // Without a state (render, the preview page), the event's own.
-        let routing = route(&note, &table, "t");
-        let (_, i) = conversation::unwrap(&routing.deliveries[0].body);
-        let root = i.and_then(|i| i.root).unwrap_or_default();
+        let root_of = |ev: &Event| {
+            let routing = route(ev, &table, "t");
+            let (_, i) = conversation::unwrap(&routing.deliveries[0].body);
+            i.and_then(|i| i.root)
+        };
+        let root = root_of(&note).unwrap_or_default();
         assert!(root.contains("Comments:</b> 1"), "{root}");
+        // A pipeline of no merge request has a root card of its own; its jobs leave it alone.
+        let mut branch = sample("pipeline__basic.json");
+        branch["merge_request"] = Value::Null;
+        let root = root_of(&event("Pipeline Hook", branch)).unwrap_or_default();
+        assert!(root.contains("<b>Status:</b> success"), "{root}");
+        assert_eq!(root_of(&event("Job Hook", sample("job__basic.json"))), None);
     }
 
     #[test]

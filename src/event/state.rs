@@ -7,7 +7,7 @@
 //! old payloads, nulls and missing objects never erase what is known. Lists and strings are
 //! capped, so a state stays small (the router keeps it in its memory, [`memory_key`]).
 
-use super::{Detail, Event, Kind, User};
+use super::{Detail, Event, User};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -132,10 +132,17 @@ pub fn object_key(event: &Event) -> Option<String> {
     Some(key)
 }
 
-/// The router memory's key of the state of the object `key` (beside, never equal to, the
-/// `pipeline-status/…` keys).
-pub fn memory_key(key: &str) -> String {
-    format!("object-state/{key}")
+/// The router memory's key of the state of `event`'s object (beside, never equal to, the
+/// `pipeline-status/…` keys), for a merge request or an issue: their states are remembered
+/// between events. A pipeline of no merge request has none: each of its events carries all its
+/// root card shows, and a remembered state per pipeline would only pile up.
+pub fn memory_key(event: &Event) -> Option<String> {
+    let key = object_key(event)?;
+    let remembered = match &event.detail {
+        Detail::Pipeline(x) => x.merge_request.as_ref().and_then(|m| m.iid).is_some(),
+        _ => true,
+    };
+    remembered.then(|| format!("object-state/{key}"))
 }
 
 impl ObjectState {
@@ -343,14 +350,6 @@ impl ObjectState {
             self.approved_by.push(who);
         }
     }
-}
-
-/// Whether an event of this kind can change a state (routing keeps states only for them).
-pub fn keeps_state(kind: &Kind) -> bool {
-    matches!(
-        kind,
-        Kind::MergeRequest | Kind::Issue | Kind::WorkItem | Kind::Note | Kind::Pipeline
-    )
 }
 
 /// The state after an event with `action` (`""` for comments and pipelines), the payload's
@@ -639,6 +638,19 @@ mod tests {
         assert_eq!(s.assignees.last().map(|p| p.name.as_str()), Some("P99"));
         assert_eq!(s.labels.len(), MAX_LABELS);
         assert!(s.to_json().len() < 8_000, "{}", s.to_json().len());
-        assert!(memory_key("1/mr/1").starts_with("object-state/"));
+        let mr = mr("open", "opened", |_| {});
+        assert_eq!(
+            memory_key(&mr),
+            object_key(&mr).map(|k| format!("object-state/{k}"))
+        );
+        let mut branch = sample("pipeline__basic.json");
+        branch["merge_request"] = Value::Null;
+        let branch = event("Pipeline Hook", branch);
+        assert_eq!(
+            memory_key(&branch),
+            None,
+            "a branch pipeline's state is not remembered"
+        );
+        assert!(ObjectState::of(&branch).is_some());
     }
 }
