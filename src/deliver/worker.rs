@@ -603,9 +603,9 @@ impl Ctx<'_> {
     /// Starts a new conversation about `i.key`: posts its root (on `thread+edit` the root card,
     /// else `body`), whose reference is recorded with the message (a chat that gives none: a
     /// flat post, nothing recorded). A root card that is not `body` is followed by `body` as the
-    /// thread's first reply (a post of its own, in the budget), so the event that started the
-    /// conversation is not lost; a reply that fails is logged, not tried again (the root, and so
-    /// the message, was delivered).
+    /// thread's first reply (a post of its own, in the budget; flat where the chat gave no
+    /// reference), so the event that started the conversation is not lost; a reply that fails is
+    /// logged, not tried again (the root, and so the message, was delivered).
     async fn start(
         &self,
         endpoint: &Endpoint,
@@ -619,15 +619,19 @@ impl Ctx<'_> {
             .poster
             .converse(endpoint, id, root_body, Act::Root)
             .await;
-        if let (Some(root), Attempt::Delivered(_)) = (&posted.reference, &posted.attempt) {
-            if root_body != body && self.acquire_measured(batch).await {
-                let reply = Act::Reply { root };
-                // A message of its own: an id of its own (Matrix's txnId is made from it).
-                let reply_id = format!("{id}/reply");
-                let r = self.poster.converse(endpoint, &reply_id, body, reply).await;
-                if !matches!(r.attempt, Attempt::Delivered(_)) {
-                    tracing::warn!(channel = %self.target.name, object = %i.key, attempt = ?r.attempt, "cannot post the first reply under a new root");
-                }
+        let delivered = matches!(posted.attempt, Attempt::Delivered(_));
+        if delivered && root_body != body && self.acquire_measured(batch).await {
+            // A chat that gave no reference took the root card as a flat post: the message
+            // follows flat too, so it is not lost.
+            let act = match &posted.reference {
+                Some(root) => Act::Reply { root },
+                None => Act::Root,
+            };
+            // A message of its own: an id of its own (Matrix's txnId is made from it).
+            let reply_id = format!("{id}/reply");
+            let r = self.poster.converse(endpoint, &reply_id, body, act).await;
+            if !matches!(r.attempt, Attempt::Delivered(_)) {
+                tracing::warn!(channel = %self.target.name, object = %i.key, attempt = ?r.attempt, "cannot post the first reply under a new root");
             }
         }
         let change = posted.reference.map(|root| ConversationWrite {
