@@ -620,18 +620,22 @@ impl Ctx<'_> {
             .converse(endpoint, id, root_body, Act::Root)
             .await;
         let delivered = matches!(posted.attempt, Attempt::Delivered(_));
-        if delivered && root_body != body && self.acquire_measured(batch).await {
-            // A chat that gave no reference took the root card as a flat post: the message
-            // follows flat too, so it is not lost.
-            let act = match &posted.reference {
-                Some(root) => Act::Reply { root },
-                None => Act::Root,
-            };
-            // A message of its own: an id of its own (Matrix's txnId is made from it).
-            let reply_id = format!("{id}/reply");
-            let r = self.poster.converse(endpoint, &reply_id, body, act).await;
-            if !matches!(r.attempt, Attempt::Delivered(_)) {
-                tracing::warn!(channel = %self.target.name, object = %i.key, attempt = ?r.attempt, "cannot post the first reply under a new root");
+        if delivered && root_body != body {
+            if self.acquire_measured(batch).await {
+                // A chat that gave no reference took the root card as a flat post: the message
+                // follows flat too, so it is not lost.
+                let act = match &posted.reference {
+                    Some(root) => Act::Reply { root },
+                    None => Act::Root,
+                };
+                // A message of its own: an id of its own (Matrix's txnId is made from it).
+                let reply_id = format!("{id}/reply");
+                let r = self.poster.converse(endpoint, &reply_id, body, act).await;
+                if !matches!(r.attempt, Attempt::Delivered(_)) {
+                    tracing::warn!(channel = %self.target.name, object = %i.key, attempt = ?r.attempt, "cannot post the first reply under a new root");
+                }
+            } else {
+                tracing::warn!(channel = %self.target.name, object = %i.key, "the lease was lost after a new root; its first reply is not posted");
             }
         }
         let change = posted.reference.map(|root| ConversationWrite {
