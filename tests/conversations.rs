@@ -5,7 +5,8 @@
 //! every event about it adds to (the opening is the thread's first reply), and edited after each:
 //! it ends showing the merge, the pipeline that passed and the approver (Telegram: the root as
 //! the last edit left it; Matrix: the latest `m.replace`'s new content, read back from the room).
-//! `events replay --dry-run` prints the reply and the root card, never the stored envelope; a
+//! `events replay --dry-run` prints the reply and the root card, never the stored envelope, and a
+//! replay is a reply that leaves the root card as it is; a
 //! template folder's `merge_request.root.hbs` replaces the built-in root card, and without it
 //! the built-in one is used (`check` names which). Two merge requests interleaved each keep their own thread; a restart
 //! keeps the threads (the map is in the outbox); a root deleted in the chat makes the next event
@@ -218,6 +219,32 @@ async fn telegram_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     }
     assert!(lines[1].contains("merged merge request"), "{}", lines[1]);
     assert!(lines[3].contains("State:</b> merged"), "{}", lines[3]);
+    // A real replay of the first comment is a reply in the thread; the root card stays as the
+    // whole life left it (the replayed event alone knows less).
+    let daemon = Daemon::spawn(&config).await;
+    let replay = crate::support::cli::run(["events", "--config", &config_s, "replay", "2"]);
+    assert_eq!(replay.code, Some(0), "{}{}", replay.stdout, replay.stderr);
+    settle(&fake, 10, 7).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        answered(&fake, "editMessageText"),
+        7,
+        "the replay edited the root"
+    );
+    let msgs = fake.messages_in(CHAT);
+    assert_eq!(msgs.len(), 10, "{msgs:#?}");
+    assert_eq!(replies_to(&msgs[9]), Some(msgs[0].message_id));
+    assert!(
+        msgs[9].text.contains("first look at 1"),
+        "{:?}",
+        msgs[9].text
+    );
+    assert!(
+        msgs[0].text.contains("Approved by: Administrator"),
+        "{:?}",
+        msgs[0].text
+    );
+    daemon.stop();
 }
 
 #[tokio::test]

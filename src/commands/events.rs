@@ -183,6 +183,15 @@ fn replay(
     };
     let routing = pipeline::route_event(&stored, &event, table, None);
     let mut deliveries = routing.deliveries;
+    // A replay is a reply in its object's thread that leaves the root card as it is: its card
+    // shows only what the replayed event says (the router's state of the object is not read,
+    // nor changed, by a replay). It is still the root card of a thread the replay starts.
+    for d in &mut deliveries {
+        if let (body, Some(mut i)) = crate::deliver::conversation::unwrap(&d.body) {
+            i.edit = false;
+            d.body = crate::deliver::conversation::wrap(&body, &i);
+        }
+    }
     if let Some(name) = channel {
         let Some(target) = table.channels.iter().find(|c| c.name == name) else {
             return Ok(0);
