@@ -6,8 +6,10 @@
 //! `route::route` that `render` and `events replay` use, so a replay or a preview shows exactly
 //! what the daemon posts.
 
+use crate::deliver::conversation::Mode;
 use crate::deliver::router::{EventRouter, Memory};
 use crate::deliver::store::{ChatRule, RoutedEvent, StoredEvent};
+use crate::event::state::{self, ObjectState};
 use crate::event::{self, Event, Kind};
 use crate::metrics::{self, Routed};
 use crate::render::{cliq, RenderError};
@@ -113,9 +115,15 @@ pub fn parse(stored: &StoredEvent) -> Result<Event, String> {
         .map_err(|e| format!("event {}: {e}", stored.id))
 }
 
-/// Routes `event` (stored as `stored`) through `table`, logging a template failure.
-pub fn route_event(stored: &StoredEvent, event: &Event, table: &RouteTable) -> Routing {
-    let routing = route::route(event, table, &stored.raw.request_id);
+/// Routes `event` (stored as `stored`) through `table`, logging a template failure. `state`:
+/// the accumulated state of the event's object, for root cards (`None`: the event's own).
+pub fn route_event(
+    stored: &StoredEvent,
+    event: &Event,
+    table: &RouteTable,
+    state: Option<&ObjectState>,
+) -> Routing {
+    let routing = route::route_with_state(event, table, &stored.raw.request_id, state);
     if let Some(error) = &routing.render_error {
         let template = match error {
             RenderError::Template { origin, .. } | RenderError::Output { origin, .. } => origin,
@@ -164,7 +172,8 @@ impl EventRouter for Pipeline {
         }
         let known = !matches!(event.kind, Kind::Unknown(_));
         let table = self.routes.get();
-        let mut routing = route_event(stored, &event, &table);
+        let state = object_state(&event, &table, memory, &mut remember);
+        let mut routing = route_event(stored, &event, &table, state.as_ref());
         let chats = self.chat_deliveries(stored, &event, &table, rules);
         if !chats.is_empty() {
             routing.deliveries.extend(chats);
@@ -199,6 +208,36 @@ impl EventRouter for Pipeline {
             memory: remember,
         }
     }
+}
+
+/// The accumulated state of `event`'s object with `event` merged in, to be remembered with the
+/// event (in `remember`); kept only while a channel edits roots (`thread+edit`), the state's
+/// one reader. An object whose state is not remembered (a pipeline of no merge request) gets
+/// the state the event alone gives.
+fn object_state(
+    event: &Event,
+    table: &RouteTable,
+    memory: &Memory<'_>,
+    remember: &mut Vec<(String, String)>,
+) -> Option<ObjectState> {
+    let edits = table
+        .channels
+        .iter()
+        .any(|c| c.conversation.mode == Mode::ThreadEdit);
+    if !edits {
+        return None;
+    }
+    let Some(key) = state::memory_key(event) else {
+        return ObjectState::of(event);
+    };
+    // A value that is not a state (damaged, or from a newer version) starts afresh.
+    let mut current = memory
+        .get(&key)
+        .and_then(|v| ObjectState::from_json(&v))
+        .unwrap_or_default();
+    current.merge(event);
+    remember.push((key, current.to_json()));
+    Some(current)
 }
 
 fn unix_ms() -> i64 {

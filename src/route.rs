@@ -23,6 +23,7 @@ use crate::config::{ChannelConfig, ChannelKind, Format, RouteConfig};
 use crate::deliver::conversation::{self, Mode};
 use crate::deliver::store::ChatRule;
 use crate::deliver::Delivery;
+use crate::event::state::ObjectState;
 use crate::event::{Detail, Event, Kind};
 use crate::render::{Message, Platform, RenderError, Rendered, Renderer};
 use serde_json::Value;
@@ -374,22 +375,30 @@ fn conversation_key(event: &Event, ordering_key: &str) -> String {
 const ENDS: [&str; 3] = ["merge_request.merge", "merge_request.close", "issue.close"];
 
 /// What channel `c` (in conversation `mode`) is told with `body`, a message about the object
-/// `key`: on `thread+edit`, the root shows the card of the object's latest event of its own
-/// (its opening, approval, merge; not comments or pipelines, which are replies only).
+/// `key`. On `thread+edit` the root is `root`: the card its kind's root template renders from
+/// the object's accumulated state, for every event about the object (`Some(None)`: the root
+/// template chose to show nothing, so the first message stays the root, unedited). An object
+/// without a state or root template (`root` is `None`) shows the card of its latest event of its
+/// own (not comments, pipelines of a merge request or jobs, which are replies only).
 fn instruction(
     c: &ChannelConfig,
     mode: Mode,
     event: &Event,
     key: &str,
     body: &str,
+    root: Option<Option<String>>,
 ) -> conversation::Instruction {
     let object = conversation_key(event, key);
-    // The root shows the object's own state: a comment, or a merge request's pipeline, is a
-    // reply that leaves the root as it is.
-    let own = object == key && event.kind != Kind::Note;
+    // The root shows the object's own state: a comment, a merge request's pipeline or a
+    // pipeline's job is a reply that leaves the root as it is.
+    let own = object == key && !matches!(event.kind, Kind::Note | Kind::Job);
+    let root = match root {
+        Some(card) => card,
+        None => own.then(|| body.to_string()),
+    };
     conversation::Instruction {
         edit: mode == Mode::ThreadEdit,
-        root: (mode == Mode::ThreadEdit && own).then(|| body.to_string()),
+        root: if mode == Mode::ThreadEdit { root } else { None },
         key: object,
         // An empty list broadcasts nothing (an empty `events` filter takes everything).
         broadcast: !c.conversation.broadcast.is_empty()
@@ -399,9 +408,48 @@ fn instruction(
     }
 }
 
-/// Routes and renders `event`. `request_id` goes into each delivery's id.
+/// The root card `renderer` makes of `state`: `Some(Some(card))`, `Some(None)` when its root
+/// template chose to show nothing, `None` without a state or a root template for its kind (or
+/// when the template failed: the error is kept in `error`).
+fn root_card(
+    renderer: &Renderer,
+    state: Option<&ObjectState>,
+    error: &mut Option<RenderError>,
+) -> Option<Option<Message>> {
+    match renderer.render_root(state?) {
+        Ok(Rendered::Message(m, _)) => Some(Some(m)),
+        Ok(Rendered::Skipped(_)) => Some(None),
+        Ok(Rendered::NoTemplate) => None,
+        Err(e) => {
+            error.get_or_insert(e);
+            None
+        }
+    }
+}
+
+/// Routes and renders `event`. `request_id` goes into each delivery's id. A `thread+edit`
+/// channel's root card shows the state the event alone gives (`render`, the preview page).
 pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
+    route_with_state(event, table, request_id, None)
+}
+
+/// [`route`], with the object's accumulated state (the router's memory, merged with `event`)
+/// for `thread+edit` channels' root cards; `None`: the state the event alone gives.
+pub fn route_with_state(
+    event: &Event,
+    table: &RouteTable,
+    request_id: &str,
+    state: Option<&ObjectState>,
+) -> Routing {
     let ordering_key = event.object_key();
+    let edits = |c: &ChannelConfig| c.conversation.mode == Mode::ThreadEdit;
+    let fresh = match state {
+        None if table.channels.iter().any(edits) => ObjectState::of(event),
+        _ => None,
+    };
+    let state = state.or(fresh.as_ref());
+    // (renderer, root card) already rendered, as for the cards below.
+    let mut roots: Vec<(&Arc<Renderer>, Option<Option<Message>>)> = Vec::new();
     let mut deliveries: Vec<Delivery> = Vec::new();
     let mut render_error = None;
     let mut blocked_confidential = false;
@@ -434,13 +482,13 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
             continue;
         }
         for c in targets {
+            let platform = platform_of(c.kind);
+            let renderer = r.renderer_for(platform);
             let body = if c.format == Format::Event {
                 event_body
                     .get_or_insert_with(|| crate::render::event_json::body(event).to_string())
                     .clone()
             } else {
-                let platform = platform_of(c.kind);
-                let renderer = r.renderer_for(platform);
                 let card = match rendered.iter().find(|(x, _)| Arc::ptr_eq(x, renderer)) {
                     Some((_, b)) => b.clone(),
                     None => {
@@ -472,7 +520,27 @@ pub fn route(event: &Event, table: &RouteTable, request_id: &str) -> Routing {
             let body = match c.conversation.mode {
                 Mode::Off => body,
                 mode => {
-                    conversation::wrap(&body, &instruction(c, mode, event, &ordering_key, &body))
+                    let root = if mode == Mode::ThreadEdit && c.format != Format::Event {
+                        let card = match roots.iter().find(|(x, _)| Arc::ptr_eq(x, renderer)) {
+                            Some((_, card)) => card.clone(),
+                            None => {
+                                let card = root_card(renderer, state, &mut render_error);
+                                roots.push((renderer, card.clone()));
+                                card
+                            }
+                        };
+                        card.map(|card| {
+                            card.map(|m| {
+                                platform
+                                    .body_for(&m, &ordering_key, renderer.mentions())
+                                    .to_json()
+                            })
+                        })
+                    } else {
+                        None
+                    };
+                    let i = instruction(c, mode, event, &ordering_key, &body, root);
+                    conversation::wrap(&body, &i)
                 }
             };
             deliveries.push(Delivery {
@@ -846,6 +914,70 @@ mod tests {
         assert_eq!(chats(&secret, &rules, true), ["chat:B"]);
         assert!(covers("g", "g/p") && covers("g/p", "G/P") && !covers("g/p", "g/pp"));
         assert!(!covers("", "g") && !covers("g/p/q", "g/p"));
+    }
+
+    #[test]
+    fn thread_edit_roots_show_the_objects_state_for_every_event_about_it() {
+        let mut edit = channel("edit", &[]);
+        edit.kind = ChannelKind::Telegram;
+        edit.conversation.mode = Mode::ThreadEdit;
+        let mut thread = edit.clone();
+        thread.name = "thread".into();
+        thread.conversation.mode = Mode::Thread;
+        let table = RouteTable::per_channel(vec![edit, thread], renderer());
+        let open = event("Merge Request Hook", sample("merge_request__open.json"));
+        let mut note = sample("note__merge_request.json");
+        note["project"] = open.raw["project"].clone();
+        note["merge_request"]["iid"] = open.raw["object_attributes"]["iid"].clone();
+        let note = event("Note Hook", note);
+        let mut pipeline = sample("pipeline__basic.json");
+        pipeline["project"] = open.raw["project"].clone();
+        pipeline["merge_request"]["iid"] = open.raw["object_attributes"]["iid"].clone();
+        let pipeline = event("Pipeline Hook", pipeline);
+        let mut state = ObjectState::of(&open).unwrap_or_default();
+        state.approved_by.push(crate::event::state::Person {
+            name: "Ann <b>Approver</b>".into(),
+            username: Some("ann".into()),
+        });
+        for ev in [&open, &note, &pipeline] {
+            let object = crate::event::state::object_key(ev).unwrap_or_default();
+            assert_eq!(conversation_key(ev, &ev.object_key()), object, "{}", ev.key);
+            let routing = route_with_state(ev, &table, "t", Some(&state));
+            assert_eq!(routing.render_error, None);
+            let told: Vec<_> = routing
+                .deliveries
+                .iter()
+                .map(|d| conversation::unwrap(&d.body))
+                .collect();
+            let [(_, Some(edit)), (body, Some(thread))] = &told[..] else {
+                panic!("{told:?}")
+            };
+            assert_eq!(thread.root, None, "thread: the first message is the root");
+            assert_eq!(edit.key, object);
+            let root: Value =
+                serde_json::from_str(edit.root.as_deref().unwrap_or_default()).unwrap_or_default();
+            let text = root["text"].as_str().unwrap_or_default();
+            // Telegram's HTML, escaped like every card.
+            assert!(
+                text.contains("Approved by:</b> Ann &lt;b&gt;Approver"),
+                "{text}"
+            );
+            assert_ne!(edit.root.as_deref(), Some(body.as_str()));
+        }
+        // Without a state (render, the preview page), the event's own.
+        let root_of = |ev: &Event| {
+            let routing = route(ev, &table, "t");
+            let (_, i) = conversation::unwrap(&routing.deliveries[0].body);
+            i.and_then(|i| i.root)
+        };
+        let root = root_of(&note).unwrap_or_default();
+        assert!(root.contains("Comments:</b> 1"), "{root}");
+        // A pipeline of no merge request has a root card of its own; its jobs leave it alone.
+        let mut branch = sample("pipeline__basic.json");
+        branch["merge_request"] = Value::Null;
+        let root = root_of(&event("Pipeline Hook", branch)).unwrap_or_default();
+        assert!(root.contains("<b>Status:</b> success"), "{root}");
+        assert_eq!(root_of(&event("Job Hook", sample("job__basic.json"))), None);
     }
 
     #[test]

@@ -1,8 +1,14 @@
 //! Conversations (`channels[].conversation`) through the daemon, against the Telegram fake and a
 //! real Synapse: a merge request's life (opened, three comments, approved, its pipeline failed
 //! then passed, merged) is one root and every later event a reply in its thread, read back from
-//! the chat; on `thread+edit` the root is edited to the merge request's latest card (it ends
-//! showing the merge). Two merge requests interleaved each keep their own thread; a restart
+//! the chat; on `thread+edit` the root is the merge request's root card, rendered from the state
+//! every event about it adds to (the opening is the thread's first reply), and edited after each:
+//! it ends showing the merge, the pipeline that passed and the approver (Telegram: the root as
+//! the last edit left it; Matrix: the latest `m.replace`'s new content, read back from the room).
+//! `events replay --dry-run` prints the reply and the root card, never the stored envelope, and a
+//! replay is a reply that leaves the root card as it is; a
+//! template folder's `merge_request.root.hbs` replaces the built-in root card, and without it
+//! the built-in one is used (`check` names which). Two merge requests interleaved each keep their own thread; a restart
 //! keeps the threads (the map is in the outbox); a root deleted in the chat makes the next event
 //! a new root, once, and later events reply to it. `check` takes a conversation channel, and
 //! `render` (as the preview page) shows its reply and the root card it keeps. Edits take posting slots: a channel with a
@@ -135,22 +141,27 @@ async fn telegram_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     let _turn = turn::shared_async().await;
     let fake = FakeTelegram::start(&[CHAT]).await;
     let dir = TempDir::new("conv-tg-life");
-    let daemon = Daemon::spawn(&telegram_config(&fake, "thread+edit", &dir)).await;
+    let config = telegram_config(&fake, "thread+edit", &dir);
+    let daemon = Daemon::spawn(&config).await;
     // Each event waits for the one before: GitLab's pipelines and comments are other objects
     // than the merge request, so only the conversation map orders them into its thread.
     let (mut sends, mut edits) = (0, 0);
     for (i, (header, body)) in life(1).into_iter().enumerate() {
         let a = daemon.post(header, body, None, None).await;
         assert_eq!(a.status, 200, "{i}: {:?}", a.body);
-        sends += 1;
-        // The merge request's own events after the first change the root's card.
-        if i == 4 || i == 7 {
+        if i == 0 {
+            // The root card, and the opening as the thread's first reply.
+            sends += 2;
+        } else {
+            // A reply, and the root edited: every event changes the merge request's state
+            // (a comment counts, an approval, a pipeline, the merge).
+            sends += 1;
             edits += 1;
         }
         settle(&fake, sends, edits).await;
     }
     let msgs = fake.messages_in(CHAT);
-    assert_eq!(msgs.len(), 8, "{msgs:#?}");
+    assert_eq!(msgs.len(), 9, "{msgs:#?}");
     let root = &msgs[0];
     assert_eq!(replies_to(root), None, "the root replies to nothing");
     for m in &msgs[1..] {
@@ -161,17 +172,79 @@ async fn telegram_a_merge_requests_life_is_one_thread_under_an_edited_root() {
         );
     }
     assert!(
-        msgs[1].text.contains("first look at 1"),
+        msgs[1].text.contains("opened merge request !1"),
         "{:?}",
         msgs[1].text
     );
-    // The root was edited in place to the last card of the merge request: the merge.
-    let last_card = &msgs[7].text;
-    assert_eq!(&root.text, last_card, "the root shows the merge");
-    assert_ne!(msgs[0].html, "", "{root:#?}");
-    assert_eq!(answered(&fake, "editMessageText"), 2);
+    assert!(
+        msgs[2].text.contains("first look at 1"),
+        "{:?}",
+        msgs[2].text
+    );
+    // The root, as the last editMessageText left it: the merge request's whole state.
+    for shown in [
+        "Merge request !1 Feature 1",
+        "State: merged",
+        "Pipeline: #201 ✅ passed",
+        "Approved by: Administrator",
+        "Comments: 3",
+    ] {
+        assert!(root.text.contains(shown), "{shown:?} in {:?}", root.text);
+    }
+    assert_ne!(root.html, "", "{root:#?}");
+    assert_eq!(answered(&fake, "editMessageText"), 7);
     let log = daemon.stop();
     assert!(!log.iter().any(|l| l.contains(TOKEN)));
+    // A dry replay of the merge shows the reply it would post and the root card it keeps,
+    // each as Telegram's body, never the stored envelope.
+    let config_s = config.display().to_string();
+    let dry =
+        crate::support::cli::run(["events", "--config", &config_s, "replay", "8", "--dry-run"]);
+    assert_eq!(dry.code, Some(0), "{}{}", dry.stdout, dry.stderr);
+    assert!(!dry.stdout.contains("gcb_conversation"), "{}", dry.stdout);
+    let lines: Vec<&str> = dry.stdout.lines().collect();
+    assert_eq!(
+        lines[0], "==> event 8 (merge_request.merge) → tg <==",
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(
+        lines[2], "==> event 8 (merge_request.merge) → tg (root card) <==",
+        "{}",
+        dry.stdout
+    );
+    for body in [lines[1], lines[3]] {
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["parse_mode"], "HTML", "{body}");
+    }
+    assert!(lines[1].contains("merged merge request"), "{}", lines[1]);
+    assert!(lines[3].contains("State:</b> merged"), "{}", lines[3]);
+    // A real replay of the first comment is a reply in the thread; the root card stays as the
+    // whole life left it (the replayed event alone knows less).
+    let daemon = Daemon::spawn(&config).await;
+    let replay = crate::support::cli::run(["events", "--config", &config_s, "replay", "2"]);
+    assert_eq!(replay.code, Some(0), "{}{}", replay.stdout, replay.stderr);
+    settle(&fake, 10, 7).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        answered(&fake, "editMessageText"),
+        7,
+        "the replay edited the root"
+    );
+    let msgs = fake.messages_in(CHAT);
+    assert_eq!(msgs.len(), 10, "{msgs:#?}");
+    assert_eq!(replies_to(&msgs[9]), Some(msgs[0].message_id));
+    assert!(
+        msgs[9].text.contains("first look at 1"),
+        "{:?}",
+        msgs[9].text
+    );
+    assert!(
+        msgs[0].text.contains("Approved by: Administrator"),
+        "{:?}",
+        msgs[0].text
+    );
+    daemon.stop();
 }
 
 #[tokio::test]
@@ -237,31 +310,45 @@ async fn telegram_a_deleted_root_starts_one_new_root() {
     let daemon = Daemon::spawn(&telegram_config(&fake, "thread+edit", &dir)).await;
     let (h, b) = mr(5, "open", "Five");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    settle(&fake, 1, 0).await;
+    // The root card and the opening under it.
+    settle(&fake, 2, 0).await;
     let first_root = fake.messages_in(CHAT)[0].message_id;
     fake.delete(CHAT, first_root);
+    // The first comment finds the root gone: a new root card and the comment under it; the
+    // second is a reply, and the root is edited (one more comment).
     for (n, text) in ["after the delete", "and again"].iter().enumerate() {
         let (h, b) = note(5, text);
         assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-        settle(&fake, 2 + n, 0).await;
+        settle(&fake, 4 + n, n).await;
     }
     // The merge request's own next event edits the new root, not the deleted one.
     let (h, b) = mr(5, "approved", "Five");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    settle(&fake, 4, 1).await;
+    settle(&fake, 6, 2).await;
+    // The chat's messages, the deleted root among them (the fake keeps it, marked).
     let msgs = fake.messages_in(CHAT);
-    assert_eq!(msgs.len(), 4, "{msgs:#?}");
-    let new_root = msgs[1].message_id;
-    assert_eq!(replies_to(&msgs[1]), None, "a new root: {msgs:#?}");
-    // The comment that found its root gone became the new root, since edited to the merge
-    // request's card.
+    assert_eq!(msgs.len(), 6, "{msgs:#?}");
+    assert_eq!(msgs[0].message_id, first_root);
+    assert_eq!(replies_to(&msgs[1]), Some(first_root), "{msgs:#?}");
+    let new_root = msgs[2].message_id;
+    assert_eq!(replies_to(&msgs[2]), None, "a new root: {msgs:#?}");
+    // The new root shows the merge request's state, edited to the latest.
+    for shown in [
+        "Merge request !5 Five",
+        "Approved by: Administrator",
+        "Comments: 2",
+    ] {
+        assert!(msgs[2].text.contains(shown), "{shown:?}: {msgs:#?}");
+    }
+    assert!(msgs[3].text.contains("after the delete"), "{msgs:#?}");
+    assert!(msgs[4].text.contains("and again"), "{msgs:#?}");
     assert!(
-        msgs[1].text.contains("approved merge request !5"),
+        msgs[5].text.contains("approved merge request !5"),
         "{msgs:#?}"
     );
-    assert!(msgs[2].text.contains("and again"), "{msgs:#?}");
-    assert_eq!(replies_to(&msgs[2]), Some(new_root));
-    assert_eq!(replies_to(&msgs[3]), Some(new_root));
+    for m in &msgs[3..] {
+        assert_eq!(replies_to(m), Some(new_root), "{msgs:#?}");
+    }
     let refused: Vec<_> = fake
         .requests()
         .into_iter()
@@ -303,9 +390,10 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     );
     let config = settings.write_config(&dir);
     let mut daemon = Daemon::spawn(&config).await;
-    // events in the room after each webhook: the post, and an edit for the merge request's own
-    // events), and for the merge one more: the reply shown in the room (broadcast)
-    let expected = [1, 2, 3, 4, 6, 7, 8, 11];
+    // events in the room after each webhook: the root card and the opening's reply; then a
+    // reply and an edit of the root for each event (each changes the merge request's state), and
+    // for the merge one more: the reply shown in the room (broadcast)
+    let expected = [2, 4, 6, 8, 10, 12, 14, 17];
     for (i, (header, body)) in life(3).into_iter().enumerate() {
         if i == 4 {
             // Threads survive a restart: the map is in the outbox.
@@ -320,7 +408,7 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
         }
     }
     let msgs = hs.messages(&hs.other, &hs.room).await;
-    assert_eq!(msgs.len(), 11, "{msgs:#?}");
+    assert_eq!(msgs.len(), 17, "{msgs:#?}");
     let root = &msgs[0];
     let root_id = root["event_id"].as_str().unwrap();
     assert_eq!(relation(root), ("", ""), "a root has no relation");
@@ -346,16 +434,33 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
             other => panic!("{other:?}: {m}"),
         }
     }
-    assert_eq!((replies.len(), edits.len()), (7, 2));
-    let merged = &replies[6]["content"]["body"];
+    assert_eq!((replies.len(), edits.len()), (8, 7));
+    assert!(
+        replies[0]["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("opened merge request !3"),
+        "{}",
+        replies[0]
+    );
+    let merged = &replies[7]["content"]["body"];
     assert_eq!(shown.len(), 1, "only the merge is broadcast");
     assert_eq!(&shown[0]["content"]["body"], merged);
-    let last_edit = &edits[1]["content"];
-    assert_eq!(last_edit["m.new_content"]["body"], *merged, "{last_edit}");
-    assert_eq!(
-        last_edit["body"].as_str().unwrap(),
-        format!("* {}", merged.as_str().unwrap())
-    );
+    // The root as the room shows it now: the latest m.replace's new content, the merge
+    // request's whole state.
+    let last_edit = &edits[6]["content"];
+    let now = last_edit["m.new_content"]["body"].as_str().unwrap();
+    for want in [
+        "Merge request !3 Feature 3",
+        "State: merged",
+        "Pipeline: #203 (",
+        "✅ passed",
+        "Approved by: Administrator",
+        "Comments: 3",
+    ] {
+        assert!(now.contains(want), "{want:?} in {last_edit}");
+    }
+    assert_eq!(last_edit["body"].as_str().unwrap(), format!("* {now}"));
     assert_eq!(last_edit["m.mentions"], json!({}));
     let log = daemon.stop();
     assert!(!log.iter().any(|l| l.contains(&hs.bot.access_token)));
@@ -580,14 +685,19 @@ async fn telegram_edits_count_against_the_budget() {
     ] {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
-    // The root, the approval's reply and its edit of the root: the minute's 3 slots.
-    settle(&fake, 2, 1).await;
+    // The root card, the opening's reply and the approval's reply: the minute's 3 slots.
+    settle(&fake, 3, 0).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let requests = fake.requests();
     assert_eq!(requests.len(), 3, "{requests:#?}");
     assert_eq!(
+        answered(&fake, "editMessageText"),
+        0,
+        "the approval's edit of the root waits for the window"
+    );
+    assert_eq!(
         fake.messages_in(CHAT).len(),
-        2,
+        3,
         "the merge waits for the window"
     );
     daemon.stop();
@@ -608,6 +718,14 @@ fn check_and_render_show_a_conversation_channels_reply_and_root_card() {
     let config = config.to_str().unwrap();
     let out = crate::support::cli::run(["check", "--config", config]);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "conversation root templates: merge_request.root (built-in:merge_request.root.hbs), \
+             issue.root (built-in:issue.root.hbs), pipeline.root (built-in:pipeline.root.hbs)"
+        ),
+        "{}",
+        out.stdout
+    );
     let sample = samples::dir().join("merge_request__open.json");
     let out = crate::support::cli::run([
         "render",
@@ -627,6 +745,9 @@ fn check_and_render_show_a_conversation_channels_reply_and_root_card() {
         let v: Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["parse_mode"], "HTML", "{body}");
     }
+    // The reply is the event's card; the root card shows the sample's state.
+    assert!(parts[1].contains("opened merge request"), "{}", parts[1]);
+    assert!(parts[3].contains("State:</b> opened"), "{}", parts[3]);
     assert!(!out.stdout.contains("gcb_conversation"));
     // One channel asked for: the body as posted, alone.
     let one = crate::support::cli::run([
@@ -640,4 +761,134 @@ fn check_and_render_show_a_conversation_channels_reply_and_root_card() {
     ]);
     let v: Value = serde_json::from_str(&one.stdout).unwrap();
     assert_eq!(v["parse_mode"], "HTML");
+}
+
+/// A `render` of the sample merge request for a `thread+edit` Telegram channel with `templates`
+/// as the template folder: its root card's body.
+fn rendered_root(dir: &TempDir, templates: &std::path::Path) -> String {
+    let config = dir.write(
+        "config.toml",
+        &format!(
+            "[server]\nsecret_token = \"x\"\n[outbox]\npath = \"outbox.sqlite\"\n\
+             [templates]\ndir = \"{}\"\n\
+             [[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = \"@gitlab_news\"\n\
+             conversation = \"thread+edit\"\n",
+            templates.display()
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let check = crate::support::cli::run(["check", "--config", config]);
+    assert_eq!(check.code, Some(0), "{}{}", check.stdout, check.stderr);
+    let sample = samples::dir().join("merge_request__open.json");
+    let out = crate::support::cli::run([
+        "render",
+        "--config",
+        config,
+        "--event",
+        sample.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let parts: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        parts.get(2),
+        Some(&"==> tg (root card) <=="),
+        "{}",
+        out.stdout
+    );
+    format!("{}\n{}", check.stdout, parts[3])
+}
+
+#[test]
+fn a_template_folder_may_override_the_root_card_and_falls_back_without_it() {
+    let _turn = turn::shared();
+    let dir = TempDir::new("conv-root-template");
+    let templates = dir.join("templates");
+    // A Telegram channel's cards come from the folder's `telegram/` (over the built-in ones).
+    std::fs::create_dir_all(templates.join("telegram")).unwrap();
+    let mine = templates.join("telegram/merge_request.root.hbs");
+    std::fs::write(
+        &mine,
+        "{\"text\": \"Our MR {{root.title}}: {{root.state}}, {{root.comments}} comment(s)\"}",
+    )
+    .unwrap();
+    let out = rendered_root(&dir, &templates);
+    assert!(
+        out.contains(&format!("merge_request.root ({})", mine.display())),
+        "check names the user's root template: {out}"
+    );
+    assert!(
+        out.contains("issue.root (built-in:issue.root.hbs)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Our MR MS-Viewport: opened, 0 comment(s)"),
+        "{out}"
+    );
+    // Without it, the built-in root card.
+    std::fs::remove_file(&mine).unwrap();
+    let out = rendered_root(&dir, &templates);
+    assert!(
+        out.contains("merge_request.root (built-in:merge_request.root.hbs)"),
+        "{out}"
+    );
+    assert!(!out.contains("Our MR"), "{out}");
+    assert!(out.contains("State:</b> opened"), "{out}");
+}
+
+/// The built-in root cards, as recorded: the state of each bundled sample that keeps one (and a
+/// merge request's whole life, from `life`), rendered by its kind's root template in Cliq's card
+/// form and in Telegram's and Matrix's bodies. A deliberate change re-records them with
+/// `UPDATE_SNAPSHOTS=1` and says why in its commit.
+#[test]
+fn built_in_root_cards_match_the_recorded_snapshot() {
+    use gitlab_chat_bridge::event::state::ObjectState;
+    use gitlab_chat_bridge::render::{Platform, Rendered};
+    let _turn = turn::shared();
+    let r = crate::support::renderer::renderer();
+    let mut states: Vec<(String, ObjectState)> = Vec::new();
+    for s in samples::index() {
+        let ev = gitlab_chat_bridge::event::parse(Some(&s.header), samples::json(&s.file)).unwrap();
+        if let Some(state) = ObjectState::of(&ev) {
+            states.push((format!("{} ({})", s.file, ev.key), state));
+        }
+    }
+    // A pipeline of no merge request has a root of its own.
+    let mut branch = samples::json("pipeline__basic.json");
+    branch["merge_request"] = Value::Null;
+    let ev = gitlab_chat_bridge::event::parse(Some("Pipeline Hook"), branch).unwrap();
+    states.push((
+        format!("a branch pipeline ({})", ev.key),
+        ObjectState::of(&ev).unwrap(),
+    ));
+    let mut life_state = ObjectState::default();
+    for (header, body) in life(7) {
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        life_state.merge(&gitlab_chat_bridge::event::parse(Some(header), v).unwrap());
+    }
+    states.push(("a merge request's life".into(), life_state));
+    assert!(states.len() >= 6, "{}", states.len());
+    let mut out = String::new();
+    for (label, state) in &states {
+        let Ok(Rendered::Message(card, name)) = r.render_root(state) else {
+            panic!("{label}: no root card")
+        };
+        out.push_str(&format!("==> {label}: {name} <==\n"));
+        for p in [Platform::Cliq, Platform::Telegram, Platform::Matrix] {
+            out.push_str(&format!(
+                "-- {}\n{}\n",
+                p.as_str(),
+                p.body(&card, "t").to_json()
+            ));
+        }
+    }
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/root_cards.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &out).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    for (i, (got, want)) in out.lines().zip(want.lines()).enumerate() {
+        assert_eq!(got, want, "snapshot line {} differs", i + 1);
+    }
+    assert_eq!(out.lines().count(), want.lines().count(), "line count");
 }

@@ -1,6 +1,7 @@
 //! Delivery tests on the real durable outbox (SQLite in a temp folder) and the real channel
 //! workers, with a scripted poster: rate budget (on tokio's paused clock, since it spans minutes),
-//! per-object order while retrying, throttling, dead letters, dedupe, restart (short real waits).
+//! per-object order while retrying, throttling, dead letters, dedupe, restart (short real waits),
+//! a conversation's root card to a chat without references followed by its message.
 
 use crate::support::temp::TempDir;
 use crate::support::turn;
@@ -477,4 +478,30 @@ async fn messages_survive_a_restart_and_keep_their_order() {
     );
     cancel.cancel();
     task.await.unwrap();
+}
+
+/// A `thread+edit` message to a chat that gives no reference (its posts are flat): the root card
+/// is posted, and the message itself after it, so the event is not lost behind its root card.
+#[tokio::test]
+async fn a_root_card_to_a_chat_without_references_is_followed_by_the_message() {
+    use gitlab_chat_bridge::deliver::conversation::{self, Instruction};
+    let _turn = turn::shared_async().await;
+    let h = Harness::start("flat-root", &[("dev", "k")], 1000, policy());
+    let i = Instruction {
+        key: "A".into(),
+        edit: true,
+        root: Some("the root card".into()),
+        broadcast: false,
+        ends: false,
+        days: 14,
+    };
+    let body = conversation::wrap("the event", &i);
+    h.outbox
+        .enqueue(batch("flat-1", "dev", "A", &body))
+        .await
+        .unwrap();
+    h.until_posts(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.poster.bodies(), ["the root card", "the event"]);
+    h.stop().await;
 }

@@ -2,7 +2,7 @@
 //! harness starts one with a bot, a second user and a room, and a message `PUT` twice with one
 //! txnId — as the daemon re-sends a post whose answer it never saw — is one event in the room,
 //! both answers naming it. The bodies the Matrix builder makes from every bundled sample, hostile
-//! text included, are accepted by Synapse and read back as `m.notice` with `m.mentions`, with no
+//! text included (and their conversation root cards), are accepted by Synapse and read back as `m.notice` with `m.mentions`, with no
 //! `javascript:` link and no room mention; a mapped person is pilled and listed, nobody else.
 //! Through the daemon: a 500-event stream about 10 issues, the daemon killed (SIGKILL) with a
 //! post in flight whose answer a proxy held back, restarted, the stream re-sent: every event is
@@ -16,6 +16,7 @@ use crate::support::temp::TempDir;
 use crate::support::turn;
 use gitlab_chat_bridge::deliver::sender::{txn_id, Attempt, ResolveError, Sender};
 use gitlab_chat_bridge::deliver::{Auth, Endpoint};
+use gitlab_chat_bridge::event::state::ObjectState;
 use gitlab_chat_bridge::render::{Mentions, Platform, RenderSettings, Rendered, Renderer};
 use gitlab_chat_bridge::secret::Secret;
 use serde_json::json;
@@ -79,17 +80,24 @@ async fn every_sample_posts_through_the_sender_and_reads_back_safe() {
             let Ok(Rendered::Message(card, _)) = renderer.render(&event) else {
                 continue;
             };
-            let body = Platform::Matrix.body_for(&card, "t", &mentions).to_json();
-            let id = format!("sample-{i}-{sent}");
-            txns.push(txn_id(&id));
-            let attempt = sender.post(&endpoint, &id, &body).await;
-            assert_eq!(attempt, Attempt::Delivered(200), "{}: {body}", s.file);
-            // The same id again (a re-send after a crash) is the same event.
-            assert_eq!(
-                sender.post(&endpoint, &id, &body).await,
-                Attempt::Delivered(200)
-            );
-            sent += 1;
+            // The conversation root card of the object's state (the event's own), too.
+            let root = ObjectState::of(&event).and_then(|s| match renderer.render_root(&s) {
+                Ok(Rendered::Message(root, _)) => Some(root),
+                _ => None,
+            });
+            for card in std::iter::once(card).chain(root) {
+                let body = Platform::Matrix.body_for(&card, "t", &mentions).to_json();
+                let id = format!("sample-{i}-{sent}");
+                txns.push(txn_id(&id));
+                let attempt = sender.post(&endpoint, &id, &body).await;
+                assert_eq!(attempt, Attempt::Delivered(200), "{}: {body}", s.file);
+                // The same id again (a re-send after a crash) is the same event.
+                assert_eq!(
+                    sender.post(&endpoint, &id, &body).await,
+                    Attempt::Delivered(200)
+                );
+                sent += 1;
+            }
         }
     }
     assert!(sent > 50, "only {sent} samples rendered");

@@ -3,7 +3,8 @@
 //! headless Chromium driven over WebDriver, a user's session: pick the merge-request fixture and
 //! see its card (title, link, button), edit the template and see the new wording without
 //! reloading, break it and see the error with file and line, and a hostile issue title shown as
-//! text. The browser test needs Debian's `chromium` and `chromium-driver`
+//! text. A `thread+edit` channel is previewed with the reply it would post and the root card it
+//! would keep (from the sample's state). The browser test needs Debian's `chromium` and `chromium-driver`
 //! (`scripts/install-chromium.sh`, which `scripts/test.sh` runs); it saves a screenshot as
 //! `target/preview.png`.
 
@@ -501,4 +502,48 @@ async fn the_sample_review_reminder_is_previewed_per_channel() {
     assert_eq!(cards[0]["body"]["slides"][0]["type"], "table", "{p}");
     assert_eq!(cards[1]["channel"], "slack");
     assert!(cards[1]["body"]["blocks"].is_array(), "{p}");
+}
+
+/// A conversation channel (`thread+edit`) is previewed with the reply it would post and the root
+/// card it would keep, rendered from the state the sample gives: for a comment on a merge
+/// request, the comment, and the merge request's root card counting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_channel_is_previewed_with_its_reply_and_root_card() {
+    let _turn = turn::shared_async().await;
+    let dir = TempDir::new("preview-root");
+    let mut settings = Settings::new(Vec::new());
+    settings.rest =
+        "[preview]\nenabled = true\n\n[[channels]]\nname = \"tg\"\nkind = \"telegram\"\n\
+        token = \"123456:preview-token\"\nchat_id = -100\napi_url = \"http://127.0.0.1:9\"\n\
+        conversation = \"thread+edit\"\n"
+            .into();
+    let daemon = Daemon::spawn(&settings.write_config(&dir)).await;
+    let p: serde_json::Value = http()
+        .get(format!(
+            "{}/preview/render/sample:note__merge_request.json",
+            daemon.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p["errors"], serde_json::json!([]), "{p}");
+    let cards = p["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 2, "{p}");
+    assert_eq!(cards[0]["channel"], "tg");
+    assert_eq!(cards[1]["channel"], "tg (root card)");
+    let reply = cards[0]["body"]["text"].as_str().unwrap();
+    let root = cards[1]["body"]["text"].as_str().unwrap();
+    assert!(reply.contains("commented on"), "{reply}");
+    assert!(!root.contains("commented on"), "{root}");
+    for want in [
+        "Merge request",
+        "<b>State:</b> opened",
+        "<b>Comments:</b> 1",
+    ] {
+        assert!(root.contains(want), "{want:?} in {root}");
+    }
+    assert!(!p.to_string().contains("gcb_conversation"), "{p}");
 }

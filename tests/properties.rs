@@ -21,6 +21,7 @@ mod shared;
 
 use crate::support::{samples, turn};
 use gitlab_chat_bridge::event;
+use gitlab_chat_bridge::event::state::ObjectState;
 use gitlab_chat_bridge::render::{Rendered, Renderer};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -593,7 +594,8 @@ fn urls_cannot_carry_mentions() {
 }
 
 /// Hostile issue titles, descriptions and author names are inert in every other kind's body
-/// (`targets::inert_problems`) and keep to its contract.
+/// (`targets::inert_problems`) and keep to its contract, in the issue's card and in its
+/// conversation root card.
 #[test]
 fn hostile_text_is_inert_in_every_kind() {
     let _turn = turn::shared();
@@ -611,13 +613,20 @@ fn hostile_text_is_inert_in_every_kind() {
             let Ok(Rendered::Message(card, _)) = r.render(&ev) else {
                 return Err(TestCaseError::fail("the issue does not render"));
             };
-            for (p, kind) in crate::targets::PLATFORMS {
-                let b: Value = serde_json::from_str(&p.body(&card, &ev.object_key()).to_json())
-                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                let mut problems = crate::targets::inert_problems(kind, &b);
-                problems.extend(crate::support::chats::violations(kind, &b));
-                if !problems.is_empty() {
-                    return Err(TestCaseError::fail(format!("{problems:#?}")));
+            // The issue's conversation root card, from its state, holds the same text.
+            let state = ObjectState::of(&ev).ok_or_else(|| TestCaseError::fail("no state"))?;
+            let Ok(Rendered::Message(root, _)) = r.render_root(&state) else {
+                return Err(TestCaseError::fail("the issue's root card does not render"));
+            };
+            for card in [&card, &root] {
+                for (p, kind) in crate::targets::PLATFORMS {
+                    let b: Value = serde_json::from_str(&p.body(card, &ev.object_key()).to_json())
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let mut problems = crate::targets::inert_problems(kind, &b);
+                    problems.extend(crate::support::chats::violations(kind, &b));
+                    if !problems.is_empty() {
+                        return Err(TestCaseError::fail(format!("{problems:#?}")));
+                    }
                 }
             }
             Ok(())

@@ -106,17 +106,25 @@ fn hostile_text_is_inert_in_every_kind() {
     let Ok(Rendered::Message(card, _)) = r.render(&ev) else {
         panic!("the issue renders")
     };
-    for (p, kind) in PLATFORMS {
-        let body: Value = serde_json::from_str(&p.body(&card, &ev.object_key()).to_json()).unwrap();
-        let problems = inert_problems(kind, &body);
-        assert!(problems.is_empty(), "{problems:#?}");
-        assert!(
-            violations(kind, &body).is_empty(),
-            "{:?}",
-            violations(kind, &body)
-        );
-        // The words are still there, only defused.
-        assert!(body.to_string().contains("everyone"), "{kind}: {body}");
+    // The issue's conversation root card (its state: the hostile title and author) too.
+    let state = gitlab_chat_bridge::event::state::ObjectState::of(&ev).unwrap();
+    let Ok(Rendered::Message(root, _)) = r.render_root(&state) else {
+        panic!("the issue's root card renders")
+    };
+    for card in [&card, &root] {
+        for (p, kind) in PLATFORMS {
+            let body: Value =
+                serde_json::from_str(&p.body(card, &ev.object_key()).to_json()).unwrap();
+            let problems = inert_problems(kind, &body);
+            assert!(problems.is_empty(), "{problems:#?}");
+            assert!(
+                violations(kind, &body).is_empty(),
+                "{:?}",
+                violations(kind, &body)
+            );
+            // The words are still there, only defused.
+            assert!(body.to_string().contains("everyone"), "{kind}: {body}");
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Telegram against the fake Bot API (`support::fake_telegram`, which parses the HTML on its own
 //! terms): the fake's parser refuses what Telegram refuses; every bundled sample, and each with
-//! hostile text in it, becomes a body the fake accepts through the real sender, with the hostile
+//! hostile text in it (its conversation root card too), becomes a body the fake accepts through the real sender, with the hostile
 //! text shown as text; Telegram's answers become the right attempts (429 with its wait, a
 //! migration, 403 naming the cause, a wrong token) with the token in no reason; and with the real
 //! workers on a real outbox, a 429 delays only its channel, a migrated group gets every message
@@ -22,6 +22,7 @@ use gitlab_chat_bridge::deliver::worker::{
     moved_chat_id, run_channel, DeadLetter, DeadLetters, Post, Target,
 };
 use gitlab_chat_bridge::deliver::{Auth, Batch, BoxFuture, Delivery, Endpoint, RetryPolicy};
+use gitlab_chat_bridge::event::state::ObjectState;
 use gitlab_chat_bridge::render::{cliq, Mentions, Platform, RenderSettings, Rendered, Renderer};
 use gitlab_chat_bridge::secret::Secret;
 use serde_json::{json, Value};
@@ -86,10 +87,17 @@ async fn every_sample_is_a_body_telegram_accepts() {
             let Ok(Rendered::Message(card, _)) = renderer.render(&event) else {
                 continue;
             };
-            let body = Platform::Telegram.body_for(&card, "t", &mentions).to_json();
-            let attempt = sender.post(&ep, &format!("s-{i}-{sent}"), &body).await;
-            assert_eq!(attempt, Attempt::Delivered(200), "{}: {body}", s.file);
-            sent += 1;
+            // The conversation root card of the object's state (the event's own), too.
+            let root = ObjectState::of(&event).and_then(|s| match renderer.render_root(&s) {
+                Ok(Rendered::Message(root, _)) => Some(root),
+                _ => None,
+            });
+            for card in std::iter::once(card).chain(root) {
+                let body = Platform::Telegram.body_for(&card, "t", &mentions).to_json();
+                let attempt = sender.post(&ep, &format!("s-{i}-{sent}"), &body).await;
+                assert_eq!(attempt, Attempt::Delivered(200), "{}: {body}", s.file);
+                sent += 1;
+            }
         }
     }
     assert!(sent > 50, "only {sent} samples rendered");

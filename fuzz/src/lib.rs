@@ -12,6 +12,8 @@
 //!   schema);
 //! - no `{@` (a Cliq mention) outside the card title, which is not markup by design
 //!   (docs/ARCHITECTURE.md, "Escaping"), and no `{{` unless the payload itself contained `{{`;
+//! - an issue's, merge request's or pipeline's conversation root card (its `KIND.root` template
+//!   over the state the event gives) holds to the same rules as the event's message;
 //! - the fallback message a channel would get if the event's template failed, and a digest of
 //!   several rendered messages ([`check_digest`]), pass the same shape check with no `{@` at all,
 //!   card titles included (they are GitLab text that moved into `text`).
@@ -168,6 +170,23 @@ pub fn check(r: &Renderer, header: Option<&str>, body: Value) -> Result<(), Stri
         (Err(e), _) => return Err(format!("an object did not parse: {e}")),
         (Ok(e), false) => return Err(format!("a non-object parsed as {}", e.key)),
     };
+    // The object's conversation root card (from the state the event alone gives) holds to the
+    // same rules as the event's message.
+    if let Some(state) = event::state::ObjectState::of(&event) {
+        match r.render_root(&state) {
+            Ok(Rendered::Message(m, name)) => {
+                let json = m.to_json();
+                let value: Value = serde_json::from_str(&json)
+                    .map_err(|e| format!("{name}: invalid JSON ({e}): {json}"))?;
+                let bad = violations(&value, payload_has_braces);
+                if !bad.is_empty() {
+                    return Err(format!("{name}: {}\nmessage: {json}", bad.join("; ")));
+                }
+            }
+            Ok(Rendered::Skipped(_) | Rendered::NoTemplate) => {}
+            Err(e) => return Err(format!("{}: root card render error: {e}", event.key)),
+        }
+    }
     let (message, template) = match r.render(&event) {
         Ok(Rendered::Message(m, template)) => (m, template),
         Ok(Rendered::Skipped(_) | Rendered::NoTemplate) => return Ok(()),

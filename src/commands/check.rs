@@ -1,7 +1,9 @@
 //! `check`: validate the configuration and compile every template in strict mode, rendering each
-//! against the bundled sample events (every action of every kind). Exit 1 with one line per
-//! problem, each naming the file and line. Each conversation channel gets a line saying what it
-//! will do in its chat (threads and root edits, threads only, root edits only, or flat posts).
+//! against the bundled sample events (every action of every kind), the review reminder and the
+//! conversation root cards against their sample contexts. Lists the root templates compiled
+//! (built in or the user's). Exit 1 with one line per problem, each naming the file and line.
+//! Each conversation channel gets a line saying what it will do in its chat (threads and root
+//! edits, threads only, root edits only, or flat posts).
 
 use super::progress::ProgressKind;
 use super::setup::{connect, plan, Planned, Target};
@@ -45,6 +47,11 @@ pub fn template_problems(renderer: &Renderer) -> Vec<String> {
     if let Err(e) = renderer.render_reminder(&crate::render::reminder::sample()) {
         problems.push(format!("{e} (rendering the sample review reminder)"));
     }
+    for kind in crate::event::state::KINDS {
+        if let Err(e) = renderer.render_root(&crate::render::root::sample(kind)) {
+            problems.push(format!("{e} (rendering the sample {kind} root card)"));
+        }
+    }
     problems.sort();
     problems.dedup();
     problems
@@ -87,9 +94,18 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
         }
     }
     let mut templates = 0;
+    let mut roots: Vec<String> = Vec::new();
     for (_, renderer) in table.renderers() {
         problems.extend(template_problems(&renderer));
         templates += renderer.template_names().len();
+        for name in crate::render::root::templates() {
+            if let Some(origin) = renderer.origin(&name) {
+                let line = format!("{name} ({origin})");
+                if !roots.contains(&line) {
+                    roots.push(line);
+                }
+            }
+        }
     }
     problems.sort();
     problems.dedup();
@@ -118,6 +134,8 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
     if !problems.is_empty() || !gitlab_ok {
         return Ok(1);
     }
+    // The root cards of `thread+edit` conversations, rendered from a sample state.
+    println!("conversation root templates: {}", roots.join(", "));
     println!(
         "ok: {} channel(s), {} template(s) checked against {} sample events",
         cfg.channels.len(),

@@ -181,8 +181,17 @@ fn replay(
             return Ok(0);
         }
     };
-    let routing = pipeline::route_event(&stored, &event, table);
+    let routing = pipeline::route_event(&stored, &event, table, None);
     let mut deliveries = routing.deliveries;
+    // A replay is a reply in its object's thread that leaves the root card as it is: its card
+    // shows only what the replayed event says (the router's state of the object is not read,
+    // nor changed, by a replay). It is still the root card of a thread the replay starts.
+    for d in &mut deliveries {
+        if let (body, Some(mut i)) = crate::deliver::conversation::unwrap(&d.body) {
+            i.edit = false;
+            d.body = crate::deliver::conversation::wrap(&body, &i);
+        }
+    }
     if let Some(name) = channel {
         let Some(target) = table.channels.iter().find(|c| c.name == name) else {
             return Ok(0);
@@ -233,7 +242,17 @@ fn replay(
                 "==> event {} ({}) → {} <==",
                 ev.id, event.key, d.channel
             )?;
-            writeln!(out, "{}", d.body)?;
+            // A conversation channel's message: the reply it posts, then the root card it keeps.
+            let (body, conversation) = crate::deliver::conversation::unwrap(&d.body);
+            writeln!(out, "{body}")?;
+            if let Some(root) = conversation.and_then(|c| c.root) {
+                writeln!(
+                    out,
+                    "==> event {} ({}) → {} (root card) <==",
+                    ev.id, event.key, d.channel
+                )?;
+                writeln!(out, "{root}")?;
+            }
         }
         return Ok(n);
     }

@@ -135,11 +135,15 @@ fn all_fixtures(dir: &Path, table: &RouteTable) -> anyhow::Result<i32> {
             writeln!(out, "  ! template error: {e}")?;
             problems += 1;
         }
-        let mut bodies: Vec<(String, String)> = routing
-            .deliveries
-            .iter()
-            .map(|d| (d.channel.clone(), d.body.clone()))
-            .collect();
+        let mut bodies: Vec<(String, String)> = Vec::new();
+        for d in &routing.deliveries {
+            // A conversation channel's reply, then the root card it keeps.
+            let (body, conversation) = crate::deliver::conversation::unwrap(&d.body);
+            bodies.push((d.channel.clone(), body));
+            if let Some(root) = conversation.and_then(|c| c.root) {
+                bodies.push((format!("{} (root card)", d.channel), root));
+            }
+        }
         if let Some(why) = routing.ignored {
             writeln!(out, "  (not posted: {})", why.as_str())?;
             ignored += 1;

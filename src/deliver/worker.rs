@@ -545,10 +545,8 @@ impl Ctx<'_> {
                 return (unposted(reason), None);
             }
         };
-        // On thread+edit the root shows the object's card, on thread the first message.
-        let root_body = i.root.as_deref().unwrap_or(body);
         let Some(current) = current else {
-            return self.start(endpoint, id, root_body, i).await;
+            return self.start(endpoint, id, body, i, batch).await;
         };
         let reply = Act::Reply {
             root: &current.root,
@@ -560,7 +558,7 @@ impl Ctx<'_> {
             if !self.acquire_measured(batch).await {
                 return (unposted("the lease was lost".into()), None);
             }
-            return self.start(endpoint, id, root_body, i).await;
+            return self.start(endpoint, id, body, i, batch).await;
         }
         // Where a thread's replies are out of the channel's timeline and the reply cannot say
         // so itself (Matrix), a broadcast shows it there too: a post of its own, in the budget.
@@ -600,8 +598,9 @@ impl Ctx<'_> {
                     _ if edited.root_lost => {
                         tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; starting a new root");
                         if self.acquire_measured(batch).await {
-                            let (root, new) =
-                                self.start(endpoint, &format!("{id}/root"), card, i).await;
+                            let (root, new) = self
+                                .start(endpoint, &format!("{id}/root"), card, i, batch)
+                                .await;
                             match (root, new) {
                                 (Attempt::Delivered(_), Some(new)) => change = new,
                                 (other, _) => {
@@ -620,19 +619,47 @@ impl Ctx<'_> {
         (posted.attempt, Some(change))
     }
 
-    /// Posts `root_body` as the root of a new conversation about `i.key`; its reference is
-    /// recorded with the message (a chat that gives none: a flat post, nothing recorded).
+    /// Starts a new conversation about `i.key`: posts its root (on `thread+edit` the root card,
+    /// else `body`), whose reference is recorded with the message (a chat that gives none: a
+    /// flat post, nothing recorded). A root card that is not `body` is followed by `body` as the
+    /// thread's first reply (a post of its own, in the budget; flat where the chat gave no
+    /// reference), so the event that started the conversation is not lost; a reply that fails is
+    /// logged, not tried again (the root, and so the message, was delivered).
     async fn start(
         &self,
         endpoint: &Endpoint,
         id: &str,
-        root_body: &str,
+        body: &str,
         i: &Instruction,
+        batch: &[Leased],
     ) -> (Attempt, Option<ConversationWrite>) {
+        let root_body = i.root.as_deref().unwrap_or(body);
         let posted = self
             .poster
             .converse(endpoint, id, root_body, Act::Root)
             .await;
+        let delivered = matches!(posted.attempt, Attempt::Delivered(_));
+        if delivered && root_body != body {
+            if self.acquire_measured(batch).await {
+                // A chat that gave no reference took the root card as a flat post: the message
+                // follows flat too, so it is not lost.
+                let act = match &posted.reference {
+                    Some(root) => Act::Reply {
+                        root,
+                        broadcast: i.broadcast,
+                    },
+                    None => Act::Root,
+                };
+                // A message of its own: an id of its own (Matrix's txnId is made from it).
+                let reply_id = format!("{id}/reply");
+                let r = self.poster.converse(endpoint, &reply_id, body, act).await;
+                if !matches!(r.attempt, Attempt::Delivered(_)) {
+                    tracing::warn!(channel = %self.target.name, object = %i.key, attempt = ?r.attempt, "cannot post the first reply under a new root");
+                }
+            } else {
+                tracing::warn!(channel = %self.target.name, object = %i.key, "the lease was lost after a new root; its first reply is not posted");
+            }
+        }
         let change = posted.reference.map(|root| ConversationWrite {
             channel: self.target.name.clone(),
             key: i.key.clone(),

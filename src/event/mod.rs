@@ -12,6 +12,7 @@ mod changes;
 mod table;
 mod kinds;
 mod shared;
+pub mod state;
 pub mod time;
 mod value;
 mod variables;

@@ -1,7 +1,9 @@
 //! The template preview page of `serve` (`[preview] enabled = true`): `GET /preview` lists the
 //! bundled samples, the payloads of `preview.fixtures` and the most recent stored events ([`items`]);
 //! picking one shows, per channel, the card as Cliq would draw it beside its JSON body, and every
-//! template error with its file, line and column. The page polls [`VERSION_PATH`] and renders
+//! template error with its file, line and column. A conversation channel (`thread+edit`) shows
+//! the reply it would post and, as `CHANNEL (root card)`, the root card it would keep, rendered
+//! from the state the item gives (`render::root`). The page polls [`VERSION_PATH`] and renders
 //! again when a template file changes.
 //!
 //! The sample review reminder (`reminder.hbs`) is listed with the samples and rendered per channel

@@ -9,7 +9,9 @@
 //! the card rebuilt in their own shape ([`chat::Platform::body`]: `slack`, `mattermost`, `teams`,
 //! `google_chat`, `discord`, `telegram`, `matrix`; [`html`] is the HTML the last two share), and `format = "event"` channels the event JSON ([`event_json`]).
 //! A review reminder is not an event: it has its own entry, [`Renderer::render_reminder`], with
-//! the `reminder` template and a context of its own ([`reminder`]).
+//! the `reminder` template and a context of its own ([`reminder`]). So is a conversation's root
+//! card: [`Renderer::render_root`] renders an object's accumulated state with its kind's
+//! `KIND.root` template ([`root`]).
 
 pub mod chat;
 pub mod cliq;
@@ -24,6 +26,7 @@ pub mod mattermost;
 pub mod mentions;
 pub mod reference;
 pub mod reminder;
+pub mod root;
 pub mod slack;
 pub mod teams;
 pub mod telegram;

@@ -2,7 +2,7 @@
 //! helper list, so the document cannot drift from the types (a test compares them).
 
 use super::helpers::HELPERS;
-use super::reminder;
+use super::{reminder, root};
 use crate::event::variables;
 use std::fmt::Write;
 
@@ -47,6 +47,19 @@ pub fn markdown() -> String {
          | variable | meaning |\n|---|---|\n",
     );
     for (path, meaning) in reminder::VARIABLES {
+        let _ = writeln!(out, "| `{path}` | {} |", meaning.replace('|', "\\|"));
+    }
+    out.push_str(
+        "\n## Conversation root cards (`merge_request.root.hbs`, `issue.root.hbs`, `pipeline.root.hbs`)\n\n\
+         Not an event: on a channel with `conversation = \"thread+edit\"`, the root card of a merge \
+         request's, an issue's or a pipeline's thread is rendered by its kind's root template from \
+         the object's state, gathered from every event about it (a merge request's comments and \
+         pipelines join it; an issue's comments join it), and the root is edited when it changed. \
+         These are its only variables. A value an event does not carry keeps what an earlier \
+         event said; lists keep at most 20 people and 30 labels.\n\n\
+         | variable | meaning |\n|---|---|\n",
+    );
+    for (path, meaning) in root::VARIABLES {
         let _ = writeln!(out, "| `{path}` | {} |", meaning.replace('|', "\\|"));
     }
     out
