@@ -57,6 +57,13 @@ fn credential(endpoint: &Endpoint) -> String {
         Auth::Telegram { url, chat_id, .. } => format!("telegram:{}:{chat_id}", url.expose()),
         // Synapse limits a user's messages (`rc_message`), in every room alike.
         Auth::Matrix { token } => format!("matrix:{}", token.expose()),
+        // Slack allows about one post a second per channel; a bot's channels have budgets of
+        // their own.
+        Auth::Slack { token, channel } => format!("slack:{}:{channel}", token.expose()),
+        // Mattermost limits per user (the token), on each server.
+        Auth::Mattermost { token, .. } => {
+            format!("mattermost:{}:{}", endpoint.url, token.expose())
+        }
         Auth::None => format!("url:{}", endpoint.url),
     }
 }

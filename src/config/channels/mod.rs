@@ -2,14 +2,17 @@
 //! rate) and the dispatch of its URL and credentials to its kind's family: `console` (none),
 //! `zoho` (Cliq and Zoho functions: a plain URL and a zapikey, OAuth token or appkey) and
 //! `webhook` (Slack, Mattermost, Teams, Google Chat, Discord and generic webhooks: the URL is
-//! the credential), `telegram` (a bot token, a chat id) and `matrix` (a homeserver, an access
-//! token, a room). `kind` lists the kinds. `conversation`, `broadcast` and
-//! `conversation_days` say whether messages about one object form a thread (Matrix and
-//! Telegram channels only, so far).
+//! the credential), `slack` and `mattermost` (their webhook URL, or their API mode: a bot
+//! token and a channel id), `telegram` (a bot token, a chat id) and `matrix` (a homeserver, an
+//! access token, a room). `kind` lists the kinds. `conversation`, `broadcast` and
+//! `conversation_days` say whether messages about one object form a thread (Matrix, Telegram,
+//! and Slack and Mattermost in their API mode; their webhook URLs fall back to flat posts).
 
 mod console;
 mod kind;
 mod matrix;
+mod mattermost;
+mod slack;
 mod telegram;
 mod webhook;
 mod zoho;
@@ -58,6 +61,9 @@ pub(in crate::config) struct RawChannel {
     access_token_file: Option<PathBuf>,
     access_token_env: Option<String>,
     room: Option<String>,
+    channel: Option<String>,
+    channel_id: Option<String>,
+    team: Option<String>,
     events: Option<Vec<String>>,
     #[serde(default)]
     confidential: bool,
@@ -109,6 +115,9 @@ pub struct ConversationConfig {
     /// `conversation_days`: days after its object was merged or closed that a thread still
     /// takes replies (then the next event starts a new root).
     pub days: u32,
+    /// Why the channel posts flat although a conversation was asked for (its transport cannot
+    /// thread: a Slack or Mattermost webhook URL); `mode` is then `Off`. `check` says it.
+    pub fallback: Option<String>,
 }
 
 /// The event keys broadcast by default: state changes people watch for.
@@ -129,18 +138,39 @@ impl Default for ConversationConfig {
             mode: Mode::Off,
             broadcast: DEFAULT_BROADCAST.iter().map(|s| s.to_string()).collect(),
             days: DEFAULT_CONVERSATION_DAYS,
+            fallback: None,
         }
     }
 }
 
-/// The kinds whose channels can thread (and edit) now.
-pub const CONVERSATION_KINDS: [ChannelKind; 2] = [ChannelKind::Matrix, ChannelKind::Telegram];
+/// The kinds whose channels can thread (and edit) now: Slack and Mattermost in their API mode
+/// (their webhook URLs post flat, [`ConversationConfig::fallback`]).
+pub const CONVERSATION_KINDS: [ChannelKind; 4] = [
+    ChannelKind::Matrix,
+    ChannelKind::Telegram,
+    ChannelKind::Slack,
+    ChannelKind::Mattermost,
+];
 
-/// Channel `i`'s conversation keys, checked against its kind and format.
+/// Why a channel of `kind` posting to `endpoint` cannot thread, if it cannot.
+fn cannot_thread(kind: ChannelKind, endpoint: &Endpoint) -> Option<&'static str> {
+    match (kind, &endpoint.auth) {
+        (ChannelKind::Slack, crate::deliver::Auth::SecretUrl(_)) => Some(
+            "a slack incoming webhook gives no message id (give token and channel, the bot-token mode, for threads)",
+        ),
+        (ChannelKind::Mattermost, crate::deliver::Auth::SecretUrl(_)) => Some(
+            "a mattermost incoming webhook gives no post id (give the server's url, token and channel_id, the API mode, for threads)",
+        ),
+        _ => None,
+    }
+}
+
+/// Channel `i`'s conversation keys, checked against its kind, format and endpoint.
 fn conversation(
     i: usize,
     kind: ChannelKind,
     format: Format,
+    endpoint: &Endpoint,
     c: &RawChannel,
 ) -> Result<ConversationConfig, ConfigError> {
     let key = |k: &str| format!("channels[{i}].{k}");
@@ -177,7 +207,11 @@ fn conversation(
                 "{:?} is not available for {} channels yet: only {} channels thread",
                 mode.as_str(),
                 kind.as_str(),
-                can.join(" and ")
+                match can.split_last() {
+                    Some((last, rest)) if !rest.is_empty() =>
+                        format!("{} and {last}", rest.join(", ")),
+                    _ => can.join(""),
+                }
             ),
         ));
     }
@@ -205,10 +239,20 @@ fn conversation(
     if days == 0 {
         return Err(invalid(key("conversation_days"), "must be at least 1"));
     }
+    if let Some(why) = cannot_thread(kind, endpoint) {
+        return Ok(ConversationConfig {
+            fallback: Some(format!(
+                "conversation = {:?} falls back to flat posts: {why}",
+                mode.as_str()
+            )),
+            ..ConversationConfig::default()
+        });
+    }
     Ok(ConversationConfig {
         mode,
         broadcast,
         days,
+        fallback: None,
     })
 }
 
@@ -243,7 +287,7 @@ pub(in crate::config) fn channels_section(
             })?,
         };
         let (endpoint, format) = channel_endpoint(i, kind, &mut c, env, resolve)?;
-        let conversation = conversation(i, kind, format, &c)?;
+        let conversation = conversation(i, kind, format, &endpoint, &c)?;
         let events = c.events.unwrap_or_default();
         for (j, e) in events.iter().enumerate() {
             if e.trim_start_matches('!').trim().is_empty() {
@@ -293,11 +337,24 @@ fn channel_endpoint(
             ))
         }
     };
-    if !matches!(kind, ChannelKind::Telegram | ChannelKind::Matrix) {
+    let chat = [ChannelKind::Telegram, ChannelKind::Matrix];
+    let api = [ChannelKind::Slack, ChannelKind::Mattermost];
+    if !chat.contains(&kind) && !api.contains(&kind) {
         if let Some(k) = chat_keys(c).first() {
             return Err(invalid(
                 r.key(k),
                 format!("is for a telegram or matrix channel, not {}", kind.as_str()),
+            ));
+        }
+    }
+    if !api.contains(&kind) {
+        if let Some(k) = api_keys(c).first() {
+            return Err(invalid(
+                r.key(k),
+                format!(
+                    "is for a slack or mattermost channel's API mode, not {}",
+                    kind.as_str()
+                ),
             ));
         }
     }
@@ -306,9 +363,9 @@ fn channel_endpoint(
         ChannelKind::Telegram => telegram::endpoint(&r, c, format),
         ChannelKind::Matrix => matrix::endpoint(&r, c, format),
         ChannelKind::Cliq | ChannelKind::ZohoFunction => zoho::endpoint(&r, kind, c, format),
-        ChannelKind::Slack
-        | ChannelKind::Mattermost
-        | ChannelKind::Teams
+        ChannelKind::Slack => slack::endpoint(&r, c, format),
+        ChannelKind::Mattermost => mattermost::endpoint(&r, c, format),
+        ChannelKind::Teams
         | ChannelKind::GoogleChat
         | ChannelKind::Discord
         | ChannelKind::Webhook => webhook::endpoint(&r, kind, c, format),
@@ -398,6 +455,20 @@ fn chat_keys(c: &RawChannel) -> Vec<&'static str> {
         ("access_token_file", c.access_token_file.is_some()),
         ("access_token_env", c.access_token_env.is_some()),
         ("room", c.room.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect()
+}
+
+/// The keys of Slack's and Mattermost's API modes (besides `token` and `api_url`) a channel
+/// gives.
+fn api_keys(c: &RawChannel) -> Vec<&'static str> {
+    [
+        ("channel", c.channel.is_some()),
+        ("channel_id", c.channel_id.is_some()),
+        ("team", c.team.is_some()),
     ]
     .into_iter()
     .filter(|(_, set)| *set)
