@@ -36,7 +36,7 @@ fn project() -> Value {
 }
 
 /// A merge request event about `!iid` with `action` (and the state it leaves).
-fn mr(iid: u64, action: &str, title: &str) -> (&'static str, Vec<u8>) {
+pub(crate) fn mr(iid: u64, action: &str, title: &str) -> (&'static str, Vec<u8>) {
     let mut v = samples::json("merge_request__open.json");
     v["project"] = project();
     let state = match action {
@@ -52,7 +52,7 @@ fn mr(iid: u64, action: &str, title: &str) -> (&'static str, Vec<u8>) {
 }
 
 /// A comment on `!iid`.
-fn note(iid: u64, text: &str) -> (&'static str, Vec<u8>) {
+pub(crate) fn note(iid: u64, text: &str) -> (&'static str, Vec<u8>) {
     let mut v = samples::json("note__merge_request.json");
     v["project"] = project();
     v["merge_request"]["iid"] = json!(iid);
@@ -61,7 +61,7 @@ fn note(iid: u64, text: &str) -> (&'static str, Vec<u8>) {
 }
 
 /// Pipeline `id` of `!iid`, finished with `status`.
-fn pipeline(iid: u64, id: u64, status: &str) -> (&'static str, Vec<u8>) {
+pub(crate) fn pipeline(iid: u64, id: u64, status: &str) -> (&'static str, Vec<u8>) {
     let mut v = samples::json("pipeline__basic.json");
     v["merge_request"]["iid"] = json!(iid);
     v["object_attributes"]["id"] = json!(id);
@@ -70,7 +70,7 @@ fn pipeline(iid: u64, id: u64, status: &str) -> (&'static str, Vec<u8>) {
 }
 
 /// A merge request's life, in order.
-fn life(iid: u64) -> Vec<(&'static str, Vec<u8>)> {
+pub(crate) fn life(iid: u64) -> Vec<(&'static str, Vec<u8>)> {
     vec![
         mr(iid, "open", &format!("Feature {iid}")),
         note(iid, &format!("first look at {iid}")),

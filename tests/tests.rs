@@ -12,6 +12,8 @@ mod cliq_schema;
 mod config_errors;
 mod console;
 mod conversations;
+mod conversations_mattermost;
+mod conversations_slack;
 mod delivery;
 mod docs;
 mod durability;

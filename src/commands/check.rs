@@ -102,6 +102,12 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
         );
         return Ok(1);
     }
+    // A conversation the channel's transport cannot carry: posted flat, said once here.
+    for c in &cfg.channels {
+        if let Some(why) = &c.conversation.fallback {
+            println!("channel {:?}: {why}", c.name);
+        }
+    }
     // With [gitlab]: the token works, and which Maintainer projects lack the hook.
     let gitlab_ok = cfg.gitlab.is_none() || check_gitlab(&cfg);
     if !problems.is_empty() || !gitlab_ok {

@@ -538,6 +538,9 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         if c.kind == ChannelKind::Cliq && c.endpoint.url.contains("CHANGE-ME") {
             tracing::warn!(channel = %c.name, "this channel still has the example's placeholder url: its posts fail (and are retried) until it has a real one");
         }
+        if let Some(why) = &c.conversation.fallback {
+            tracing::warn!(channel = %c.name, "{why}");
+        }
     }
     let state = Arc::new(AppState {
         verifier,

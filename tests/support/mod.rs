@@ -19,6 +19,9 @@
 //! - [`synapse`]: a throw-away Matrix homeserver (Synapse) on loopback with a bot, a second
 //!   user and a room, killed and removed on drop;
 //! - [`fake_telegram`]: a fake Telegram Bot API that enforces the contract and can be scripted;
+//! - [`fake_slack`], [`fake_mattermost`]: fake Slack Web and Mattermost REST APIs (posts in
+//!   threads, root edits, deleted roots, 429s) that enforce their contracts and count posts
+//!   and edits per minute;
 //! - [`turn`]: which tests may run side by side in the one test process;
 //!
 //! and, here, unique names and bounded polling.
@@ -30,6 +33,8 @@ pub mod daemon;
 pub mod fake_chats;
 pub mod fake_cliq;
 pub mod fake_gitlab_mrs;
+pub mod fake_mattermost;
+pub mod fake_slack;
 pub mod fake_telegram;
 pub mod hang;
 pub mod parity;

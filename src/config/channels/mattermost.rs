@@ -111,12 +111,14 @@ pub(super) fn endpoint(
         {
             Some(t)
         }
-        Some(t) => return Err(invalid(
-            r.key("team"),
-            format!(
+        Some(t) => {
+            return Err(invalid(
+                r.key("team"),
+                format!(
                 "{t:?} is not a team name as its URLs show it (lowercase letters, digits, - and _)"
             ),
-        )),
+            ))
+        }
     };
     Ok((
         Endpoint {
