@@ -218,3 +218,94 @@ pub fn classify_mattermost(status: u16, retry_after: Option<&str>, body: &[u8]) 
     }
     Attempt::Permanent { status, reason }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn mattermost_requests_per_act() {
+        let body = r#"{"text":"hi","attachments":[{"fallback":"T","title":"Merged !1"}]}"#;
+        let root = r#"{"id":"p1"}"#;
+        let act = |a| mattermost_act(body, "ch", a, "https://mm.test", Some("dev"));
+        let (method, path, post) = act(Act::Root).unwrap_or_default_triple();
+        assert_eq!(
+            (method, path.as_str()),
+            (reqwest::Method::POST, "/api/v4/posts")
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&post).unwrap_or_default(),
+            serde_json::json!({"channel_id": "ch", "message": "hi",
+                "props": {"attachments": [{"fallback": "T", "title": "Merged !1"}]}})
+        );
+        let (_, _, reply) = act(Act::Reply {
+            root,
+            broadcast: true,
+        })
+        .unwrap_or_default_triple();
+        let reply: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
+        assert_eq!(reply["root_id"], "p1");
+        let (method, path, edit) = act(Act::Edit { root }).unwrap_or_default_triple();
+        assert_eq!(
+            (method, path.as_str()),
+            (reqwest::Method::PUT, "/api/v4/posts/p1/patch")
+        );
+        let edit: serde_json::Value = serde_json::from_str(&edit).unwrap_or_default();
+        assert_eq!(edit["message"], "hi");
+        assert!(edit.get("channel_id").is_none());
+        let (_, _, line) = act(Act::Broadcast { root }).unwrap_or_default_triple();
+        let line: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        assert_eq!(
+            line["message"],
+            "Merged !1 · [thread](https://mm.test/dev/pl/p1)"
+        );
+        assert!(line.get("root_id").is_none());
+        let (_, _, bare) =
+            mattermost_act(body, "ch", Act::Broadcast { root }, "https://mm.test", None)
+                .unwrap_or_default_triple();
+        let bare: serde_json::Value = serde_json::from_str(&bare).unwrap_or_default();
+        assert_eq!(bare["message"], "Merged !1 (in its thread)");
+        assert!(act(Act::Edit { root: "{}" }).is_none());
+    }
+
+    trait Triple {
+        fn unwrap_or_default_triple(self) -> (reqwest::Method, String, String);
+    }
+
+    impl Triple for Option<(reqwest::Method, String, String)> {
+        fn unwrap_or_default_triple(self) -> (reqwest::Method, String, String) {
+            self.unwrap_or((reqwest::Method::GET, String::new(), String::new()))
+        }
+    }
+
+    #[test]
+    fn mattermost_answers() {
+        assert_eq!(
+            classify_mattermost(201, None, b"{}"),
+            Attempt::Delivered(201)
+        );
+        assert!(matches!(
+            classify_mattermost(429, Some("3"), b"limit exceeded"),
+            Attempt::Retry { throttled: true, retry_after: Some(d), .. } if d == Duration::from_secs(3)
+        ));
+        assert!(matches!(
+            classify_mattermost(502, None, b""),
+            Attempt::Retry {
+                throttled: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            classify_mattermost(400, None, br#"{"id":"api.post.create_post.root_id.app_error","message":"Invalid RootId parameter.","status_code":400}"#),
+            Attempt::Permanent {
+                status: 400,
+                reason: "HTTP 400 api.post.create_post.root_id.app_error: Invalid RootId parameter.".into()
+            }
+        );
+        assert!(matches!(
+            classify_mattermost(401, None, br#"{"id":"api.context.session_expired.app_error","message":"Invalid or expired session"}"#),
+            Attempt::Permanent { status: 401, .. }
+        ));
+    }
+}

@@ -210,3 +210,83 @@ pub fn classify_slack(status: u16, retry_after: Option<&str>, body: &[u8]) -> At
     }
     Attempt::Permanent { status, reason }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn slack_requests_per_act() {
+        let body = r#"{"text":"t","blocks":[{"type":"section"}],"unfurl_links":false}"#;
+        let root = r#"{"channel":"C1","ts":"1.000100"}"#;
+        let (post, method) = slack_act(body, "C9", Act::Root).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&post).unwrap_or_default();
+        assert_eq!(
+            (method, v["channel"].as_str()),
+            ("chat.postMessage", Some("C9"))
+        );
+        assert!(v.get("thread_ts").is_none());
+        let reply = |broadcast| {
+            let (r, _) = slack_act(body, "C9", Act::Reply { root, broadcast }).unwrap_or_default();
+            serde_json::from_str::<serde_json::Value>(&r).unwrap_or_default()
+        };
+        assert_eq!(reply(false)["thread_ts"], "1.000100");
+        assert!(reply(false).get("reply_broadcast").is_none());
+        assert_eq!(reply(true)["reply_broadcast"], true);
+        let (edit, method) = slack_act(body, "C9", Act::Edit { root }).unwrap_or_default();
+        assert_eq!(method, "chat.update");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&edit).unwrap_or_default(),
+            serde_json::json!({"channel": "C1", "ts": "1.000100", "text": "t", "blocks": [{"type": "section"}]})
+        );
+        assert_eq!(slack_act(body, "C9", Act::Edit { root: "{}" }), None);
+        assert_eq!(slack_act("[]", "C9", Act::Root), None);
+    }
+
+    #[test]
+    fn slack_answers() {
+        assert_eq!(
+            classify_slack(200, None, br#"{"ok":true,"channel":"C1","ts":"1.2"}"#),
+            Attempt::Delivered(200)
+        );
+        assert!(matches!(
+            classify_slack(429, Some("30"), br#"{"ok":false,"error":"ratelimited"}"#),
+            Attempt::Retry { throttled: true, retry_after: Some(d), .. } if d == Duration::from_secs(30)
+        ));
+        assert!(matches!(
+            classify_slack(200, None, br#"{"ok":false,"error":"ratelimited"}"#),
+            Attempt::Retry {
+                throttled: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify_slack(200, None, br#"{"ok":false,"error":"internal_error"}"#),
+            Attempt::Retry {
+                throttled: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify_slack(503, None, b""),
+            Attempt::Retry { .. }
+        ));
+        for error in [
+            "invalid_auth",
+            "not_authed",
+            "channel_not_found",
+            "not_in_channel",
+            "invalid_blocks",
+        ] {
+            let body = format!(r#"{{"ok":false,"error":"{error}"}}"#);
+            assert_eq!(
+                classify_slack(200, None, body.as_bytes()),
+                Attempt::Permanent {
+                    status: 200,
+                    reason: format!("HTTP 200: Slack error {error}")
+                }
+            );
+        }
+    }
+}
