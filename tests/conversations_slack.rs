@@ -250,6 +250,20 @@ async fn slack_edits_count_against_the_budget() {
     daemon.stop();
 }
 
+#[tokio::test]
+async fn slack_bot_token_mode_without_a_conversation_posts_flat() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeSlack::start().await;
+    let dir = TempDir::new("conv-slack-off");
+    let daemon = Daemon::spawn(&config(&fake, "off", 600, &dir)).await;
+    send(&daemon, &fake, mr(3, "open", "Three"), 1, 0).await;
+    send(&daemon, &fake, note(3, "a comment"), 2, 0).await;
+    let msgs = fake.messages();
+    assert_eq!(threads(&msgs), [None, None], "{msgs:#?}");
+    assert!(msgs[1].text.contains("a comment"));
+    daemon.stop();
+}
+
 #[test]
 fn check_says_a_slack_webhook_url_posts_a_conversation_flat() {
     let _turn = turn::shared();

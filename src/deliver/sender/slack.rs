@@ -162,15 +162,16 @@ pub(super) async fn converse(
                     reference: None,
                 };
             }
-            // A reply to a root Slack no longer has is posted in the channel on its own.
-            let threaded = parsed.as_ref().and_then(|v| {
-                v.get("message")?
-                    .get("thread_ts")?
-                    .as_str()
-                    .map(str::to_string)
-            });
-            let root_ts = root_of(root).map(|(_, ts)| ts);
-            let orphan = threaded.is_none() || threaded != root_ts;
+            // A reply to a root Slack no longer has is posted in the channel on its own: the
+            // answer's message has no (or another) `thread_ts`. No message: assume threaded.
+            let orphan = parsed
+                .as_ref()
+                .and_then(|v| v.get("message"))
+                .filter(|m| m.is_object())
+                .is_some_and(|m| {
+                    let threaded = m.get("thread_ts").and_then(|t| t.as_str());
+                    threaded != root_of(root).as_ref().map(|(_, ts)| ts.as_str())
+                });
             Posted {
                 reference: orphan.then(posted_ref).flatten(),
                 attempt,
