@@ -4,7 +4,9 @@
 //! their own), and on `thread+edit` the root edited with `chat.update` to the latest root card;
 //! two merge requests interleaved keep their threads across a restart; a deleted root starts
 //! one new root (a root with replies: its `chat.update` is refused and the card starts a new
-//! root; one without: the reply Slack posted on its own is the new root); a 429 `ratelimited`
+//! root; one without: the reply Slack posted on its own is the new root); a kill -9 after Slack
+//! took a root but before its answer came posts at most one extra root, and later replies go
+//! into one thread; a 429 `ratelimited`
 //! with `Retry-After` is waited out; edits take posting slots (the fake never counts more in a
 //! minute than the channel's budget); `check` says a webhook URL
 //! falls back to flat posts. The bot token never appears in the daemon's debug log.
@@ -247,6 +249,35 @@ async fn slack_edits_count_against_the_budget() {
     assert_eq!(fake.messages().len(), 2, "{requests:#?}");
     assert!(fake.max_per_minute() <= 3, "{requests:#?}");
     assert_eq!(requests.iter().filter(|r| r.error.is_none()).count(), 3);
+    daemon.stop();
+}
+
+#[tokio::test]
+async fn slack_a_kill_9_before_the_roots_answer_posts_at_most_one_extra_root() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeSlack::start().await;
+    let dir = TempDir::new("conv-slack-kill");
+    let config = config(&fake, "thread", 600, &dir);
+    let daemon = Daemon::spawn(&config).await;
+    // Slack takes the root; its answer (the ts) never reaches the daemon.
+    fake.hold(1);
+    let (header, body) = mr(7, "open", "Seven");
+    assert_eq!(daemon.post(header, body, None, None).await.status, 200);
+    crate::support::wait_until("the root taken", WAIT, || fake.messages().len() == 1).await;
+    drop(daemon.stop());
+    let daemon = Daemon::spawn(&config).await;
+    send(&daemon, &fake, note(7, "after the kill"), 3, 0).await;
+    send(&daemon, &fake, note(7, "and again"), 4, 0).await;
+    quiet(&fake).await;
+    let msgs = fake.messages();
+    // The root was posted again (Slack has no idempotency key): one extra root at most, and
+    // every reply in the thread of the one recorded.
+    let recorded = msgs[1].ts.as_str();
+    assert_eq!(
+        threads(&msgs),
+        [None, None, Some(recorded), Some(recorded)],
+        "{msgs:#?}"
+    );
     daemon.stop();
 }
 

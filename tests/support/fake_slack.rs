@@ -17,7 +17,7 @@
 //!   `thread_ts` in the answer's message), as Slack does;
 //! - `chat.update {channel, ts, text?, blocks?}` of a message the channel has (else
 //!   `message_not_found`); nothing else is taken;
-//! - scripted: the next N requests answered HTTP 429 `{ok: false, error: "ratelimited"}` with
+//! - scripted: the next N posts taken but not answered ([`FakeSlack::hold`]); the next N requests answered HTTP 429 `{ok: false, error: "ratelimited"}` with
 //!   `Retry-After`.
 //!
 //! Accepted posts and edits are counted per minute ([`FakeSlack::max_per_minute`]); every
@@ -106,6 +106,8 @@ struct Shared {
     accepted: Vec<Instant>,
     throttle: (usize, u64),
     next: u64,
+    /// Accepted posts whose answer is withheld (for a kill before the answer).
+    hold: usize,
 }
 
 /// The fake server.
@@ -156,6 +158,11 @@ impl FakeSlack {
     /// Answers the next `n` requests with 429 and `Retry-After: secs`.
     pub fn throttle(&self, n: usize, secs: u64) {
         self.shared.lock().unwrap().throttle = (n, secs);
+    }
+
+    /// Takes the next `n` posts but never answers them (the connection hangs up to a minute).
+    pub fn hold(&self, n: usize) {
+        self.shared.lock().unwrap().hold = n;
     }
 
     /// Every message, in the order posted.
@@ -217,14 +224,23 @@ async fn handle(
 ) -> Response {
     let method = uri.path().trim_start_matches("/api/").to_string();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut s = shared.lock().unwrap();
-    let (response, status, error) = answer(&mut s, &method, &headers, &parsed);
-    s.requests.push(Request {
-        method,
-        status,
-        error,
-        body: parsed,
-    });
+    let (response, withheld) = {
+        let mut s = shared.lock().unwrap();
+        let (response, status, error) = answer(&mut s, &method, &headers, &parsed);
+        let withheld = error.is_none() && s.hold > 0;
+        s.hold -= usize::from(withheld);
+        s.requests.push(Request {
+            method,
+            status,
+            error,
+            body: parsed,
+        });
+        (response, withheld)
+    };
+    if withheld {
+        // Taken, never answered in time: the client gives up or dies first.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
     response
 }
 
