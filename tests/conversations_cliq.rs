@@ -462,6 +462,6 @@ fn check_says_a_cliq_webhook_conversation_posts_flat() {
         .filter(|l| l.contains("falls back to flat posts"))
         .collect();
     assert_eq!(flat.len(), 1, "{}", out.stdout);
-    assert!(flat[0].starts_with("channels[0] (hook)"), "{}", flat[0]);
+    assert!(flat[0].starts_with("channel \"hook\": "), "{}", flat[0]);
     assert!(flat[0].contains("OAuth mode"), "{}", flat[0]);
 }

@@ -15,6 +15,8 @@ mod conversations;
 mod conversations_cliq;
 mod conversations_crash;
 mod conversations_discord;
+mod conversations_mattermost;
+mod conversations_slack;
 mod delivery;
 mod docs;
 mod durability;

@@ -123,10 +123,10 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
     for plan in cfg.channels.iter().filter_map(|c| c.conversation_plan()) {
         println!("{plan}");
     }
-    // A conversation the channel's transport cannot hold: said, not refused (it posts flat).
-    for (i, c) in cfg.channels.iter().enumerate() {
-        if let Some(why) = &c.conversation.flat {
-            println!("channels[{i}] ({}): {why}", c.name);
+    // A conversation the channel's transport cannot carry: posted flat, said once here.
+    for c in &cfg.channels {
+        if let Some(why) = &c.conversation.fallback {
+            println!("channel {:?}: {why}", c.name);
         }
     }
     // With [gitlab]: the token works, and which Maintainer projects lack the hook.

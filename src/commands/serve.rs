@@ -61,6 +61,13 @@ fn credential(endpoint: &Endpoint) -> String {
         Auth::Matrix { token } => format!("matrix:{}", token.expose()),
         // Cliq limits a user: the grant (refresh token) the bridge posts as.
         Auth::CliqOAuth(o) => format!("cliq-oauth:{}", o.refresh_token.expose()),
+        // Slack allows about one post a second per channel; a bot's channels have budgets of
+        // their own.
+        Auth::Slack { token, channel } => format!("slack:{}:{channel}", token.expose()),
+        // Mattermost limits per user (the token), on each server.
+        Auth::Mattermost { token, .. } => {
+            format!("mattermost:{}:{}", endpoint.url, token.expose())
+        }
         Auth::None => format!("url:{}", endpoint.url),
     }
 }
@@ -535,7 +542,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
         if c.kind == ChannelKind::Cliq && c.endpoint.url.contains("CHANGE-ME") {
             tracing::warn!(channel = %c.name, "this channel still has the example's placeholder url: its posts fail (and are retried) until it has a real one");
         }
-        if let Some(why) = &c.conversation.flat {
+        if let Some(why) = &c.conversation.fallback {
             tracing::warn!(channel = %c.name, "{why}");
         }
     }

@@ -84,6 +84,26 @@ pub enum Auth {
     /// expires and once on a 401, and sent as `Authorization: Zoho-oauthtoken …`
     /// (`sender/cliq`). [`Endpoint::url`] is the channel's message URL.
     CliqOAuth(ZohoOAuth),
+    /// Slack's Web API with a bot token (`Authorization: Bearer xoxb-…`): posts are
+    /// `chat.postMessage` into `channel`, root edits `chat.update` ([`Endpoint::url`]: the API's
+    /// base, `https://slack.com/api`).
+    Slack {
+        /// The bot token.
+        token: Secret,
+        /// The channel id (`C…`).
+        channel: String,
+    },
+    /// Mattermost's REST API with a personal access or bot token (`Authorization: Bearer`):
+    /// posts are `POST /api/v4/posts` into `channel_id`, root edits `PUT /api/v4/posts/{id}/patch`
+    /// ([`Endpoint::url`]: the server's base URL).
+    Mattermost {
+        /// The access token.
+        token: Secret,
+        /// The channel id.
+        channel_id: String,
+        /// The team's name, for links to a thread (`{server}/{team}/pl/{post id}`), if known.
+        team: Option<String>,
+    },
     /// Nothing (the URL carries its own authentication, or a test endpoint).
     None,
 }

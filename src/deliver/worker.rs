@@ -13,7 +13,8 @@
 //! [`MOVED_RULE`] chat rule for the next start. A digest is posted under an id of its own (the
 //! first message's and `+N`), so a Matrix txnId never stands for two different bodies.
 //! A message with a conversation instruction ([`super::conversation`]) is posted in its object's
-//! conversation: the root when the map has none (or it ended, or the chat lost it: once), its
+//! conversation: the root when the map has none (or it ended, or the chat lost it: once; a
+//! reply the chat posted on its own in the channel, its root gone, is the new root), its
 //! reference recorded with the outcome; else a reply in the root's thread, on `thread+edit` an
 //! edit of the root when its card changed (a root an edit finds gone: the card is a new root,
 //! once), and on Matrix a broadcast key's reply shown in the
@@ -554,6 +555,21 @@ impl Ctx<'_> {
         };
         let posted = self.poster.converse(endpoint, id, body, reply).await;
         if posted.root_lost {
+            // The chat posted the reply on its own in the channel (Slack, its root gone): that
+            // post is the new root, unless the root is to show another card (then one follows).
+            if let (Attempt::Delivered(_), Some(orphan)) = (&posted.attempt, &posted.reference) {
+                if i.root.as_deref().is_none_or(|card| card == body) {
+                    tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; the reply, posted in the channel, is the new root");
+                    let change = ConversationWrite {
+                        channel: ch.clone(),
+                        key: i.key.clone(),
+                        root: Some(orphan.clone()),
+                        body_hash: i.root.as_deref().map(conversation::body_hash),
+                        closed: i.ends,
+                    };
+                    return (posted.attempt, Some(change));
+                }
+            }
             tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; starting a new root");
             if !self.acquire_measured(batch).await {
                 return (unposted("the lease was lost".into()), None);

@@ -22,6 +22,9 @@
 //! - [`fake_telegram`]: a fake Telegram Bot API that enforces the contract and can be scripted;
 //! - [`fake_discord`]: a fake Discord webhook API (a text channel's and a forum's webhook:
 //!   message ids, forum posts, `thread_id`, edits, the per-minute limit) that can be scripted;
+//! - [`fake_slack`], [`fake_mattermost`]: fake Slack Web and Mattermost REST APIs (posts in
+//!   threads, root edits, deleted roots, 429s) that enforce their contracts and count posts
+//!   and edits per minute;
 //! - [`turn`]: which tests may run side by side in the one test process;
 //!
 //! and, here, unique names and bounded polling.
@@ -35,6 +38,8 @@ pub mod fake_cliq;
 pub mod fake_cliq_api;
 pub mod fake_discord;
 pub mod fake_gitlab_mrs;
+pub mod fake_mattermost;
+pub mod fake_slack;
 pub mod fake_telegram;
 pub mod hang;
 pub mod parity;

@@ -2,15 +2,18 @@
 //! rate) and the dispatch of its URL and credentials to its kind's family: `console` (none),
 //! `zoho` (Cliq and Zoho functions: a plain URL and a zapikey, OAuth token or appkey) and
 //! `webhook` (Slack, Mattermost, Teams, Google Chat, Discord and generic webhooks: the URL is
-//! the credential), `telegram` (a bot token, a chat id) and `matrix` (a homeserver, an access
-//! token, a room). `kind` lists the kinds. `conversation`, `broadcast` and
+//! the credential), `slack` and `mattermost` (their webhook URL, or their API mode: a bot
+//! token and a channel id), `telegram` (a bot token, a chat id) and `matrix` (a homeserver, an
+//! access token, a room). `kind` lists the kinds. `conversation`, `broadcast` and
 //! `conversation_days` say whether messages about one object form a thread (the kinds of
-//! [`CONVERSATION_KINDS`]; `threading` says what each does, and why Teams cannot; a Cliq
-//! webhook falls back to flat posts, only its OAuth mode threads).
+//! [`CONVERSATION_KINDS`]; `threading` says what each does, and why Teams cannot; a Slack or
+//! Mattermost webhook URL and a Cliq webhook fall back to flat posts: only their API modes thread).
 
 mod console;
 mod kind;
 mod matrix;
+mod mattermost;
+mod slack;
 mod telegram;
 mod threading;
 mod webhook;
@@ -71,6 +74,8 @@ pub(in crate::config) struct RawChannel {
     refresh_token_env: Option<String>,
     accounts_url: Option<String>,
     channel: Option<String>,
+    channel_id: Option<String>,
+    team: Option<String>,
     events: Option<Vec<String>>,
     #[serde(default)]
     confidential: bool,
@@ -123,9 +128,9 @@ pub struct ConversationConfig {
     /// `conversation_days`: days after its object was merged or closed that a thread still
     /// takes replies (then the next event starts a new root).
     pub days: u32,
-    /// Why a channel that asks for a conversation posts flat (its transport cannot thread: a
-    /// Cliq webhook); `mode` is then `Off` and `check` says so.
-    pub flat: Option<String>,
+    /// Why the channel posts flat although a conversation was asked for (its transport cannot
+    /// thread: a Slack or Mattermost webhook URL); `mode` is then `Off`. `check` says it.
+    pub fallback: Option<String>,
 }
 
 /// The event keys broadcast by default: state changes people watch for.
@@ -146,21 +151,38 @@ impl Default for ConversationConfig {
             mode: Mode::Off,
             broadcast: DEFAULT_BROADCAST.iter().map(|s| s.to_string()).collect(),
             days: DEFAULT_CONVERSATION_DAYS,
-            flat: None,
+            fallback: None,
         }
     }
 }
 
-/// The kinds whose channels can thread (and edit) now.
-pub const CONVERSATION_KINDS: [ChannelKind; 5] = [
+/// The kinds whose channels can thread (and edit) now: Slack, Mattermost and Cliq in their API
+/// mode (their webhook URLs post flat, [`ConversationConfig::fallback`]).
+pub const CONVERSATION_KINDS: [ChannelKind; 7] = [
     ChannelKind::Matrix,
     ChannelKind::Telegram,
     ChannelKind::Discord,
     ChannelKind::GoogleChat,
     ChannelKind::Cliq,
+    ChannelKind::Slack,
+    ChannelKind::Mattermost,
 ];
 
-/// Channel `i`'s conversation keys, checked against its kind and format.
+/// Why a channel of `kind` posting to `endpoint` cannot thread, if it cannot.
+fn cannot_thread(kind: ChannelKind, endpoint: &Endpoint) -> Option<&'static str> {
+    match (kind, &endpoint.auth) {
+        (ChannelKind::Slack, crate::deliver::Auth::SecretUrl(_)) => Some(
+            "a slack incoming webhook gives no message id (give token and channel, the bot-token mode, for threads)",
+        ),
+        (ChannelKind::Mattermost, crate::deliver::Auth::SecretUrl(_)) => Some(
+            "a mattermost incoming webhook gives no post id (give the server's url, token and channel_id, the API mode, for threads)",
+        ),
+        (ChannelKind::Cliq, _) => zoho::cannot_thread(endpoint),
+        _ => None,
+    }
+}
+
+/// Channel `i`'s conversation keys, checked against its kind, format and endpoint.
 fn conversation(
     i: usize,
     kind: ChannelKind,
@@ -206,7 +228,11 @@ fn conversation(
                 "{:?} is not available for {} channels yet: only {} and {last} channels thread",
                 mode.as_str(),
                 kind.as_str(),
-                can.join(", ")
+                match can.split_last() {
+                    Some((last, rest)) if !rest.is_empty() =>
+                        format!("{} and {last}", rest.join(", ")),
+                    _ => can.join(""),
+                }
             ),
         ));
     }
@@ -234,13 +260,9 @@ fn conversation(
     if days == 0 {
         return Err(invalid(key("conversation_days"), "must be at least 1"));
     }
-    // A transport that cannot thread posts flat, and `check` says so.
-    if let Some(why) = (kind == ChannelKind::Cliq)
-        .then(|| zoho::cannot_thread(endpoint))
-        .flatten()
-    {
+    if let Some(why) = cannot_thread(kind, endpoint) {
         return Ok(ConversationConfig {
-            flat: Some(format!(
+            fallback: Some(format!(
                 "conversation = {:?} falls back to flat posts: {why}",
                 mode.as_str()
             )),
@@ -251,7 +273,7 @@ fn conversation(
         mode,
         broadcast,
         days,
-        flat: None,
+        fallback: None,
     })
 }
 
@@ -336,7 +358,9 @@ fn channel_endpoint(
             ))
         }
     };
-    if !matches!(kind, ChannelKind::Telegram | ChannelKind::Matrix) {
+    let chat = [ChannelKind::Telegram, ChannelKind::Matrix];
+    let api = [ChannelKind::Slack, ChannelKind::Mattermost];
+    if !chat.contains(&kind) && !api.contains(&kind) {
         if let Some(k) = chat_keys(c).first() {
             return Err(invalid(
                 r.key(k),
@@ -353,14 +377,31 @@ fn channel_endpoint(
             ),
         ));
     }
+    if !api.contains(&kind) {
+        // A cliq channel's OAuth mode names its channel too (`zoho` checks it).
+        let foreign = api_keys(c)
+            .into_iter()
+            .find(|k| !(kind == ChannelKind::Cliq && *k == "channel"));
+        if let Some(k) = foreign {
+            let modes = if k == "channel" {
+                "a slack channel's bot-token mode or a cliq channel's OAuth mode"
+            } else {
+                "a slack or mattermost channel's API mode"
+            };
+            return Err(invalid(
+                r.key(k),
+                format!("is for {modes}, not {}", kind.as_str()),
+            ));
+        }
+    }
     match kind {
         ChannelKind::Console => console::endpoint(&r, c, format),
         ChannelKind::Telegram => telegram::endpoint(&r, c, format),
         ChannelKind::Matrix => matrix::endpoint(&r, c, format),
         ChannelKind::Cliq | ChannelKind::ZohoFunction => zoho::endpoint(&r, kind, c, format),
-        ChannelKind::Slack
-        | ChannelKind::Mattermost
-        | ChannelKind::Teams
+        ChannelKind::Slack => slack::endpoint(&r, c, format),
+        ChannelKind::Mattermost => mattermost::endpoint(&r, c, format),
+        ChannelKind::Teams
         | ChannelKind::GoogleChat
         | ChannelKind::Discord
         | ChannelKind::Webhook => webhook::endpoint(&r, kind, c, format),
@@ -450,6 +491,20 @@ fn chat_keys(c: &RawChannel) -> Vec<&'static str> {
         ("access_token_file", c.access_token_file.is_some()),
         ("access_token_env", c.access_token_env.is_some()),
         ("room", c.room.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect()
+}
+
+/// The keys of Slack's and Mattermost's API modes (besides `token` and `api_url`) a channel
+/// gives.
+fn api_keys(c: &RawChannel) -> Vec<&'static str> {
+    [
+        ("channel", c.channel.is_some()),
+        ("channel_id", c.channel_id.is_some()),
+        ("team", c.team.is_some()),
     ]
     .into_iter()
     .filter(|(_, set)| *set)

@@ -394,7 +394,7 @@ mod tests {
                 && o.client_secret.expose() == "SECRET-cs"
                 && o.key == "channels[0].refresh_token"));
         assert!(!format!("{c:?}").contains("SECRET"));
-        assert_eq!(c.conversation.flat, None);
+        assert_eq!(c.conversation.fallback, None);
         let c = ok(&format!(
             "{keys}channel='dev'\naccounts_url='https://accounts.zoho.eu/'\nconversation='thread+edit'"
         ));
@@ -420,14 +420,14 @@ mod tests {
         assert_eq!(c.conversation.mode, crate::deliver::conversation::Mode::Off);
         assert!(c
             .conversation
-            .flat
+            .fallback
             .is_some_and(|f| f.contains("falls back to flat posts")));
         // A webhook (zapikey) channel asking for a conversation posts flat, as before.
         let c = ok("url='https://cliq.zoho.com/api/v2/channelsbyname/a/message'\nzapikey='k'\nconversation='thread'");
         assert_eq!(c.conversation.mode, crate::deliver::conversation::Mode::Off);
         assert!(c
             .conversation
-            .flat
+            .fallback
             .is_some_and(|f| f.contains("OAuth mode")));
         assert!(
             err("client_id='1000.ID'\nrefresh_token_env='RT'\nchannel='dev'")

@@ -12,8 +12,11 @@
 //!
 //! Each chat with an API of its own has a file here: `telegram` (Bot API: `chat_id` at send
 //! time, `migrate_to_chat_id`, replies and `editMessageText`) and `matrix` (a `PUT` per txnId,
-//! room aliases, `m.thread` and `m.replace`) and `discord` (a webhook's `?wait=true`,
-//! `?thread_id=`, forum posts and `PATCH …/messages/{id}`); they build their requests with
+//! room aliases, `m.thread` and `m.replace`), `discord` (a webhook's `?wait=true`,
+//! `?thread_id=`, forum posts and `PATCH …/messages/{id}`), `slack` (bot token:
+//! `chat.postMessage` with `thread_ts` and `reply_broadcast`, `chat.update`; `{ok: false,
+//! error}` answers) and `mattermost` (`POST /api/v4/posts` with `root_id`, `PUT …/patch`, a
+//! broadcast a short line of its own); they build their requests with
 //! `Sender::request`, the one place an HTTP request leaves the daemon, and classify the
 //! answers their own way. [`Sender::converse`] posts a message as a conversation's root, a
 //! reply in its thread or an edit of the root, in the chat's own terms; a root's reference is
@@ -25,12 +28,16 @@
 mod cliq;
 mod discord;
 mod matrix;
+mod mattermost;
+mod slack;
 mod telegram;
 
 pub use cliq::{cliq_act, cliq_target, CliqTarget, MESSAGE_NOT_FOUND, REFRESH_EARLY};
 pub use discord::{discord_root_lost, discord_url, thread_name, MAX_THREAD_NAME_CHARS};
 use matrix::matrix_alias;
 pub use matrix::{classify_matrix, matrix_act, txn_id, ResolveError};
+pub use mattermost::{classify_mattermost, mattermost_act};
+pub use slack::{classify_slack, slack_act};
 pub use telegram::{classify_telegram, telegram_act, telegram_body};
 
 use super::conversation::Act;
@@ -86,7 +93,9 @@ pub struct Posted {
     /// The attempt's outcome.
     pub attempt: Attempt,
     /// A posted root's reference in the chat (JSON: Telegram `{"message_id"}`, Matrix
-    /// `{"event_id"}`), when the chat gave one.
+    /// `{"event_id"}`, Slack `{"channel", "ts"}`, Mattermost `{"id"}`), when the chat gave one.
+    /// With [`Posted::root_lost`] on a delivered reply: the chat posted the reply on its own in
+    /// the channel (Slack, when the thread's root is gone), and this is that post.
     pub reference: Option<String>,
     /// The reply's or edit's root is gone from the chat (deleted): a new root is needed.
     pub root_lost: bool,
@@ -94,12 +103,12 @@ pub struct Posted {
 
 /// Whether a broadcast reply in `auth`'s chat is a post of its own in the channel
 /// ([`Act::Broadcast`], after the reply): where a thread's replies are out of the channel's
-/// timeline and the reply itself cannot be shown there (Matrix). `false` where the reply is in
-/// the chat's timeline already (Telegram; a Discord text channel, whose replies are posts), where
-/// there is no channel beside the threads (a Discord forum: its posts are the threads), or where
-/// the reply carries the broadcast itself ([`Act::Reply`]'s `broadcast`).
+/// timeline and the reply itself cannot be shown there (Matrix, Mattermost). `false` where the
+/// reply is in the chat's timeline already (Telegram; a Discord text channel, whose replies are
+/// posts), where there is no channel beside the threads (a Discord forum: its posts are the
+/// threads), or where the reply carries the broadcast itself ([`Act::Reply`]'s `broadcast`).
 pub fn separate_broadcast(auth: &Auth) -> bool {
-    matches!(auth, Auth::Matrix { .. })
+    matches!(auth, Auth::Matrix { .. } | Auth::Mattermost { .. })
 }
 
 /// A chat API's answer: status, `Retry-After` and body.
@@ -109,6 +118,8 @@ struct Answer {
     status: u16,
     /// The `Retry-After` header, if any.
     retry_after: Option<String>,
+    /// The `X-Ratelimit-Reset` header (Mattermost: seconds until its limit resets), if any.
+    ratelimit_reset: Option<String>,
     /// The body.
     body: Vec<u8>,
 }
@@ -188,13 +199,28 @@ impl Sender {
                 .await
                 .attempt;
         }
-        self.exchange(endpoint, id, body, None).await.0
+        match &endpoint.auth {
+            // Their API's post is a conversation's root, without a thread.
+            Auth::Slack { .. } => {
+                slack::converse(self, endpoint, body, Act::Root)
+                    .await
+                    .attempt
+            }
+            Auth::Mattermost { .. } => {
+                mattermost::converse(self, endpoint, body, Act::Root)
+                    .await
+                    .attempt
+            }
+            _ => self.exchange(endpoint, id, body, None).await.0,
+        }
     }
 
     /// Posts `body` as `act` in a conversation: a root (its reference is returned), a reply
     /// in a root's thread, or an edit of a root. Telegram: `reply_parameters` (never without
     /// the reply) and `editMessageText`; Matrix: an `m.thread` relation with a reply fallback,
-    /// and `m.replace` under a txnId of its own. Other chats post flat and give no reference.
+    /// and `m.replace` under a txnId of its own; Slack: `thread_ts` (`reply_broadcast`) and
+    /// `chat.update`; Mattermost: `root_id` and a `patch`. Other chats post flat and give no
+    /// reference.
     pub async fn converse(
         &self,
         endpoint: &Endpoint,
@@ -207,6 +233,8 @@ impl Sender {
             Auth::Matrix { .. } => matrix::converse(self, endpoint, id, body, act).await,
             Auth::Discord { .. } => discord::converse(self, endpoint, body, act).await,
             Auth::CliqOAuth(oauth) => cliq::converse(self, endpoint, oauth, body, act).await,
+            Auth::Slack { .. } => slack::converse(self, endpoint, body, act).await,
+            Auth::Mattermost { .. } => mattermost::converse(self, endpoint, body, act).await,
             _ => Posted {
                 attempt: self.post(endpoint, id, body).await,
                 reference: None,
@@ -321,6 +349,8 @@ impl Sender {
             | Auth::Telegram { .. }
             | Auth::Discord { .. }
             | Auth::CliqOAuth(_)
+            | Auth::Slack { .. }
+            | Auth::Mattermost { .. }
             | Auth::None => {}
         }
         let method = match &endpoint.auth {
@@ -390,10 +420,12 @@ impl Sender {
                 }
             }
         }
+        let ratelimit_reset = header("x-ratelimit-reset");
         let body = r.bytes().await.unwrap_or_default().to_vec();
         Ok(Answer {
             status,
             retry_after,
+            ratelimit_reset,
             body,
         })
     }

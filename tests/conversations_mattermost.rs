@@ -1,0 +1,239 @@
+//! Conversations on Mattermost's API mode, through the daemon against the Mattermost fake
+//! (`support::fake_mattermost`): a merge request's life is one root post and every later event
+//! a reply with its `root_id`, across a restart; a broadcast key's reply is also shown in the
+//! channel as a short post of its own linking to the thread (`{server}/{team}/pl/{root}`); on
+//! `thread+edit` the root is patched to the latest root card; two merge requests interleaved
+//! keep their threads; a deleted root ("Invalid RootId parameter") starts one new root; a 429
+//! is waited out and edits take posting slots. The token never appears in the debug log.
+
+use crate::conversations::{life, mr, note, pipeline};
+use crate::support::daemon::{Daemon, Settings};
+use crate::support::fake_mattermost::{FakeMattermost, Post, CHANNEL, TOKEN};
+use crate::support::temp::TempDir;
+use crate::support::turn;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A Mattermost channel `mm` in the API mode, team `dev`, with `conversation = mode` and
+/// `rate` posts a minute.
+fn config(fake: &FakeMattermost, mode: &str, rate: u32, dir: &TempDir) -> std::path::PathBuf {
+    let mut settings = Settings::new(Vec::new());
+    settings.rest = format!(
+        "[[channels]]\nname = \"mm\"\nkind = \"mattermost\"\nurl = \"{}\"\ntoken = \"{TOKEN}\"\n\
+         channel_id = \"{CHANNEL}\"\nteam = \"dev\"\nrate_per_minute = {rate}\nconversation = \"{mode}\"\n",
+        fake.url()
+    );
+    settings.write_config(dir)
+}
+
+/// The posts of the conversations: roots and replies, not the broadcast lines.
+fn thread_posts(fake: &FakeMattermost) -> Vec<Post> {
+    fake.posts()
+        .into_iter()
+        .filter(|p| !p.message.contains("/pl/"))
+        .collect()
+}
+
+/// Posts one webhook and waits for `n` roots and replies and `edits` edits.
+async fn send(
+    daemon: &Daemon,
+    fake: &FakeMattermost,
+    event: (&str, Vec<u8>),
+    n: usize,
+    edits: usize,
+) {
+    let (header, body) = event;
+    assert_eq!(daemon.post(header, body, None, None).await.status, 200);
+    let deadline = Instant::now() + WAIT;
+    while thread_posts(fake).len() < n || fake.accepted("patch") < edits {
+        assert!(
+            Instant::now() < deadline,
+            "{n} posts, {edits} edits: {:#?}",
+            fake.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the fake saw no request for half a second.
+async fn quiet(fake: &FakeMattermost) {
+    let mut seen = fake.requests().len();
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = fake.requests().len();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+    panic!("the fake never went quiet: {:#?}", fake.requests());
+}
+
+#[tokio::test]
+async fn mattermost_a_merge_requests_life_is_one_thread_under_an_edited_root() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeMattermost::start().await;
+    let dir = TempDir::new("conv-mm-life");
+    let config = config(&fake, "thread+edit", 600, &dir);
+    let mut daemon = Daemon::spawn(&config).await;
+    for (i, event) in life(2).into_iter().enumerate() {
+        if i == 4 {
+            // Threads survive a restart: the map is in the outbox.
+            let (status, _) = daemon.terminate(WAIT).await;
+            assert!(status.is_some(), "the daemon did not stop on SIGTERM");
+            daemon = Daemon::spawn(&config).await;
+        }
+        send(&daemon, &fake, event, i + 1, 0).await;
+    }
+    send(&daemon, &fake, note(2, "after the merge"), 9, 2).await;
+    quiet(&fake).await;
+    let posts = thread_posts(&fake);
+    assert_eq!(posts.len(), 9, "{posts:#?}");
+    let root = &posts[0];
+    assert_eq!(root.root_id, "", "the root is in the channel");
+    for p in &posts[1..] {
+        assert_eq!(p.root_id, root.id, "{p:#?}");
+    }
+    assert!(
+        posts[1].message.contains("first look at 2"),
+        "{:?}",
+        posts[1].message
+    );
+    // The merge (a default broadcast key) is also a short line in the channel, linking to
+    // the thread; the comments are not.
+    let shown: Vec<Post> = fake
+        .posts()
+        .into_iter()
+        .filter(|p| p.message.contains("/pl/"))
+        .collect();
+    let link = format!("]({}/dev/pl/{})", fake.url(), root.id);
+    assert!(!shown.is_empty(), "{:#?}", fake.posts());
+    for s in &shown {
+        assert_eq!(s.root_id, "", "{s:#?}");
+        assert!(s.message.contains(&link), "{s:#?}");
+        assert!(!s.message.contains("look at"), "{s:#?}");
+    }
+    // The root was patched in place to the latest root card the daemon sent.
+    let patches: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.what == "patch" && r.error.is_none())
+        .collect();
+    let last = &patches[patches.len() - 1].body;
+    assert_eq!(root.message, last["message"].as_str().unwrap());
+    assert_eq!(root.props, last["props"]);
+    assert_ne!(root.message, root.first_message, "the root changed");
+    assert!(
+        fake.requests().iter().all(|r| r.error.is_none()),
+        "{:#?}",
+        fake.requests()
+    );
+    let log = daemon.stop();
+    assert!(!log.iter().any(|l| l.contains(TOKEN)), "the token leaked");
+}
+
+#[tokio::test]
+async fn mattermost_two_merge_requests_interleaved_keep_their_threads() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeMattermost::start().await;
+    let dir = TempDir::new("conv-mm-two");
+    let daemon = Daemon::spawn(&config(&fake, "thread", 600, &dir)).await;
+    let events = [
+        mr(1, "open", "One"),
+        mr(2, "open", "Two"),
+        note(1, "on one a"),
+        note(2, "on two a"),
+        pipeline(2, 302, "failed"),
+        note(1, "on one b"),
+    ];
+    for (n, event) in events.into_iter().enumerate() {
+        send(&daemon, &fake, event, n + 1, 0).await;
+    }
+    let posts = thread_posts(&fake);
+    let (one, two) = (posts[0].id.as_str(), posts[1].id.as_str());
+    let roots: Vec<&str> = posts.iter().map(|p| p.root_id.as_str()).collect();
+    assert_eq!(roots, ["", "", one, two, two, one], "{posts:#?}");
+    daemon.stop();
+}
+
+#[tokio::test]
+async fn mattermost_a_deleted_root_starts_one_new_root() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeMattermost::start().await;
+    let dir = TempDir::new("conv-mm-lost");
+    let daemon = Daemon::spawn(&config(&fake, "thread", 600, &dir)).await;
+    send(&daemon, &fake, mr(5, "open", "Five"), 1, 0).await;
+    fake.delete(&fake.posts()[0].id);
+    send(&daemon, &fake, note(5, "after the delete"), 2, 0).await;
+    send(&daemon, &fake, note(5, "and again"), 3, 0).await;
+    quiet(&fake).await;
+    let posts = thread_posts(&fake);
+    assert_eq!(posts.len(), 3, "{posts:#?}");
+    assert_eq!(posts[1].root_id, "", "a new root: {posts:#?}");
+    assert!(posts[1].message.contains("after the delete"));
+    assert_eq!(posts[2].root_id, posts[1].id);
+    let refused: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.error.is_some())
+        .collect();
+    assert_eq!(refused.len(), 1, "one refused reply, no loop: {refused:#?}");
+    assert_eq!(
+        refused[0].error.as_deref(),
+        Some("api.post.create_post.root_id.app_error")
+    );
+    let log = daemon.stop();
+    let starts = log
+        .iter()
+        .filter(|l| l.contains("starting a new root"))
+        .count();
+    assert_eq!(starts, 1, "{log:#?}");
+}
+
+#[tokio::test]
+async fn mattermost_edits_count_against_the_budget() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeMattermost::start().await;
+    let dir = TempDir::new("conv-mm-budget");
+    let daemon = Daemon::spawn(&config(&fake, "thread+edit", 3, &dir)).await;
+    for (header, body) in [
+        mr(8, "open", "Eight"),
+        mr(8, "approved", "Eight"),
+        mr(8, "merge", "Eight"),
+    ] {
+        assert_eq!(daemon.post(header, body, None, None).await.status, 200);
+    }
+    fake.settle(2, 1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let requests = fake.requests();
+    assert_eq!(
+        fake.posts().len(),
+        2,
+        "the merge waits for the window: {requests:#?}"
+    );
+    assert!(fake.max_per_minute() <= 3, "{requests:#?}");
+    daemon.stop();
+}
+
+#[tokio::test]
+async fn mattermost_a_429_is_waited_out() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeMattermost::start().await;
+    let dir = TempDir::new("conv-mattermost-429");
+    fake.throttle(1, 1);
+    let daemon = Daemon::spawn(&config(&fake, "thread", 600, &dir)).await;
+    let started = Instant::now();
+    let (header, body) = mr(9, "open", "Nine");
+    assert_eq!(daemon.post(header, body, None, None).await.status, 200);
+    fake.settle(1, 0, WAIT).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the wait was not honoured"
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert_eq!(requests[0].status, 429);
+    let log = daemon.stop();
+    assert!(log.iter().any(|l| l.contains("throttled=true")), "{log:#?}");
+}
