@@ -970,8 +970,11 @@ mod tests {
             let (_, i) = conversation::unwrap(&routing.deliveries[0].body);
             i.and_then(|i| i.root)
         };
+        // A comment's root is the merge request's card (which shows no comment count).
         let root = root_of(&note).unwrap_or_default();
-        assert!(root.contains("Comments:</b> 1"), "{root}");
+        assert!(root.contains("Merge request !1"), "{root}");
+        assert!(root.contains("State:</b> opened"), "{root}");
+        assert!(!root.contains("commented") && !root.contains("Comments"), "{root}");
         // A pipeline of no merge request has a root card of its own; its jobs leave it alone.
         let mut branch = sample("pipeline__basic.json");
         branch["merge_request"] = Value::Null;

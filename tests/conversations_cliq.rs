@@ -47,10 +47,25 @@ fn mr(iid: u64, action: &str, title: &str) -> (&'static str, Vec<u8>) {
     ("Merge Request Hook", v.to_string().into_bytes())
 }
 
-/// A comment on `!iid`.
+/// A comment on `!iid` (its payload's merge request as the note sample has it).
 fn note(iid: u64, text: &str) -> (&'static str, Vec<u8>) {
     let mut v = samples::json("note__merge_request.json");
     v["project"] = project();
+    v["merge_request"]["iid"] = json!(iid);
+    v["object_attributes"]["note"] = json!(text);
+    ("Note Hook", v.to_string().into_bytes())
+}
+
+/// A comment on `!iid` titled `title`, its payload's merge request the one [`mr`] posts (GitLab
+/// sends a comment with the merge request as it is: the root card it leaves is unchanged).
+fn note_on(iid: u64, title: &str, text: &str) -> (&'static str, Vec<u8>) {
+    let mut v = samples::json("note__merge_request.json");
+    let a = &samples::json("merge_request__open.json")["object_attributes"];
+    v["project"] = project();
+    for field in ["source_branch", "target_branch", "labels"] {
+        v["merge_request"][field] = a[field].clone();
+    }
+    v["merge_request"]["title"] = json!(title);
     v["merge_request"]["iid"] = json!(iid);
     v["object_attributes"]["note"] = json!(text);
     ("Note Hook", v.to_string().into_bytes())
@@ -67,15 +82,16 @@ fn pipeline(iid: u64, id: u64, status: &str) -> (&'static str, Vec<u8>) {
 
 /// A merge request's life, in order.
 fn life(iid: u64) -> Vec<(&'static str, Vec<u8>)> {
+    let title = format!("Feature {iid}");
     vec![
-        mr(iid, "open", &format!("Feature {iid}")),
-        note(iid, &format!("first look at {iid}")),
-        note(iid, &format!("second look at {iid}")),
-        note(iid, &format!("third look at {iid}")),
-        mr(iid, "approved", &format!("Feature {iid}")),
+        mr(iid, "open", &title),
+        note_on(iid, &title, &format!("first look at {iid}")),
+        note_on(iid, &title, &format!("second look at {iid}")),
+        note_on(iid, &title, &format!("third look at {iid}")),
+        mr(iid, "approved", &title),
         pipeline(iid, 100 + iid, "failed"),
         pipeline(iid, 200 + iid, "success"),
-        mr(iid, "merge", &format!("Feature {iid}")),
+        mr(iid, "merge", &title),
     ]
 }
 
@@ -151,8 +167,9 @@ async fn cliq_a_merge_requests_life_is_one_thread_under_an_edited_root() {
         assert_eq!(a.status, 200, "{i}: {:?}", a.body);
         settle(&daemon, &fake, i + 1).await;
     }
+    // The root card, the opening as its first reply, then a reply per event.
     let msgs = fake.messages_in(CHANNEL);
-    assert_eq!(msgs.len(), 8, "{msgs:#?}");
+    assert_eq!(msgs.len(), 9, "{msgs:#?}");
     let root = &msgs[0];
     assert!(root.sync, "the root asks for its id: {root:#?}");
     assert_eq!(thread(root), None);
@@ -160,18 +177,27 @@ async fn cliq_a_merge_requests_life_is_one_thread_under_an_edited_root() {
         assert_eq!(thread(m), Some(root.id.as_str()), "{m:#?}");
         assert!(!m.sync, "{m:#?}");
     }
-    assert!(msgs[1].body["text"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("first look at 1"));
-    // Only the merge is broadcast (the default list; no broken or fixed pipeline here need be).
-    assert!(msgs[7].in_parent, "the merge is shown in the channel");
-    assert!(msgs[1..4].iter().all(|m| !m.in_parent), "{msgs:#?}");
-    // The root was edited in place, text only, to the last root card the daemon sent.
-    assert!(!root.edits.is_empty(), "{root:#?}");
-    let first = root.body["text"].as_str().unwrap_or_default();
+    let text = |m: &Message| m.body["text"].as_str().unwrap_or_default().to_string();
+    assert!(text(&msgs[1]).contains("opened merge request [!1 Feature 1]"), "{msgs:#?}");
+    assert!(text(&msgs[2]).contains("first look at 1"), "{msgs:#?}");
+    // The default broadcast list: the pipeline that passed after a failure (fixed) and the merge
+    // are also shown in the channel, nothing else.
+    assert!(msgs[7].in_parent, "the fixed pipeline is shown in the channel");
+    assert!(msgs[8].in_parent, "the merge is shown in the channel");
+    assert!(msgs[1..7].iter().all(|m| !m.in_parent), "{msgs:#?}");
+    // The root was edited in place, text only, to the last root card the daemon sent: once for
+    // the approval, each pipeline and the merge (a comment leaves the card as it is).
+    assert_eq!(root.edits.len(), 4, "{root:#?}");
     assert_eq!(root.text, *root.edits.last().unwrap());
-    assert_ne!(root.text, first, "the root shows a later state");
+    for shown in [
+        "Merge request [!1 Feature 1]",
+        "*State:* merged",
+        "*Approved by:* Administrator",
+        "✅ passed",
+    ] {
+        assert!(root.text.contains(shown), "{shown:?} in {:?}", root.text);
+    }
+    assert!(root.text.contains("*Pipeline:* [#201]"), "{:?}", root.text);
     // The chat id was asked once; one access token served every call.
     assert_eq!(fake.lookups(), 1);
     assert_eq!(fake.refreshes(), 1);
@@ -242,23 +268,32 @@ async fn cliq_a_deleted_root_starts_one_new_root() {
     settle(&daemon, &fake, 1).await;
     let first_root = fake.messages_in(CHANNEL)[0].id.clone();
     fake.delete(&first_root);
+    // The first comment finds the root gone: a new root card and the comment under it; the
+    // second is a reply (a comment leaves the root card as it is).
     for (n, text) in ["after the delete", "and again"].iter().enumerate() {
-        let (h, b) = note(5, text);
+        let (h, b) = note_on(5, "Five", text);
         assert_eq!(daemon.post(h, b, None, None).await.status, 200);
         settle(&daemon, &fake, 2 + n).await;
     }
     let (h, b) = mr(5, "approved", "Five");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
     settle(&daemon, &fake, 4).await;
+    // The deleted root card and the opening under it, the new root card and three replies.
     let msgs = fake.messages_in(CHANNEL);
-    assert_eq!(msgs.len(), 4, "{msgs:#?}");
-    let new_root = &msgs[1];
+    assert_eq!(msgs.len(), 6, "{msgs:#?}");
+    assert_eq!(thread(&msgs[1]), Some(first_root.as_str()), "{msgs:#?}");
+    let new_root = &msgs[2];
     assert_eq!(thread(new_root), None, "a new root: {msgs:#?}");
     assert!(new_root.sync);
-    assert_eq!(thread(&msgs[2]), Some(new_root.id.as_str()));
-    assert_eq!(thread(&msgs[3]), Some(new_root.id.as_str()));
+    for m in &msgs[3..] {
+        assert_eq!(thread(m), Some(new_root.id.as_str()), "{msgs:#?}");
+    }
+    let text = |m: &Message| m.body["text"].as_str().unwrap_or_default().to_string();
+    assert!(text(&msgs[3]).contains("after the delete"), "{msgs:#?}");
+    assert!(text(&msgs[4]).contains("and again"), "{msgs:#?}");
     // The approval edited the new root, not the deleted one.
     assert_eq!(new_root.edits.len(), 1, "{new_root:#?}");
+    assert!(new_root.text.contains("*Approved by:* Administrator"), "{new_root:#?}");
     assert!(msgs[0].edits.is_empty());
     let refused: Vec<_> = fake.calls().into_iter().filter(|c| c.2 >= 400).collect();
     assert_eq!(refused.len(), 1, "one refused reply, no loop: {refused:#?}");
@@ -285,11 +320,17 @@ async fn cliq_posts_and_edits_stay_within_the_budget() {
     ] {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
-    // The root, the approval's reply and its edit of the root: the minute's 3 slots.
-    settle(&daemon, &fake, 2).await;
+    // The root card, the opening as its first reply and the approval's reply: the minute's 3
+    // slots. The approval's edit of the root (and so the merge) waits for the next minute.
+    settle(&daemon, &fake, 1).await;
+    crate::support::wait_until("the approval's reply", WAIT, || {
+        fake.messages_in(CHANNEL).len() == 3
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(fake.taken(), 3, "{:#?}", fake.calls());
-    assert_eq!(fake.messages_in(CHANNEL).len(), 2, "the merge waits");
+    assert_eq!(fake.messages_in(CHANNEL).len(), 3, "the merge waits");
+    assert_eq!(fake.edits(), 0, "the edit waits");
     assert!(fake.max_per_minute() <= 3);
     daemon.stop();
 }
@@ -422,13 +463,13 @@ async fn cliq_refused_threads_and_edits_fall_back_to_flat_posts_logged_once() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
         settle(&daemon, &fake, n + 1).await;
     }
+    // The root card, then every event flat (the opening too: its reply was refused).
     let msgs = fake.messages_in(CHANNEL);
-    assert_eq!(msgs.len(), 4, "{msgs:#?}");
+    assert_eq!(msgs.len(), 5, "{msgs:#?}");
     assert!(msgs.iter().all(|m| m.thread.is_none()), "{msgs:#?}");
-    assert!(msgs[2].body["text"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("flat a"));
+    let text = |m: &Message| m.body["text"].as_str().unwrap_or_default().to_string();
+    assert!(text(&msgs[1]).contains("opened merge request [!6 Six]"), "{msgs:#?}");
+    assert!(text(&msgs[3]).contains("flat a"), "{msgs:#?}");
     assert_eq!(fake.edits(), 0);
     let log = daemon.stop();
     let count = |s: &str| log.iter().filter(|l| l.contains(s)).count();

@@ -73,7 +73,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("root.pipeline.ref", "the branch or tag it ran for"),
     (
         "root.comments",
-        "how many comments people wrote (GitLab's system notes aside) since the state began",
+        "how many comments people wrote (GitLab's system notes aside) since the state began \
+         (the built-in cards leave it out, so a comment does not edit the root)",
     ),
     (
         "root.updated_at",
@@ -192,10 +193,12 @@ mod tests {
             "*State:* merged",
             "✅ passed",
             "*Approved by:* Bob",
-            "*Comments:* 3",
         ] {
             assert!(text.contains(want), "{want}: {text}");
         }
+        // The count stays a variable, but the built-in card leaves it out: a comment does not
+        // edit the root.
+        assert!(!text.contains("Comments"), "{text}");
         assert_eq!(
             r.render_root(&ObjectState {
                 kind: "push".into(),
