@@ -2,10 +2,11 @@
 //! recorded: the chat took the root, its answer never reached the daemon (a proxy holds it,
 //! [`crate::matrix::HoldingProxy`]), the daemon is killed (SIGKILL) and restarted on the same
 //! outbox. On Telegram (no idempotent send) the root is posted again: at most one extra root,
-//! and every later reply goes into one thread, the last root's. On Matrix the root is re-sent
-//! under its txnId, so Synapse keeps exactly one root, and every later reply and edit names it.
+//! and every later reply (the opening, the root card's first reply, among them: once) goes into
+//! one thread, the last root's. On Matrix the root is re-sent under its txnId, so Synapse keeps
+//! exactly one root, and every later reply (the opening first) and edit names it.
 
-use crate::conversations::{mr, note};
+use crate::conversations::{mr, note_on};
 use crate::matrix::HoldingProxy;
 use crate::support::daemon::{Daemon, Settings};
 use crate::support::fake_telegram::{FakeTelegram, TOKEN};
@@ -47,7 +48,7 @@ async fn telegram_a_kill_9_before_the_roots_answer_makes_at_most_one_extra_root(
     proxy.state.hold.store(false, Ordering::SeqCst);
     let daemon = Daemon::spawn(&config).await;
     for n in 0..REPLIES {
-        let (h, b) = note(11, &format!("after the kill {n}"));
+        let (h, b) = note_on(11, "Eleven", &format!("after the kill {n}"));
         assert_eq!(daemon.post(h, b, None, None).await.status, 200);
     }
     let (h, b) = mr(11, "approved", "Eleven");
@@ -58,7 +59,8 @@ async fn telegram_a_kill_9_before_the_roots_answer_makes_at_most_one_extra_root(
             .filter(|m| m.body["reply_parameters"].is_object())
             .count()
     };
-    wait_until("the replies", WAIT, || replied(&fake) == REPLIES + 1).await;
+    // The opening (the root card's first reply), the comments and the approval.
+    wait_until("the replies", WAIT, || replied(&fake) >= REPLIES + 2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let msgs = fake.messages_in(CHAT);
     let roots: Vec<i64> = msgs
@@ -81,7 +83,9 @@ async fn telegram_a_kill_9_before_the_roots_answer_makes_at_most_one_extra_root(
             "every reply in the last root's thread: {msgs:#?}"
         );
     }
-    assert_eq!(msgs.len(), roots.len() + REPLIES + 1, "{msgs:#?}");
+    assert_eq!(msgs.len(), roots.len() + REPLIES + 2, "{msgs:#?}");
+    let opening = msgs.iter().filter(|m| m.text.contains("opened merge request !11"));
+    assert_eq!(opening.count(), 1, "the opening once, a reply: {msgs:#?}");
     // The approval edited the root the thread is under, and only it.
     let edits: Vec<_> = fake
         .requests()
@@ -94,7 +98,10 @@ async fn telegram_a_kill_9_before_the_roots_answer_makes_at_most_one_extra_root(
         .into_iter()
         .find(|m| m.message_id == last_root)
         .unwrap();
-    assert!(edited.text.contains("approved"), "{edited:#?}");
+    assert!(
+        edited.text.contains("Approved by: Administrator"),
+        "{edited:#?}"
+    );
     daemon.stop();
 }
 
@@ -132,13 +139,14 @@ async fn matrix_a_kill_9_before_the_roots_answer_keeps_exactly_one_root() {
     proxy.state.hold.store(false, Ordering::SeqCst);
     let daemon = Daemon::spawn(&config).await;
     for n in 0..REPLIES {
-        let (h, b) = note(12, &format!("after the kill {n}"));
+        let (h, b) = note_on(12, "Twelve", &format!("after the kill {n}"));
         assert_eq!(daemon.post(h, b, None, None).await.status, 200);
     }
     let (h, b) = mr(12, "approved", "Twelve");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    // The root, the replies, the approval's reply and its edit of the root.
-    let expected = 1 + REPLIES + 2;
+    // The root card, the opening as its first reply, the comments, the approval's reply and
+    // its edit of the root.
+    let expected = 1 + 1 + REPLIES + 2;
     let deadline = Instant::now() + WAIT;
     while hs.messages(&hs.other, &hs.room).await.len() < expected {
         assert!(Instant::now() < deadline, "{}", hs.log());
@@ -160,7 +168,7 @@ async fn matrix_a_kill_9_before_the_roots_answer_keeps_exactly_one_root() {
         .collect();
     assert_eq!(
         kinds.iter().filter(|k| *k == "m.thread").count(),
-        REPLIES + 1
+        REPLIES + 2
     );
     assert_eq!(kinds.iter().filter(|k| *k == "m.replace").count(), 1);
     daemon.stop();
