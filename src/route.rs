@@ -974,7 +974,10 @@ mod tests {
         let root = root_of(&note).unwrap_or_default();
         assert!(root.contains("Merge request !1"), "{root}");
         assert!(root.contains("State:</b> opened"), "{root}");
-        assert!(!root.contains("commented") && !root.contains("Comments"), "{root}");
+        assert!(
+            !root.contains("commented") && !root.contains("Comments"),
+            "{root}"
+        );
         // A pipeline of no merge request has a root card of its own; its jobs leave it alone.
         let mut branch = sample("pipeline__basic.json");
         branch["merge_request"] = Value::Null;

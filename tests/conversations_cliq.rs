@@ -178,11 +178,17 @@ async fn cliq_a_merge_requests_life_is_one_thread_under_an_edited_root() {
         assert!(!m.sync, "{m:#?}");
     }
     let text = |m: &Message| m.body["text"].as_str().unwrap_or_default().to_string();
-    assert!(text(&msgs[1]).contains("opened merge request [!1 Feature 1]"), "{msgs:#?}");
+    assert!(
+        text(&msgs[1]).contains("opened merge request [!1 Feature 1]"),
+        "{msgs:#?}"
+    );
     assert!(text(&msgs[2]).contains("first look at 1"), "{msgs:#?}");
     // The default broadcast list: the pipeline that passed after a failure (fixed) and the merge
     // are also shown in the channel, nothing else.
-    assert!(msgs[7].in_parent, "the fixed pipeline is shown in the channel");
+    assert!(
+        msgs[7].in_parent,
+        "the fixed pipeline is shown in the channel"
+    );
     assert!(msgs[8].in_parent, "the merge is shown in the channel");
     assert!(msgs[1..7].iter().all(|m| !m.in_parent), "{msgs:#?}");
     // The root was edited in place, text only, to the last root card the daemon sent: once for
@@ -293,7 +299,10 @@ async fn cliq_a_deleted_root_starts_one_new_root() {
     assert!(text(&msgs[4]).contains("and again"), "{msgs:#?}");
     // The approval edited the new root, not the deleted one.
     assert_eq!(new_root.edits.len(), 1, "{new_root:#?}");
-    assert!(new_root.text.contains("*Approved by:* Administrator"), "{new_root:#?}");
+    assert!(
+        new_root.text.contains("*Approved by:* Administrator"),
+        "{new_root:#?}"
+    );
     assert!(msgs[0].edits.is_empty());
     let refused: Vec<_> = fake.calls().into_iter().filter(|c| c.2 >= 400).collect();
     assert_eq!(refused.len(), 1, "one refused reply, no loop: {refused:#?}");
@@ -468,7 +477,10 @@ async fn cliq_refused_threads_and_edits_fall_back_to_flat_posts_logged_once() {
     assert_eq!(msgs.len(), 5, "{msgs:#?}");
     assert!(msgs.iter().all(|m| m.thread.is_none()), "{msgs:#?}");
     let text = |m: &Message| m.body["text"].as_str().unwrap_or_default().to_string();
-    assert!(text(&msgs[1]).contains("opened merge request [!6 Six]"), "{msgs:#?}");
+    assert!(
+        text(&msgs[1]).contains("opened merge request [!6 Six]"),
+        "{msgs:#?}"
+    );
     assert!(text(&msgs[3]).contains("flat a"), "{msgs:#?}");
     assert_eq!(fake.edits(), 0);
     let log = daemon.stop();

@@ -84,7 +84,9 @@ async fn telegram_a_kill_9_before_the_roots_answer_makes_at_most_one_extra_root(
         );
     }
     assert_eq!(msgs.len(), roots.len() + REPLIES + 2, "{msgs:#?}");
-    let opening = msgs.iter().filter(|m| m.text.contains("opened merge request !11"));
+    let opening = msgs
+        .iter()
+        .filter(|m| m.text.contains("opened merge request !11"));
     assert_eq!(opening.count(), 1, "the opening once, a reply: {msgs:#?}");
     // The approval edited the root the thread is under, and only it.
     let edits: Vec<_> = fake

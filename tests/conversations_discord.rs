@@ -1,17 +1,18 @@
 //! Conversations on Discord, through the daemon against the fake webhook API
 //! ([`crate::support::fake_discord`]): with `forum = true` a merge request's life is one forum
 //! post (its title the root card's) and every later event a message in it, and on
-//! `thread+edit` the post's first message is edited to the merge request's latest card; a
-//! broadcast posts nothing more (a forum has no channel beside its posts). In a text channel a
-//! webhook cannot thread: replies are posts in the channel and the root is edited in place. Two
-//! merge requests interleaved keep their own forum posts, across a restart; a forum post
-//! deleted in the chat makes the next event a new post, once; a root message deleted in a text
-//! channel is found by the next edit (404 Unknown Message) and the card becomes one new root.
-//! Edits take posting slots (a budget of 3 a minute: root, reply, edit, then nothing), and a
-//! forum channel without conversations posts each message as a forum post of its own. `check`
-//! says what each Discord conversation channel does.
+//! `thread+edit` the post's first message is the merge request's root card (the opening its
+//! first reply), edited for every event that changes it, ending merged, its pipeline passed,
+//! approved; a broadcast posts nothing more (a forum has no channel beside its posts). In a
+//! text channel a webhook cannot thread: replies are posts in the channel and the root is edited
+//! in place. Two merge requests interleaved keep their own forum posts, across a restart; a
+//! forum post deleted in the chat makes the next event a new post, once; a root message deleted
+//! in a text channel is found by the next edit (404 Unknown Message) and the card becomes one
+//! new root. Edits take posting slots (a budget of 3 a minute: root card, opening, reply, then
+//! nothing), and a forum channel without conversations posts each message as a forum post of
+//! its own. `check` says what each Discord conversation channel does.
 
-use crate::conversations::{life, mr, note, pipeline};
+use crate::conversations::{life, mr, note, note_on, pipeline};
 use crate::support::daemon::{Daemon, Settings};
 use crate::support::fake_discord::{FakeDiscord, FORUM_CHANNEL, FORUM_HOOK, TEXT_CHANNEL, TOKEN};
 use crate::support::temp::TempDir;
@@ -46,6 +47,31 @@ fn refused(fake: &FakeDiscord) -> Vec<crate::support::fake_discord::Request> {
         .collect()
 }
 
+/// The posts and edits after event `i` (`header`) of a merge request's life: the root card and
+/// the opening as its first reply, then a reply each, and an edit of the root for every event
+/// that changes its card (not a comment: the built-in cards show no count).
+fn expect(i: usize, header: &str, posts: usize, edits: usize) -> (usize, usize) {
+    match (i, header) {
+        (0, _) => (posts + 2, edits),
+        (_, "Note Hook") => (posts + 1, edits),
+        _ => (posts + 1, edits + 1),
+    }
+}
+
+/// Fails unless `root` shows the merge request's state at the end of its life: merged, its
+/// pipeline passed, approved.
+fn assert_final_root(root: &crate::support::fake_discord::Message) {
+    assert_ne!(root.body["embeds"], root.first["embeds"], "{root:#?}");
+    let text = root.text();
+    for shown in [
+        "State:** merged",
+        "✅ passed",
+        "Approved by:** Administrator",
+    ] {
+        assert!(text.contains(shown), "{shown:?} in {text:?}");
+    }
+}
+
 #[tokio::test]
 async fn discord_forum_a_merge_requests_life_is_one_post_under_an_edited_root() {
     let _turn = turn::shared_async().await;
@@ -57,22 +83,18 @@ async fn discord_forum_a_merge_requests_life_is_one_post_under_an_edited_root() 
     for (i, (header, body)) in life(1).into_iter().enumerate() {
         let a = daemon.post(header, body, None, None).await;
         assert_eq!(a.status, 200, "{i}: {:?}", a.body);
-        posts += 1;
-        // The merge request's own events after the first change the root's card.
-        if i == 4 || i == 7 {
-            edits += 1;
-        }
+        (posts, edits) = expect(i, header, posts, edits);
         fake.settle(&[("POST", posts), ("PATCH", edits)], WAIT)
             .await;
     }
     // The merge is a default broadcast key: a forum has nowhere else to show it.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!((fake.accepted("POST"), fake.accepted("PATCH")), (8, 2));
+    assert_eq!((fake.accepted("POST"), fake.accepted("PATCH")), (9, 4));
     assert!(refused(&fake).is_empty(), "{:#?}", refused(&fake));
     let threads = fake.threads();
     assert_eq!(threads.len(), 1, "one forum post: {threads:#?}");
     let msgs = fake.messages_in(&threads[0].id);
-    assert_eq!(msgs.len(), 8, "every event in the post: {msgs:#?}");
+    assert_eq!(msgs.len(), 9, "every event in the post: {msgs:#?}");
     assert!(fake.messages_in(FORUM_CHANNEL).is_empty());
     let root = &msgs[0];
     assert_eq!(
@@ -91,18 +113,16 @@ async fn discord_forum_a_merge_requests_life_is_one_post_under_an_edited_root() 
         .iter()
         .all(|r| r.webhook.as_deref() == Some(FORUM_HOOK)));
     assert!(threads[0].name.contains("Feature 1"), "{threads:#?}");
+    assert!(msgs[1].text().contains("opened merge request"), "{msgs:#?}");
     assert!(
-        msgs[1].text().contains("first look at 1"),
+        msgs[2].text().contains("first look at 1"),
         "{:?}",
-        msgs[1].text()
+        msgs[2].text()
     );
-    // The root was edited in place to the last card of the merge request: the merge.
-    assert_eq!(root.edits, 2);
-    assert_eq!(
-        root.body["embeds"], msgs[7].first["embeds"],
-        "the root shows the merge"
-    );
-    assert_ne!(root.body["embeds"], root.first["embeds"]);
+    // The root card was edited in place (the approval, each pipeline, the merge) and shows the
+    // merge request's whole state.
+    assert_eq!(root.edits, 4);
+    assert_final_root(root);
     let log = daemon.stop();
     assert!(
         !log.iter().any(|l| l.contains(TOKEN)),
@@ -119,10 +139,7 @@ async fn discord_text_channel_edits_its_root_and_posts_replies_in_the_channel() 
     let (mut posts, mut edits) = (0, 0);
     for (i, (header, body)) in life(2).into_iter().enumerate() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
-        posts += 1;
-        if i == 4 || i == 7 {
-            edits += 1;
-        }
+        (posts, edits) = expect(i, header, posts, edits);
         fake.settle(&[("POST", posts), ("PATCH", edits)], WAIT)
             .await;
     }
@@ -132,15 +149,12 @@ async fn discord_text_channel_edits_its_root_and_posts_replies_in_the_channel() 
         "a text channel's webhook starts no threads"
     );
     let msgs = fake.messages_in(TEXT_CHANNEL);
-    assert_eq!(msgs.len(), 8, "{msgs:#?}");
+    assert_eq!(msgs.len(), 9, "{msgs:#?}");
     let root = &msgs[0];
-    assert_eq!(root.edits, 2);
+    assert!(msgs[1].text().contains("opened merge request"), "{msgs:#?}");
+    assert_eq!(root.edits, 4);
     assert!(msgs[1..].iter().all(|m| m.edits == 0));
-    assert_eq!(
-        root.body["embeds"], msgs[7].first["embeds"],
-        "the root shows the merge"
-    );
-    assert_ne!(root.body["embeds"], root.first["embeds"]);
+    assert_final_root(root);
     daemon.stop();
 }
 
@@ -194,28 +208,38 @@ async fn discord_a_deleted_forum_post_starts_one_new_post() {
     let daemon = Daemon::spawn(&config(&fake, true, "thread+edit", 600, &dir)).await;
     let (h, b) = mr(5, "open", "Five");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    fake.settle(&[("POST", 1)], WAIT).await;
+    // The root card's forum post and the opening in it.
+    fake.settle(&[("POST", 2)], WAIT).await;
     fake.delete_thread(&fake.threads()[0].id);
+    // The first comment finds its post gone: a new post (the root card) and the comment in it;
+    // the second is a message in it (a comment leaves the card as it is).
     for (n, text) in ["after the delete", "and again"].iter().enumerate() {
-        let (h, b) = note(5, text);
+        let (h, b) = note_on(5, "Five", text);
         assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-        fake.settle(&[("POST", 2 + n)], WAIT).await;
+        fake.settle(&[("POST", 4 + n)], WAIT).await;
     }
     let (h, b) = mr(5, "approved", "Five");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    fake.settle(&[("POST", 4), ("PATCH", 1)], WAIT).await;
+    fake.settle(&[("POST", 6), ("PATCH", 1)], WAIT).await;
     let threads = fake.threads();
     assert_eq!(threads.len(), 2, "{threads:#?}");
     assert!(threads[0].deleted && !threads[1].deleted);
+    assert!(threads[1].name.contains("Five"), "{threads:#?}");
     let msgs = fake.messages_in(&threads[1].id);
-    assert_eq!(msgs.len(), 3, "{msgs:#?}");
-    assert!(msgs[1].text().contains("and again"), "{msgs:#?}");
-    // The comment that found its post gone started the new one, since edited to the card.
-    assert!(msgs[0].first["embeds"][0]["description"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("after the delete"));
+    assert_eq!(msgs.len(), 4, "{msgs:#?}");
+    assert_eq!(msgs[0].id, threads[1].id, "the root card starts the post");
+    assert!(msgs[1].text().contains("after the delete"), "{msgs:#?}");
+    assert!(msgs[2].text().contains("and again"), "{msgs:#?}");
+    assert!(
+        msgs[3].text().contains("approved merge request"),
+        "{msgs:#?}"
+    );
+    // The approval edited the new post's root card, not the deleted one's.
     assert_eq!(msgs[0].edits, 1);
+    assert!(
+        msgs[0].text().contains("Approved by:** Administrator"),
+        "{msgs:#?}"
+    );
     let refused = refused(&fake);
     assert_eq!(refused.len(), 1, "one refused reply, no loop: {refused:#?}");
     assert_eq!(
@@ -235,26 +259,45 @@ async fn discord_a_root_deleted_in_a_text_channel_is_found_by_the_edit_and_poste
     let daemon = Daemon::spawn(&config(&fake, false, "thread+edit", 600, &dir)).await;
     let (h, b) = mr(6, "open", "Six");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    fake.settle(&[("POST", 1)], WAIT).await;
-    fake.delete_message(&fake.messages()[0].id);
+    // The root card and the opening, a post of its own.
+    fake.settle(&[("POST", 2)], WAIT).await;
+    let first_root = fake.messages()[0].clone();
+    assert!(
+        first_root.title().contains("Merge request !6"),
+        "{first_root:#?}"
+    );
+    fake.delete_message(&first_root.id);
     // The approval's reply is a post; its edit finds the root gone: the card is a new root.
     let (h, b) = mr(6, "approved", "Six");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    fake.settle(&[("POST", 3)], WAIT).await;
+    fake.settle(&[("POST", 4)], WAIT).await;
     let (h, b) = mr(6, "merge", "Six");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    fake.settle(&[("POST", 4), ("PATCH", 1)], WAIT).await;
+    fake.settle(&[("POST", 5), ("PATCH", 1)], WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // The deleted root is gone; the approval's reply, the new root, the merge's reply remain.
+    // The deleted root is gone; the opening, the approval's reply, the new root (the card as
+    // the approval left it) and the merge's reply remain.
     let msgs = fake.messages_in(TEXT_CHANNEL);
-    assert_eq!(msgs.len(), 3, "{msgs:#?}");
-    let new_root = &msgs[1];
-    assert_eq!(
-        new_root.first["embeds"], msgs[0].first["embeds"],
-        "the approval's card"
+    assert_eq!(msgs.len(), 4, "{msgs:#?}");
+    assert!(msgs[0].text().contains("opened merge request"), "{msgs:#?}");
+    assert!(
+        msgs[1].text().contains("approved merge request"),
+        "{msgs:#?}"
     );
+    assert!(msgs[3].text().contains("merged merge request"), "{msgs:#?}");
+    let new_root = &msgs[2];
+    assert_eq!(
+        new_root.title(),
+        first_root.title(),
+        "the root card: {msgs:#?}"
+    );
+    let first = new_root.first["embeds"][0]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(first.contains("Approved by:** Administrator"), "{first}");
+    assert!(first.contains("State:** opened"), "{first}");
     assert_eq!(new_root.edits, 1, "edited to the merge: {msgs:#?}");
-    assert_eq!(new_root.body["embeds"], msgs[2].first["embeds"]);
+    assert!(new_root.text().contains("State:** merged"), "{msgs:#?}");
     let refused = refused(&fake);
     assert_eq!(refused.len(), 1, "one refused edit, no loop: {refused:#?}");
     assert_eq!(
@@ -279,10 +322,12 @@ async fn discord_edits_count_against_the_budget() {
     ] {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
-    // The root, the approval's reply and its edit of the root: the minute's 3 slots.
-    fake.settle(&[("POST", 2), ("PATCH", 1)], WAIT).await;
+    // The root card, the opening as its first reply and the approval's reply: the minute's 3
+    // slots. The approval's edit of the root (and so the merge) waits for the next minute.
+    fake.settle(&[("POST", 3)], WAIT).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(fake.requests().len(), 3, "{:#?}", fake.requests());
+    assert_eq!(fake.accepted("PATCH"), 0, "the edit waits");
     assert!(fake.max_per_minute() <= 3);
     daemon.stop();
 }

@@ -189,11 +189,7 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&card(&r, &sample("merge_request")).to_json()).unwrap_or_default();
         let text = v["text"].as_str().unwrap_or_default();
-        for want in [
-            "*State:* merged",
-            "✅ passed",
-            "*Approved by:* Bob",
-        ] {
+        for want in ["*State:* merged", "✅ passed", "*Approved by:* Bob"] {
             assert!(text.contains(want), "{want}: {text}");
         }
         // The count stays a variable, but the built-in card leaves it out: a comment does not
