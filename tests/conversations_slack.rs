@@ -1,7 +1,9 @@
 //! Conversations on Slack's bot-token mode, through the daemon against the Slack fake
 //! (`support::fake_slack`): a merge request's life is one root and every later event a reply
 //! with the root's `thread_ts`, the default broadcast keys with `reply_broadcast` (no post of
-//! their own), and on `thread+edit` the root edited with `chat.update` to the latest root card;
+//! their own), and on `thread+edit` the root (the merge request's root card, the opening its
+//! first reply) edited with `chat.update` to the latest root card, ending merged, its pipeline
+//! passed, approved;
 //! two merge requests interleaved keep their threads across a restart; a deleted root starts
 //! one new root (a root with replies: its `chat.update` is refused and the card starts a new
 //! root; one without: the reply Slack posted on its own is the new root); a kill -9 after Slack
@@ -11,7 +13,7 @@
 //! minute than the channel's budget); `check` says a webhook URL
 //! falls back to flat posts. The bot token never appears in the daemon's debug log.
 
-use crate::conversations::{life, mr, note};
+use crate::conversations::{life, mr, note, note_on};
 use crate::support::daemon::{Daemon, Settings};
 use crate::support::fake_slack::{FakeSlack, Message, CHANNEL, TOKEN};
 use crate::support::temp::TempDir;
@@ -70,40 +72,61 @@ async fn slack_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     let fake = FakeSlack::start().await;
     let dir = TempDir::new("conv-slack-life");
     let daemon = Daemon::spawn(&config(&fake, "thread+edit", 600, &dir)).await;
+    let (mut posts, mut edits) = (0, 0);
     for (i, event) in life(1).into_iter().enumerate() {
-        send(&daemon, &fake, event, i + 1, 0).await;
+        // The root card and the opening as its first reply; then a reply each, and an edit of
+        // the root for each event that changes its card (not a comment: it shows no count).
+        posts += if i == 0 { 2 } else { 1 };
+        if i > 0 && event.0 != "Note Hook" {
+            edits += 1;
+        }
+        send(&daemon, &fake, event, posts, edits).await;
     }
-    fake.settle(8, 2, WAIT).await;
     quiet(&fake).await;
     let msgs = fake.messages();
-    assert_eq!(msgs.len(), 8, "{msgs:#?}");
+    assert_eq!(msgs.len(), 9, "{msgs:#?}");
     let root = &msgs[0];
     assert_eq!(root.thread_ts, None, "the root is in the channel");
     for m in &msgs[1..] {
         assert_eq!(m.thread_ts.as_deref(), Some(root.ts.as_str()), "{m:#?}");
     }
     assert!(
-        msgs[1].text.contains("first look at 1"),
+        msgs[1].text.contains("opened merge request"),
         "{:?}",
         msgs[1].text
     );
-    // The default broadcast keys: the merge is shown in the channel by its reply, the comments
-    // and the approval are not; no post of its own.
+    assert!(
+        msgs[2].text.contains("first look at 1"),
+        "{:?}",
+        msgs[2].text
+    );
+    // The default broadcast keys: the pipeline that passed after a failure (fixed) and the
+    // merge are shown in the channel by their replies, the rest are not; no post of their own.
     assert!(msgs[7].reply_broadcast, "{:#?}", msgs[7]);
-    assert!(msgs[1..5].iter().all(|m| !m.reply_broadcast), "{msgs:#?}");
-    // The root was edited in place (chat.update) to the latest root card the daemon sent.
+    assert!(msgs[8].reply_broadcast, "{:#?}", msgs[8]);
+    assert!(msgs[1..7].iter().all(|m| !m.reply_broadcast), "{msgs:#?}");
+    // The root was edited in place (chat.update) to the latest root card the daemon sent: the
+    // merge request's whole state.
     let updates: Vec<_> = fake
         .requests()
         .into_iter()
         .filter(|r| r.method == "chat.update" && r.error.is_none())
         .collect();
-    assert!(updates.len() >= 2, "{updates:#?}");
+    assert_eq!(updates.len(), 4, "{updates:#?}");
     let last = &updates[updates.len() - 1].body;
     assert_eq!(last["ts"], root.ts.as_str());
     assert_eq!(last["channel"], CHANNEL);
     assert_eq!(root.text, last["text"].as_str().unwrap());
     assert_eq!(root.blocks, last["blocks"]);
     assert_ne!(root.text, root.first_text, "the root changed");
+    for shown in [
+        "Merge request !1: Feature 1",
+        "*State:* merged",
+        "✅ passed",
+        "*Approved by:* Administrator",
+    ] {
+        assert!(root.text.contains(shown), "{shown:?} in {:?}", root.text);
+    }
     assert!(
         fake.requests().iter().all(|r| r.error.is_none()),
         "{:#?}",
@@ -162,22 +185,31 @@ async fn slack_a_deleted_root_with_replies_starts_one_new_root_with_the_card() {
     let fake = FakeSlack::start().await;
     let dir = TempDir::new("conv-slack-lost");
     let daemon = Daemon::spawn(&config(&fake, "thread+edit", 600, &dir)).await;
-    send(&daemon, &fake, mr(5, "open", "Five"), 1, 0).await;
-    send(&daemon, &fake, note(5, "before the delete"), 2, 0).await;
+    // The root card and the opening under it, then a comment.
+    send(&daemon, &fake, mr(5, "open", "Five"), 2, 0).await;
+    send(
+        &daemon,
+        &fake,
+        note_on(5, "Five", "before the delete"),
+        3,
+        0,
+    )
+    .await;
     let first = fake.messages()[0].ts.clone();
     fake.delete(&first);
     // The approval's reply goes into the deleted root's thread (Slack keeps it); its edit of
     // the root is refused, and the card starts a new root.
-    send(&daemon, &fake, mr(5, "approved", "Five"), 4, 0).await;
-    send(&daemon, &fake, note(5, "after the delete"), 5, 0).await;
+    send(&daemon, &fake, mr(5, "approved", "Five"), 5, 0).await;
+    send(&daemon, &fake, note_on(5, "Five", "after the delete"), 6, 0).await;
     quiet(&fake).await;
     let msgs = fake.messages();
-    assert_eq!(msgs.len(), 5, "{msgs:#?}");
-    let new_root = msgs[3].ts.as_str();
+    assert_eq!(msgs.len(), 6, "{msgs:#?}");
+    let new_root = msgs[4].ts.as_str();
     assert_eq!(
         threads(&msgs),
         [
             None,
+            Some(first.as_str()),
             Some(first.as_str()),
             Some(first.as_str()),
             None,
@@ -185,10 +217,15 @@ async fn slack_a_deleted_root_with_replies_starts_one_new_root_with_the_card() {
         ],
         "{msgs:#?}"
     );
-    assert_ne!(
-        msgs[3].text, msgs[0].first_text,
-        "the new root shows the latest card"
+    assert!(msgs[1].text.contains("opened merge request"), "{msgs:#?}");
+    assert!(msgs[3].text.contains("approved merge request"), "{msgs:#?}");
+    assert!(msgs[5].text.contains("after the delete"), "{msgs:#?}");
+    // The new root is the card as the approval left it (the deleted one had no approver).
+    assert!(
+        msgs[4].text.contains("*Approved by:* Administrator"),
+        "{msgs:#?}"
     );
+    assert!(!msgs[0].first_text.contains("Approved by"), "{msgs:#?}");
     let refused: Vec<_> = fake
         .requests()
         .into_iter()
@@ -241,12 +278,17 @@ async fn slack_edits_count_against_the_budget() {
         let (header, body) = event;
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
-    // The root, the approval's reply and its edit of the root: the minute's 3 slots; the merge
-    // waits for the window.
-    fake.settle(2, 1, WAIT).await;
+    // The root card, the opening as its first reply and the approval's reply: the minute's 3
+    // slots; the approval's edit of the root (and so the merge) waits for the window.
+    fake.settle(3, 0, WAIT).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let requests = fake.requests();
-    assert_eq!(fake.messages().len(), 2, "{requests:#?}");
+    assert_eq!(fake.messages().len(), 3, "{requests:#?}");
+    assert_eq!(
+        fake.accepted("chat.update"),
+        0,
+        "the edit waits: {requests:#?}"
+    );
     assert!(fake.max_per_minute() <= 3, "{requests:#?}");
     assert_eq!(requests.iter().filter(|r| r.error.is_none()).count(), 3);
     daemon.stop();
