@@ -2,11 +2,13 @@
 //! (`support::fake_mattermost`): a merge request's life is one root post and every later event
 //! a reply with its `root_id`, across a restart; a broadcast key's reply is also shown in the
 //! channel as a short post of its own linking to the thread (`{server}/{team}/pl/{root}`); on
-//! `thread+edit` the root is patched to the latest root card; two merge requests interleaved
+//! `thread+edit` the root (the merge request's root card, the opening its first reply) is
+//! patched to the latest root card, ending merged, its pipeline passed, approved (a comment
+//! does not patch it); two merge requests interleaved
 //! keep their threads; a deleted root ("Invalid RootId parameter") starts one new root; a 429
 //! is waited out and edits take posting slots. The token never appears in the debug log.
 
-use crate::conversations::{life, mr, note, pipeline};
+use crate::conversations::{life, mr, note, note_on, pipeline};
 use crate::support::daemon::{Daemon, Settings};
 use crate::support::fake_mattermost::{FakeMattermost, Post, CHANNEL, TOKEN};
 use crate::support::temp::TempDir;
@@ -77,6 +79,7 @@ async fn mattermost_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     let dir = TempDir::new("conv-mm-life");
     let config = config(&fake, "thread+edit", 600, &dir);
     let mut daemon = Daemon::spawn(&config).await;
+    let (mut n, mut edits) = (0, 0);
     for (i, event) in life(2).into_iter().enumerate() {
         if i == 4 {
             // Threads survive a restart: the map is in the outbox.
@@ -84,22 +87,39 @@ async fn mattermost_a_merge_requests_life_is_one_thread_under_an_edited_root() {
             assert!(status.is_some(), "the daemon did not stop on SIGTERM");
             daemon = Daemon::spawn(&config).await;
         }
-        send(&daemon, &fake, event, i + 1, 0).await;
+        // The root card and the opening as its first reply; then a reply each, and an edit of
+        // the root for each event that changes its card (not a comment: it shows no count).
+        n += if i == 0 { 2 } else { 1 };
+        if i > 0 && event.0 != "Note Hook" {
+            edits += 1;
+        }
+        send(&daemon, &fake, event, n, edits).await;
     }
-    send(&daemon, &fake, note(2, "after the merge"), 9, 2).await;
+    // A comment after the merge (its payload says merged, as GitLab's does): a reply, no edit.
+    let (header, body) = note_on(2, "Feature 2", "after the merge");
+    let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["merge_request"]["state"] = "merged".into();
+    send(&daemon, &fake, (header, v.to_string().into_bytes()), 10, 4).await;
     quiet(&fake).await;
+    assert_eq!(fake.accepted("patch"), 4, "{:#?}", fake.requests());
     let posts = thread_posts(&fake);
-    assert_eq!(posts.len(), 9, "{posts:#?}");
+    assert_eq!(posts.len(), 10, "{posts:#?}");
     let root = &posts[0];
     assert_eq!(root.root_id, "", "the root is in the channel");
     for p in &posts[1..] {
         assert_eq!(p.root_id, root.id, "{p:#?}");
     }
     assert!(
-        posts[1].message.contains("first look at 2"),
+        posts[1].message.contains("opened merge request"),
         "{:?}",
         posts[1].message
     );
+    assert!(
+        posts[2].message.contains("first look at 2"),
+        "{:?}",
+        posts[2].message
+    );
+    assert!(posts[9].message.contains("after the merge"), "{posts:#?}");
     // The merge (a default broadcast key) is also a short line in the channel, linking to
     // the thread; the comments are not.
     let shown: Vec<Post> = fake
@@ -124,6 +144,18 @@ async fn mattermost_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     assert_eq!(root.message, last["message"].as_str().unwrap());
     assert_eq!(root.props, last["props"]);
     assert_ne!(root.message, root.first_message, "the root changed");
+    for shown in [
+        "Merge request [!2 Feature 2]",
+        "**State:** merged",
+        "✅ passed",
+        "**Approved by:** Administrator",
+    ] {
+        assert!(
+            root.message.contains(shown),
+            "{shown:?} in {:?}",
+            root.message
+        );
+    }
     assert!(
         fake.requests().iter().all(|r| r.error.is_none()),
         "{:#?}",
@@ -204,14 +236,18 @@ async fn mattermost_edits_count_against_the_budget() {
     ] {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
-    fake.settle(2, 1, WAIT).await;
+    // The root card, the opening as its first reply and the approval's reply: the minute's 3
+    // slots; the approval's edit of the root (and so the merge) waits for the window.
+    fake.settle(3, 0, WAIT).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let requests = fake.requests();
     assert_eq!(
         fake.posts().len(),
-        2,
+        3,
         "the merge waits for the window: {requests:#?}"
     );
+    assert_eq!(fake.accepted("patch"), 0, "the edit waits: {requests:#?}");
+    assert_eq!(requests.len(), 3, "{requests:#?}");
     assert!(fake.max_per_minute() <= 3, "{requests:#?}");
     daemon.stop();
 }
