@@ -6,7 +6,8 @@
 //! passed, approved;
 //! two merge requests interleaved keep their threads across a restart; a deleted root starts
 //! one new root (a root with replies: its `chat.update` is refused and the card starts a new
-//! root; one without: the reply Slack posted on its own is the new root); a kill -9 after Slack
+//! root; one without: the reply Slack posted on its own is the new root, and on `thread+edit`
+//! the card follows as the new root without that reply again under it); a kill -9 after Slack
 //! took a root but before its answer came posts at most one extra root, and later replies go
 //! into one thread; a 429 `ratelimited`
 //! with `Retry-After` is waited out; edits take posting slots (the fake never counts more in a
@@ -239,6 +240,58 @@ async fn slack_a_deleted_root_with_replies_starts_one_new_root_with_the_card() {
         .filter(|l| l.contains("starting a new root"))
         .count();
     assert_eq!(starts, 1, "{log:#?}");
+}
+
+#[tokio::test]
+async fn slack_a_root_card_deleted_without_replies_is_posted_anew_and_the_reply_shown_once() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeSlack::start().await;
+    let dir = TempDir::new("conv-slack-card-gone");
+    let daemon = Daemon::spawn(&config(&fake, "thread+edit", 600, &dir)).await;
+    send(&daemon, &fake, mr(4, "open", "Four"), 2, 0).await;
+    let first = fake.messages()[0].ts.clone();
+    fake.delete(&first);
+    // The approval's edit finds the root gone: the card is a new root, with no reply yet.
+    send(&daemon, &fake, mr(4, "approved", "Four"), 4, 0).await;
+    let second = fake.messages()[3].ts.clone();
+    assert_eq!(fake.messages()[3].thread_ts, None, "{:#?}", fake.messages());
+    fake.delete(&second);
+    // Slack posts the comment on its own in the channel (the root had no reply); the card
+    // follows as the new root, and the comment is not posted again under it.
+    send(
+        &daemon,
+        &fake,
+        note_on(4, "Four", "after both deletes"),
+        6,
+        0,
+    )
+    .await;
+    send(
+        &daemon,
+        &fake,
+        note_on(4, "Four", "in the third thread"),
+        7,
+        0,
+    )
+    .await;
+    quiet(&fake).await;
+    let msgs = fake.messages();
+    assert_eq!(msgs.len(), 7, "{msgs:#?}");
+    let shown = msgs
+        .iter()
+        .filter(|m| m.text.contains("after both deletes"));
+    assert_eq!(shown.count(), 1, "the comment once: {msgs:#?}");
+    assert_eq!(msgs[4].thread_ts, None, "{msgs:#?}");
+    assert!(msgs[4].text.contains("after both deletes"), "{msgs:#?}");
+    let third = msgs[5].ts.as_str();
+    assert_eq!(msgs[5].thread_ts, None, "the card, a new root: {msgs:#?}");
+    assert!(
+        msgs[5].text.contains("*Approved by:* Administrator"),
+        "{msgs:#?}"
+    );
+    assert_eq!(msgs[6].thread_ts.as_deref(), Some(third), "{msgs:#?}");
+    assert!(msgs[6].text.contains("in the third thread"), "{msgs:#?}");
+    daemon.stop();
 }
 
 #[tokio::test]

@@ -558,16 +558,36 @@ impl Ctx<'_> {
             // The chat posted the reply on its own in the channel (Slack, its root gone): that
             // post is the new root, unless the root is to show another card (then one follows).
             if let (Attempt::Delivered(_), Some(orphan)) = (&posted.attempt, &posted.reference) {
-                if i.root.as_deref().is_none_or(|card| card == body) {
-                    tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; the reply, posted in the channel, is the new root");
-                    let change = ConversationWrite {
-                        channel: ch.clone(),
-                        key: i.key.clone(),
-                        root: Some(orphan.clone()),
-                        body_hash: i.root.as_deref().map(conversation::body_hash),
-                        closed: i.ends,
-                    };
-                    return (posted.attempt, Some(change));
+                let orphan_root = ConversationWrite {
+                    channel: ch.clone(),
+                    key: i.key.clone(),
+                    root: Some(orphan.clone()),
+                    body_hash: i.root.as_deref().map(conversation::body_hash),
+                    closed: i.ends,
+                };
+                match i.root.as_deref().filter(|card| *card != body) {
+                    None => {
+                        tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; the reply, posted in the channel, is the new root");
+                        return (posted.attempt, Some(orphan_root));
+                    }
+                    Some(card) => {
+                        // The message is in the channel already: the card alone starts the new
+                        // root (as `card`, so `start` posts no first reply: the message again).
+                        tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; starting a new root");
+                        if self.acquire_measured(batch).await {
+                            let root_id = format!("{id}/root");
+                            match self.start(endpoint, &root_id, card, i, batch).await {
+                                (Attempt::Delivered(_), Some(new)) => {
+                                    return (posted.attempt, Some(new))
+                                }
+                                (other, _) => {
+                                    tracing::warn!(channel = %ch, object = %i.key, attempt = ?other, "cannot post the new root")
+                                }
+                            }
+                        }
+                        // The message was delivered: its post stands for the root meanwhile.
+                        return (posted.attempt, Some(orphan_root));
+                    }
                 }
             }
             tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; starting a new root");
