@@ -1,7 +1,8 @@
 //! Conversations on Mattermost's API mode, through the daemon against the Mattermost fake
 //! (`support::fake_mattermost`): a merge request's life is one root post and every later event
 //! a reply with its `root_id`, across a restart; a broadcast key's reply is also shown in the
-//! channel as a short post of its own linking to the thread (`{server}/{team}/pl/{root}`); on
+//! channel as a short post of its own linking to the thread (`{server}/{team}/pl/{root}`), the
+//! first reply under a new root card too; on
 //! `thread+edit` the root (the merge request's root card, the opening its first reply) is
 //! patched to the latest root card, ending merged, its pipeline passed, approved (a comment
 //! does not patch it); two merge requests interleaved
@@ -163,6 +164,32 @@ async fn mattermost_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     );
     let log = daemon.stop();
     assert!(!log.iter().any(|l| l.contains(TOKEN)), "the token leaked");
+}
+
+#[tokio::test]
+async fn mattermost_a_broadcast_that_starts_a_conversation_is_shown_in_the_channel() {
+    let _turn = turn::shared_async().await;
+    let fake = FakeMattermost::start().await;
+    let dir = TempDir::new("conv-mm-first-shown");
+    let daemon = Daemon::spawn(&config(&fake, "thread+edit", 600, &dir)).await;
+    // The first event the bridge sees about !3 is its merge (a default broadcast key): the root
+    // card, the merge as its first reply, and the short line in the channel linking to it.
+    send(&daemon, &fake, mr(3, "merge", "Three"), 2, 0).await;
+    quiet(&fake).await;
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 3, "{posts:#?}");
+    let root = &posts[0];
+    assert_eq!(root.root_id, "", "{posts:#?}");
+    assert!(root.message.contains("**State:** merged"), "{posts:#?}");
+    assert_eq!(posts[1].root_id, root.id, "{posts:#?}");
+    assert!(
+        posts[1].message.contains("merged merge request"),
+        "{posts:#?}"
+    );
+    let link = format!("]({}/dev/pl/{})", fake.url(), root.id);
+    assert_eq!(posts[2].root_id, "", "{posts:#?}");
+    assert!(posts[2].message.contains(&link), "{posts:#?}");
+    daemon.stop();
 }
 
 #[tokio::test]

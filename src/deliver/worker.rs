@@ -596,19 +596,9 @@ impl Ctx<'_> {
             }
             return self.start(endpoint, id, body, i, batch).await;
         }
-        // Where a thread's replies are out of the channel's timeline and the reply cannot say
-        // so itself (Matrix), a broadcast shows it there too: a post of its own, in the budget.
-        let hidden = super::sender::separate_broadcast(&endpoint.auth);
-        if let (true, true, Attempt::Delivered(_)) = (i.broadcast, hidden, &posted.attempt) {
-            if self.acquire_measured(batch).await {
-                let shown = Act::Broadcast {
-                    root: &current.root,
-                };
-                let b = self.poster.converse(endpoint, id, body, shown).await;
-                if !matches!(b.attempt, Attempt::Delivered(_)) {
-                    tracing::warn!(channel = %ch, object = %i.key, attempt = ?b.attempt, "cannot show the reply in the channel");
-                }
-            }
+        if matches!(posted.attempt, Attempt::Delivered(_)) {
+            self.show_in_channel(endpoint, id, body, &current.root, i, batch)
+                .await;
         }
         let mut change = ConversationWrite {
             channel: ch.clone(),
@@ -655,12 +645,37 @@ impl Ctx<'_> {
         (posted.attempt, Some(change))
     }
 
+    /// Shows a delivered reply (`body`, under `root`) of a broadcast key in the channel too,
+    /// where a thread's replies are out of the channel's timeline and the reply cannot say so
+    /// itself (Matrix, Mattermost): a post of its own, in the budget; a failure is logged.
+    async fn show_in_channel(
+        &self,
+        endpoint: &Endpoint,
+        id: &str,
+        body: &str,
+        root: &str,
+        i: &Instruction,
+        batch: &[Leased],
+    ) {
+        if !i.broadcast || !super::sender::separate_broadcast(&endpoint.auth) {
+            return;
+        }
+        if self.acquire_measured(batch).await {
+            let shown = Act::Broadcast { root };
+            let b = self.poster.converse(endpoint, id, body, shown).await;
+            if !matches!(b.attempt, Attempt::Delivered(_)) {
+                tracing::warn!(channel = %self.target.name, object = %i.key, attempt = ?b.attempt, "cannot show the reply in the channel");
+            }
+        }
+    }
+
     /// Starts a new conversation about `i.key`: posts its root (on `thread+edit` the root card,
     /// else `body`), whose reference is recorded with the message (a chat that gives none: a
     /// flat post, nothing recorded). A root card that is not `body` is followed by `body` as the
     /// thread's first reply (a post of its own, in the budget; flat where the chat gave no
-    /// reference), so the event that started the conversation is not lost; a reply that fails is
-    /// logged, not tried again (the root, and so the message, was delivered).
+    /// reference; a broadcast key's shown in the channel too), so the event that started the
+    /// conversation is not lost; a reply that fails is logged, not tried again (the root, and so
+    /// the message, was delivered).
     async fn start(
         &self,
         endpoint: &Endpoint,
@@ -689,8 +704,15 @@ impl Ctx<'_> {
                 // A message of its own: an id of its own (Matrix's txnId is made from it).
                 let reply_id = format!("{id}/reply");
                 let r = self.poster.converse(endpoint, &reply_id, body, act).await;
-                if !matches!(r.attempt, Attempt::Delivered(_)) {
-                    tracing::warn!(channel = %self.target.name, object = %i.key, attempt = ?r.attempt, "cannot post the first reply under a new root");
+                match (&r.attempt, &posted.reference) {
+                    (Attempt::Delivered(_), Some(root)) => {
+                        self.show_in_channel(endpoint, &reply_id, body, root, i, batch)
+                            .await
+                    }
+                    (Attempt::Delivered(_), None) => {}
+                    _ => {
+                        tracing::warn!(channel = %self.target.name, object = %i.key, attempt = ?r.attempt, "cannot post the first reply under a new root")
+                    }
                 }
             } else {
                 tracing::warn!(channel = %self.target.name, object = %i.key, "the lease was lost after a new root; its first reply is not posted");
