@@ -357,8 +357,27 @@ pub async fn record(
     Ok(true)
 }
 
-/// Makes the oldest pending message of the object its head (the caller holds its lock).
+/// Makes the oldest pending message of the object its head, after its head was sent or became
+/// a dead letter (the caller holds the object's lock). The object then has no head (an object
+/// has at most one, its oldest pending message), so only that row is written, found by the
+/// `messages_order` index: not every pending row of the object, which under a backlog of one
+/// object made each outcome rewrite thousands of rows while holding the lock the router needs.
 async fn promote(tx: &Transaction<'_>, channel: &str, key: &str) -> Result<(), PgError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE messages SET head = TRUE
+              WHERE id = (SELECT MIN(id) FROM messages
+                           WHERE channel = $1 AND ordering_key = $2 AND state = 'pending')
+                AND NOT head",
+        )
+        .await?;
+    tx.execute(&stmt, &[&channel, &key]).await?;
+    Ok(())
+}
+
+/// Makes the oldest pending message of the object its head and every other one not (the caller
+/// holds its lock): after a dead letter older than the head was made pending again.
+async fn recompute_head(tx: &Transaction<'_>, channel: &str, key: &str) -> Result<(), PgError> {
     let stmt = tx
         .prepare_cached(
             "UPDATE messages SET head = (id = (SELECT MIN(id) FROM messages
@@ -399,7 +418,7 @@ pub async fn retry_dead(
     if n == 0 {
         return Ok(None);
     }
-    promote(tx, &channel, &key).await?;
+    recompute_head(tx, &channel, &key).await?;
     Ok(Some(channel))
 }
 
@@ -501,7 +520,7 @@ pub async fn retry_all_dead(tx: &Transaction<'_>, now: i64) -> Result<u64, PgErr
         )
         .await?;
     for (channel, key) in &objects {
-        promote(tx, channel, key).await?;
+        recompute_head(tx, channel, key).await?;
     }
     Ok(n)
 }
