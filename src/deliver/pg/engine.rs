@@ -317,11 +317,12 @@ impl Engine for PgEngine {
 
     fn routed(&self, events: Vec<RoutedEvent>, now: i64) -> BoxFuture<'_, Result<(), OutboxError>> {
         Box::pin(async move {
-            let woken = in_tx!(self, |tx| async {
-                let woken = events::routed(&tx, &events, now).await?;
-                announce(&tx, &woken).await?;
-                Ok::<_, PgError>(woken)
-            });
+            let woken = in_tx!(self, |tx| events::routed(
+                &tx,
+                &events,
+                now,
+                MESSAGES_CHANNEL
+            ));
             self.inner.wake.channels(woken);
             Ok(())
         })
@@ -331,7 +332,8 @@ impl Engine for PgEngine {
         Box::pin(async move {
             let token = self.token();
             let owner = self.inner.owner.clone();
-            let answer = in_tx!(self, |tx| messages::lease(&tx, &req, token, &owner));
+            let mut client = self.conn().await?;
+            let answer = messages::lease(&mut client, &req, token, &owner).await?;
             let mut tokens = self.tokens();
             for m in &answer.messages {
                 tokens.insert(m.id, token);
@@ -548,16 +550,13 @@ impl Engine for PgEngine {
         now: i64,
     ) -> BoxFuture<'_, Result<i64, OutboxError>> {
         Box::pin(async move {
-            let channels: Vec<String> = routed
-                .deliveries
-                .iter()
-                .map(|d| d.channel.clone())
-                .collect();
-            let id = in_tx!(self, |tx| async {
-                let id = events::replay(&tx, &of, &routed, now).await?;
-                announce(&tx, &channels).await?;
-                Ok::<_, PgError>(id)
-            });
+            let id = in_tx!(self, |tx| events::replay(
+                &tx,
+                &of,
+                &routed,
+                now,
+                MESSAGES_CHANNEL
+            ));
             self.inner.wake.channels(
                 routed
                     .deliveries

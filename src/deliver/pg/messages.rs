@@ -31,6 +31,11 @@ pub(super) fn lock_key(parts: &[&str]) -> i32 {
     h as i32
 }
 
+/// Takes the advisory locks of `$2` (sorted) in the space `$1` for the rest of the transaction,
+/// in that order.
+pub(super) const LOCK_OBJECTS: &str = "SELECT pg_advisory_xact_lock($1, k)
+   FROM unnest($2::int4[]) WITH ORDINALITY AS t(k, n) ORDER BY n";
+
 /// Takes the advisory locks of `keys` for the rest of the transaction, in ascending order (two
 /// transactions locking overlapping sets never wait on each other in a cycle).
 pub(super) async fn lock_keys(tx: &Transaction<'_>, mut keys: Vec<i32>) -> Result<(), PgError> {
@@ -39,14 +44,19 @@ pub(super) async fn lock_keys(tx: &Transaction<'_>, mut keys: Vec<i32>) -> Resul
     if keys.is_empty() {
         return Ok(());
     }
-    let stmt = tx
-        .prepare_cached(
-            "SELECT pg_advisory_xact_lock($1, k)
-               FROM unnest($2::int4[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(LOCK_OBJECTS).await?;
     tx.query(&stmt, &[&LOCK_SPACE, &keys]).await?;
     Ok(())
+}
+
+/// The lock keys of the objects of `deliveries` (see [`lock_key`]), ascending, each once.
+pub(super) fn object_keys<'a>(deliveries: impl Iterator<Item = &'a Delivery>) -> Vec<i32> {
+    let mut keys: Vec<i32> = deliveries
+        .map(|d| lock_key(&[&d.channel, &d.ordering_key]))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// Locks the objects of `deliveries` (see [`lock_key`]).
@@ -54,10 +64,7 @@ pub(super) async fn lock_objects<'a>(
     tx: &Transaction<'_>,
     deliveries: impl Iterator<Item = &'a Delivery>,
 ) -> Result<(), PgError> {
-    let keys = deliveries
-        .map(|d| lock_key(&[&d.channel, &d.ordering_key]))
-        .collect();
-    lock_keys(tx, keys).await
+    lock_keys(tx, object_keys(deliveries)).await
 }
 
 /// Inserts `deliveries` as messages (the caller holds their objects' locks): each is its
@@ -134,9 +141,14 @@ fn leased(r: &Row) -> Result<Leased, PgError> {
     })
 }
 
-/// Leases what `req` asks for under `token`, for `owner` (see [`LeaseRequest`]).
+/// Leases what `req` asks for under `token`, for `owner` (see [`LeaseRequest`]), on `client`
+/// (a pooled connection, in no transaction). Each step is one statement, committed on its own:
+/// whether a digest is due (a count), the digest's prefix (in a transaction, under the channel's
+/// lock), else the due heads (one statement that selects `FOR UPDATE SKIP LOCKED` and leases),
+/// and, when nothing was leased, the next due time (a read). A plain lease is one round trip
+/// instead of four (begin, lease, next due, commit).
 pub async fn lease(
-    tx: &Transaction<'_>,
+    client: &mut deadpool_postgres::Object,
     req: &LeaseRequest,
     token: i64,
     owner: &str,
@@ -144,24 +156,26 @@ pub async fn lease(
     let (channel, now) = (&req.channel, req.now);
     let mut messages = Vec::new();
     if req.digest_over > 0 {
-        let count = tx
+        let count = client
             .prepare_cached(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM messages
                                         WHERE channel = $1 AND state = 'pending' AND next_at <= $2
                                         LIMIT $3) d",
             )
             .await?;
-        let due: i64 = tx
+        let due: i64 = client
             .query_one(&count, &[channel, &now, &(req.digest_over as i64 + 1)])
             .await?
             .try_get(0)?;
         if due > req.digest_over as i64 {
-            messages = lease_prefix(tx, req, token, owner).await?;
+            let tx = client.transaction().await?;
+            messages = lease_prefix(&tx, req, token, owner).await?;
+            tx.commit().await?;
         }
     }
     let digest = !messages.is_empty();
     if !digest {
-        let stmt = tx
+        let stmt = client
             .prepare_cached(
                 "WITH c AS (SELECT id FROM messages
                              WHERE channel = $1 AND state = 'pending' AND head AND next_at <= $2
@@ -175,7 +189,7 @@ pub async fn lease(
                            m.idempotency_key",
             )
             .await?;
-        let rows = tx
+        let rows = client
             .query(
                 &stmt,
                 &[
@@ -192,13 +206,13 @@ pub async fn lease(
         messages.sort_by_key(|m| m.id);
     }
     let next_due = if messages.is_empty() {
-        let stmt = tx
+        let stmt = client
             .prepare_cached(
                 "SELECT MIN(GREATEST(next_at, COALESCE(lease_until, 0))) FROM messages
                   WHERE channel = $1 AND state = 'pending' AND head",
             )
             .await?;
-        tx.query_one(&stmt, &[channel]).await?.try_get(0)?
+        client.query_one(&stmt, &[channel]).await?.try_get(0)?
     } else {
         None
     };
