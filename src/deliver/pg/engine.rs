@@ -2,8 +2,10 @@
 //! operation is one transaction on a pooled connection (deadpool-postgres, TLS by rustls with
 //! ring); the router stage reads on a connection of its own that holds the router lock, so one
 //! replica at a time routes; posting slots come from the shared rate window
-//! ([`SharedWindow`]). Wake-ups are local (a replica's own commits wake its router and
-//! workers); work committed by another replica is found by polling.
+//! ([`SharedWindow`]). A replica's own commits wake its router and workers; a commit of new
+//! messages also notifies every replica's workers ([`MESSAGES_CHANNEL`], one `LISTEN`
+//! connection per replica), so a message routed on one replica is posted at once by another;
+//! polling covers only a listening connection that is down.
 
 use super::{
     conversations, events, memory, messages, migrate, reminders, rules, window, Migrated, PgError,
