@@ -9,7 +9,12 @@
 //! PostgreSQL (`outbox.url`, one replica) on a throw-away local cluster with PostgreSQL's default
 //! durability (`fsync` and `synchronous_commit` on), made the way `tests/support/postgres.rs`
 //! makes one; skipped, with the reason printed, when Debian's PostgreSQL binaries are missing
-//! (`scripts/install-postgres.sh`).
+//! (`scripts/install-postgres.sh`). On that cluster also: the cross-replica latency, two replicas
+//! (engines, in this process) on one database, where replica A receives and routes and only
+//! replica B's worker can post: the time from A's acknowledgement of a webhook to its post
+//! reaching a fake chat, over [`CROSS_MESSAGES`] webhooks at a steady pace.
+//! `GCB_BENCH_ONLY=postgres` runs only the SQLite and PostgreSQL bridges, alternately
+//! ([`PG_ROUNDS`] rounds, each ratio from its own round), and the cross-replica latency.
 //!
 //! Also measured: start-to-ready time (with 100 000 stored events), resident memory idle and
 //! under load, and acknowledgement latency (p50/p99) at a fixed 1 000 requests/s from an
@@ -43,22 +48,17 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/issue__open.json");
     let body = std::fs::read(&fixture).expect("fixture");
+    if std::env::var("GCB_BENCH_ONLY").is_ok_and(|v| v == "postgres") {
+        postgres_only(&dir, &body);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
 
     // The bridge: one channel that takes every event, posting to a closed loopback port (so its
     // worker stays idle-ish at the default 45 posts/min while the receive path is measured).
-    let config = dir.join("config.toml");
     // GCB_BENCH_SYNC=normal measures with synchronous=NORMAL (survives a crash, not power loss).
     let sync = std::env::var("GCB_BENCH_SYNC").unwrap_or_else(|_| "full".into());
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nsecret_token = \"{TOKEN}\"\n\
-             [outbox]\npath = \"outbox.sqlite\"\nsynchronous = \"{sync}\"\n\
-             [delivery]\nmax_attempts = 1\n\
-             [[channels]]\nname = \"bench\"\nurl = \"http://127.0.0.1:9/api/v2/channelsbyname/bench/message\"\nzapikey = \"k\"\n"
-        ),
-    )
-    .expect("config");
+    let config = default_config(&dir, &sync);
     let started = Instant::now();
     let (mut bridge, port) = spawn_bridge(&config);
     let bridge_addr = format!("127.0.0.1:{port}");
@@ -108,21 +108,7 @@ fn main() {
             None
         }
         Ok(cluster) => {
-            let pg_dir = dir.join("pg-bridge");
-            std::fs::create_dir_all(&pg_dir).expect("pg dir");
-            std::fs::write(pg_dir.join("pg-password"), PG_PASSWORD).expect("password");
-            let pg_config = pg_dir.join("config.toml");
-            std::fs::write(
-                &pg_config,
-                format!(
-                    "[server]\nlisten = \"127.0.0.1:0\"\nsecret_token = \"{TOKEN}\"\n\
-                     [outbox]\nurl = \"{}\"\npassword_file = \"pg-password\"\n\
-                     [delivery]\nmax_attempts = 1\n\
-                     [[channels]]\nname = \"bench\"\nurl = \"http://127.0.0.1:9/api/v2/channelsbyname/bench/message\"\nzapikey = \"k\"\n",
-                    cluster.url()
-                ),
-            )
-            .expect("config");
+            let pg_config = pg_config(&dir.join("pg-bridge"), &cluster, "postgres");
             let (mut pg_bridge, pg_port) = spawn_bridge(&pg_config);
             let pg_addr = format!("127.0.0.1:{pg_port}");
             wait_ready(&pg_addr);
@@ -139,10 +125,11 @@ fn main() {
                     rt.block_on(closed_loop(&pg_addr, &body)),
                 )
             };
-            let stored = cluster.count_events();
+            let stored = cluster.count_events("postgres");
             let _ = pg_bridge.kill();
             let _ = pg_bridge.wait();
-            Some((bare, reference, load, stored))
+            let cross = rt.block_on(cross_replica(&cluster));
+            Some((bare, reference, load, stored, cross))
         }
     };
 
@@ -189,7 +176,7 @@ fn main() {
     print_ratios(&bridge_load, &bare, &reference);
     match &on_pg {
         None => println!("  on PostgreSQL: skipped (see the reason above)"),
-        Some((bare_pg, reference_pg, pg, stored)) => {
+        Some((bare_pg, reference_pg, pg, stored, cross)) => {
             println!(
                 "the same with the store on PostgreSQL (one replica, local cluster, fsync on)"
             );
@@ -208,6 +195,7 @@ fn main() {
                 pg.rps / reference_pg.rps.max(1.0),
                 pg.rps / bridge_load.rps.max(1.0)
             );
+            print_cross(cross);
         }
     }
     println!("while 2 channels deliver at full speed to a local sink (same run)");
@@ -264,6 +252,294 @@ fn print_ratios(bridge: &Load, bare: &Load, reference: &Load) {
         bridge.rps / bare.rps.max(1.0),
         bridge.rps / reference.rps.max(1.0),
         bridge.p99.as_secs_f64() / reference.p99.as_secs_f64().max(1e-6)
+    );
+}
+
+/// The first run's config in `dir`: one channel that takes every event, posting to a closed
+/// loopback port (so its worker stays idle-ish at the default 45 posts/min while the receive
+/// path is measured), the store a SQLite file with `synchronous = sync`.
+fn default_config(dir: &Path, sync: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("config dir");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nsecret_token = \"{TOKEN}\"\n\
+             [outbox]\npath = \"outbox.sqlite\"\nsynchronous = \"{sync}\"\n\
+             [delivery]\nmax_attempts = 1\n\
+             [[channels]]\nname = \"bench\"\nurl = \"http://127.0.0.1:9/api/v2/channelsbyname/bench/message\"\nzapikey = \"k\"\n"
+        ),
+    )
+    .expect("config");
+    config
+}
+
+/// The same config in `dir` with the store on `database` of `cluster`.
+fn pg_config(dir: &Path, cluster: &PgCluster, database: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("pg dir");
+    std::fs::write(dir.join("pg-password"), PG_PASSWORD).expect("password");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nsecret_token = \"{TOKEN}\"\n\
+             [outbox]\nurl = \"{}\"\npassword_file = \"pg-password\"\n\
+             [delivery]\nmax_attempts = 1\n\
+             [[channels]]\nname = \"bench\"\nurl = \"http://127.0.0.1:9/api/v2/channelsbyname/bench/message\"\nzapikey = \"k\"\n",
+            cluster.url(database)
+        ),
+    )
+    .expect("config");
+    config
+}
+
+/// Rounds of `GCB_BENCH_ONLY=postgres`: each a fresh SQLite bridge, then a fresh PostgreSQL
+/// bridge on a fresh database, under the same load.
+const PG_ROUNDS: usize = 3;
+
+/// `GCB_BENCH_ONLY=postgres`: the SQLite bridge against the PostgreSQL one, round by round (each
+/// bridge stopped before the other runs, so neither's router drains a backlog during the other's
+/// load), then the cross-replica latency.
+fn postgres_only(dir: &Path, body: &[u8]) {
+    let sync = std::env::var("GCB_BENCH_SYNC").unwrap_or_else(|_| "full".into());
+    let cluster = match PgCluster::start(&dir.join("pg")) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("PostgreSQL run skipped: {reason}");
+            return;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let body_file = dir.join("body.json");
+    std::fs::write(&body_file, body).expect("body");
+    let script = dir.join("post.lua");
+    std::fs::write(&script, lua_script(&body_file)).expect("lua");
+    let have_wrk = Command::new("wrk").arg("--version").output().is_ok();
+    let load = |addr: &str| {
+        if have_wrk {
+            wrk(addr, &script)
+        } else {
+            rt.block_on(closed_loop(addr, body))
+        }
+    };
+    let mut rounds = Vec::new();
+    for round in 0..PG_ROUNDS {
+        let (mut sqlite, port) =
+            spawn_bridge(&default_config(&dir.join(format!("sqlite-{round}")), &sync));
+        let addr = format!("127.0.0.1:{port}");
+        wait_healthz(&addr);
+        let on_sqlite = load(&addr);
+        let _ = sqlite.kill();
+        let _ = sqlite.wait();
+        let database = format!("round{round}");
+        cluster.create_database(&database);
+        let (mut pg, port) = spawn_bridge(&pg_config(
+            &dir.join(format!("pg-{round}")),
+            &cluster,
+            &database,
+        ));
+        let addr = format!("127.0.0.1:{port}");
+        wait_ready(&addr);
+        let on_pg = load(&addr);
+        let _ = pg.kill();
+        let _ = pg.wait();
+        let stored = cluster.count_events(&database);
+        rounds.push((on_sqlite, on_pg, stored));
+    }
+    let cross = rt.block_on(cross_replica(&cluster));
+    println!();
+    println!(
+        "PostgreSQL (one replica, local cluster, fsync and synchronous_commit on) against SQLite \
+         (synchronous = {sync}), {PG_ROUNDS} rounds of {LOAD_SECS} s each"
+    );
+    for (round, (on_sqlite, on_pg, stored)) in rounds.iter().enumerate() {
+        println!("round {}", round + 1);
+        print_load("gitlab-chat-bridge (sqlite)", on_sqlite);
+        print_load("gitlab-chat-bridge (postgres)", on_pg);
+        println!(
+            "  ratio postgres / sqlite:       {:>9.2}   ({} events stored)",
+            on_pg.rps / on_sqlite.rps.max(1.0),
+            stored.map_or("?".to_string(), |n| n.to_string())
+        );
+    }
+    print_cross(&cross);
+}
+
+/// Webhooks of the cross-replica run.
+const CROSS_MESSAGES: usize = 200;
+/// One is received this often (a steady trickle: the figure is a latency, not a throughput).
+const CROSS_EVERY: Duration = Duration::from_millis(20);
+/// The longest the cross-replica run waits for the last post.
+const CROSS_WAIT: Duration = Duration::from_secs(60);
+
+/// What the cross-replica run measured: from replica A's acknowledgement to the post's arrival
+/// at the fake chat, posted by replica B.
+struct Cross {
+    delivered: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// Routes every event to the channel `x` as one message whose body is its request id.
+struct ToX;
+
+impl gitlab_chat_bridge::deliver::router::EventRouter for ToX {
+    fn route(
+        &self,
+        event: &gitlab_chat_bridge::deliver::store::StoredEvent,
+        _: &[gitlab_chat_bridge::deliver::store::ChatRule],
+        _: &gitlab_chat_bridge::deliver::router::Memory<'_>,
+    ) -> gitlab_chat_bridge::deliver::store::RoutedEvent {
+        let request = &event.raw.request_id;
+        gitlab_chat_bridge::deliver::store::RoutedEvent {
+            event_id: event.id,
+            request_id: request.clone(),
+            kind: "push".into(),
+            key: "push".into(),
+            outcome: "queued 1".into(),
+            deliveries: vec![gitlab_chat_bridge::deliver::Delivery {
+                id: format!("{request}/x"),
+                channel: "x".into(),
+                ordering_key: request.clone(),
+                body: request.clone(),
+            }],
+            ..Default::default()
+        }
+    }
+}
+
+/// A fake chat: the arrival time of each body.
+struct Arrivals(std::sync::Mutex<std::collections::HashMap<String, Instant>>);
+
+impl gitlab_chat_bridge::deliver::worker::Post for Arrivals {
+    fn post<'a>(
+        &'a self,
+        _: &'a gitlab_chat_bridge::deliver::Endpoint,
+        _: &'a str,
+        body: &'a str,
+    ) -> gitlab_chat_bridge::deliver::BoxFuture<'a, gitlab_chat_bridge::deliver::sender::Attempt>
+    {
+        let at = Instant::now();
+        self.0.lock().unwrap().entry(body.to_string()).or_insert(at);
+        Box::pin(async { gitlab_chat_bridge::deliver::sender::Attempt::Delivered(204) })
+    }
+}
+
+/// Two replicas on a fresh database of `cluster`, as `serve` runs them: A receives every
+/// webhook and routes (it holds the router lock); only B has a worker of the channel, with the
+/// shared rate window, so each message is posted by the replica that did not route it, woken
+/// by the commit's notification (or by its idle poll, 5 s, without one).
+async fn cross_replica(cluster: &PgCluster) -> Cross {
+    use gitlab_chat_bridge::deliver::clock::Clock;
+    use gitlab_chat_bridge::deliver::durable::DurableOutbox;
+    use gitlab_chat_bridge::deliver::pg::PgOptions;
+    use gitlab_chat_bridge::deliver::rate::RateLimiter;
+    use gitlab_chat_bridge::deliver::store::RawEvent;
+    use gitlab_chat_bridge::deliver::worker::{run_channel, Target};
+    use gitlab_chat_bridge::deliver::{router, Auth, Endpoint, RetryPolicy};
+    let database = "crossreplica";
+    cluster.create_database(database);
+    let clock = Clock::new();
+    let names = vec!["x".to_string()];
+    let replica = |owner: &str| {
+        let opts = PgOptions {
+            url: cluster.url(database),
+            password: Some(gitlab_chat_bridge::secret::Secret::new(PG_PASSWORD)),
+            ca_file: None,
+            pool_size: 4,
+            owner: owner.to_string(),
+        };
+        let names = names.clone();
+        async move {
+            DurableOutbox::open_postgres(&opts, 60_000, &names, clock)
+                .await
+                .expect("replica")
+                .0
+        }
+    };
+    let (a, b) = (replica("a").await, replica("b").await);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let routing = router::spawn(a.clone(), Arc::new(ToX), stop.clone()).expect("router");
+    let chat = Arc::new(Arrivals(Default::default()));
+    let window = b.shared_window().expect("a shared window");
+    let target = Target {
+        name: "x".into(),
+        endpoint: Endpoint {
+            url: "http://127.0.0.1:9/unused".into(),
+            auth: Auth::None,
+        },
+        limiter: Arc::new(RateLimiter::shared(100_000, "cross-replica", window)),
+        digest: Arc::new(|bodies: &[&str]| (bodies[0].to_string(), 1)),
+        dead_letters: None,
+    };
+    let worker = tokio::spawn(run_channel(
+        target,
+        b.clone(),
+        chat.clone(),
+        RetryPolicy::default(),
+        clock,
+        stop.clone(),
+    ));
+    // B's worker finds nothing and goes idle before the first webhook.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut acks = Vec::with_capacity(CROSS_MESSAGES);
+    let mut pace = tokio::time::interval(CROSS_EVERY);
+    for i in 0..CROSS_MESSAGES {
+        pace.tick().await;
+        let key = format!("cross-{i}");
+        let raw = RawEvent {
+            request_id: key.clone(),
+            dedupe_key: Some(key.clone()),
+            headers: vec![("x-gitlab-event".into(), "Push Hook".into())],
+            body: b"{}".to_vec(),
+        };
+        a.ingest_at(raw, clock.now_ms()).await.expect("ingest");
+        acks.push((key, Instant::now()));
+    }
+    let deadline = Instant::now() + CROSS_WAIT;
+    while chat.0.lock().unwrap().len() < CROSS_MESSAGES && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    a.router_bell().ring();
+    let _ = worker.await;
+    let _ = tokio::task::spawn_blocking(move || routing.join()).await;
+    let arrived = chat.0.lock().unwrap();
+    let mut waits: Vec<Duration> = acks
+        .iter()
+        .filter_map(|(key, ack)| {
+            arrived
+                .get(key)
+                .map(|at| at.saturating_duration_since(*ack))
+        })
+        .collect();
+    waits.sort();
+    Cross {
+        delivered: waits.len(),
+        p50: percentile(&waits, 0.50),
+        p99: percentile(&waits, 0.99),
+        max: waits.last().copied().unwrap_or_default(),
+    }
+}
+
+fn print_cross(cross: &Cross) {
+    println!(
+        "cross-replica: acknowledged by A (which routes), posted by B's worker, {} webhooks \
+         one every {} ms",
+        CROSS_MESSAGES,
+        CROSS_EVERY.as_millis()
+    );
+    println!(
+        "  delivered {}/{}   p50 {}  p99 {}  max {}   (target p99 < 250 ms)",
+        cross.delivered,
+        CROSS_MESSAGES,
+        fmt(cross.p50),
+        fmt(cross.p99),
+        fmt(cross.max)
     );
 }
 
@@ -380,30 +656,39 @@ impl PgCluster {
         cmd
     }
 
-    fn url(&self) -> String {
+    fn url(&self, database: &str) -> String {
         format!(
-            "postgres://{PG_USER}@127.0.0.1:{}/postgres?sslmode=disable",
+            "postgres://{PG_USER}@127.0.0.1:{}/{database}?sslmode=disable",
             self.port
         )
     }
 
-    /// Events the bridge stored (read with psql over the socket), if psql answers.
-    fn count_events(&self) -> Option<u64> {
+    /// Events the bridge stored in `database`, if psql answers.
+    fn count_events(&self, database: &str) -> Option<u64> {
+        self.psql(database, "SELECT count(*) FROM events")?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Creates the database `name`; panics when psql refuses.
+    fn create_database(&self, name: &str) {
+        let made = self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        assert!(made.is_some(), "cannot create the database {name}");
+    }
+
+    /// Runs `sql` with psql over the socket in `database`; its output, if it succeeded.
+    fn psql(&self, database: &str, sql: &str) -> Option<String> {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-h"])
             .arg(&self.data)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                PG_USER,
-                "-d",
-                "postgres",
-            ])
-            .args(["-c", "SELECT count(*) FROM events"])
+            .args(["-p", &self.port.to_string(), "-U", PG_USER, "-d", database])
+            .args(["-c", sql])
             .output()
             .ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 

@@ -7,7 +7,9 @@
 //! digests, dead letters, chat rules, the router's reads); and what only replicas meet, on two
 //! engines sharing one database: a key received by both at once is stored once, two workers
 //! of one channel never hold one object's messages at once, an expired lease is taken over and
-//! the old holder's outcome ignored, one router at a time, and the rate window shared. Every
+//! the old holder's outcome ignored, one router at a time, the rate window shared, and a
+//! message routed on one replica posted by another's worker at once (woken by the commit's
+//! notification, not its poll). Every
 //! store operation's behaviour, on both engines ([`operations`]). The operator's commands
 //! (`outbox`, `events`, `render --event-id`, `subscriptions`) on the shared database, with no
 //! replica running its router; the preview page's stored events on both engines.
@@ -747,4 +749,136 @@ async fn the_preview_page_lists_and_loads_stored_events_on_both_engines() {
         assert_eq!(newest, id, "{engine}");
         assert_eq!(loaded.unwrap().as_str(), "issue.open", "{engine}");
     }
+}
+
+/// Routes every event to `ops` as one message whose body is its request id.
+struct ToOps;
+
+impl gitlab_chat_bridge::deliver::router::EventRouter for ToOps {
+    fn route(
+        &self,
+        event: &gitlab_chat_bridge::deliver::store::StoredEvent,
+        _: &[ChatRule],
+        _: &gitlab_chat_bridge::deliver::router::Memory<'_>,
+    ) -> gitlab_chat_bridge::deliver::store::RoutedEvent {
+        let request = &event.raw.request_id;
+        gitlab_chat_bridge::deliver::store::RoutedEvent {
+            event_id: event.id,
+            request_id: request.clone(),
+            kind: "push".into(),
+            key: "push".into(),
+            outcome: "queued 1".into(),
+            deliveries: vec![Delivery {
+                id: format!("{request}/ops"),
+                channel: "ops".into(),
+                ordering_key: request.clone(),
+                body: request.clone(),
+            }],
+            ..Default::default()
+        }
+    }
+}
+
+/// A fake chat: each body with the time it arrived, in arrival order.
+#[derive(Default)]
+struct Arrivals(std::sync::Mutex<Vec<(String, std::time::Instant)>>);
+
+impl gitlab_chat_bridge::deliver::worker::Post for Arrivals {
+    fn post<'a>(
+        &'a self,
+        _: &'a gitlab_chat_bridge::deliver::Endpoint,
+        _: &'a str,
+        body: &'a str,
+    ) -> gitlab_chat_bridge::deliver::BoxFuture<'a, gitlab_chat_bridge::deliver::sender::Attempt>
+    {
+        self.0
+            .lock()
+            .unwrap()
+            .push((body.to_string(), std::time::Instant::now()));
+        Box::pin(async { gitlab_chat_bridge::deliver::sender::Attempt::Delivered(204) })
+    }
+}
+
+/// Webhooks of the cross-replica test.
+const CROSS_MESSAGES: usize = 50;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_routed_on_one_replica_is_posted_by_another_before_its_poll() {
+    use gitlab_chat_bridge::deliver::rate::RateLimiter;
+    use gitlab_chat_bridge::deliver::worker::{run_channel, Target, IDLE_POLL};
+    use gitlab_chat_bridge::deliver::{router, Auth, Endpoint, RetryPolicy};
+    use std::sync::Arc;
+    use std::time::Instant;
+    let _turn = turn::shared_async().await;
+    let cluster = Cluster::start("cross-replica");
+    let db = cluster.create_database();
+    let (a, b) = tokio::join!(replica(&cluster, &db, "a"), replica(&cluster, &db, "b"));
+    // A receives and routes (its router takes the lock); only B has a worker of `ops`, on the
+    // shared rate window as `serve` gives it.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let routing = router::spawn(a.clone(), Arc::new(ToOps), stop.clone()).unwrap();
+    let chat = Arc::new(Arrivals::default());
+    let target = Target {
+        name: "ops".into(),
+        endpoint: Endpoint {
+            url: "http://127.0.0.1:9/unused".into(),
+            auth: Auth::None,
+        },
+        limiter: Arc::new(RateLimiter::shared(
+            100_000,
+            "cross-replica",
+            b.shared_window().unwrap(),
+        )),
+        digest: Arc::new(|bodies: &[&str]| (bodies[0].to_string(), 1)),
+        dead_letters: None,
+    };
+    let worker = tokio::spawn(run_channel(
+        target,
+        b.clone(),
+        chat.clone(),
+        RetryPolicy::default(),
+        Clock::new(),
+        stop.clone(),
+    ));
+    // B's worker has found nothing and waits for its next poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut acks = Vec::new();
+    for i in 0..CROSS_MESSAGES {
+        let key = format!("cross-{i}");
+        let answer = a
+            .ingest_at(webhook(Some(&key), "{}"), Clock::new().now_ms())
+            .await
+            .unwrap();
+        assert!(matches!(answer, Ingested::Accepted(_)), "{key}: {answer:?}");
+        acks.push((key, Instant::now()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + IDLE_POLL * 4;
+    while chat.0.lock().unwrap().len() < CROSS_MESSAGES && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    a.router_bell().ring();
+    worker.await.unwrap();
+    tokio::task::spawn_blocking(move || routing.join().unwrap())
+        .await
+        .unwrap();
+
+    let arrived = chat.0.lock().unwrap().clone();
+    let bodies: Vec<&str> = arrived.iter().map(|(b, _)| b.as_str()).collect();
+    let sent: Vec<&str> = acks.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(bodies, sent, "each posted once, in order, by replica B");
+    // Woken by A's commit, not by its poll: polling alone would post none of them within half
+    // the poll interval (5 s) of its acknowledgement. A generous bound for a loaded machine.
+    let prompt = acks
+        .iter()
+        .zip(&arrived)
+        .filter(|((_, ack), (_, at))| at.saturating_duration_since(*ack) < IDLE_POLL / 2)
+        .count();
+    assert!(
+        prompt >= CROSS_MESSAGES * 9 / 10,
+        "only {prompt} of {CROSS_MESSAGES} posted by the other replica within {:?} of their \
+         acknowledgement",
+        IDLE_POLL / 2
+    );
 }

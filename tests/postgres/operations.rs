@@ -364,6 +364,44 @@ async fn routed(o: DurableOutbox, e: &'static str) {
     let remembered = with_reads(&o, |r| r.memory("k").unwrap()).await;
     assert_eq!(remembered.as_deref(), Some("v1"), "{e}");
     assert_eq!(bodies(&o, "ops", now()).await, ["card"], "{e}");
+    // A batch of two events with messages of one object, both writing one memory key: the
+    // messages stored in the batch's order, only the object's first leasable, the later value
+    // remembered.
+    let (x, y) = (stored(&o, "k2", t).await, stored(&o, "k3", t).await);
+    let mut rx = routing(
+        x,
+        "issue.update",
+        "g/p",
+        &[("ops", "issue-2", "x1"), ("dev", "issue-2", "x-dev")],
+    );
+    rx.memory = vec![("m".into(), "first".into())];
+    let mut ry = routing(y, "issue.update", "g/p", &[("ops", "issue-2", "y1")]);
+    ry.memory = vec![("m".into(), "second".into())];
+    o.routed(vec![rx, ry]).await.unwrap();
+    let remembered = with_reads(&o, |r| r.memory("m").unwrap()).await;
+    assert_eq!(remembered.as_deref(), Some("second"), "{e}");
+    let listed: Vec<String> = o
+        .list(false, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.delivery_id)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            format!("req-{y}/ops"),
+            format!("req-{x}/dev"),
+            format!("req-{x}/ops")
+        ],
+        "{e}"
+    );
+    assert_eq!(
+        bodies(&o, "ops", now()).await,
+        ["x1"],
+        "{e}: y1 waits behind x1"
+    );
+    assert_eq!(bodies(&o, "dev", now()).await, ["x-dev"], "{e}");
 }
 
 async fn lease(o: DurableOutbox, e: &'static str) {

@@ -2,9 +2,8 @@
 //! events read back for the router (no high-water mark), the routed mark with its messages
 //! under their objects' locks, and pruning.
 
-use super::memory::remember;
-use super::messages::{insert_messages, listed_row, lock_objects};
-use super::PgError;
+use super::messages::{listed_row, lock_objects, object_keys, LOCK_OBJECTS};
+use super::{PgError, LOCK_SPACE};
 use crate::deliver::store::{
     self, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, RoutedEvent, StoredEvent,
 };
@@ -107,47 +106,130 @@ pub async fn ingest_group(
     Ok(answers)
 }
 
-/// Marks each event routed with its messages and memory; an event routed already is left as
-/// it is. Returns the channels that got messages.
+/// Marks each event routed with its messages and memory, and announces the channels that got
+/// messages on `notify_on` (sent at commit); an event routed already is left as it is. Returns
+/// the channels that got messages.
+///
+/// Two statements sent together (one round trip for the whole batch): the advisory locks of the
+/// messages' objects, then one statement that marks the events, inserts the messages of those
+/// it marked (ids in the batch's order; a message is its object's head when it is the object's
+/// first in the batch and the object has no pending message) and writes their memory (the last
+/// value of each key). The locks come first and apart: a statement sees what committed before
+/// it began, so the objects' pending messages are read only once their locks are held.
 pub async fn routed(
     tx: &Transaction<'_>,
     events: &[RoutedEvent],
     now: i64,
+    notify_on: &str,
 ) -> Result<Vec<String>, PgError> {
-    lock_objects(tx, events.iter().flat_map(|e| e.deliveries.iter())).await?;
+    let lock = tx.prepare_cached(LOCK_OBJECTS).await?;
     let mark = tx
         .prepare_cached(
-            "UPDATE events SET state = 'routed', routed_at = $2, kind = $3, key = $4,
-                    project = $5, outcome = $6
-              WHERE id = $1 AND state = 'new'",
+            "WITH ev AS (
+                  SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+                         AS t(id, kind, key, project, outcome)),
+                  marked AS (
+                  UPDATE events e SET state = 'routed', routed_at = $1, kind = ev.kind,
+                                      key = ev.key, project = ev.project, outcome = ev.outcome
+                    FROM ev WHERE e.id = ev.id AND e.state = 'new'
+                  RETURNING e.id),
+                  input AS (
+                  SELECT i.*, row_number() OVER (PARTITION BY i.channel, i.ordering_key
+                                                 ORDER BY i.n) = 1 AS first
+                    FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[],
+                                $12::text[], $13::text[])
+                         WITH ORDINALITY AS i(event_id, request_id, idempotency_key, delivery_id,
+                                              channel, ordering_key, body, n)
+                   WHERE i.event_id IN (SELECT id FROM marked)),
+                  m AS MATERIALIZED (
+                  SELECT input.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id
+                    FROM input ORDER BY n),
+                  ins AS (
+                  INSERT INTO messages (id, request_id, delivery_id, channel, ordering_key, body,
+                                        created_at, next_at, idempotency_key, event_id, head)
+                  OVERRIDING SYSTEM VALUE
+                  SELECT id, request_id, delivery_id, channel, ordering_key, body, $1, $1,
+                         idempotency_key, event_id,
+                         first AND NOT EXISTS (SELECT 1 FROM messages p
+                                                WHERE p.channel = m.channel
+                                                  AND p.ordering_key = m.ordering_key
+                                                  AND p.state = 'pending')
+                    FROM m),
+                  mem AS (
+                  INSERT INTO router_memory (key, value, updated_at)
+                  SELECT DISTINCT ON (k.key) k.key, k.value, $1
+                    FROM unnest($14::bigint[], $15::text[], $16::text[])
+                         WITH ORDINALITY AS k(event_id, key, value, n)
+                   WHERE k.event_id IN (SELECT id FROM marked)
+                   ORDER BY k.key, k.n DESC
+                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
+                                                  updated_at = EXCLUDED.updated_at)
+             SELECT c, pg_notify($17, c) FROM (SELECT DISTINCT channel AS c FROM m) d",
         )
         .await?;
-    let mut woken = Vec::new();
-    for r in events {
-        let changed = tx
-            .execute(
-                &mark,
-                &[&r.event_id, &now, &r.kind, &r.key, &r.project, &r.outcome],
-            )
-            .await?;
-        if changed == 0 {
-            continue;
+    let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+    let projects: Vec<&str> = events.iter().map(|e| e.project.as_str()).collect();
+    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
+    let mut m_event = Vec::new();
+    let mut m_request = Vec::new();
+    let mut m_idempotency = Vec::new();
+    let mut m_delivery = Vec::new();
+    let mut m_channel = Vec::new();
+    let mut m_object = Vec::new();
+    let mut m_body = Vec::new();
+    let mut k_event = Vec::new();
+    let mut k_key = Vec::new();
+    let mut k_value = Vec::new();
+    for e in events {
+        for d in &e.deliveries {
+            m_event.push(e.event_id);
+            m_request.push(e.request_id.as_str());
+            m_idempotency.push(e.idempotency_key.as_deref());
+            m_delivery.push(d.id.as_str());
+            m_channel.push(d.channel.as_str());
+            m_object.push(d.ordering_key.as_str());
+            m_body.push(d.body.as_str());
         }
-        for (key, value) in &r.memory {
-            remember(tx, key, value, now).await?;
+        for (key, value) in &e.memory {
+            k_event.push(e.event_id);
+            k_key.push(key.as_str());
+            k_value.push(value.as_str());
         }
-        insert_messages(
-            tx,
-            Some(r.event_id),
-            &r.request_id,
-            r.idempotency_key.as_deref(),
-            &r.deliveries,
-            now,
-        )
-        .await?;
-        woken.extend(r.deliveries.iter().map(|d| d.channel.clone()));
     }
-    Ok(woken)
+    let objects = object_keys(events.iter().flat_map(|e| e.deliveries.iter()));
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&LOCK_SPACE, &objects];
+    let locked = async {
+        if objects.is_empty() {
+            Ok(Vec::new())
+        } else {
+            tx.query(&lock, &lock_params).await
+        }
+    };
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+        &now,
+        &ids,
+        &kinds,
+        &keys,
+        &projects,
+        &outcomes,
+        &m_event,
+        &m_request,
+        &m_idempotency,
+        &m_delivery,
+        &m_channel,
+        &m_object,
+        &m_body,
+        &k_event,
+        &k_key,
+        &k_value,
+        &notify_on,
+    ];
+    let marked = tx.query(&mark, &params);
+    // Polled in this order, the lock statement is sent first.
+    let (_, rows) = tokio::try_join!(locked, marked)?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
 /// Columns [`stored_event`] reads, in its order, and the join they come from.
@@ -294,6 +376,7 @@ pub async fn replay(
     of: &StoredEvent,
     routed_as: &RoutedEvent,
     now: i64,
+    notify_on: &str,
 ) -> Result<i64, PgError> {
     lock_objects(tx, routed_as.deliveries.iter()).await?;
     let mut raw = of.raw.clone();
@@ -315,7 +398,7 @@ pub async fn replay(
         idempotency_key: None,
         ..routed_as.clone()
     };
-    routed(tx, std::slice::from_ref(&routed_as), now).await?;
+    routed(tx, std::slice::from_ref(&routed_as), now, notify_on).await?;
     Ok(id)
 }
 
