@@ -528,6 +528,11 @@ impl Reader {
         chat_rules(&self.conn)
     }
 
+    /// Counts per channel.
+    pub fn stats(&self) -> Result<Vec<ChannelStats>, StoreError> {
+        stats(&self.conn)
+    }
+
     /// When a delivery with dedupe key `key` was last received (unix ms), while remembered.
     pub fn received_at(&self, key: &str) -> Result<Option<i64>, StoreError> {
         received_at(&self.conn, key)
