@@ -497,8 +497,7 @@ fn writer(mut store: Store, rx: mpsc::Receiver<Cmd>, wake: Wake) {
         if acks.is_empty() && work.is_empty() {
             let next = match unsynced {
                 None => rx.recv().ok(),
-                Some(since) => match rx.recv_timeout(SYNC_WITHIN.saturating_sub(since.elapsed()))
-                {
+                Some(since) => match rx.recv_timeout(SYNC_WITHIN.saturating_sub(since.elapsed())) {
                     Ok(cmd) => Some(cmd),
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         sync(&mut store);
@@ -567,12 +566,10 @@ fn sync(store: &mut Store) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let synced = store
-        .transaction()
-        .and_then(|tx| {
-            store::touch(&tx, now)?;
-            Ok(tx.commit()?)
-        });
+    let synced = store.transaction().and_then(|tx| {
+        store::touch(&tx, now)?;
+        Ok(tx.commit()?)
+    });
     if let Err(error) = synced {
         tracing::warn!(%error, "cannot sync the outbox log");
     }
