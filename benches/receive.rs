@@ -178,7 +178,7 @@ fn main() {
     // Acknowledgement latency while the router stage drains a backlog.
     let drain_run = cases
         .has("drain")
-        .then(|| drain(&dir.join("drain"), &sync, &rt, &body));
+        .then(|| drain(&dir.join("drain"), &sync, &rt, &body, &durable_addr));
 
     // Start to ready over a store that keeps 100 000 events.
     let stored_ready = cases
@@ -186,16 +186,9 @@ fn main() {
         .then(|| ready_with_stored_events(&dir.join("full"), &sync));
 
     // Memory while a backlog of messages that cannot be delivered grows.
-    let backlog_run = cases.has("backlog").then(|| {
-        backlog(
-            &dir.join("backlog"),
-            &sync,
-            &script,
-            have_wrk,
-            &rt,
-            &body,
-        )
-    });
+    let backlog_run = cases
+        .has("backlog")
+        .then(|| backlog(&dir.join("backlog"), &sync, &script, have_wrk, &rt, &body));
 
     println!();
     println!(
@@ -273,6 +266,12 @@ fn main() {
             fmt(d.paced.p50),
             fmt(d.paced.p99),
             fmt(d.paced.max)
+        );
+        println!(
+            "  durable reference at the same rate just before: p50 {}  p99 {}  max {}",
+            fmt(d.reference.p50),
+            fmt(d.reference.p99),
+            fmt(d.reference.max)
         );
     }
     if let Some(ready) = ready {
@@ -631,8 +630,10 @@ async fn sink_server() -> (String, Arc<AtomicU64>) {
 
 fn spawn_bridge(config: &Path) -> (Child, u16) {
     // GCB_BENCH_BRIDGE=PATH measures another build of the binary (an earlier release, say).
-    let bin = std::env::var_os("GCB_BENCH_BRIDGE")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gitlab-chat-bridge")), PathBuf::from);
+    let bin = std::env::var_os("GCB_BENCH_BRIDGE").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_gitlab-chat-bridge")),
+        PathBuf::from,
+    );
     let mut child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(config)
@@ -1053,7 +1054,12 @@ impl ThreadCpu {
             };
             let name = stat[open + 1..close].to_string();
             let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
             // utime and stime: fields 14 and 15 of the line, 11 and 12 after the name.
             threads.insert(tid, (name, ticks(11) + ticks(12)));
         }
@@ -1106,6 +1112,8 @@ const DRAIN_EVENTS: usize = 20_000;
 /// The drain run's figures.
 struct Drain {
     paced: Paced,
+    /// The durable reference at the same rate, right before (the floor on this machine now).
+    reference: Paced,
     /// When the router stage had routed every stored event, from the start of the paced run.
     drained: Option<Duration>,
 }
@@ -1120,7 +1128,13 @@ fn unix_ms() -> i64 {
 /// Stores [`DRAIN_EVENTS`] received events that are not routed yet (as `serve` would have
 /// left them after a burst), starts the bridge over them and measures acknowledgements at
 /// [`PACED_RATE`] while its router stage routes them.
-fn drain(dir: &Path, sync: &str, rt: &tokio::runtime::Runtime, body: &[u8]) -> Drain {
+fn drain(
+    dir: &Path,
+    sync: &str,
+    rt: &tokio::runtime::Runtime,
+    body: &[u8],
+    reference_addr: &str,
+) -> Drain {
     use gitlab_chat_bridge::deliver::store::{self, RawEvent, Store};
     std::fs::create_dir_all(dir).expect("dir");
     let config = dir.join("config.toml");
@@ -1139,6 +1153,7 @@ fn drain(dir: &Path, sync: &str, rt: &tokio::runtime::Runtime, body: &[u8]) -> D
         store::insert_event(&tx, &raw, now, 0).expect("event");
     }
     tx.commit().expect("commit");
+    let reference = rt.block_on(paced(reference_addr, body));
     let (mut bridge, port) = spawn_bridge(&config);
     let addr = format!("127.0.0.1:{port}");
     wait_healthz(&addr);
@@ -1157,7 +1172,11 @@ fn drain(dir: &Path, sync: &str, rt: &tokio::runtime::Runtime, body: &[u8]) -> D
     let drained = watch.join().ok().flatten();
     let _ = bridge.kill();
     let _ = bridge.wait();
-    Drain { paced, drained }
+    Drain {
+        paced,
+        reference,
+        drained,
+    }
 }
 
 /// Messages the backlog run lets pile up.
@@ -1222,7 +1241,10 @@ fn backlog(
             rt.block_on(closed_loop(&addr, body));
         }
         samples.push(sample());
-        if samples.last().is_some_and(|s| s.received >= BACKLOG_MESSAGES) {
+        if samples
+            .last()
+            .is_some_and(|s| s.received >= BACKLOG_MESSAGES)
+        {
             break;
         }
     }
