@@ -20,6 +20,13 @@
 //! under load, and acknowledgement latency (p50/p99) at a fixed 1 000 requests/s from an
 //! in-process paced client.
 //!
+//! Further cases: acknowledgement latency at 1 000 requests/s while the router stage drains
+//! 20 000 stored events (`drain`), and resident memory while 500 000 messages that cannot be
+//! delivered pile up (`backlog`); the bridge's CPU per webhook, by thread, during each load run.
+//! `GCB_BENCH_CASES` picks cases (comma-separated: `load`, `paced`, `postgres`, `busy`, `drain`,
+//! `ready`, `backlog`; all when unset), `GCB_BENCH_BRIDGE` another build of the binary (to
+//! compare two releases on one machine), `GCB_BENCH_SYNC=normal` `synchronous = "normal"`.
+//!
 //! `cargo bench --bench receive` (needs `wrk`: `apt-get install wrk`; without it the throughput
 //! part uses an in-process closed-loop client instead). Only loopback addresses are used and every
 //! load phase is bounded in time.
@@ -43,6 +50,7 @@ const PACED_SECS: u64 = 8;
 const TOKEN: &str = "bench-secret";
 
 fn main() {
+    let cases = Cases::from_env();
     let dir = std::env::temp_dir().join(format!("gcb-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -59,13 +67,6 @@ fn main() {
     // GCB_BENCH_SYNC=normal measures with synchronous=NORMAL (survives a crash, not power loss).
     let sync = std::env::var("GCB_BENCH_SYNC").unwrap_or_else(|_| "full".into());
     let config = default_config(&dir, &sync);
-    let started = Instant::now();
-    let (mut bridge, port) = spawn_bridge(&config);
-    let bridge_addr = format!("127.0.0.1:{port}");
-    wait_healthz(&bridge_addr);
-    let ready = started.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
-    let rss_idle = rss_kib(bridge.id());
 
     // The baseline: bare hyper on its own runtime in this process.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -81,99 +82,121 @@ fn main() {
     std::fs::write(&body_file, &body).expect("body");
     let script = dir.join("post.lua");
     std::fs::write(&script, lua_script(&body_file)).expect("lua");
-
     let have_wrk = Command::new("wrk").arg("--version").output().is_ok();
-    let (bare, reference, bridge_load, rss_load) = if have_wrk {
-        let bare = wrk(&bare_addr, &script);
-        let reference = wrk(&durable_addr, &script);
-        let sampling = RssSampler::start(bridge.id());
-        let b = wrk(&bridge_addr, &script);
-        (bare, reference, b, sampling.stop())
-    } else {
+    if !have_wrk {
         eprintln!("wrk not found: using the in-process closed-loop client");
-        let bare = rt.block_on(closed_loop(&bare_addr, &body));
-        let reference = rt.block_on(closed_loop(&durable_addr, &body));
-        let sampling = RssSampler::start(bridge.id());
-        let b = rt.block_on(closed_loop(&bridge_addr, &body));
-        (bare, reference, b, sampling.stop())
+    }
+    // One load run against `addr`: wrk when installed, else the in-process client.
+    let load = |addr: &str| {
+        if have_wrk {
+            wrk(addr, &script, LOAD_SECS)
+        } else {
+            rt.block_on(closed_loop(addr, &body))
+        }
     };
-    let paced = rt.block_on(paced(&bridge_addr, &body));
-    let _ = bridge.kill();
-    let _ = bridge.wait();
+
+    let mut ready = None;
+    let mut rss_idle = None;
+    let mut first = None;
+    let mut paced_run = None;
+    if cases.has("load") || cases.has("paced") {
+        let started = Instant::now();
+        let (mut bridge, port) = spawn_bridge(&config);
+        let bridge_addr = format!("127.0.0.1:{port}");
+        wait_healthz(&bridge_addr);
+        ready = Some(started.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+        rss_idle = Some(rss_kib(bridge.id()));
+        if cases.has("load") {
+            let bare = load(&bare_addr);
+            let reference = load(&durable_addr);
+            let sampling = RssSampler::start(bridge.id());
+            let cpu = ThreadCpu::sample(bridge.id());
+            let b = load(&bridge_addr);
+            let cpu = cpu.since(bridge.id());
+            first = Some((bare, reference, b, sampling.stop(), cpu));
+        }
+        if cases.has("paced") {
+            paced_run = Some(rt.block_on(paced(&bridge_addr, &body)));
+        }
+        let _ = bridge.kill();
+        let _ = bridge.wait();
+    }
 
     // The first run again with the store on PostgreSQL, beside a fresh bare run.
-    let on_pg = match PgCluster::start(&dir.join("pg")) {
-        Err(reason) => {
-            eprintln!("PostgreSQL run skipped: {reason}");
-            None
-        }
-        Ok(cluster) => {
-            let pg_config = pg_config(&dir.join("pg-bridge"), &cluster, "postgres");
-            let (mut pg_bridge, pg_port) = spawn_bridge(&pg_config);
-            let pg_addr = format!("127.0.0.1:{pg_port}");
-            wait_ready(&pg_addr);
-            let (bare, reference, load) = if have_wrk {
-                (
-                    wrk(&bare_addr, &script),
-                    wrk(&durable_addr, &script),
-                    wrk(&pg_addr, &script),
-                )
-            } else {
-                (
-                    rt.block_on(closed_loop(&bare_addr, &body)),
-                    rt.block_on(closed_loop(&durable_addr, &body)),
-                    rt.block_on(closed_loop(&pg_addr, &body)),
-                )
-            };
-            let stored = cluster.count_events("postgres");
-            let _ = pg_bridge.kill();
-            let _ = pg_bridge.wait();
-            let cross = rt.block_on(cross_replica(&cluster));
-            Some((bare, reference, load, stored, cross))
+    let on_pg = if !cases.has("postgres") {
+        None
+    } else {
+        match PgCluster::start(&dir.join("pg")) {
+            Err(reason) => {
+                eprintln!("PostgreSQL run skipped: {reason}");
+                None
+            }
+            Ok(cluster) => {
+                let pg_config = pg_config(&dir.join("pg-bridge"), &cluster, "postgres");
+                let (mut pg_bridge, pg_port) = spawn_bridge(&pg_config);
+                let pg_addr = format!("127.0.0.1:{pg_port}");
+                wait_ready(&pg_addr);
+                let (bare, reference, pg) = (load(&bare_addr), load(&durable_addr), load(&pg_addr));
+                let stored = cluster.count_events("postgres");
+                let _ = pg_bridge.kill();
+                let _ = pg_bridge.wait();
+                let cross = rt.block_on(cross_replica(&cluster));
+                Some((bare, reference, pg, stored, cross))
+            }
         }
     };
 
     // The same, while two channels' workers deliver at full speed to a local sink.
-    let (sink_addr, posts) = rt.block_on(sink_server());
-    let busy_dir = dir.join("busy");
-    std::fs::create_dir_all(&busy_dir).expect("busy dir");
-    let busy_config = busy_dir.join("config.toml");
-    std::fs::write(&busy_config, sink_config(&sink_addr, &sync)).expect("config");
-    let (mut busy, busy_port) = spawn_bridge(&busy_config);
-    let busy_addr = format!("127.0.0.1:{busy_port}");
-    wait_healthz(&busy_addr);
-    let (bare_busy, reference_busy, busy_load, rss_busy, delivered) = if have_wrk {
-        let bare = wrk(&bare_addr, &script);
-        let reference = wrk(&durable_addr, &script);
+    let mut busy_run = None;
+    if cases.has("busy") {
+        let (sink_addr, posts) = rt.block_on(sink_server());
+        let busy_dir = dir.join("busy");
+        std::fs::create_dir_all(&busy_dir).expect("busy dir");
+        let busy_config = busy_dir.join("config.toml");
+        std::fs::write(&busy_config, sink_config(&sink_addr, &sync)).expect("config");
+        let (mut busy, busy_port) = spawn_bridge(&busy_config);
+        let busy_addr = format!("127.0.0.1:{busy_port}");
+        wait_healthz(&busy_addr);
+        let bare = load(&bare_addr);
+        let reference = load(&durable_addr);
         let sampling = RssSampler::start(busy.id());
+        let cpu = ThreadCpu::sample(busy.id());
         let before = posts.load(Ordering::Relaxed);
-        let b = wrk(&busy_addr, &script);
+        let b = load(&busy_addr);
         let delivered = posts.load(Ordering::Relaxed) - before;
-        (bare, reference, b, sampling.stop(), delivered)
-    } else {
-        let bare = rt.block_on(closed_loop(&bare_addr, &body));
-        let reference = rt.block_on(closed_loop(&durable_addr, &body));
-        let sampling = RssSampler::start(busy.id());
-        let before = posts.load(Ordering::Relaxed);
-        let b = rt.block_on(closed_loop(&busy_addr, &body));
-        let delivered = posts.load(Ordering::Relaxed) - before;
-        (bare, reference, b, sampling.stop(), delivered)
-    };
-    let _ = busy.kill();
-    let _ = busy.wait();
+        let cpu = cpu.since(busy.id());
+        busy_run = Some((bare, reference, b, sampling.stop(), delivered, cpu));
+        let _ = busy.kill();
+        let _ = busy.wait();
+    }
+
+    // Acknowledgement latency while the router stage drains a backlog.
+    let drain_run = cases
+        .has("drain")
+        .then(|| drain(&dir.join("drain"), &sync, &rt, &body, &durable_addr));
 
     // Start to ready over a store that keeps 100 000 events.
-    let full_dir = dir.join("full");
-    let stored_ready = ready_with_stored_events(&full_dir, &sync);
+    let stored_ready = cases
+        .has("ready")
+        .then(|| ready_with_stored_events(&dir.join("full"), &sync));
+
+    // Memory while a backlog of messages that cannot be delivered grows.
+    let backlog_run = cases
+        .has("backlog")
+        .then(|| backlog(&dir.join("backlog"), &sync, &script, have_wrk, &rt, &body));
 
     println!();
     println!(
         "receive path (wrk {CONNECTIONS} connections, {LOAD_SECS} s each, same machine, one run)"
     );
-    print_load("bare hyper (read body, 200)", &bare);
-    print_load("durable reference (fdatasync)", &reference);
-    print_load("gitlab-chat-bridge (durable)", &bridge_load);
-    print_ratios(&bridge_load, &bare, &reference);
+    if let Some((bare, reference, bridge_load, _, cpu)) = &first {
+        print_load("bare hyper (read body, 200)", bare);
+        print_load("durable reference (fdatasync)", reference);
+        print_load("gitlab-chat-bridge (durable)", bridge_load);
+        print_ratios(bridge_load, bare, reference);
+        cpu.print(bridge_load.rps * LOAD_SECS as f64);
+    }
     match &on_pg {
         None => println!("  on PostgreSQL: skipped (see the reason above)"),
         Some((bare_pg, reference_pg, pg, stored, cross)) => {
@@ -189,49 +212,128 @@ fn main() {
                 fmt(pg.p99),
                 stored.map_or("?".to_string(), |n| n.to_string())
             );
-            println!(
-                "  ratio postgres / bare:         {:>9.2}   / reference: {:.2}   / sqlite: {:.2}",
-                pg.rps / bare_pg.rps.max(1.0),
-                pg.rps / reference_pg.rps.max(1.0),
-                pg.rps / bridge_load.rps.max(1.0)
-            );
+            if let Some((_, _, bridge_load, _, _)) = &first {
+                println!(
+                    "  ratio postgres / bare:         {:>9.2}   / reference: {:.2}   / sqlite: {:.2}",
+                    pg.rps / bare_pg.rps.max(1.0),
+                    pg.rps / reference_pg.rps.max(1.0),
+                    pg.rps / bridge_load.rps.max(1.0)
+                );
+            }
             print_cross(cross);
         }
     }
-    println!("while 2 channels deliver at full speed to a local sink (same run)");
-    print_load("bare hyper (read body, 200)", &bare_busy);
-    print_load("durable reference (fdatasync)", &reference_busy);
-    print_load("gitlab-chat-bridge (durable)", &busy_load);
-    print_ratios(&busy_load, &bare_busy, &reference_busy);
+    if let Some((bare_busy, reference_busy, busy_load, _, delivered, cpu)) = &busy_run {
+        println!("while 2 channels deliver at full speed to a local sink (same run)");
+        print_load("bare hyper (read body, 200)", bare_busy);
+        print_load("durable reference (fdatasync)", reference_busy);
+        print_load("gitlab-chat-bridge (durable)", busy_load);
+        print_ratios(busy_load, bare_busy, reference_busy);
+        println!(
+            "  delivered meanwhile:           {:>9.0} posts/s to the sink",
+            *delivered as f64 / LOAD_SECS as f64
+        );
+        cpu.print(busy_load.rps * LOAD_SECS as f64);
+    }
+    if let Some(paced) = &paced_run {
+        println!(
+            "ack latency at {PACED_RATE} req/s for {PACED_SECS} s, right after the load run ({} requests, {} errors)",
+            paced.sent, paced.errors
+        );
+        println!(
+            "  p50 {}  p99 {}  max {}   (target p99 < 5 ms)",
+            fmt(paced.p50),
+            fmt(paced.p99),
+            fmt(paced.max)
+        );
+    }
+    if let Some(d) = &drain_run {
+        println!(
+            "ack latency at {PACED_RATE} req/s for {PACED_SECS} s while the router drains {DRAIN_EVENTS} events ({} requests, {} errors; drained {})",
+            d.paced.sent,
+            d.paced.errors,
+            d.drained
+                .map_or("not within the run".to_string(), |t| format!(
+                    "in {:.1} s",
+                    t.as_secs_f64()
+                ))
+        );
+        println!(
+            "  p50 {}  p99 {}  max {}   (target p99 < 5 ms)",
+            fmt(d.paced.p50),
+            fmt(d.paced.p99),
+            fmt(d.paced.max)
+        );
+        println!(
+            "  durable reference at the same rate just before: p50 {}  p99 {}  max {}",
+            fmt(d.reference.p50),
+            fmt(d.reference.p99),
+            fmt(d.reference.max)
+        );
+    }
+    if let Some(ready) = ready {
+        println!(
+            "start to ready: {:.1} ms (target < 100 ms)",
+            ready.as_secs_f64() * 1000.0
+        );
+    }
+    if let Some(stored_ready) = stored_ready {
+        println!(
+            "start to ready with {STORED_EVENTS} stored events: {:.1} ms (target < 100 ms)",
+            stored_ready.as_secs_f64() * 1000.0
+        );
+    }
+    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
     println!(
-        "  delivered meanwhile:           {:>9.0} posts/s to the sink",
-        delivered as f64 / LOAD_SECS as f64
+        "RSS idle: {} (target < 30)   under load (max): {}, delivering: {} (target < 80)",
+        rss_idle.map_or("-".into(), mib),
+        first.as_ref().map_or("-".into(), |f| mib(f.3)),
+        busy_run.as_ref().map_or("-".into(), |b| mib(b.3)),
     );
-    println!(
-        "ack latency at {PACED_RATE} req/s for {PACED_SECS} s ({} requests, {} errors)",
-        paced.sent, paced.errors
-    );
-    println!(
-        "  p50 {}  p99 {}  max {}   (target p99 < 5 ms)",
-        fmt(paced.p50),
-        fmt(paced.p99),
-        fmt(paced.max)
-    );
-    println!(
-        "start to ready: {:.1} ms (target < 100 ms)",
-        ready.as_secs_f64() * 1000.0
-    );
-    println!(
-        "start to ready with {STORED_EVENTS} stored events: {:.1} ms (target < 100 ms)",
-        stored_ready.as_secs_f64() * 1000.0
-    );
-    println!(
-        "RSS idle: {:.1} MiB (target < 30)   RSS under load (max): {:.1} MiB, delivering: {:.1} MiB (target < 80)",
-        rss_idle as f64 / 1024.0,
-        rss_load as f64 / 1024.0,
-        rss_busy as f64 / 1024.0
-    );
+    if let Some(samples) = &backlog_run {
+        println!("RSS while messages that cannot be delivered pile up (target < 80 MiB, flat)");
+        for s in samples {
+            println!(
+                "  {:>9} received  {:>9} waiting  {:>9} not routed  RSS {}",
+                s.received,
+                s.waiting,
+                s.unrouted,
+                mib(s.rss_kib)
+            );
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The bench's parts to run: `GCB_BENCH_CASES`, comma-separated, out of `load` (the bridge
+/// and both references at saturation), `paced` (1 000 req/s after it), `postgres`, `busy`
+/// (while two channels deliver), `drain` (1 000 req/s while the router drains a backlog),
+/// `ready` (start with 100 000 stored events) and `backlog` (memory while 500 000 messages
+/// pile up); all of them when unset.
+struct Cases(Option<Vec<String>>);
+
+impl Cases {
+    fn from_env() -> Cases {
+        Cases(
+            std::env::var("GCB_BENCH_CASES")
+                .ok()
+                .map(|v| v.split(',').map(|c| c.trim().to_string()).collect()),
+        )
+    }
+
+    fn has(&self, case: &str) -> bool {
+        self.0.as_ref().is_none_or(|c| c.iter().any(|x| x == case))
+    }
+}
+
+/// The first run's config: one channel posting to a closed loopback port at the default budget.
+fn idle_config(sync: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nsecret_token = \"{TOKEN}\"\n\
+         [outbox]\npath = \"outbox.sqlite\"\nsynchronous = \"{sync}\"\n\
+         [delivery]\nmax_attempts = 1\n\
+         [[channels]]\nname = \"bench\"\nurl = \"http://127.0.0.1:9/api/v2/channelsbyname/bench/message\"\nzapikey = \"k\"\n"
+    )
 }
 
 /// One line of a load run's figures.
@@ -261,16 +363,7 @@ fn print_ratios(bridge: &Load, bare: &Load, reference: &Load) {
 fn default_config(dir: &Path, sync: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("config dir");
     let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nsecret_token = \"{TOKEN}\"\n\
-             [outbox]\npath = \"outbox.sqlite\"\nsynchronous = \"{sync}\"\n\
-             [delivery]\nmax_attempts = 1\n\
-             [[channels]]\nname = \"bench\"\nurl = \"http://127.0.0.1:9/api/v2/channelsbyname/bench/message\"\nzapikey = \"k\"\n"
-        ),
-    )
-    .expect("config");
+    std::fs::write(&config, idle_config(sync)).expect("config");
     config
 }
 
@@ -320,7 +413,7 @@ fn postgres_only(dir: &Path, body: &[u8]) {
     let have_wrk = Command::new("wrk").arg("--version").output().is_ok();
     let load = |addr: &str| {
         if have_wrk {
-            wrk(addr, &script)
+            wrk(addr, &script, LOAD_SECS)
         } else {
             rt.block_on(closed_loop(addr, body))
         }
@@ -821,7 +914,12 @@ async fn sink_server() -> (String, Arc<AtomicU64>) {
 }
 
 fn spawn_bridge(config: &Path) -> (Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gitlab-chat-bridge"))
+    // GCB_BENCH_BRIDGE=PATH measures another build of the binary (an earlier release, say).
+    let bin = std::env::var_os("GCB_BENCH_BRIDGE").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_gitlab-chat-bridge")),
+        PathBuf::from,
+    );
+    let mut child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn,gitlab_chat_bridge::commands::serve=info")
@@ -1005,12 +1103,12 @@ struct Load {
     p99: Duration,
 }
 
-fn wrk(addr: &str, script: &PathBuf) -> Load {
+fn wrk(addr: &str, script: &Path, secs: u64) -> Load {
     let out = Command::new("wrk")
         .args([
             "-t2",
             &format!("-c{CONNECTIONS}"),
-            &format!("-d{LOAD_SECS}s"),
+            &format!("-d{secs}s"),
             "--latency",
             "-s",
         ])
@@ -1213,4 +1311,237 @@ impl RssSampler {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap_or(0)
     }
+}
+
+/// CPU time of each of a process's threads (`/proc/PID/task/*/stat`), by thread id, with the
+/// thread's name: the bench's per-thread profile of one load run.
+struct ThreadCpu(std::collections::HashMap<u32, (String, u64)>);
+
+/// Linux's `USER_HZ`: the unit of `/proc`'s CPU times.
+const TICKS_PER_SEC: u64 = 100;
+
+impl ThreadCpu {
+    fn sample(pid: u32) -> ThreadCpu {
+        let mut threads = std::collections::HashMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return ThreadCpu(threads);
+        };
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            // `tid (name) state …`: the name may hold blanks and parentheses.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let name = stat[open + 1..close].to_string();
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            // utime and stime: fields 14 and 15 of the line, 11 and 12 after the name.
+            threads.insert(tid, (name, ticks(11) + ticks(12)));
+        }
+        ThreadCpu(threads)
+    }
+
+    /// The CPU each thread name used since this sample (threads started since count whole).
+    fn since(&self, pid: u32) -> ThreadCpu {
+        let now = ThreadCpu::sample(pid);
+        let mut used: std::collections::HashMap<u32, (String, u64)> =
+            std::collections::HashMap::new();
+        for (tid, (name, ticks)) in now.0 {
+            let before = self.0.get(&tid).map_or(0, |(_, t)| *t);
+            used.insert(tid, (name, ticks.saturating_sub(before)));
+        }
+        ThreadCpu(used)
+    }
+
+    /// One line: each thread name's CPU per webhook (µs) and share of the process's CPU.
+    fn print(&self, webhooks: f64) {
+        let mut by_name: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for (name, ticks) in self.0.values() {
+            *by_name.entry(name.as_str()).or_default() += ticks;
+        }
+        let total: u64 = by_name.values().sum();
+        let mut rows: Vec<(&str, u64)> = by_name.into_iter().filter(|(_, t)| *t > 0).collect();
+        rows.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+        let per = |ticks: u64| ticks as f64 * 1e6 / TICKS_PER_SEC as f64 / webhooks.max(1.0);
+        let parts: Vec<String> = rows
+            .iter()
+            .map(|(name, t)| {
+                format!(
+                    "{name} {:.0} µs ({:.0} %)",
+                    per(*t),
+                    *t as f64 * 100.0 / total.max(1) as f64
+                )
+            })
+            .collect();
+        println!(
+            "  bridge CPU per webhook: {:.0} µs: {}",
+            per(total),
+            parts.join(", ")
+        );
+    }
+}
+
+/// Events waiting to be routed when the drain run starts.
+const DRAIN_EVENTS: usize = 20_000;
+
+/// The drain run's figures.
+struct Drain {
+    paced: Paced,
+    /// The durable reference at the same rate, right before (the floor on this machine now).
+    reference: Paced,
+    /// When the router stage had routed every stored event, from the start of the paced run.
+    drained: Option<Duration>,
+}
+
+/// Now, as unix ms (the rows the bench writes itself).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Stores [`DRAIN_EVENTS`] received events that are not routed yet (as `serve` would have
+/// left them after a burst), starts the bridge over them and measures acknowledgements at
+/// [`PACED_RATE`] while its router stage routes them.
+fn drain(
+    dir: &Path,
+    sync: &str,
+    rt: &tokio::runtime::Runtime,
+    body: &[u8],
+    reference_addr: &str,
+) -> Drain {
+    use gitlab_chat_bridge::deliver::store::{self, RawEvent, Store};
+    std::fs::create_dir_all(dir).expect("dir");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, idle_config(sync)).expect("config");
+    let path = dir.join("outbox.sqlite");
+    let mut s = Store::open(&path, false).expect("store");
+    let tx = s.transaction().expect("tx");
+    let now = unix_ms();
+    for i in 0..DRAIN_EVENTS {
+        let raw = RawEvent {
+            request_id: format!("backlog-{i}"),
+            dedupe_key: Some(format!("backlog-{i}")),
+            headers: vec![("x-gitlab-event".into(), "Issue Hook".into())],
+            body: body.to_vec(),
+        };
+        store::insert_event(&tx, &raw, now, 0).expect("event");
+    }
+    tx.commit().expect("commit");
+    let reference = rt.block_on(paced(reference_addr, body));
+    let (mut bridge, port) = spawn_bridge(&config);
+    let addr = format!("127.0.0.1:{port}");
+    wait_healthz(&addr);
+    let started = Instant::now();
+    let watch = std::thread::spawn(move || {
+        let deadline = started + Duration::from_secs(PACED_SECS + 30);
+        while Instant::now() < deadline {
+            if store::unrouted_count(s.conn()).is_ok_and(|n| n == 0) {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    });
+    let paced = rt.block_on(paced(&addr, body));
+    let drained = watch.join().ok().flatten();
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    Drain {
+        paced,
+        reference,
+        drained,
+    }
+}
+
+/// Messages the backlog run lets pile up.
+const BACKLOG_MESSAGES: u64 = 500_000;
+/// Length of each load step of the backlog run.
+const BACKLOG_STEP_SECS: u64 = 5;
+
+/// One sample of the backlog run.
+struct BacklogSample {
+    received: u64,
+    waiting: u64,
+    unrouted: u64,
+    rss_kib: u64,
+}
+
+/// Streams webhooks at the bridge (one channel that cannot deliver: a closed port at the
+/// default budget) in steps of [`BACKLOG_STEP_SECS`] until [`BACKLOG_MESSAGES`] messages
+/// wait, then lets the router stage finish and the process idle; RSS after every step.
+fn backlog(
+    dir: &Path,
+    sync: &str,
+    script: &Path,
+    have_wrk: bool,
+    rt: &tokio::runtime::Runtime,
+    body: &[u8],
+) -> Vec<BacklogSample> {
+    use gitlab_chat_bridge::deliver::store::{self, EventFilter, Store};
+    std::fs::create_dir_all(dir).expect("dir");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, idle_config(sync)).expect("config");
+    let (mut bridge, port) = spawn_bridge(&config);
+    let addr = format!("127.0.0.1:{port}");
+    wait_healthz(&addr);
+    let s = Store::open(&dir.join("outbox.sqlite"), false).expect("store");
+    let sample = || {
+        let received = store::list_events(
+            s.conn(),
+            &EventFilter {
+                limit: 1,
+                ..EventFilter::default()
+            },
+        )
+        .ok()
+        .and_then(|rows| rows.first().map(|r| r.id.max(0) as u64))
+        .unwrap_or(0);
+        let waiting = store::stats(s.conn())
+            .map(|st| st.iter().map(|c| c.pending + c.retrying).sum())
+            .unwrap_or(0);
+        BacklogSample {
+            received,
+            waiting,
+            unrouted: store::unrouted_count(s.conn()).unwrap_or(0),
+            rss_kib: rss_kib(bridge.id()),
+        }
+    };
+    let mut samples = vec![sample()];
+    // Bounded: at 1 000 req/s, the slowest this machine ever ran, it takes 100 steps.
+    for _ in 0..100 {
+        if have_wrk {
+            wrk(&addr, script, BACKLOG_STEP_SECS);
+        } else {
+            rt.block_on(closed_loop(&addr, body));
+        }
+        samples.push(sample());
+        if samples
+            .last()
+            .is_some_and(|s| s.received >= BACKLOG_MESSAGES)
+        {
+            break;
+        }
+    }
+    // The router stage finishes the backlog (at most 3 minutes), then the process idles.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline && store::unrouted_count(s.conn()).unwrap_or(0) > 0 {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    samples.push(sample());
+    std::thread::sleep(Duration::from_secs(10));
+    samples.push(sample());
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    samples
 }

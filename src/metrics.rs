@@ -221,7 +221,18 @@ pub fn install() -> Result<Metrics, MetricsError> {
     Ok(INSTALLED.get_or_init(|| m).clone())
 }
 
+/// How often `serve` folds the histogram samples recorded meanwhile into their buckets
+/// ([`Metrics::upkeep`]), whether or not anything scrapes `/metrics`.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 impl Metrics {
+    /// Folds the histogram samples recorded since the last upkeep into their buckets and
+    /// summaries. The exporter keeps every sample until then: without a scrape, memory grew
+    /// with every webhook routed and answered (about 40 bytes each).
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// Every metric in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         // Without the exporter's own upkeep task (no async runtime feature), histograms are

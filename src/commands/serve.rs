@@ -546,6 +546,7 @@ pub async fn run(config: &Path) -> anyhow::Result<i32> {
             tracing::warn!(channel = %c.name, "{why}");
         }
     }
+    tracker.spawn(metrics_upkeep(metrics.clone(), workers.clone()));
     let state = Arc::new(AppState {
         verifier,
         listen,
@@ -796,6 +797,17 @@ const IDLE_NOTIFY: Duration = Duration::from_secs(3600);
 const WRITER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often old dedupe keys, and events past their retention, are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Folds the histogram samples every [`crate::metrics::UPKEEP_EVERY`], so memory does not grow with
+/// the webhooks received while nothing scrapes `/metrics`.
+async fn metrics_upkeep(metrics: crate::metrics::Metrics, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(crate::metrics::UPKEEP_EVERY) => metrics.upkeep(),
+        }
+    }
+}
 
 async fn prune(
     outbox: DurableOutbox,

@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Most events routed (and committed) at once.
-pub const ROUTE_BATCH: usize = 256;
+/// Most events routed (and committed) at once: as many as the SQLite writer commits in one
+/// turn between two groups of webhooks, so a webhook's acknowledgement never waits for more
+/// than one batch's messages to be written.
+pub const ROUTE_BATCH: usize = 64;
 /// Longest the stage sleeps when nothing rang its bell.
 pub const IDLE: Duration = Duration::from_millis(250);
 /// Wait after a failed read or commit before trying again.

@@ -1,7 +1,17 @@
 //! The SQLite [`Engine`]: one writer thread owns the [`Store`] and groups whatever arrived
-//! meanwhile (received deliveries, routed events, leases, outcomes) into one transaction, so
-//! throughput does not fall to one fsync per webhook. Every reply is sent after the commit; the
-//! router stage and the channels' workers are woken then.
+//! meanwhile into transactions, so throughput does not fall to one fsync per webhook. Every
+//! reply is sent after the commit; the router stage and the channels' workers are woken then.
+//!
+//! The acknowledgement path comes first: the webhooks (and readiness probes) that queued are
+//! committed in a transaction of their own, synced as configured, before anything else. The
+//! rest (routed batches, leases, outcomes, the operator's changes) follows in turns of at most
+//! [`TURN_EVENTS`] routed events, with the webhooks that queued meanwhile committed between two
+//! turns. Routed batches, leases and outcomes are committed without waiting for the disk
+//! ([`Store::relaxed_transaction`]): a power loss can only take their last
+//! [`SYNC_WITHIN`] (the next synced commit writes them to disk with its own, and an idle
+//! writer syncs them by itself), after which their events are routed again and a message
+//! posted meanwhile may be posted again, as after any crash mid-post. What a user was told is
+//! stored (a webhook's 200, a rule, a retry, a replay) is synced before its answer.
 
 use super::checkpoint::{self, Checkpointer};
 use super::engine::{Engine, LeaseAnswer, LeaseRequest, RouterReads, Wake, DIGEST_MAX};
@@ -12,11 +22,19 @@ use super::store::{
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
 use rusqlite::Connection;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
-/// Most operations grouped into one transaction.
+/// Most webhooks grouped into one transaction.
 pub const MAX_GROUP: usize = 1024;
+/// Most routed events committed in one turn after the webhooks (a larger batch is committed
+/// whole in a turn of its own): the longest an acknowledgement waits for routing work.
+pub const TURN_EVENTS: usize = 64;
+/// Longest a relaxed commit (routed events, leases, outcomes) stays off the disk.
+pub const SYNC_WITHIN: Duration = Duration::from_millis(100);
 
 enum Cmd {
     Ingest(
@@ -54,8 +72,6 @@ enum Cmd {
     },
     /// Readiness: write the probe row, answer after the commit.
     Ping(i64, oneshot::Sender<Result<(), OutboxError>>),
-    /// Counts per channel, for the metrics.
-    Stats(oneshot::Sender<Result<Vec<ChannelStats>, OutboxError>>),
     /// A change to the chat rules; answered with the rows changed, after the commit.
     Rules(RuleChange, oneshot::Sender<Result<usize, OutboxError>>),
     /// Every chat rule (a read).
@@ -94,7 +110,7 @@ enum Cmd {
 /// Handle to the writer thread; cheap to clone. The thread ends when every handle is dropped.
 #[derive(Clone)]
 pub struct SqliteEngine {
-    tx: mpsc::UnboundedSender<Cmd>,
+    tx: mpsc::Sender<Cmd>,
     path: PathBuf,
 }
 
@@ -159,7 +175,7 @@ impl SqliteEngine {
         wake: Wake,
         checkpointer: Option<Checkpointer>,
     ) -> Result<(SqliteEngine, std::thread::JoinHandle<()>), OutboxError> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("outbox-writer".into())
             .spawn(move || {
@@ -270,7 +286,15 @@ impl Engine for SqliteEngine {
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<Vec<ChannelStats>, OutboxError>> {
-        self.call(Cmd::Stats)
+        // On a read connection of its own: counting a backlog of 500 000 messages takes a few
+        // hundred milliseconds, which no webhook's acknowledgement should wait for.
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || Reader::open(&path)?.stats())
+                .await
+                .map_err(|e| OutboxError::Store(e.to_string()))?
+                .map_err(store_err)
+        })
     }
 
     fn change_rules(&self, change: RuleChange) -> BoxFuture<'_, Result<usize, OutboxError>> {
@@ -437,41 +461,133 @@ fn acknowledges(cmd: &Cmd) -> bool {
     matches!(cmd, Cmd::Ingest(..) | Cmd::Ping(..))
 }
 
-fn writer(mut store: Store, mut rx: mpsc::UnboundedReceiver<Cmd>, wake: Wake) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    let mut rest = Vec::with_capacity(MAX_GROUP);
-    while let Some(first) = rx.blocking_recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
+/// Whether `cmd` may be committed without waiting for the disk: the pipeline's own work, which
+/// a power loss only makes redo (route an event again, post a message again). What is answered
+/// to a user as stored (a webhook, a rule, a replay, a retry) is synced first.
+fn relaxed(cmd: &Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Routed(..)
+            | Cmd::Lease(..)
+            | Cmd::Record(..)
+            | Cmd::RecordConversation(..)
+            | Cmd::Prune { .. }
+            | Cmd::ListRules(..)
+            | Cmd::LastPosts(..)
+            | Cmd::ReceivedAt(..)
+            | Cmd::Read(..)
+    )
+}
+
+/// The weight of `cmd` in a turn: a routed batch counts its events.
+fn weight(cmd: &Cmd) -> usize {
+    match cmd {
+        Cmd::Routed(events, ..) => events.len().max(1),
+        _ => 1,
+    }
+}
+
+fn writer(mut store: Store, rx: mpsc::Receiver<Cmd>, wake: Wake) {
+    let mut acks = Vec::with_capacity(MAX_GROUP);
+    let mut work: VecDeque<Cmd> = VecDeque::new();
+    let mut turn = Vec::new();
+    // When the oldest relaxed commit not yet on disk was made.
+    let mut unsynced: Option<Instant> = None;
+    loop {
+        if acks.is_empty() && work.is_empty() {
+            let next = match unsynced {
+                None => rx.recv().ok(),
+                Some(since) => match rx.recv_timeout(SYNC_WITHIN.saturating_sub(since.elapsed())) {
+                    Ok(cmd) => Some(cmd),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        sync(&mut store);
+                        unsynced = None;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some(cmd) = next else { break };
+            sort(cmd, &mut acks, &mut work);
+        }
+        while acks.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(c) => group.push(c),
+                Ok(cmd) => sort(cmd, &mut acks, &mut work),
                 Err(_) => break,
             }
         }
-        // Webhooks are committed and answered first, in a transaction of their own: their
-        // acknowledgement never waits for a routed batch's messages, leases or outcomes queued
-        // beside them (those follow in the next transaction, an fsync later).
-        if group.iter().any(acknowledges) && !group.iter().all(acknowledges) {
-            let (acks, others): (Vec<Cmd>, Vec<Cmd>) = group.drain(..).partition(acknowledges);
-            group.extend(acks);
-            rest.extend(others);
+        // Webhooks first, in a transaction of their own: their acknowledgement never waits
+        // for more than one turn of routed batches, leases or outcomes.
+        if !acks.is_empty() {
+            commit(&mut store, &mut acks, &wake, false);
+            // A synced commit writes the log before it, relaxed commits included.
+            if store.full_sync() {
+                unsynced = None;
+            }
         }
-        commit(&mut store, &mut group, &wake);
-        if !rest.is_empty() {
-            commit(&mut store, &mut rest, &wake);
+        let mut weighed = 0;
+        while weighed < TURN_EVENTS {
+            let Some(cmd) = work.front() else { break };
+            weighed += weight(cmd);
+            if !turn.is_empty() && weighed > TURN_EVENTS {
+                break;
+            }
+            turn.extend(work.pop_front());
         }
+        if !turn.is_empty() {
+            let overdue = unsynced.is_some_and(|since| since.elapsed() >= SYNC_WITHIN);
+            let relax = store.full_sync() && !overdue && turn.iter().all(relaxed);
+            commit(&mut store, &mut turn, &wake, relax);
+            if relax {
+                unsynced.get_or_insert_with(Instant::now);
+            } else if store.full_sync() {
+                unsynced = None;
+            }
+        }
+    }
+    if unsynced.is_some() {
+        sync(&mut store);
     }
     tracing::debug!("outbox writer stopped");
 }
 
-/// Runs `group` (emptied) in one transaction and sends the replies after its commit, then
-/// wakes the router stage (new events) and the channels that got messages.
-fn commit(store: &mut Store, group: &mut Vec<Cmd>, wake: &Wake) {
+/// Puts `cmd` with the webhooks or with the rest of the work, in arrival order.
+fn sort(cmd: Cmd, acks: &mut Vec<Cmd>, work: &mut VecDeque<Cmd>) {
+    if acknowledges(&cmd) {
+        acks.push(cmd);
+    } else {
+        work.push_back(cmd);
+    }
+}
+
+/// Writes the relaxed commits to disk: a synced commit of the readiness probe's row (SQLite
+/// syncs the whole log up to it).
+fn sync(store: &mut Store) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let synced = store.transaction().and_then(|tx| {
+        store::touch(&tx, now)?;
+        Ok(tx.commit()?)
+    });
+    if let Err(error) = synced {
+        tracing::warn!(%error, "cannot sync the outbox log");
+    }
+}
+
+/// Runs `group` (emptied) in one transaction (`relax`: not waiting for the disk) and sends the
+/// replies after its commit, then wakes the router stage (new events) and the channels that
+/// got messages.
+fn commit(store: &mut Store, group: &mut Vec<Cmd>, wake: &Wake, relax: bool) {
     let mut replies = Vec::with_capacity(group.len());
     let mut woken: Vec<String> = Vec::new();
     let mut new_events = false;
     let result = (|| -> Result<(), StoreError> {
-        let mut tx = store.transaction()?;
+        let mut tx = if relax {
+            store.relaxed_transaction()?
+        } else {
+            store.transaction()?
+        };
         for cmd in group.drain(..) {
             match cmd {
                 Cmd::Ingest(ev, now, since, reply) => {
@@ -576,10 +692,6 @@ fn commit(store: &mut Store, group: &mut Vec<Cmd>, wake: &Wake) {
                     let r = store::touch(&tx, now).map_err(store_err);
                     replies.push(Reply::Record(reply, r));
                 }
-                Cmd::Stats(reply) => {
-                    // A read: answered at once, it need not wait for the commit.
-                    let _ = reply.send(store::stats(&tx).map_err(store_err));
-                }
                 Cmd::Rules(change, reply) => {
                     // A savepoint: a failed import leaves no half of itself behind, and
                     // does not fail the webhooks committed in the same group.
@@ -676,5 +788,90 @@ fn commit(store: &mut Store, group: &mut Vec<Cmd>, wake: &Wake) {
             tracing::error!(error = %e, "outbox commit failed; the webhooks in it were refused");
             replies.into_iter().for_each(|r| r.fail(&e));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::store::RawEvent;
+    use crate::deliver::Delivery;
+
+    /// Events stored before the engine starts, not routed yet.
+    const BACKLOG: usize = 12_800;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_webhook_is_acknowledged_ahead_of_a_routing_backlog(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("gcb-writer-turns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("o.sqlite");
+        {
+            let mut s = Store::open(&path, true)?;
+            let tx = s.transaction()?;
+            for i in 0..BACKLOG {
+                let raw = RawEvent {
+                    request_id: format!("r{i}"),
+                    dedupe_key: Some(format!("k{i}")),
+                    headers: vec![],
+                    body: b"{}".to_vec(),
+                };
+                store::insert_event(&tx, &raw, 1, 0)?;
+            }
+            tx.commit()?;
+        }
+        let (engine, writer) = SqliteEngine::open(&path, true, Wake::default())?;
+        // The router stage's batches, all queued at once, then one webhook behind them.
+        let ids: Vec<i64> = (1..=BACKLOG as i64).collect();
+        let routing: Vec<_> = ids
+            .chunks(TURN_EVENTS)
+            .map(|chunk| {
+                let events = chunk
+                    .iter()
+                    .map(|&id| RoutedEvent {
+                        event_id: id,
+                        request_id: format!("r{id}"),
+                        outcome: "queued 1".into(),
+                        deliveries: vec![Delivery {
+                            id: format!("r{id}/team"),
+                            channel: "team".into(),
+                            ordering_key: format!("issue-{}", id % 50),
+                            body: "{\"text\":\"hello\"}".into(),
+                        }],
+                        ..RoutedEvent::default()
+                    })
+                    .collect();
+                engine.routed(events, 2)
+            })
+            .collect();
+        // The writer has taken the backlog up by now (a writer that commits whatever it took
+        // in one go answers the webhook only after all of it).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let webhook = RawEvent {
+            request_id: "late".into(),
+            dedupe_key: Some("late".into()),
+            headers: vec![],
+            body: b"{}".to_vec(),
+        };
+        let ingested = engine.ingest(webhook.encode(), 3, 0).await?;
+        // The late webhook is one of them.
+        let unrouted_at_ack = store::unrouted_count(Store::open(&path, true)?.conn())? - 1;
+        assert!(
+            matches!(ingested, Ingested::Accepted(id) if id == BACKLOG as i64 + 1),
+            "{ingested:?}"
+        );
+        // Answered after at most a turn or two of routing, not after the whole backlog.
+        assert!(
+            unrouted_at_ack > BACKLOG as u64 / 2,
+            "the webhook waited for the routing backlog: {unrouted_at_ack} events left unrouted"
+        );
+        for r in routing {
+            r.await?;
+        }
+        assert_eq!(engine.unrouted_count().await?, 1, "only the late webhook");
+        drop(engine);
+        let _ = writer.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
     }
 }

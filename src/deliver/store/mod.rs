@@ -345,6 +345,10 @@ pub struct EventFilter {
 /// The SQLite-backed store. Not `Sync`: one thread owns it.
 pub struct Store {
     conn: Connection,
+    /// `synchronous=FULL` configured: commits survive power loss.
+    full_sync: bool,
+    /// The connection's `synchronous` now (a relaxed transaction lowers it to `NORMAL`).
+    syncing: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -379,7 +383,11 @@ impl Store {
             "synchronous",
             if full_sync { "FULL" } else { "NORMAL" },
         )?;
-        let mut store = Store { conn };
+        let mut store = Store {
+            conn,
+            full_sync,
+            syncing: full_sync,
+        };
         schema::migrate(&mut store.conn)?;
         Ok(store)
     }
@@ -409,9 +417,36 @@ impl Store {
     /// read first and then found another connection had written (the checkpointer restarting
     /// the log, a CLI command) could only fail.
     pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
+        self.set_syncing(self.full_sync)?;
         Ok(self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    }
+
+    /// Starts a transaction whose commit does not wait for the disk (`synchronous=NORMAL`),
+    /// as [`Store::transaction`] otherwise. It survives a process crash at once, and a power
+    /// loss once a later synced commit (or a checkpoint) has written the log to disk: the log
+    /// is replayed in order, so a power loss only takes a tail of relaxed commits, never one
+    /// before a synced one.
+    pub fn relaxed_transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
+        self.set_syncing(false)?;
+        Ok(self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    }
+
+    /// Whether commits wait for the disk unless relaxed (`synchronous=FULL` configured).
+    pub fn full_sync(&self) -> bool {
+        self.full_sync
+    }
+
+    fn set_syncing(&mut self, full: bool) -> Result<(), StoreError> {
+        if self.syncing != full {
+            self.conn
+                .pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+            self.syncing = full;
+        }
+        Ok(())
     }
 
     /// Forgets every lease: called at start, when no worker can hold one.
@@ -491,6 +526,11 @@ impl Reader {
     /// Every chat rule.
     pub fn chat_rules(&self) -> Result<Vec<ChatRule>, StoreError> {
         chat_rules(&self.conn)
+    }
+
+    /// Counts per channel.
+    pub fn stats(&self) -> Result<Vec<ChannelStats>, StoreError> {
+        stats(&self.conn)
     }
 
     /// When a delivery with dedupe key `key` was last received (unix ms), while remembered.
