@@ -24,87 +24,21 @@
 //! new root there, once); to a redacted root, 200 (the thread lives on under "message
 //! deleted").
 
-use crate::support::daemon::{Daemon, Settings};
+use crate::support::conversation::{
+    after_restart, channel_config, interleaved, interleaved_threads, life, life_step, mr,
+    new_roots, note, note_on, over_budget, pipeline, relation, room_messages, wait_for, WAIT,
+};
+use crate::support::daemon::Daemon;
 use crate::support::fake_telegram::FakeTelegram;
 use crate::support::samples;
 use crate::support::synapse::Synapse;
 use crate::support::temp::TempDir;
 use crate::support::turn;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::fake_telegram::TOKEN;
 const CHAT: &str = "-100";
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The project every event of these tests is about.
-pub(crate) fn project() -> Value {
-    samples::json("pipeline__basic.json")["project"].clone()
-}
-
-/// A merge request event about `!iid` with `action` (and the state it leaves).
-pub(crate) fn mr(iid: u64, action: &str, title: &str) -> (&'static str, Vec<u8>) {
-    let mut v = samples::json("merge_request__open.json");
-    v["project"] = project();
-    let state = match action {
-        "merge" => "merged",
-        "close" => "closed",
-        _ => "opened",
-    };
-    v["object_attributes"]["iid"] = json!(iid);
-    v["object_attributes"]["action"] = json!(action);
-    v["object_attributes"]["state"] = json!(state);
-    v["object_attributes"]["title"] = json!(title);
-    ("Merge Request Hook", v.to_string().into_bytes())
-}
-
-/// A comment on `!iid` (its payload's merge request as the note sample has it).
-pub(crate) fn note(iid: u64, text: &str) -> (&'static str, Vec<u8>) {
-    let mut v = samples::json("note__merge_request.json");
-    v["project"] = project();
-    v["merge_request"]["iid"] = json!(iid);
-    v["object_attributes"]["note"] = json!(text);
-    ("Note Hook", v.to_string().into_bytes())
-}
-
-/// A comment on `!iid` titled `title`, its payload's merge request the one [`mr`] posts (GitLab
-/// sends a comment with the merge request as it is: the root card it leaves is unchanged).
-pub(crate) fn note_on(iid: u64, title: &str, text: &str) -> (&'static str, Vec<u8>) {
-    let mut v = samples::json("note__merge_request.json");
-    let a = &samples::json("merge_request__open.json")["object_attributes"];
-    v["project"] = project();
-    for field in ["source_branch", "target_branch", "labels"] {
-        v["merge_request"][field] = a[field].clone();
-    }
-    v["merge_request"]["title"] = json!(title);
-    v["merge_request"]["iid"] = json!(iid);
-    v["object_attributes"]["note"] = json!(text);
-    ("Note Hook", v.to_string().into_bytes())
-}
-
-/// Pipeline `id` of `!iid`, finished with `status`.
-pub(crate) fn pipeline(iid: u64, id: u64, status: &str) -> (&'static str, Vec<u8>) {
-    let mut v = samples::json("pipeline__basic.json");
-    v["merge_request"]["iid"] = json!(iid);
-    v["object_attributes"]["id"] = json!(id);
-    v["object_attributes"]["status"] = json!(status);
-    ("Pipeline Hook", v.to_string().into_bytes())
-}
-
-/// A merge request's life, in order.
-pub(crate) fn life(iid: u64) -> Vec<(&'static str, Vec<u8>)> {
-    let title = format!("Feature {iid}");
-    vec![
-        mr(iid, "open", &title),
-        note_on(iid, &title, &format!("first look at {iid}")),
-        note_on(iid, &title, &format!("second look at {iid}")),
-        note_on(iid, &title, &format!("third look at {iid}")),
-        mr(iid, "approved", &title),
-        pipeline(iid, 100 + iid, "failed"),
-        pipeline(iid, 200 + iid, "success"),
-        mr(iid, "merge", &title),
-    ]
-}
 
 /// A Telegram channel `tg` with `conversation = mode`.
 fn telegram_config(fake: &FakeTelegram, mode: &str, dir: &TempDir) -> std::path::PathBuf {
@@ -118,13 +52,17 @@ fn telegram_config_rate(
     rate: u32,
     dir: &TempDir,
 ) -> std::path::PathBuf {
-    let mut settings = Settings::new(Vec::new());
-    settings.rest = format!(
+    channel_config(telegram_channel(fake, mode, rate), dir)
+}
+
+/// The `[[channels]]` table of a Telegram channel `tg` with `conversation = mode` and a budget
+/// of `rate` posts a minute.
+fn telegram_channel(fake: &FakeTelegram, mode: &str, rate: u32) -> String {
+    format!(
         "[[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = {CHAT}\n\
          api_url = \"{}\"\nrate_per_minute = {rate}\nconversation = \"{mode}\"\n",
         fake.api_url()
-    );
-    settings.write_config(dir)
+    )
 }
 
 /// The requests the fake answered 200, by method.
@@ -137,15 +75,16 @@ fn answered(fake: &FakeTelegram, method: &str) -> usize {
 
 /// Waits until the fake answered `sends` posts and `edits` edits with 200.
 async fn settle(fake: &FakeTelegram, sends: usize, edits: usize) {
-    let deadline = Instant::now() + WAIT;
-    while answered(fake, "sendMessage") < sends || answered(fake, "editMessageText") < edits {
-        assert!(
-            Instant::now() < deadline,
-            "waiting for {sends} posts and {edits} edits: {:#?}",
-            fake.requests()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        || answered(fake, "sendMessage") >= sends && answered(fake, "editMessageText") >= edits,
+        || {
+            format!(
+                "waiting for {sends} posts and {edits} edits: {:#?}",
+                fake.requests()
+            )
+        },
+    )
+    .await;
 }
 
 /// The message a Telegram message replies to, if it is a reply.
@@ -166,17 +105,9 @@ async fn telegram_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     for (i, (header, body)) in life(1).into_iter().enumerate() {
         let a = daemon.post(header, body, None, None).await;
         assert_eq!(a.status, 200, "{i}: {:?}", a.body);
-        if i == 0 {
-            // The root card, and the opening as the thread's first reply.
-            sends += 2;
-        } else {
-            // A reply; the root is edited when the event changed what the card shows (an
-            // approval, a pipeline, the merge), not for a comment (the card shows no count).
-            sends += 1;
-            if header != "Note Hook" {
-                edits += 1;
-            }
-        }
+        // The root card and the opening as the thread's first reply, then a reply each; the
+        // root is edited when the event changed what the card shows, not for a comment.
+        (sends, edits) = life_step(i, header, sends, edits);
         settle(&fake, sends, edits).await;
     }
     let msgs = fake.messages_in(CHAT);
@@ -273,15 +204,7 @@ async fn telegram_two_merge_requests_interleaved_keep_their_threads_across_a_res
     let dir = TempDir::new("conv-tg-two");
     let config = telegram_config(&fake, "thread", &dir);
     let daemon = Daemon::spawn(&config).await;
-    let events = [
-        mr(1, "open", "One"),
-        mr(2, "open", "Two"),
-        note(1, "on one a"),
-        note(2, "on two a"),
-        pipeline(2, 302, "failed"),
-        note(1, "on one b"),
-    ];
-    for (n, (header, body)) in events.into_iter().enumerate() {
+    for (n, (header, body)) in interleaved().into_iter().enumerate() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
         settle(&fake, n + 1, 0).await;
     }
@@ -292,10 +215,7 @@ async fn telegram_two_merge_requests_interleaved_keep_their_threads_across_a_res
     assert!(status.is_some(), "the daemon did not stop on SIGTERM");
     // Restarted on the same outbox: the threads are where they were.
     let daemon = Daemon::spawn(&config).await;
-    for (n, (header, body)) in [note(2, "on two b"), mr(1, "merge", "One")]
-        .into_iter()
-        .enumerate()
-    {
+    for (n, (header, body)) in after_restart().into_iter().enumerate() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
         settle(&fake, 7 + n, 0).await;
     }
@@ -303,20 +223,7 @@ async fn telegram_two_merge_requests_interleaved_keep_their_threads_across_a_res
     assert_eq!(msgs.len(), 8, "{msgs:#?}");
     let (one, two) = (msgs[0].message_id, msgs[1].message_id);
     let threads: Vec<Option<i64>> = msgs.iter().map(replies_to).collect();
-    assert_eq!(
-        threads,
-        [
-            None,
-            None,
-            Some(one),
-            Some(two),
-            Some(two),
-            Some(one),
-            Some(two),
-            Some(one)
-        ],
-        "{msgs:#?}"
-    );
+    assert_eq!(threads, interleaved_threads(one, two), "{msgs:#?}");
     assert_eq!(answered(&fake, "editMessageText"), 0, "thread: no edits");
     daemon.stop();
 }
@@ -371,22 +278,7 @@ async fn telegram_a_deleted_root_starts_one_new_root() {
         .collect();
     assert_eq!(refused.len(), 1, "one refused reply, no loop: {refused:#?}");
     let log = daemon.stop();
-    assert_eq!(
-        log.iter()
-            .filter(|l| l.contains("starting a new root"))
-            .count(),
-        1,
-        "{log:#?}"
-    );
-}
-
-/// The relation of a Matrix event, if any.
-fn relation(e: &Value) -> (&str, &str) {
-    let r = &e["content"]["m.relates_to"];
-    (
-        r["rel_type"].as_str().unwrap_or_default(),
-        r["event_id"].as_str().unwrap_or_default(),
-    )
+    assert_eq!(new_roots(&log), 1, "{log:#?}");
 }
 
 #[tokio::test]
@@ -394,16 +286,17 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     let _turn = turn::shared_async().await;
     let hs = Synapse::start("conversations").await;
     let dir = TempDir::new("conv-mx-life");
-    let mut settings = Settings::new(Vec::new());
-    settings.rest = format!(
-        "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"{}\"\naccess_token = \"{}\"\n\
-         room = \"{}\"\nrate_per_minute = 600\nconversation = \"thread+edit\"\n\
-         broadcast = [\"merge_request.merge\"]\n",
-        hs.base_url(),
-        hs.bot.access_token,
-        hs.room
+    let config = channel_config(
+        format!(
+            "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"{}\"\naccess_token = \"{}\"\n\
+             room = \"{}\"\nrate_per_minute = 600\nconversation = \"thread+edit\"\n\
+             broadcast = [\"merge_request.merge\"]\n",
+            hs.base_url(),
+            hs.bot.access_token,
+            hs.room
+        ),
+        &dir,
     );
-    let config = settings.write_config(&dir);
     let mut daemon = Daemon::spawn(&config).await;
     // events in the room after each webhook: the root card and the opening's reply; then a
     // reply for each comment (the card shows no count: no edit), a reply and an edit of the
@@ -417,11 +310,7 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
             daemon = Daemon::spawn(&config).await;
         }
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
-        let deadline = Instant::now() + WAIT;
-        while hs.messages(&hs.other, &hs.room).await.len() < expected[i] {
-            assert!(Instant::now() < deadline, "event {i}: {}", hs.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        room_messages(&hs, &hs.room, expected[i]).await;
     }
     let msgs = hs.messages(&hs.other, &hs.room).await;
     assert_eq!(msgs.len(), 14, "{msgs:#?}");
@@ -495,30 +384,14 @@ fn matrix_room_config(
     mode: &str,
     dir: &TempDir,
 ) -> std::path::PathBuf {
-    let mut settings = Settings::new(Vec::new());
-    settings.rest = format!(
-        "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"{homeserver}\"\naccess_token = \"{}\"\n\
-         room = \"{room}\"\nrate_per_minute = 600\nconversation = \"{mode}\"\n",
-        hs.bot.access_token
-    );
-    settings.write_config(dir)
-}
-
-/// Waits until `room` holds at least `n` messages; returns them.
-async fn room_messages(hs: &Synapse, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let msgs = hs.messages(&hs.other, &hs.room).await;
-        if msgs.len() >= n {
-            return msgs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n}: {msgs:#?}",
-            msgs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    channel_config(
+        format!(
+            "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"{homeserver}\"\naccess_token = \"{}\"\n\
+             room = \"{room}\"\nrate_per_minute = 600\nconversation = \"{mode}\"\n",
+            hs.bot.access_token
+        ),
+        dir,
+    )
 }
 
 #[tokio::test]
@@ -540,11 +413,15 @@ async fn matrix_a_kill_9_before_the_roots_answer_posts_no_second_root() {
     .await;
     let log = daemon.stop();
     proxy.state.hold.store(false, Ordering::SeqCst);
-    assert_eq!(room_messages(&hs, 1).await.len(), 1, "Synapse has the root");
+    assert_eq!(
+        room_messages(&hs, &hs.room, 1).await.len(),
+        1,
+        "Synapse has the root"
+    );
     let daemon = Daemon::spawn(&config).await;
     let (h, b) = note(9, "after the kill");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    let msgs = room_messages(&hs, 2).await;
+    let msgs = room_messages(&hs, &hs.room, 2).await;
     // Nothing else comes: the root was sent again under its txnId and recorded.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let msgs_again = hs.messages(&hs.other, &hs.room).await;
@@ -607,7 +484,7 @@ async fn matrix_a_root_the_room_does_not_know_starts_one_new_root() {
     let daemon = Daemon::spawn(&matrix_config(&hs, &hs.base_url(), "thread", &dir)).await;
     let (h, b) = mr(4, "open", "Four");
     assert_eq!(daemon.post(h, b, None, None).await.status, 200);
-    room_messages(&hs, 1).await;
+    room_messages(&hs, &hs.room, 1).await;
     // SIGTERM: the root's reference is recorded before the exit (after a kill -9 the post
     // could be re-sent to the new room, which is not what this test is about).
     let (status, _) = daemon.terminate(Duration::from_secs(20)).await;
@@ -621,15 +498,7 @@ async fn matrix_a_root_the_room_does_not_know_starts_one_new_root() {
         let (h, b) = note(4, text);
         assert_eq!(daemon.post(h, b, None, None).await.status, 200);
     }
-    let deadline = Instant::now() + WAIT;
-    let msgs = loop {
-        let msgs = hs.messages(&hs.other, &other).await;
-        if msgs.len() >= 2 {
-            break msgs;
-        }
-        assert!(Instant::now() < deadline, "{msgs:#?} {:#?}", daemon.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let msgs = room_messages(&hs, &other, 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hs.messages(&hs.other, &other).await.len(), 2);
     let root_id = msgs[0]["event_id"].as_str().unwrap();
@@ -640,13 +509,7 @@ async fn matrix_a_root_the_room_does_not_know_starts_one_new_root() {
         .contains("moved a"));
     assert_eq!(relation(&msgs[1]), ("m.thread", root_id));
     let log = daemon.stop();
-    assert_eq!(
-        log.iter()
-            .filter(|l| l.contains("starting a new root"))
-            .count(),
-        1,
-        "{log:#?}"
-    );
+    assert_eq!(new_roots(&log), 1, "{log:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,11 +520,7 @@ async fn telegram_two_postgresql_replicas_share_the_threads() {
     let cliq = crate::support::fake_cliq::FakeCliq::start(0).await;
     let fake = FakeTelegram::start(&[CHAT]).await;
     let dir = TempDir::new("conv-replicas");
-    let channel = format!(
-        "[[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = {CHAT}\n\
-         api_url = \"{}\"\nrate_per_minute = 600\nconversation = \"thread\"\n",
-        fake.api_url()
-    );
+    let channel = telegram_channel(&fake, "thread", 600);
     let configs = crate::replicas::replica_configs(&dir, &cluster, &db, &cliq, &[], &channel, 2);
     let a = Daemon::spawn(&configs[0]).await;
     let b = Daemon::spawn(&configs[1]).await;
@@ -694,11 +553,7 @@ async fn telegram_edits_count_against_the_budget() {
     let fake = FakeTelegram::start(&[CHAT]).await;
     let dir = TempDir::new("conv-tg-budget");
     let daemon = Daemon::spawn(&telegram_config_rate(&fake, "thread+edit", 3, &dir)).await;
-    for (header, body) in [
-        mr(8, "open", "Eight"),
-        mr(8, "approved", "Eight"),
-        mr(8, "merge", "Eight"),
-    ] {
+    for (header, body) in over_budget() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
     // The root card, the opening's reply and the approval's reply: the minute's 3 slots.

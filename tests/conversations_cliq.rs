@@ -13,87 +13,19 @@
 //! replies, a refused edit is logged once and replies go on. `check` says that a zapikey channel
 //! asking for a conversation posts flat.
 
+use crate::support::conversation::{
+    after_restart, interleaved, interleaved_threads, life, mr, new_roots, note, note_on,
+    over_budget, wait_for, WAIT,
+};
 use crate::support::daemon::{Daemon, Settings};
 use crate::support::fake_cliq_api::{
     chat_id, FakeCliqApi, Message, ACCESS_TOKEN_PREFIX, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN,
 };
-use crate::support::samples;
 use crate::support::temp::TempDir;
 use crate::support::turn;
-use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const CHANNEL: &str = "dev";
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The project every event of these tests is about.
-fn project() -> Value {
-    samples::json("pipeline__basic.json")["project"].clone()
-}
-
-/// A merge request event about `!iid` with `action`.
-fn mr(iid: u64, action: &str, title: &str) -> (&'static str, Vec<u8>) {
-    let mut v = samples::json("merge_request__open.json");
-    v["project"] = project();
-    let state = match action {
-        "merge" => "merged",
-        "close" => "closed",
-        _ => "opened",
-    };
-    v["object_attributes"]["iid"] = json!(iid);
-    v["object_attributes"]["action"] = json!(action);
-    v["object_attributes"]["state"] = json!(state);
-    v["object_attributes"]["title"] = json!(title);
-    ("Merge Request Hook", v.to_string().into_bytes())
-}
-
-/// A comment on `!iid` (its payload's merge request as the note sample has it).
-fn note(iid: u64, text: &str) -> (&'static str, Vec<u8>) {
-    let mut v = samples::json("note__merge_request.json");
-    v["project"] = project();
-    v["merge_request"]["iid"] = json!(iid);
-    v["object_attributes"]["note"] = json!(text);
-    ("Note Hook", v.to_string().into_bytes())
-}
-
-/// A comment on `!iid` titled `title`, its payload's merge request the one [`mr`] posts (GitLab
-/// sends a comment with the merge request as it is: the root card it leaves is unchanged).
-fn note_on(iid: u64, title: &str, text: &str) -> (&'static str, Vec<u8>) {
-    let mut v = samples::json("note__merge_request.json");
-    let a = &samples::json("merge_request__open.json")["object_attributes"];
-    v["project"] = project();
-    for field in ["source_branch", "target_branch", "labels"] {
-        v["merge_request"][field] = a[field].clone();
-    }
-    v["merge_request"]["title"] = json!(title);
-    v["merge_request"]["iid"] = json!(iid);
-    v["object_attributes"]["note"] = json!(text);
-    ("Note Hook", v.to_string().into_bytes())
-}
-
-/// Pipeline `id` of `!iid`, finished with `status`.
-fn pipeline(iid: u64, id: u64, status: &str) -> (&'static str, Vec<u8>) {
-    let mut v = samples::json("pipeline__basic.json");
-    v["merge_request"]["iid"] = json!(iid);
-    v["object_attributes"]["id"] = json!(id);
-    v["object_attributes"]["status"] = json!(status);
-    ("Pipeline Hook", v.to_string().into_bytes())
-}
-
-/// A merge request's life, in order.
-fn life(iid: u64) -> Vec<(&'static str, Vec<u8>)> {
-    let title = format!("Feature {iid}");
-    vec![
-        mr(iid, "open", &title),
-        note_on(iid, &title, &format!("first look at {iid}")),
-        note_on(iid, &title, &format!("second look at {iid}")),
-        note_on(iid, &title, &format!("third look at {iid}")),
-        mr(iid, "approved", &title),
-        pipeline(iid, 100 + iid, "failed"),
-        pipeline(iid, 200 + iid, "success"),
-        mr(iid, "merge", &title),
-    ]
-}
 
 /// A Cliq channel `cq` in the OAuth mode posting to the fake's channel [`CHANNEL`], with
 /// `conversation = mode` and a budget of `rate` a minute; `extra` lines appended.
@@ -130,16 +62,17 @@ fn delivered(log: &[String]) -> usize {
 
 /// Waits until the daemon logged `n` messages delivered (each after its edit, if any).
 async fn settle(daemon: &Daemon, fake: &FakeCliqApi, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while delivered(&daemon.log()) < n {
-        assert!(
-            Instant::now() < deadline,
-            "waiting for {n} deliveries: {:#?}\n{:#?}",
-            fake.calls(),
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        || delivered(&daemon.log()) >= n,
+        || {
+            format!(
+                "waiting for {n} deliveries: {:#?}\n{:#?}",
+                fake.calls(),
+                daemon.log()
+            )
+        },
+    )
+    .await;
 }
 
 /// Fails if a client secret, refresh token or access token is in the log.
@@ -219,25 +152,14 @@ async fn cliq_two_merge_requests_interleaved_keep_their_threads_across_a_restart
     let dir = TempDir::new("conv-cq-two");
     let config = config(&fake, "thread", 600, "", &dir);
     let daemon = spawn(&config).await;
-    let events = [
-        mr(1, "open", "One"),
-        mr(2, "open", "Two"),
-        note(1, "on one a"),
-        note(2, "on two a"),
-        pipeline(2, 302, "failed"),
-        note(1, "on one b"),
-    ];
-    for (n, (header, body)) in events.into_iter().enumerate() {
+    for (n, (header, body)) in interleaved().into_iter().enumerate() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
         settle(&daemon, &fake, n + 1).await;
     }
     let (status, _) = daemon.terminate(Duration::from_secs(20)).await;
     assert!(status.is_some(), "the daemon did not stop on SIGTERM");
     let daemon = spawn(&config).await;
-    for (n, (header, body)) in [note(2, "on two b"), mr(1, "merge", "One")]
-        .into_iter()
-        .enumerate()
-    {
+    for (n, (header, body)) in after_restart().into_iter().enumerate() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
         settle(&daemon, &fake, n + 1).await;
     }
@@ -245,20 +167,7 @@ async fn cliq_two_merge_requests_interleaved_keep_their_threads_across_a_restart
     assert_eq!(msgs.len(), 8, "{msgs:#?}");
     let (one, two) = (msgs[0].id.as_str(), msgs[1].id.as_str());
     let threads: Vec<Option<&str>> = msgs.iter().map(thread).collect();
-    assert_eq!(
-        threads,
-        [
-            None,
-            None,
-            Some(one),
-            Some(two),
-            Some(two),
-            Some(one),
-            Some(two),
-            Some(one)
-        ],
-        "{msgs:#?}"
-    );
+    assert_eq!(threads, interleaved_threads(one, two), "{msgs:#?}");
     assert_eq!(fake.edits(), 0, "thread: no edits");
     assert_no_tokens(&daemon.stop());
 }
@@ -307,13 +216,7 @@ async fn cliq_a_deleted_root_starts_one_new_root() {
     let refused: Vec<_> = fake.calls().into_iter().filter(|c| c.2 >= 400).collect();
     assert_eq!(refused.len(), 1, "one refused reply, no loop: {refused:#?}");
     let log = daemon.stop();
-    assert_eq!(
-        log.iter()
-            .filter(|l| l.contains("starting a new root"))
-            .count(),
-        1,
-        "{log:#?}"
-    );
+    assert_eq!(new_roots(&log), 1, "{log:#?}");
 }
 
 #[tokio::test]
@@ -322,11 +225,7 @@ async fn cliq_posts_and_edits_stay_within_the_budget() {
     let fake = FakeCliqApi::start().await;
     let dir = TempDir::new("conv-cq-budget");
     let daemon = spawn(&config(&fake, "thread+edit", 3, "", &dir)).await;
-    for (header, body) in [
-        mr(8, "open", "Eight"),
-        mr(8, "approved", "Eight"),
-        mr(8, "merge", "Eight"),
-    ] {
+    for (header, body) in over_budget() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
     // The root card, the opening as its first reply and the approval's reply: the minute's 3

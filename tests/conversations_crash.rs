@@ -6,19 +6,18 @@
 //! one thread, the last root's. On Matrix the root is re-sent under its txnId, so Synapse keeps
 //! exactly one root, and every later reply (the opening first) and edit names it.
 
-use crate::conversations::{mr, note_on};
 use crate::matrix::HoldingProxy;
-use crate::support::daemon::{Daemon, Settings};
+use crate::support::conversation::{channel_config, mr, note_on, relation, room_messages, WAIT};
+use crate::support::daemon::Daemon;
 use crate::support::fake_telegram::{FakeTelegram, TOKEN};
 use crate::support::synapse::Synapse;
 use crate::support::temp::TempDir;
 use crate::support::{turn, wait_until};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CHAT: &str = "-100";
-const WAIT: Duration = Duration::from_secs(20);
 const REPLIES: usize = 3;
 
 #[tokio::test]
@@ -27,13 +26,14 @@ async fn telegram_a_kill_9_before_the_roots_answer_makes_at_most_one_extra_root(
     let fake = FakeTelegram::start(&[CHAT]).await;
     let proxy = HoldingProxy::start(&fake.api_url()).await;
     let dir = TempDir::new("conv-crash-tg");
-    let mut settings = Settings::new(Vec::new());
-    settings.rest = format!(
-        "[[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = {CHAT}\n\
-         api_url = \"http://{}\"\nrate_per_minute = 600\nconversation = \"thread+edit\"\n",
-        proxy.addr
+    let config = channel_config(
+        format!(
+            "[[channels]]\nname = \"tg\"\nkind = \"telegram\"\ntoken = \"{TOKEN}\"\nchat_id = {CHAT}\n\
+             api_url = \"http://{}\"\nrate_per_minute = 600\nconversation = \"thread+edit\"\n",
+            proxy.addr
+        ),
+        &dir,
     );
-    let config = settings.write_config(&dir);
     let daemon = Daemon::spawn(&config).await;
     // Telegram takes the root; its answer (the message id) never reaches the daemon.
     proxy.state.hold.store(true, Ordering::SeqCst);
@@ -107,28 +107,20 @@ async fn telegram_a_kill_9_before_the_roots_answer_makes_at_most_one_extra_root(
     daemon.stop();
 }
 
-/// The relation type and event of a Matrix event.
-fn relation(e: &Value) -> (String, String) {
-    let r = &e["content"]["m.relates_to"];
-    (
-        r["rel_type"].as_str().unwrap_or_default().to_string(),
-        r["event_id"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
 #[tokio::test]
 async fn matrix_a_kill_9_before_the_roots_answer_keeps_exactly_one_root() {
     let _turn = turn::shared_async().await;
     let hs = Synapse::start("conv-crash").await;
     let proxy = HoldingProxy::start(&hs.base_url()).await;
     let dir = TempDir::new("conv-crash-mx");
-    let mut settings = Settings::new(Vec::new());
-    settings.rest = format!(
-        "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"http://{}\"\naccess_token = \"{}\"\n\
-         room = \"{}\"\nrate_per_minute = 600\nconversation = \"thread+edit\"\nbroadcast = []\n",
-        proxy.addr, hs.bot.access_token, hs.room
+    let config = channel_config(
+        format!(
+            "[[channels]]\nname = \"mx\"\nkind = \"matrix\"\nhomeserver = \"http://{}\"\naccess_token = \"{}\"\n\
+             room = \"{}\"\nrate_per_minute = 600\nconversation = \"thread+edit\"\nbroadcast = []\n",
+            proxy.addr, hs.bot.access_token, hs.room
+        ),
+        &dir,
     );
-    let config = settings.write_config(&dir);
     let daemon = Daemon::spawn(&config).await;
     proxy.state.hold.store(true, Ordering::SeqCst);
     let (h, b) = mr(12, "open", "Twelve");
@@ -149,11 +141,7 @@ async fn matrix_a_kill_9_before_the_roots_answer_keeps_exactly_one_root() {
     // The root card, the opening as its first reply, the comments, the approval's reply and
     // its edit of the root.
     let expected = 1 + 1 + REPLIES + 2;
-    let deadline = Instant::now() + WAIT;
-    while hs.messages(&hs.other, &hs.room).await.len() < expected {
-        assert!(Instant::now() < deadline, "{}", hs.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    room_messages(&hs, &hs.room, expected).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let msgs = hs.messages(&hs.other, &hs.room).await;
     assert_eq!(msgs.len(), expected, "{msgs:#?}");
@@ -165,7 +153,7 @@ async fn matrix_a_kill_9_before_the_roots_answer_keeps_exactly_one_root() {
         .map(|m| {
             let (rel, to) = relation(m);
             assert_eq!(to, root_id, "{m}");
-            rel
+            rel.to_string()
         })
         .collect();
     assert_eq!(

@@ -12,14 +12,15 @@
 //! nothing), and a forum channel without conversations posts each message as a forum post of
 //! its own. `check` says what each Discord conversation channel does.
 
-use crate::conversations::{life, mr, note, note_on, pipeline};
-use crate::support::daemon::{Daemon, Settings};
+use crate::support::conversation::{
+    after_restart, channel_config, interleaved, life, life_step, mr, new_roots, note, note_on,
+    over_budget, WAIT,
+};
+use crate::support::daemon::Daemon;
 use crate::support::fake_discord::{FakeDiscord, FORUM_CHANNEL, FORUM_HOOK, TEXT_CHANNEL, TOKEN};
 use crate::support::temp::TempDir;
 use crate::support::turn;
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 /// A Discord channel `dc` through the fake's forum (`forum`) or text channel webhook, with
 /// `conversation = mode` and a budget of `rate` posts a minute.
@@ -30,13 +31,14 @@ fn config(
     rate: u32,
     dir: &TempDir,
 ) -> std::path::PathBuf {
-    let mut settings = Settings::new(Vec::new());
-    settings.rest = format!(
-        "[[channels]]\nname = \"dc\"\nkind = \"discord\"\nurl = \"{}\"\nforum = {forum}\n\
-         rate_per_minute = {rate}\nconversation = \"{mode}\"\n",
-        fake.url(forum)
-    );
-    settings.write_config(dir)
+    channel_config(
+        format!(
+            "[[channels]]\nname = \"dc\"\nkind = \"discord\"\nurl = \"{}\"\nforum = {forum}\n\
+             rate_per_minute = {rate}\nconversation = \"{mode}\"\n",
+            fake.url(forum)
+        ),
+        dir,
+    )
 }
 
 /// The requests the fake refused.
@@ -45,17 +47,6 @@ fn refused(fake: &FakeDiscord) -> Vec<crate::support::fake_discord::Request> {
         .into_iter()
         .filter(|r| !(200..300).contains(&r.status))
         .collect()
-}
-
-/// The posts and edits after event `i` (`header`) of a merge request's life: the root card and
-/// the opening as its first reply, then a reply each, and an edit of the root for every event
-/// that changes its card (not a comment: the built-in cards show no count).
-fn expect(i: usize, header: &str, posts: usize, edits: usize) -> (usize, usize) {
-    match (i, header) {
-        (0, _) => (posts + 2, edits),
-        (_, "Note Hook") => (posts + 1, edits),
-        _ => (posts + 1, edits + 1),
-    }
 }
 
 /// Fails unless `root` shows the merge request's state at the end of its life: merged, its
@@ -83,7 +74,7 @@ async fn discord_forum_a_merge_requests_life_is_one_post_under_an_edited_root() 
     for (i, (header, body)) in life(1).into_iter().enumerate() {
         let a = daemon.post(header, body, None, None).await;
         assert_eq!(a.status, 200, "{i}: {:?}", a.body);
-        (posts, edits) = expect(i, header, posts, edits);
+        (posts, edits) = life_step(i, header, posts, edits);
         fake.settle(&[("POST", posts), ("PATCH", edits)], WAIT)
             .await;
     }
@@ -139,7 +130,7 @@ async fn discord_text_channel_edits_its_root_and_posts_replies_in_the_channel() 
     let (mut posts, mut edits) = (0, 0);
     for (i, (header, body)) in life(2).into_iter().enumerate() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
-        (posts, edits) = expect(i, header, posts, edits);
+        (posts, edits) = life_step(i, header, posts, edits);
         fake.settle(&[("POST", posts), ("PATCH", edits)], WAIT)
             .await;
     }
@@ -165,15 +156,7 @@ async fn discord_forum_two_merge_requests_interleaved_keep_their_posts_across_a_
     let dir = TempDir::new("conv-dc-two");
     let cfg = config(&fake, true, "thread", 600, &dir);
     let daemon = Daemon::spawn(&cfg).await;
-    let events = [
-        mr(1, "open", "One"),
-        mr(2, "open", "Two"),
-        note(1, "on one a"),
-        note(2, "on two a"),
-        pipeline(2, 302, "failed"),
-        note(1, "on one b"),
-    ];
-    for (n, (header, body)) in events.into_iter().enumerate() {
+    for (n, (header, body)) in interleaved().into_iter().enumerate() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
         fake.settle(&[("POST", n + 1)], WAIT).await;
     }
@@ -181,10 +164,7 @@ async fn discord_forum_two_merge_requests_interleaved_keep_their_posts_across_a_
     let (status, _) = daemon.terminate(Duration::from_secs(20)).await;
     assert!(status.is_some(), "the daemon did not stop on SIGTERM");
     let daemon = Daemon::spawn(&cfg).await;
-    for (n, (header, body)) in [note(2, "on two b"), mr(1, "merge", "One")]
-        .into_iter()
-        .enumerate()
-    {
+    for (n, (header, body)) in after_restart().into_iter().enumerate() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
         fake.settle(&[("POST", 7 + n)], WAIT).await;
     }
@@ -247,8 +227,7 @@ async fn discord_a_deleted_forum_post_starts_one_new_post() {
         (Some(10003), Some("Unknown Channel"))
     );
     let log = daemon.stop();
-    let starts = log.iter().filter(|l| l.contains("starting a new root"));
-    assert_eq!(starts.count(), 1, "{log:#?}");
+    assert_eq!(new_roots(&log), 1, "{log:#?}");
 }
 
 #[tokio::test]
@@ -305,8 +284,7 @@ async fn discord_a_root_deleted_in_a_text_channel_is_found_by_the_edit_and_poste
         ("PATCH", Some(10008))
     );
     let log = daemon.stop();
-    let starts = log.iter().filter(|l| l.contains("starting a new root"));
-    assert_eq!(starts.count(), 1, "{log:#?}");
+    assert_eq!(new_roots(&log), 1, "{log:#?}");
 }
 
 #[tokio::test]
@@ -315,11 +293,7 @@ async fn discord_edits_count_against_the_budget() {
     let fake = FakeDiscord::start().await;
     let dir = TempDir::new("conv-dc-budget");
     let daemon = Daemon::spawn(&config(&fake, true, "thread+edit", 3, &dir)).await;
-    for (header, body) in [
-        mr(8, "open", "Eight"),
-        mr(8, "approved", "Eight"),
-        mr(8, "merge", "Eight"),
-    ] {
+    for (header, body) in over_budget() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
     // The root card, the opening as its first reply and the approval's reply: the minute's 3
@@ -337,12 +311,14 @@ async fn discord_a_forum_without_conversations_posts_each_message_as_a_post() {
     let _turn = turn::shared_async().await;
     let fake = FakeDiscord::start().await;
     let dir = TempDir::new("conv-dc-flat-forum");
-    let mut settings = Settings::new(Vec::new());
-    settings.rest = format!(
-        "[[channels]]\nname = \"dc\"\nkind = \"discord\"\nurl = \"{}\"\nforum = true\n",
-        fake.url(true)
+    let config = channel_config(
+        format!(
+            "[[channels]]\nname = \"dc\"\nkind = \"discord\"\nurl = \"{}\"\nforum = true\n",
+            fake.url(true)
+        ),
+        &dir,
     );
-    let daemon = Daemon::spawn(&settings.write_config(&dir)).await;
+    let daemon = Daemon::spawn(&config).await;
     for (header, body) in [mr(3, "open", "Three"), note(3, "a comment")] {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }

@@ -9,25 +9,27 @@
 //! keep their threads; a deleted root ("Invalid RootId parameter") starts one new root; a 429
 //! is waited out and edits take posting slots. The token never appears in the debug log.
 
-use crate::conversations::{life, mr, note, note_on, pipeline};
-use crate::support::daemon::{Daemon, Settings};
+use crate::support::conversation::{
+    channel_config, interleaved, life, life_step, mr, new_roots, note, note_on, over_budget, quiet,
+    wait_for, WAIT,
+};
+use crate::support::daemon::Daemon;
 use crate::support::fake_mattermost::{FakeMattermost, Post, CHANNEL, TOKEN};
 use crate::support::temp::TempDir;
 use crate::support::turn;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(20);
-
 /// A Mattermost channel `mm` in the API mode, team `dev`, with `conversation = mode` and
 /// `rate` posts a minute.
 fn config(fake: &FakeMattermost, mode: &str, rate: u32, dir: &TempDir) -> std::path::PathBuf {
-    let mut settings = Settings::new(Vec::new());
-    settings.rest = format!(
-        "[[channels]]\nname = \"mm\"\nkind = \"mattermost\"\nurl = \"{}\"\ntoken = \"{TOKEN}\"\n\
-         channel_id = \"{CHANNEL}\"\nteam = \"dev\"\nrate_per_minute = {rate}\nconversation = \"{mode}\"\n",
-        fake.url()
-    );
-    settings.write_config(dir)
+    channel_config(
+        format!(
+            "[[channels]]\nname = \"mm\"\nkind = \"mattermost\"\nurl = \"{}\"\ntoken = \"{TOKEN}\"\n\
+             channel_id = \"{CHANNEL}\"\nteam = \"dev\"\nrate_per_minute = {rate}\nconversation = \"{mode}\"\n",
+            fake.url()
+        ),
+        dir,
+    )
 }
 
 /// The posts of the conversations: roots and replies, not the broadcast lines.
@@ -48,29 +50,11 @@ async fn send(
 ) {
     let (header, body) = event;
     assert_eq!(daemon.post(header, body, None, None).await.status, 200);
-    let deadline = Instant::now() + WAIT;
-    while thread_posts(fake).len() < n || fake.accepted("patch") < edits {
-        assert!(
-            Instant::now() < deadline,
-            "{n} posts, {edits} edits: {:#?}",
-            fake.requests()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until the fake saw no request for half a second.
-async fn quiet(fake: &FakeMattermost) {
-    let mut seen = fake.requests().len();
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = fake.requests().len();
-        if now == seen {
-            return;
-        }
-        seen = now;
-    }
-    panic!("the fake never went quiet: {:#?}", fake.requests());
+    wait_for(
+        || thread_posts(fake).len() >= n && fake.accepted("patch") >= edits,
+        || format!("{n} posts, {edits} edits: {:#?}", fake.requests()),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -90,10 +74,7 @@ async fn mattermost_a_merge_requests_life_is_one_thread_under_an_edited_root() {
         }
         // The root card and the opening as its first reply; then a reply each, and an edit of
         // the root for each event that changes its card (not a comment: it shows no count).
-        n += if i == 0 { 2 } else { 1 };
-        if i > 0 && event.0 != "Note Hook" {
-            edits += 1;
-        }
+        (n, edits) = life_step(i, event.0, n, edits);
         send(&daemon, &fake, event, n, edits).await;
     }
     // A comment after the merge (its payload says merged, as GitLab's does): a reply, no edit.
@@ -101,7 +82,7 @@ async fn mattermost_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     v["merge_request"]["state"] = "merged".into();
     send(&daemon, &fake, (header, v.to_string().into_bytes()), 10, 4).await;
-    quiet(&fake).await;
+    quiet(|| fake.requests()).await;
     assert_eq!(fake.accepted("patch"), 4, "{:#?}", fake.requests());
     let posts = thread_posts(&fake);
     assert_eq!(posts.len(), 10, "{posts:#?}");
@@ -175,7 +156,7 @@ async fn mattermost_a_broadcast_that_starts_a_conversation_is_shown_in_the_chann
     // The first event the bridge sees about !3 is its merge (a default broadcast key): the root
     // card, the merge as its first reply, and the short line in the channel linking to it.
     send(&daemon, &fake, mr(3, "merge", "Three"), 2, 0).await;
-    quiet(&fake).await;
+    quiet(|| fake.requests()).await;
     let posts = fake.posts();
     assert_eq!(posts.len(), 3, "{posts:#?}");
     let root = &posts[0];
@@ -198,15 +179,7 @@ async fn mattermost_two_merge_requests_interleaved_keep_their_threads() {
     let fake = FakeMattermost::start().await;
     let dir = TempDir::new("conv-mm-two");
     let daemon = Daemon::spawn(&config(&fake, "thread", 600, &dir)).await;
-    let events = [
-        mr(1, "open", "One"),
-        mr(2, "open", "Two"),
-        note(1, "on one a"),
-        note(2, "on two a"),
-        pipeline(2, 302, "failed"),
-        note(1, "on one b"),
-    ];
-    for (n, event) in events.into_iter().enumerate() {
+    for (n, event) in interleaved().into_iter().enumerate() {
         send(&daemon, &fake, event, n + 1, 0).await;
     }
     let posts = thread_posts(&fake);
@@ -226,7 +199,7 @@ async fn mattermost_a_deleted_root_starts_one_new_root() {
     fake.delete(&fake.posts()[0].id);
     send(&daemon, &fake, note(5, "after the delete"), 2, 0).await;
     send(&daemon, &fake, note(5, "and again"), 3, 0).await;
-    quiet(&fake).await;
+    quiet(|| fake.requests()).await;
     let posts = thread_posts(&fake);
     assert_eq!(posts.len(), 3, "{posts:#?}");
     assert_eq!(posts[1].root_id, "", "a new root: {posts:#?}");
@@ -243,11 +216,7 @@ async fn mattermost_a_deleted_root_starts_one_new_root() {
         Some("api.post.create_post.root_id.app_error")
     );
     let log = daemon.stop();
-    let starts = log
-        .iter()
-        .filter(|l| l.contains("starting a new root"))
-        .count();
-    assert_eq!(starts, 1, "{log:#?}");
+    assert_eq!(new_roots(&log), 1, "{log:#?}");
 }
 
 #[tokio::test]
@@ -256,11 +225,7 @@ async fn mattermost_edits_count_against_the_budget() {
     let fake = FakeMattermost::start().await;
     let dir = TempDir::new("conv-mm-budget");
     let daemon = Daemon::spawn(&config(&fake, "thread+edit", 3, &dir)).await;
-    for (header, body) in [
-        mr(8, "open", "Eight"),
-        mr(8, "approved", "Eight"),
-        mr(8, "merge", "Eight"),
-    ] {
+    for (header, body) in over_budget() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
     // The root card, the opening as its first reply and the approval's reply: the minute's 3

@@ -14,25 +14,27 @@
 //! minute than the channel's budget); `check` says a webhook URL
 //! falls back to flat posts. The bot token never appears in the daemon's debug log.
 
-use crate::conversations::{life, mr, note, note_on};
-use crate::support::daemon::{Daemon, Settings};
+use crate::support::conversation::{
+    after_restart, channel_config, interleaved, interleaved_threads, life, life_step, mr,
+    new_roots, note, note_on, over_budget, quiet, WAIT,
+};
+use crate::support::daemon::Daemon;
 use crate::support::fake_slack::{FakeSlack, Message, CHANNEL, TOKEN};
 use crate::support::temp::TempDir;
 use crate::support::turn;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(20);
-
 /// A Slack channel `sl` in the bot-token mode with `conversation = mode` and `rate` posts a
 /// minute.
 fn config(fake: &FakeSlack, mode: &str, rate: u32, dir: &TempDir) -> std::path::PathBuf {
-    let mut settings = Settings::new(Vec::new());
-    settings.rest = format!(
-        "[[channels]]\nname = \"sl\"\nkind = \"slack\"\ntoken = \"{TOKEN}\"\nchannel = \"{CHANNEL}\"\n\
-         api_url = \"{}\"\nrate_per_minute = {rate}\nconversation = \"{mode}\"\n",
-        fake.api_url()
-    );
-    settings.write_config(dir)
+    channel_config(
+        format!(
+            "[[channels]]\nname = \"sl\"\nkind = \"slack\"\ntoken = \"{TOKEN}\"\nchannel = \"{CHANNEL}\"\n\
+             api_url = \"{}\"\nrate_per_minute = {rate}\nconversation = \"{mode}\"\n",
+            fake.api_url()
+        ),
+        dir,
+    )
 }
 
 /// Posts one webhook and waits for the fake to have `posts` posts and `edits` edits.
@@ -46,20 +48,6 @@ async fn send(
     let (header, body) = event;
     assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     fake.settle(posts, edits, WAIT).await;
-}
-
-/// Waits until the fake saw no request for half a second.
-async fn quiet(fake: &FakeSlack) {
-    let mut seen = fake.requests().len();
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = fake.requests().len();
-        if now == seen {
-            return;
-        }
-        seen = now;
-    }
-    panic!("the fake never went quiet: {:#?}", fake.requests());
 }
 
 /// The thread of each message (`None`: a message of the channel).
@@ -77,13 +65,10 @@ async fn slack_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     for (i, event) in life(1).into_iter().enumerate() {
         // The root card and the opening as its first reply; then a reply each, and an edit of
         // the root for each event that changes its card (not a comment: it shows no count).
-        posts += if i == 0 { 2 } else { 1 };
-        if i > 0 && event.0 != "Note Hook" {
-            edits += 1;
-        }
+        (posts, edits) = life_step(i, event.0, posts, edits);
         send(&daemon, &fake, event, posts, edits).await;
     }
-    quiet(&fake).await;
+    quiet(|| fake.requests()).await;
     let msgs = fake.messages();
     assert_eq!(msgs.len(), 9, "{msgs:#?}");
     let root = &msgs[0];
@@ -144,38 +129,18 @@ async fn slack_two_merge_requests_interleaved_keep_their_threads_across_a_restar
     let dir = TempDir::new("conv-slack-two");
     let config = config(&fake, "thread", 600, &dir);
     let daemon = Daemon::spawn(&config).await;
-    let events = [
-        mr(1, "open", "One"),
-        mr(2, "open", "Two"),
-        note(1, "on one a"),
-        note(2, "on two a"),
-        crate::conversations::pipeline(2, 302, "failed"),
-        note(1, "on one b"),
-    ];
-    for (n, event) in events.into_iter().enumerate() {
+    for (n, event) in interleaved().into_iter().enumerate() {
         send(&daemon, &fake, event, n + 1, 0).await;
     }
     let (status, _) = daemon.terminate(WAIT).await;
     assert!(status.is_some(), "the daemon did not stop on SIGTERM");
     let daemon = Daemon::spawn(&config).await;
-    send(&daemon, &fake, note(2, "on two b"), 7, 0).await;
-    send(&daemon, &fake, mr(1, "merge", "One"), 8, 0).await;
+    for (n, event) in after_restart().into_iter().enumerate() {
+        send(&daemon, &fake, event, 7 + n, 0).await;
+    }
     let msgs = fake.messages();
     let (one, two) = (msgs[0].ts.as_str(), msgs[1].ts.as_str());
-    assert_eq!(
-        threads(&msgs),
-        [
-            None,
-            None,
-            Some(one),
-            Some(two),
-            Some(two),
-            Some(one),
-            Some(two),
-            Some(one)
-        ],
-        "{msgs:#?}"
-    );
+    assert_eq!(threads(&msgs), interleaved_threads(one, two), "{msgs:#?}");
     assert_eq!(fake.accepted("chat.update"), 0, "thread: no edits");
     daemon.stop();
 }
@@ -202,7 +167,7 @@ async fn slack_a_deleted_root_with_replies_starts_one_new_root_with_the_card() {
     // the root is refused, and the card starts a new root.
     send(&daemon, &fake, mr(5, "approved", "Five"), 5, 0).await;
     send(&daemon, &fake, note_on(5, "Five", "after the delete"), 6, 0).await;
-    quiet(&fake).await;
+    quiet(|| fake.requests()).await;
     let msgs = fake.messages();
     assert_eq!(msgs.len(), 6, "{msgs:#?}");
     let new_root = msgs[4].ts.as_str();
@@ -235,11 +200,7 @@ async fn slack_a_deleted_root_with_replies_starts_one_new_root_with_the_card() {
     assert_eq!(refused.len(), 1, "one refused edit, no loop: {refused:#?}");
     assert_eq!(refused[0].error.as_deref(), Some("message_not_found"));
     let log = daemon.stop();
-    let starts = log
-        .iter()
-        .filter(|l| l.contains("starting a new root"))
-        .count();
-    assert_eq!(starts, 1, "{log:#?}");
+    assert_eq!(new_roots(&log), 1, "{log:#?}");
 }
 
 #[tokio::test]
@@ -274,7 +235,7 @@ async fn slack_a_root_card_deleted_without_replies_is_posted_anew_and_the_reply_
         0,
     )
     .await;
-    quiet(&fake).await;
+    quiet(|| fake.requests()).await;
     let msgs = fake.messages();
     assert_eq!(msgs.len(), 7, "{msgs:#?}");
     let shown = msgs
@@ -306,7 +267,7 @@ async fn slack_a_deleted_root_without_replies_makes_the_next_reply_the_new_root(
     // twice.
     send(&daemon, &fake, note(6, "after the delete"), 2, 0).await;
     send(&daemon, &fake, note(6, "and again"), 3, 0).await;
-    quiet(&fake).await;
+    quiet(|| fake.requests()).await;
     let msgs = fake.messages();
     assert_eq!(msgs.len(), 3, "{msgs:#?}");
     let new_root = msgs[1].ts.as_str();
@@ -323,12 +284,7 @@ async fn slack_edits_count_against_the_budget() {
     let fake = FakeSlack::start().await;
     let dir = TempDir::new("conv-slack-budget");
     let daemon = Daemon::spawn(&config(&fake, "thread+edit", 3, &dir)).await;
-    for event in [
-        mr(8, "open", "Eight"),
-        mr(8, "approved", "Eight"),
-        mr(8, "merge", "Eight"),
-    ] {
-        let (header, body) = event;
+    for (header, body) in over_budget() {
         assert_eq!(daemon.post(header, body, None, None).await.status, 200);
     }
     // The root card, the opening as its first reply and the approval's reply: the minute's 3
@@ -363,7 +319,7 @@ async fn slack_a_kill_9_before_the_roots_answer_posts_at_most_one_extra_root() {
     let daemon = Daemon::spawn(&config).await;
     send(&daemon, &fake, note(7, "after the kill"), 3, 0).await;
     send(&daemon, &fake, note(7, "and again"), 4, 0).await;
-    quiet(&fake).await;
+    quiet(|| fake.requests()).await;
     let msgs = fake.messages();
     // The root was posted again (Slack has no idempotency key): one extra root at most, and
     // every reply in the thread of the one recorded.

@@ -4,6 +4,8 @@
 //!   `X-Gitlab-Event` header from `samples/INDEX.tsv`, as bytes, JSON or parsed events;
 //! - [`renderer`]: renderers with known date settings, and a rendered message as JSON;
 //! - [`cliq`]: Cliq's message contract, with the limits taken from the library;
+//! - [`conversation`]: the conversation tests' events (a merge request's life), sequences,
+//!   channel config and bounded waits;
 //! - [`temp`]: temporary folders unique to the call, removed on drop;
 //! - [`cli`]: the binary under test run as a command in a clean environment, bounded in time;
 //! - [`daemon`]: the binary serving on loopback, its config, and webhooks posted as GitLab does;
@@ -32,6 +34,7 @@
 pub mod chats;
 pub mod cli;
 pub mod cliq;
+pub mod conversation;
 pub mod daemon;
 pub mod fake_chats;
 pub mod fake_cliq;
