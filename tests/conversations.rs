@@ -25,8 +25,8 @@
 //! deleted").
 
 use crate::support::conversation::{
-    after_restart, channel_config, interleaved, interleaved_threads, life, life_step, mr,
-    new_roots, note, note_on, over_budget, pipeline, relation, room_messages, wait_for, WAIT,
+    after_restart, assert_shows, channel_config, interleaved, interleaved_threads, life, life_step,
+    mr, new_roots, note, note_on, over_budget, pipeline, relation, room_messages, wait_for, WAIT,
 };
 use crate::support::daemon::Daemon;
 use crate::support::fake_telegram::FakeTelegram;
@@ -121,25 +121,18 @@ async fn telegram_a_merge_requests_life_is_one_thread_under_an_edited_root() {
             json!(false)
         );
     }
-    assert!(
-        msgs[1].text.contains("opened merge request !1"),
-        "{:?}",
-        msgs[1].text
-    );
-    assert!(
-        msgs[2].text.contains("first look at 1"),
-        "{:?}",
-        msgs[2].text
-    );
+    assert_shows(&msgs[1].text, &["opened merge request !1"]);
+    assert_shows(&msgs[2].text, &["first look at 1"]);
     // The root, as the last editMessageText left it: the merge request's whole state.
-    for shown in [
-        "Merge request !1 Feature 1",
-        "State: merged",
-        "Pipeline: #201 ✅ passed",
-        "Approved by: Administrator",
-    ] {
-        assert!(root.text.contains(shown), "{shown:?} in {:?}", root.text);
-    }
+    assert_shows(
+        &root.text,
+        &[
+            "Merge request !1 Feature 1",
+            "State: merged",
+            "Pipeline: #201 ✅ passed",
+            "Approved by: Administrator",
+        ],
+    );
     assert!(!root.text.contains("Comments"), "{:?}", root.text);
     assert_ne!(root.html, "", "{root:#?}");
     assert_eq!(answered(&fake, "editMessageText"), 4);
@@ -184,16 +177,8 @@ async fn telegram_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     let msgs = fake.messages_in(CHAT);
     assert_eq!(msgs.len(), 10, "{msgs:#?}");
     assert_eq!(replies_to(&msgs[9]), Some(msgs[0].message_id));
-    assert!(
-        msgs[9].text.contains("first look at 1"),
-        "{:?}",
-        msgs[9].text
-    );
-    assert!(
-        msgs[0].text.contains("Approved by: Administrator"),
-        "{:?}",
-        msgs[0].text
-    );
+    assert_shows(&msgs[9].text, &["first look at 1"]);
+    assert_shows(&msgs[0].text, &["Approved by: Administrator"]);
     daemon.stop();
 }
 
@@ -355,15 +340,16 @@ async fn matrix_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     // request's whole state.
     let last_edit = &edits[3]["content"];
     let now = last_edit["m.new_content"]["body"].as_str().unwrap();
-    for want in [
-        "Merge request !3 Feature 3",
-        "State: merged",
-        "Pipeline: #203 (",
-        "✅ passed",
-        "Approved by: Administrator",
-    ] {
-        assert!(now.contains(want), "{want:?} in {last_edit}");
-    }
+    assert_shows(
+        now,
+        &[
+            "Merge request !3 Feature 3",
+            "State: merged",
+            "Pipeline: #203 (",
+            "✅ passed",
+            "Approved by: Administrator",
+        ],
+    );
     assert!(!now.contains("Comments"), "{last_edit}");
     assert_eq!(last_edit["body"].as_str().unwrap(), format!("* {now}"));
     assert_eq!(last_edit["m.mentions"], json!({}));
@@ -597,15 +583,7 @@ fn check_and_render_show_a_conversation_channels_reply_and_root_card() {
         "{}",
         out.stdout
     );
-    let sample = samples::dir().join("merge_request__open.json");
-    let out = crate::support::cli::run([
-        "render",
-        "--config",
-        config,
-        "--event",
-        sample.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = render_sample(config, &[]);
     let parts: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(parts.len(), 4, "{}", out.stdout);
     assert_eq!(
@@ -621,17 +599,21 @@ fn check_and_render_show_a_conversation_channels_reply_and_root_card() {
     assert!(parts[3].contains("State:</b> opened"), "{}", parts[3]);
     assert!(!out.stdout.contains("gcb_conversation"));
     // One channel asked for: the body as posted, alone.
-    let one = crate::support::cli::run([
-        "render",
-        "--config",
-        config,
-        "--event",
-        sample.to_str().unwrap(),
-        "--channel",
-        "tg",
-    ]);
+    let one = render_sample(config, &["--channel", "tg"]);
     let v: Value = serde_json::from_str(&one.stdout).unwrap();
     assert_eq!(v["parse_mode"], "HTML");
+}
+
+/// `render` of the sample merge request (`merge_request__open.json`) with `config` and `extra`
+/// arguments; fails unless it exits 0.
+fn render_sample(config: &str, extra: &[&str]) -> crate::support::cli::CliOutput {
+    let sample = samples::dir().join("merge_request__open.json");
+    let sample = sample.to_str().unwrap();
+    let mut args = vec!["render", "--config", config, "--event", sample];
+    args.extend_from_slice(extra);
+    let out = crate::support::cli::run(args);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out
 }
 
 /// A `render` of the sample merge request for a `thread+edit` Telegram channel with `templates`
@@ -650,15 +632,7 @@ fn rendered_root(dir: &TempDir, templates: &std::path::Path) -> String {
     let config = config.to_str().unwrap();
     let check = crate::support::cli::run(["check", "--config", config]);
     assert_eq!(check.code, Some(0), "{}{}", check.stdout, check.stderr);
-    let sample = samples::dir().join("merge_request__open.json");
-    let out = crate::support::cli::run([
-        "render",
-        "--config",
-        config,
-        "--event",
-        sample.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = render_sample(config, &[]);
     let parts: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
         parts.get(2),

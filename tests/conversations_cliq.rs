@@ -14,8 +14,8 @@
 //! asking for a conversation posts flat.
 
 use crate::support::conversation::{
-    after_restart, interleaved, interleaved_threads, life, mr, new_roots, note, note_on,
-    over_budget, wait_for, WAIT,
+    after_restart, assert_shows, interleaved, interleaved_threads, life, mr, new_roots, note,
+    note_on, over_budget, wait_for, WAIT,
 };
 use crate::support::daemon::{Daemon, Settings};
 use crate::support::fake_cliq_api::{
@@ -128,14 +128,15 @@ async fn cliq_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     // the approval, each pipeline and the merge (a comment leaves the card as it is).
     assert_eq!(root.edits.len(), 4, "{root:#?}");
     assert_eq!(root.text, *root.edits.last().unwrap());
-    for shown in [
-        "Merge request [!1 Feature 1]",
-        "*State:* merged",
-        "*Approved by:* Administrator",
-        "✅ passed",
-    ] {
-        assert!(root.text.contains(shown), "{shown:?} in {:?}", root.text);
-    }
+    assert_shows(
+        &root.text,
+        &[
+            "Merge request [!1 Feature 1]",
+            "*State:* merged",
+            "*Approved by:* Administrator",
+            "✅ passed",
+        ],
+    );
     assert!(root.text.contains("*Pipeline:* [#201]"), "{:?}", root.text);
     // The chat id was asked once; one access token served every call.
     assert_eq!(fake.lookups(), 1);

@@ -13,8 +13,8 @@
 //! its own. `check` says what each Discord conversation channel does.
 
 use crate::support::conversation::{
-    after_restart, channel_config, interleaved, life, life_step, mr, new_roots, note, note_on,
-    over_budget, WAIT,
+    after_restart, assert_shows, channel_config, interleaved, life, life_step, mr, new_roots, note,
+    note_on, over_budget, WAIT,
 };
 use crate::support::daemon::Daemon;
 use crate::support::fake_discord::{FakeDiscord, FORUM_CHANNEL, FORUM_HOOK, TEXT_CHANNEL, TOKEN};
@@ -53,14 +53,14 @@ fn refused(fake: &FakeDiscord) -> Vec<crate::support::fake_discord::Request> {
 /// pipeline passed, approved.
 fn assert_final_root(root: &crate::support::fake_discord::Message) {
     assert_ne!(root.body["embeds"], root.first["embeds"], "{root:#?}");
-    let text = root.text();
-    for shown in [
-        "State:** merged",
-        "✅ passed",
-        "Approved by:** Administrator",
-    ] {
-        assert!(text.contains(shown), "{shown:?} in {text:?}");
-    }
+    assert_shows(
+        &root.text(),
+        &[
+            "State:** merged",
+            "✅ passed",
+            "Approved by:** Administrator",
+        ],
+    );
 }
 
 #[tokio::test]

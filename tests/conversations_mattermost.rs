@@ -10,14 +10,14 @@
 //! is waited out and edits take posting slots. The token never appears in the debug log.
 
 use crate::support::conversation::{
-    channel_config, interleaved, life, life_step, mr, new_roots, note, note_on, over_budget, quiet,
-    wait_for, WAIT,
+    assert_429_waited_out, assert_shows, channel_config, interleaved, life, life_step, mr,
+    new_roots, note, note_on, over_budget, quiet, wait_for, WAIT,
 };
 use crate::support::daemon::Daemon;
 use crate::support::fake_mattermost::{FakeMattermost, Post, CHANNEL, TOKEN};
 use crate::support::temp::TempDir;
 use crate::support::turn;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A Mattermost channel `mm` in the API mode, team `dev`, with `conversation = mode` and
 /// `rate` posts a minute.
@@ -91,16 +91,8 @@ async fn mattermost_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     for p in &posts[1..] {
         assert_eq!(p.root_id, root.id, "{p:#?}");
     }
-    assert!(
-        posts[1].message.contains("opened merge request"),
-        "{:?}",
-        posts[1].message
-    );
-    assert!(
-        posts[2].message.contains("first look at 2"),
-        "{:?}",
-        posts[2].message
-    );
+    assert_shows(&posts[1].message, &["opened merge request"]);
+    assert_shows(&posts[2].message, &["first look at 2"]);
     assert!(posts[9].message.contains("after the merge"), "{posts:#?}");
     // The merge (a default broadcast key) is also a short line in the channel, linking to
     // the thread; the comments are not.
@@ -126,18 +118,15 @@ async fn mattermost_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     assert_eq!(root.message, last["message"].as_str().unwrap());
     assert_eq!(root.props, last["props"]);
     assert_ne!(root.message, root.first_message, "the root changed");
-    for shown in [
-        "Merge request [!2 Feature 2]",
-        "**State:** merged",
-        "✅ passed",
-        "**Approved by:** Administrator",
-    ] {
-        assert!(
-            root.message.contains(shown),
-            "{shown:?} in {:?}",
-            root.message
-        );
-    }
+    assert_shows(
+        &root.message,
+        &[
+            "Merge request [!2 Feature 2]",
+            "**State:** merged",
+            "✅ passed",
+            "**Approved by:** Administrator",
+        ],
+    );
     assert!(
         fake.requests().iter().all(|r| r.error.is_none()),
         "{:#?}",
@@ -251,17 +240,11 @@ async fn mattermost_a_429_is_waited_out() {
     let dir = TempDir::new("conv-mattermost-429");
     fake.throttle(1, 1);
     let daemon = Daemon::spawn(&config(&fake, "thread", 600, &dir)).await;
-    let started = Instant::now();
-    let (header, body) = mr(9, "open", "Nine");
-    assert_eq!(daemon.post(header, body, None, None).await.status, 200);
-    fake.settle(1, 0, WAIT).await;
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "the wait was not honoured"
-    );
-    let requests = fake.requests();
-    assert_eq!(requests.len(), 2, "{requests:#?}");
-    assert_eq!(requests[0].status, 429);
-    let log = daemon.stop();
-    assert!(log.iter().any(|l| l.contains("throttled=true")), "{log:#?}");
+    assert_429_waited_out(
+        daemon,
+        fake.settle(1, 0, WAIT),
+        || fake.requests(),
+        |r| r.status,
+    )
+    .await;
 }

@@ -15,14 +15,14 @@
 //! falls back to flat posts. The bot token never appears in the daemon's debug log.
 
 use crate::support::conversation::{
-    after_restart, channel_config, interleaved, interleaved_threads, life, life_step, mr,
-    new_roots, note, note_on, over_budget, quiet, WAIT,
+    after_restart, assert_429_waited_out, assert_shows, channel_config, interleaved,
+    interleaved_threads, life, life_step, mr, new_roots, note, note_on, over_budget, quiet, WAIT,
 };
 use crate::support::daemon::Daemon;
 use crate::support::fake_slack::{FakeSlack, Message, CHANNEL, TOKEN};
 use crate::support::temp::TempDir;
 use crate::support::turn;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A Slack channel `sl` in the bot-token mode with `conversation = mode` and `rate` posts a
 /// minute.
@@ -76,16 +76,8 @@ async fn slack_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     for m in &msgs[1..] {
         assert_eq!(m.thread_ts.as_deref(), Some(root.ts.as_str()), "{m:#?}");
     }
-    assert!(
-        msgs[1].text.contains("opened merge request"),
-        "{:?}",
-        msgs[1].text
-    );
-    assert!(
-        msgs[2].text.contains("first look at 1"),
-        "{:?}",
-        msgs[2].text
-    );
+    assert_shows(&msgs[1].text, &["opened merge request"]);
+    assert_shows(&msgs[2].text, &["first look at 1"]);
     // The default broadcast keys: the pipeline that passed after a failure (fixed) and the
     // merge are shown in the channel by their replies, the rest are not; no post of their own.
     assert!(msgs[7].reply_broadcast, "{:#?}", msgs[7]);
@@ -105,14 +97,15 @@ async fn slack_a_merge_requests_life_is_one_thread_under_an_edited_root() {
     assert_eq!(root.text, last["text"].as_str().unwrap());
     assert_eq!(root.blocks, last["blocks"]);
     assert_ne!(root.text, root.first_text, "the root changed");
-    for shown in [
-        "Merge request !1: Feature 1",
-        "*State:* merged",
-        "✅ passed",
-        "*Approved by:* Administrator",
-    ] {
-        assert!(root.text.contains(shown), "{shown:?} in {:?}", root.text);
-    }
+    assert_shows(
+        &root.text,
+        &[
+            "Merge request !1: Feature 1",
+            "*State:* merged",
+            "✅ passed",
+            "*Approved by:* Administrator",
+        ],
+    );
     assert!(
         fake.requests().iter().all(|r| r.error.is_none()),
         "{:#?}",
@@ -372,17 +365,11 @@ async fn slack_a_429_is_waited_out() {
     let dir = TempDir::new("conv-slack-429");
     fake.throttle(1, 1);
     let daemon = Daemon::spawn(&config(&fake, "thread", 600, &dir)).await;
-    let started = Instant::now();
-    let (header, body) = mr(9, "open", "Nine");
-    assert_eq!(daemon.post(header, body, None, None).await.status, 200);
-    fake.settle(1, 0, WAIT).await;
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "the wait was not honoured"
-    );
-    let requests = fake.requests();
-    assert_eq!(requests.len(), 2, "{requests:#?}");
-    assert_eq!(requests[0].status, 429);
-    let log = daemon.stop();
-    assert!(log.iter().any(|l| l.contains("throttled=true")), "{log:#?}");
+    assert_429_waited_out(
+        daemon,
+        fake.settle(1, 0, WAIT),
+        || fake.requests(),
+        |r| r.status,
+    )
+    .await;
 }

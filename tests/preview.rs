@@ -35,6 +35,18 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The JSON `daemon` answers a GET of `path` with.
+async fn get_json(daemon: &Daemon, path: &str) -> serde_json::Value {
+    http()
+        .get(format!("{}{path}", daemon.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_is_404_unless_enabled_and_served_where_configured_with_a_strict_csp() {
     let _turn = turn::shared_async().await;
@@ -467,14 +479,7 @@ async fn the_sample_review_reminder_is_previewed_per_channel() {
     )]);
     settings.rest = "[preview]\nenabled = true\n\n[[channels]]\nname = \"slack\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/X\"\n".into();
     let daemon = Daemon::spawn(&settings.write_config(&dir)).await;
-    let items: serde_json::Value = http()
-        .get(format!("{}/preview/items", daemon.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let items = get_json(&daemon, "/preview/items").await;
     assert!(
         items["samples"]
             .as_array()
@@ -483,17 +488,7 @@ async fn the_sample_review_reminder_is_previewed_per_channel() {
             .any(|i| i["id"] == "reminder:sample"),
         "{items}"
     );
-    let p: serde_json::Value = http()
-        .get(format!(
-            "{}/preview/render/reminder:sample",
-            daemon.base_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p = get_json(&daemon, "/preview/render/reminder:sample").await;
     assert_eq!(p["key"], "reminder", "{p}");
     assert_eq!(p["errors"], serde_json::json!([]), "{p}");
     let cards = p["cards"].as_array().unwrap();
@@ -518,17 +513,7 @@ async fn a_conversation_channel_is_previewed_with_its_reply_and_root_card() {
         conversation = \"thread+edit\"\n"
             .into();
     let daemon = Daemon::spawn(&settings.write_config(&dir)).await;
-    let p: serde_json::Value = http()
-        .get(format!(
-            "{}/preview/render/sample:note__merge_request.json",
-            daemon.base_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p = get_json(&daemon, "/preview/render/sample:note__merge_request.json").await;
     assert_eq!(p["errors"], serde_json::json!([]), "{p}");
     let cards = p["cards"].as_array().unwrap();
     assert_eq!(cards.len(), 2, "{p}");

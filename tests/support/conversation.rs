@@ -4,11 +4,12 @@
 //! the bounded waits (for a condition, for a fake to go quiet, for a Matrix room to hold `n`
 //! events), and what the tests read back (a Matrix event's relation, the "new root" log lines).
 
-use super::daemon::Settings;
+use super::daemon::{Daemon, Settings};
 use super::samples;
 use super::synapse::Synapse;
 use super::temp::TempDir;
 use serde_json::{json, Value};
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -171,6 +172,38 @@ pub async fn quiet<R: std::fmt::Debug>(requests: impl Fn() -> Vec<R>) {
         seen = now;
     }
     panic!("the fake never went quiet: {:#?}", requests());
+}
+
+/// Fails unless `text` (a message as the chat shows it) shows each of `shown`.
+pub fn assert_shows(text: &str, shown: &[&str]) {
+    for want in shown {
+        assert!(text.contains(want), "{want:?} in {text:?}");
+    }
+}
+
+/// Posts `!9`'s opening to `daemon`, a `thread` channel whose fake answers the first request
+/// 429 with a one-second `Retry-After`, and waits until `settled`; fails unless the wait was
+/// honoured, the fake saw the 429 and then the post (`requests`, each with its `status`), and
+/// the daemon logged the post as throttled.
+pub async fn assert_429_waited_out<R: std::fmt::Debug>(
+    daemon: Daemon,
+    settled: impl Future<Output = ()>,
+    requests: impl Fn() -> Vec<R>,
+    status: impl Fn(&R) -> u16,
+) {
+    let started = Instant::now();
+    let (header, body) = mr(9, "open", "Nine");
+    assert_eq!(daemon.post(header, body, None, None).await.status, 200);
+    settled.await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the wait was not honoured"
+    );
+    let requests = requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert_eq!(status(&requests[0]), 429);
+    let log = daemon.stop();
+    assert!(log.iter().any(|l| l.contains("throttled=true")), "{log:#?}");
 }
 
 /// How many lines of the daemon's `log` say it started a new root.
