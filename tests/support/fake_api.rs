@@ -74,3 +74,37 @@ pub async fn wait(timeout: Duration, mut done: impl FnMut() -> bool, why: impl F
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A fake's state that logs every request it answered.
+pub trait Logged {
+    /// One request and its answer.
+    type Request: Clone + std::fmt::Debug;
+    /// Every request, in order.
+    fn log(&self) -> &[Self::Request];
+    /// Whether `r` is an accepted request of `what` (a method or an action).
+    fn is_accepted(r: &Self::Request, what: &str) -> bool;
+}
+
+impl<S: Logged> FakeApi<S> {
+    /// Every request, in order.
+    pub fn requests(&self) -> Vec<S::Request> {
+        self.state().log().to_vec()
+    }
+
+    /// Accepted requests of `what`.
+    pub fn accepted(&self, what: &str) -> usize {
+        let s = self.state();
+        s.log().iter().filter(|r| S::is_accepted(r, what)).count()
+    }
+
+    /// Waits (bounded) until `accepted(what)` reaches `n` for each `(what, n)`; fails with the
+    /// requests seen.
+    pub async fn settle(&self, counts: &[(&str, usize)], timeout: Duration) {
+        wait(
+            timeout,
+            || counts.iter().all(|(what, n)| self.accepted(what) >= *n),
+            || format!("waiting for {counts:?}: {:#?}", self.requests()),
+        )
+        .await;
+    }
+}

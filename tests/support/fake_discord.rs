@@ -21,7 +21,7 @@
 //! Scripted: a message or a whole forum post deleted as a person would. Every request is logged
 //! with its answer; the accepted posts and edits are counted per minute.
 
-use super::fake_api::{most_in_a_minute, wait, FakeApi};
+use super::fake_api::{most_in_a_minute, FakeApi, Logged};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -121,6 +121,16 @@ struct Shared {
     next_id: u64,
 }
 
+impl Logged for Shared {
+    type Request = Request;
+    fn log(&self) -> &[Request] {
+        &self.requests
+    }
+    fn is_accepted(r: &Request, what: &str) -> bool {
+        r.method == what && (200..300).contains(&r.status)
+    }
+}
+
 /// The fake server.
 pub struct FakeDiscord {
     api: FakeApi<Shared>,
@@ -167,15 +177,12 @@ impl FakeDiscord {
 
     /// Every request, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.api.state().requests.clone()
+        self.api.requests()
     }
 
     /// The requests answered 2xx with `method`.
     pub fn accepted(&self, method: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == method && (200..300).contains(&r.status))
-            .count()
+        self.api.accepted(method)
     }
 
     /// The most posts and edits a webhook had accepted within any one minute.
@@ -209,12 +216,7 @@ impl FakeDiscord {
 
     /// Waits (bounded) until `accepted(method)` reaches `n` for each `(method, n)`.
     pub async fn settle(&self, counts: &[(&str, usize)], timeout: Duration) {
-        wait(
-            timeout,
-            || counts.iter().all(|(m, n)| self.accepted(m) >= *n),
-            || format!("waiting for {counts:?}: {:#?}", self.requests()),
-        )
-        .await;
+        self.api.settle(counts, timeout).await;
     }
 }
 

@@ -17,7 +17,7 @@
 //!
 //! Accepted posts and edits are counted per minute ([`FakeMattermost::max_per_minute`]).
 
-use super::fake_api::{most_in_a_minute, wait, FakeApi};
+use super::fake_api::{most_in_a_minute, FakeApi, Logged};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -74,6 +74,16 @@ struct Shared {
     next: u64,
 }
 
+impl Logged for Shared {
+    type Request = Request;
+    fn log(&self) -> &[Request] {
+        &self.requests
+    }
+    fn is_accepted(r: &Request, what: &str) -> bool {
+        r.what == what && r.error.is_none()
+    }
+}
+
 /// The fake server.
 pub struct FakeMattermost {
     api: FakeApi<Shared>,
@@ -112,15 +122,12 @@ impl FakeMattermost {
 
     /// Every request, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.api.state().requests.clone()
+        self.api.requests()
     }
 
     /// Accepted requests of `what` (`create`, `patch`).
     pub fn accepted(&self, what: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.what == what && r.error.is_none())
-            .count()
+        self.api.accepted(what)
     }
 
     /// The most posts and edits accepted in any 60 seconds.
@@ -130,17 +137,8 @@ impl FakeMattermost {
 
     /// Waits (bounded) until `posts` posts and `edits` edits were accepted.
     pub async fn settle(&self, posts: usize, edits: usize, timeout: Duration) {
-        wait(
-            timeout,
-            || self.accepted("create") >= posts && self.accepted("patch") >= edits,
-            || {
-                format!(
-                    "waiting for {posts} posts and {edits} edits: {:#?}",
-                    self.requests()
-                )
-            },
-        )
-        .await;
+        let counts = [("create", posts), ("patch", edits)];
+        self.api.settle(&counts, timeout).await;
     }
 }
 

@@ -23,7 +23,7 @@
 //! Accepted posts and edits are counted per minute ([`FakeSlack::max_per_minute`]); every
 //! request is logged with its answer.
 
-use super::fake_api::{most_in_a_minute, wait, FakeApi};
+use super::fake_api::{most_in_a_minute, FakeApi, Logged};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -109,6 +109,16 @@ struct Shared {
     hold: usize,
 }
 
+impl Logged for Shared {
+    type Request = Request;
+    fn log(&self) -> &[Request] {
+        &self.requests
+    }
+    fn is_accepted(r: &Request, what: &str) -> bool {
+        r.method == what && r.error.is_none()
+    }
+}
+
 /// The fake server.
 pub struct FakeSlack {
     api: FakeApi<Shared>,
@@ -160,15 +170,12 @@ impl FakeSlack {
 
     /// Every request, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.api.state().requests.clone()
+        self.api.requests()
     }
 
     /// Accepted requests of `method`.
     pub fn accepted(&self, method: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == method && r.error.is_none())
-            .count()
+        self.api.accepted(method)
     }
 
     /// The most posts and edits accepted in any 60 seconds.
@@ -178,17 +185,8 @@ impl FakeSlack {
 
     /// Waits (bounded) until `posts` posts and `edits` edits were accepted.
     pub async fn settle(&self, posts: usize, edits: usize, timeout: Duration) {
-        wait(
-            timeout,
-            || self.accepted("chat.postMessage") >= posts && self.accepted("chat.update") >= edits,
-            || {
-                format!(
-                    "waiting for {posts} posts and {edits} edits: {:#?}",
-                    self.requests()
-                )
-            },
-        )
-        .await;
+        let counts = [("chat.postMessage", posts), ("chat.update", edits)];
+        self.api.settle(&counts, timeout).await;
     }
 }
 
