@@ -123,13 +123,12 @@ pub(super) async fn converse(
     else {
         return Posted::not_json();
     };
-    let headers = [("Authorization", format!("Bearer {}", token.expose()))];
     let answer = match api_call(
         sender,
         method,
         &format!("{server}{path}"),
         "Mattermost url",
-        &headers,
+        token,
         &request,
         &endpoint.url,
     )

@@ -145,21 +145,22 @@ impl Posted {
     }
 }
 
-/// One call of a chat's API with a JSON `body` (see [`Sender::request`]): its answer, or the
-/// [`Posted`] to report: `url` malformed (refused for good, naming `what`; the parser's message
-/// never quotes the URL) or the request failed.
+/// One call of a chat's API with `token` as `Authorization: Bearer` and a JSON `body` (see
+/// [`Sender::request`]): its answer, or the [`Posted`] to report: `url` malformed (refused for
+/// good, naming `what`; the parser's message never quotes the URL) or the request failed.
 async fn api_call(
     sender: &Sender,
     method: reqwest::Method,
     url: &str,
     what: &str,
-    headers: &[(&str, String)],
+    token: &crate::secret::Secret,
     body: &str,
     bucket: &str,
 ) -> Result<Answer, Posted> {
     let url = reqwest::Url::parse(url).map_err(|e| Posted::refused(format!("bad {what}: {e}")))?;
+    let headers = [("Authorization", format!("Bearer {}", token.expose()))];
     sender
-        .request(method, url, headers, Some(body), bucket)
+        .request(method, url, &headers, Some(body), bucket)
         .await
         .map_err(Posted::of)
 }

@@ -96,13 +96,12 @@ pub(super) async fn converse(
         return Posted::not_json();
     };
     let base = endpoint.url.trim_end_matches('/');
-    let headers = [("Authorization", format!("Bearer {}", token.expose()))];
     let answer = match api_call(
         sender,
         reqwest::Method::POST,
         &format!("{base}/{method}"),
         "Slack api_url",
-        &headers,
+        token,
         &request,
         &endpoint.url,
     )
