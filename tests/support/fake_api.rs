@@ -28,10 +28,16 @@ impl<S: Send + 'static> FakeApi<S> {
         H: Handler<T, Arc<Mutex<S>>>,
         T: 'static,
     {
+        FakeApi::routed(state, |r| r.fallback(handler)).await
+    }
+
+    /// Starts on 127.0.0.1 with `state`, requests going where `routes` sends them.
+    pub async fn routed(
+        state: S,
+        routes: impl FnOnce(Router<Arc<Mutex<S>>>) -> Router<Arc<Mutex<S>>>,
+    ) -> FakeApi<S> {
         let shared = Arc::new(Mutex::new(state));
-        let app = Router::new()
-            .fallback(handler)
-            .with_state(Arc::clone(&shared));
+        let app = routes(Router::new()).with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
