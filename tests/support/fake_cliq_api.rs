@@ -350,19 +350,30 @@ async fn message(
     r
 }
 
-fn post_message(inner: &mut Inner, channel: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+/// What a message call passes first: the token, the scripted throttle, then a JSON object body
+/// (refused 400, recorded as a violation of `what`).
+fn admit(
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<serde_json::Map<String, Value>, Box<Response>> {
     if let Some(r) = refuse_token(inner, headers) {
-        return r;
+        return Err(Box::new(r));
     }
     if let Some(r) = throttled(inner) {
-        return r;
+        return Err(Box::new(r));
     }
-    let o = match json_body(headers, body) {
+    json_body(headers, body).map_err(|why| {
+        inner.violations.push(format!("400 {what}: {why}"));
+        Box::new(cliq_error(StatusCode::BAD_REQUEST, "invalid_body", &why))
+    })
+}
+
+fn post_message(inner: &mut Inner, channel: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let o = match admit(inner, headers, body, channel) {
         Ok(o) => o,
-        Err(what) => {
-            inner.violations.push(format!("400 {channel}: {what}"));
-            return cliq_error(StatusCode::BAD_REQUEST, "invalid_body", &what);
-        }
+        Err(r) => return *r,
     };
     let msg = Value::Object(o.clone());
     let mut wrong = cliq_violations(&msg);
@@ -483,18 +494,9 @@ fn edit_message(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    if let Some(r) = refuse_token(inner, headers) {
-        return r;
-    }
-    if let Some(r) = throttled(inner) {
-        return r;
-    }
-    let o = match json_body(headers, body) {
+    let o = match admit(inner, headers, body, "edit") {
         Ok(o) => o,
-        Err(what) => {
-            inner.violations.push(format!("400 edit: {what}"));
-            return cliq_error(StatusCode::BAD_REQUEST, "invalid_body", &what);
-        }
+        Err(r) => return *r,
     };
     let text = o.get("text").and_then(Value::as_str).unwrap_or_default();
     let n = text.chars().count();
