@@ -50,3 +50,11 @@ pub(super) fn one_channel_error(block: &str, env: &[(&str, &str)]) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// Why the channel of `block` is refused, checked to quote no `SECRET` of its credentials;
+/// panics when it is accepted.
+pub(super) fn one_channel_error_no_secret(block: &str, env: &[(&str, &str)]) -> String {
+    let e = one_channel_error(block, env);
+    assert!(!e.contains("SECRET"), "{e}");
+    e
+}

@@ -8,14 +8,13 @@
 //! answer a kind's next posts with its 429.
 
 use super::chats::violations;
+use super::fake_api::{wait, FakeApi};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,35 +53,20 @@ struct Shared {
 
 /// The fake server.
 pub struct FakeChats {
-    addr: SocketAddr,
-    shared: Arc<Mutex<Shared>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeChats {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    api: FakeApi<Shared>,
 }
 
 impl FakeChats {
     /// Starts on 127.0.0.1.
     pub async fn start() -> FakeChats {
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeChats { addr, shared, task }
+        FakeChats {
+            api: FakeApi::start(Shared::default(), handle).await,
+        }
     }
 
     /// The URL of a kind's endpoint, with its credential where the kind puts it in the URL.
     pub fn url(&self, kind: &str) -> String {
-        let a = self.addr;
+        let a = self.api.addr();
         match kind {
             "slack" => format!("http://{a}/services/T000/B000/{TOKEN}"),
             "mattermost" => format!("http://{a}/hooks/{TOKEN}"),
@@ -101,21 +85,17 @@ impl FakeChats {
 
     /// Answers `kind`'s next `n` valid posts with its 429.
     pub fn throttle(&self, kind: &str, n: usize) {
-        self.shared
-            .lock()
-            .unwrap()
-            .throttle
-            .insert(kind.to_string(), n);
+        self.api.state().throttle.insert(kind.to_string(), n);
     }
 
     /// Makes Discord's 2xx answers say the webhook's bucket is empty for `secs` seconds.
     pub fn discord_bucket_empty(&self, secs: f64) {
-        self.shared.lock().unwrap().discord_reset_after = Some(secs);
+        self.api.state().discord_reset_after = Some(secs);
     }
 
     /// Every post so far.
     pub fn posts(&self) -> Vec<Post> {
-        self.shared.lock().unwrap().posts.clone()
+        self.api.state().posts.clone()
     }
 
     /// The accepted posts of `kind`.
@@ -128,15 +108,12 @@ impl FakeChats {
 
     /// Waits (bounded) until every kind in `kinds` has at least one accepted post.
     pub async fn wait_for(&self, kinds: &[&str], timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while kinds.iter().any(|k| self.accepted(k).is_empty()) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out; posts: {:#?}",
-                self.posts()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait(
+            timeout,
+            || kinds.iter().all(|k| !self.accepted(k).is_empty()),
+            || format!("timed out; posts: {:#?}", self.posts()),
+        )
+        .await;
     }
 }
 

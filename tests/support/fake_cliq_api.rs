@@ -13,15 +13,15 @@
 //! deleted, 429 with `Retry-After`. It counts the posts and edits it took per minute.
 
 use super::cliq::cliq_violations;
+use super::fake_api::FakeApi;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,15 +84,7 @@ struct Inner {
 
 /// A local Cliq REST API with Zoho's token endpoint.
 pub struct FakeCliqApi {
-    addr: SocketAddr,
-    inner: Arc<Mutex<Inner>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeCliqApi {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    api: FakeApi<Inner>,
 }
 
 /// The chat id of channel `name`.
@@ -103,29 +95,25 @@ pub fn chat_id(name: &str) -> String {
 impl FakeCliqApi {
     /// Starts on 127.0.0.1; access tokens live an hour.
     pub async fn start() -> FakeCliqApi {
-        let inner = Arc::new(Mutex::new(Inner {
+        let inner = Inner {
             token_life: 3600,
             next_id: 1_700_000_000_000,
             ..Inner::default()
-        }));
-        let app = Router::new()
-            .route("/oauth/v2/token", post(token))
-            .route("/api/v2/channelsbyname/{name}/message", post(message))
-            .route("/api/v2/channelsbyname/{name}", get(channel))
-            .route("/api/v2/chats/{chat}/messages/{id}", put(edit))
-            .fallback(unexpected)
-            .with_state(Arc::clone(&inner));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeCliqApi { addr, inner, task }
+        };
+        let api = FakeApi::routed(inner, |r| {
+            r.route("/oauth/v2/token", post(token))
+                .route("/api/v2/channelsbyname/{name}/message", post(message))
+                .route("/api/v2/channelsbyname/{name}", get(channel))
+                .route("/api/v2/chats/{chat}/messages/{id}", put(edit))
+                .fallback(unexpected)
+        })
+        .await;
+        FakeCliqApi { api }
     }
 
     /// The accounts host and the Cliq host (one server): `http://127.0.0.1:PORT`.
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.api.addr())
     }
 
     /// The message URL of channel `name`.
@@ -135,52 +123,52 @@ impl FakeCliqApi {
 
     /// Access tokens issued from now on live `secs` seconds.
     pub fn set_token_life(&self, secs: u64) {
-        self.inner.lock().unwrap().token_life = secs;
+        self.api.state().token_life = secs;
     }
 
     /// Every access token issued so far expires now (answered 401 from now on).
     pub fn expire_tokens(&self) {
-        self.inner.lock().unwrap().tokens.clear();
+        self.api.state().tokens.clear();
     }
 
     /// Refuses every refresh from now on (`{"error":"invalid_code"}`).
     pub fn refuse_refresh(&self) {
-        self.inner.lock().unwrap().refuse_refresh = true;
+        self.api.state().refuse_refresh = true;
     }
 
     /// Refresh tokens traded for access tokens so far.
     pub fn refreshes(&self) -> usize {
-        self.inner.lock().unwrap().refreshes
+        self.api.state().refreshes
     }
 
     /// Refreshes refused so far.
     pub fn refused_refreshes(&self) -> usize {
-        self.inner.lock().unwrap().refused_refreshes
+        self.api.state().refused_refreshes
     }
 
     /// Calls answered 401 (no live access token).
     pub fn unauthorized(&self) -> usize {
-        self.inner.lock().unwrap().unauthorized
+        self.api.state().unauthorized
     }
 
     /// `GET /api/v2/channelsbyname/{name}` calls answered.
     pub fn lookups(&self) -> usize {
-        self.inner.lock().unwrap().lookups
+        self.api.state().lookups
     }
 
     /// Contract violations seen (answered 400).
     pub fn violations(&self) -> Vec<String> {
-        self.inner.lock().unwrap().violations.clone()
+        self.api.state().violations.clone()
     }
 
     /// Every call to the message API: method, path and status.
     pub fn calls(&self) -> Vec<(String, String, u16)> {
-        self.inner.lock().unwrap().calls.clone()
+        self.api.state().calls.clone()
     }
 
     /// The messages `channel` took, in order.
     pub fn messages_in(&self, channel: &str) -> Vec<Message> {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.api.state();
         inner
             .messages
             .iter()
@@ -191,13 +179,13 @@ impl FakeCliqApi {
 
     /// Edits taken, over every message.
     pub fn edits(&self) -> usize {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.api.state();
         inner.messages.iter().map(|m| m.edits.len()).sum()
     }
 
     /// Deletes message `id` in the chat.
     pub fn delete(&self, id: &str) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.api.state();
         for m in inner.messages.iter_mut().filter(|m| m.id == id) {
             m.deleted = true;
         }
@@ -205,25 +193,25 @@ impl FakeCliqApi {
 
     /// `channel`'s reply mode allows no threads: a `thread_message_id` is refused (400).
     pub fn refuse_threads(&self, channel: &str) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.api.state();
         inner.threads_refused.insert(channel.to_string());
     }
 
     /// Edits are refused (403 `access_denied`, as without the `ZohoCliq.Messages.UPDATE` scope).
     pub fn refuse_edits(&self) {
-        self.inner.lock().unwrap().edits_refused = true;
+        self.api.state().edits_refused = true;
     }
 
     /// The next `n` posts or edits are answered 429 with `Retry-After: secs`.
     pub fn throttle(&self, n: usize, secs: u64) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.api.state();
         inner.throttle = n;
         inner.retry_after = secs;
     }
 
     /// Most posts and edits taken within any 60 s.
     pub fn max_per_minute(&self) -> usize {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.api.state();
         let t = &inner.taken;
         (0..t.len())
             .map(|i| {
@@ -238,7 +226,7 @@ impl FakeCliqApi {
 
     /// Posts and edits taken so far.
     pub fn taken(&self) -> usize {
-        self.inner.lock().unwrap().taken.len()
+        self.api.state().taken.len()
     }
 }
 
@@ -362,19 +350,30 @@ async fn message(
     r
 }
 
-fn post_message(inner: &mut Inner, channel: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+/// What a message call passes first: the token, the scripted throttle, then a JSON object body
+/// (refused 400, recorded as a violation of `what`).
+fn admit(
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<serde_json::Map<String, Value>, Box<Response>> {
     if let Some(r) = refuse_token(inner, headers) {
-        return r;
+        return Err(Box::new(r));
     }
     if let Some(r) = throttled(inner) {
-        return r;
+        return Err(Box::new(r));
     }
-    let o = match json_body(headers, body) {
+    json_body(headers, body).map_err(|why| {
+        inner.violations.push(format!("400 {what}: {why}"));
+        Box::new(cliq_error(StatusCode::BAD_REQUEST, "invalid_body", &why))
+    })
+}
+
+fn post_message(inner: &mut Inner, channel: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let o = match admit(inner, headers, body, channel) {
         Ok(o) => o,
-        Err(what) => {
-            inner.violations.push(format!("400 {channel}: {what}"));
-            return cliq_error(StatusCode::BAD_REQUEST, "invalid_body", &what);
-        }
+        Err(r) => return *r,
     };
     let msg = Value::Object(o.clone());
     let mut wrong = cliq_violations(&msg);
@@ -495,18 +494,9 @@ fn edit_message(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    if let Some(r) = refuse_token(inner, headers) {
-        return r;
-    }
-    if let Some(r) = throttled(inner) {
-        return r;
-    }
-    let o = match json_body(headers, body) {
+    let o = match admit(inner, headers, body, "edit") {
         Ok(o) => o,
-        Err(what) => {
-            inner.violations.push(format!("400 edit: {what}"));
-            return cliq_error(StatusCode::BAD_REQUEST, "invalid_body", &what);
-        }
+        Err(r) => return *r,
     };
     let text = o.get("text").and_then(Value::as_str).unwrap_or_default();
     let n = text.chars().count();

@@ -21,14 +21,13 @@
 //! Scripted: a message or a whole forum post deleted as a person would. Every request is logged
 //! with its answer; the accepted posts and edits are counted per minute.
 
+use super::fake_api::{most_in_a_minute, FakeApi, Logged};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,46 +121,45 @@ struct Shared {
     next_id: u64,
 }
 
-/// The fake server.
-pub struct FakeDiscord {
-    addr: SocketAddr,
-    shared: Arc<Mutex<Shared>>,
-    task: tokio::task::JoinHandle<()>,
+impl Logged for Shared {
+    type Request = Request;
+    fn log(&self) -> &[Request] {
+        &self.requests
+    }
+    fn is_accepted(r: &Request, what: &str) -> bool {
+        r.method == what && (200..300).contains(&r.status)
+    }
 }
 
-impl Drop for FakeDiscord {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// The fake server.
+pub struct FakeDiscord {
+    api: FakeApi<Shared>,
 }
 
 impl FakeDiscord {
     /// Starts on 127.0.0.1.
     pub async fn start() -> FakeDiscord {
-        let shared = Arc::new(Mutex::new(Shared {
-            next_id: 1_200_000_000_000_000_001,
-            ..Shared::default()
-        }));
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeDiscord { addr, shared, task }
+        FakeDiscord {
+            api: FakeApi::start(
+                Shared {
+                    next_id: 1_200_000_000_000_000_001,
+                    ..Shared::default()
+                },
+                handle,
+            )
+            .await,
+        }
     }
 
     /// The webhook URL of the forum channel (`forum`) or of the text channel.
     pub fn url(&self, forum: bool) -> String {
         let id = if forum { FORUM_HOOK } else { TEXT_HOOK };
-        format!("http://{}/api/webhooks/{id}/{TOKEN}", self.addr)
+        format!("http://{}/api/webhooks/{id}/{TOKEN}", self.api.addr())
     }
 
     /// Every accepted message, in order.
     pub fn messages(&self) -> Vec<Message> {
-        self.shared.lock().unwrap().messages.clone()
+        self.api.state().messages.clone()
     }
 
     /// The messages in `channel` (the text channel, or a forum post), deleted ones left out.
@@ -174,42 +172,32 @@ impl FakeDiscord {
 
     /// The forum's posts, in order (deleted ones too).
     pub fn threads(&self) -> Vec<Thread> {
-        self.shared.lock().unwrap().threads.clone()
+        self.api.state().threads.clone()
     }
 
     /// Every request, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.lock().unwrap().requests.clone()
+        self.api.requests()
     }
 
     /// The requests answered 2xx with `method`.
     pub fn accepted(&self, method: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == method && (200..300).contains(&r.status))
-            .count()
+        self.api.accepted(method)
     }
 
     /// The most posts and edits a webhook had accepted within any one minute.
     pub fn max_per_minute(&self) -> usize {
-        let s = self.shared.lock().unwrap();
+        let s = self.api.state();
         s.accepted
             .values()
-            .flat_map(|times| {
-                times.iter().map(|t| {
-                    times
-                        .iter()
-                        .filter(|u| **u >= *t && u.duration_since(*t) < Duration::from_secs(60))
-                        .count()
-                })
-            })
+            .map(|times| most_in_a_minute(times))
             .max()
             .unwrap_or(0)
     }
 
     /// Deletes message `id`, as a person in the chat would.
     pub fn delete_message(&self, id: &str) {
-        let mut s = self.shared.lock().unwrap();
+        let mut s = self.api.state();
         for m in s.messages.iter_mut().filter(|m| m.id == id) {
             m.deleted = true;
         }
@@ -217,7 +205,7 @@ impl FakeDiscord {
 
     /// Deletes the forum post `id` and every message in it.
     pub fn delete_thread(&self, id: &str) {
-        let mut s = self.shared.lock().unwrap();
+        let mut s = self.api.state();
         for t in s.threads.iter_mut().filter(|t| t.id == id) {
             t.deleted = true;
         }
@@ -228,15 +216,7 @@ impl FakeDiscord {
 
     /// Waits (bounded) until `accepted(method)` reaches `n` for each `(method, n)`.
     pub async fn settle(&self, counts: &[(&str, usize)], timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while counts.iter().any(|(m, n)| self.accepted(m) < *n) {
-            assert!(
-                Instant::now() < deadline,
-                "waiting for {counts:?}: {:#?}",
-                self.requests()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.api.settle(counts, timeout).await;
     }
 }
 

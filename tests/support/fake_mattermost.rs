@@ -17,13 +17,12 @@
 //!
 //! Accepted posts and edits are counted per minute ([`FakeMattermost::max_per_minute`]).
 
+use super::fake_api::{most_in_a_minute, FakeApi, Logged};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,42 +74,37 @@ struct Shared {
     next: u64,
 }
 
-/// The fake server.
-pub struct FakeMattermost {
-    addr: SocketAddr,
-    shared: Arc<Mutex<Shared>>,
-    task: tokio::task::JoinHandle<()>,
+impl Logged for Shared {
+    type Request = Request;
+    fn log(&self) -> &[Request] {
+        &self.requests
+    }
+    fn is_accepted(r: &Request, what: &str) -> bool {
+        r.what == what && r.error.is_none()
+    }
 }
 
-impl Drop for FakeMattermost {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// The fake server.
+pub struct FakeMattermost {
+    api: FakeApi<Shared>,
 }
 
 impl FakeMattermost {
     /// Starts on 127.0.0.1.
     pub async fn start() -> FakeMattermost {
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeMattermost { addr, shared, task }
+        FakeMattermost {
+            api: FakeApi::start(Shared::default(), handle).await,
+        }
     }
 
     /// `http://127.0.0.1:PORT`: the channel's `url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.api.addr())
     }
 
     /// Deletes post `id`, as a person in the channel would.
     pub fn delete(&self, id: &str) {
-        let mut s = self.shared.lock().unwrap();
+        let mut s = self.api.state();
         if let Some(p) = s.posts.iter_mut().find(|p| p.id == id) {
             p.deleted = true;
         }
@@ -118,52 +112,33 @@ impl FakeMattermost {
 
     /// Answers the next `n` requests with 429 and `X-Ratelimit-Reset: secs`.
     pub fn throttle(&self, n: usize, secs: u64) {
-        self.shared.lock().unwrap().throttle = (n, secs);
+        self.api.state().throttle = (n, secs);
     }
 
     /// Every post, in order.
     pub fn posts(&self) -> Vec<Post> {
-        self.shared.lock().unwrap().posts.clone()
+        self.api.state().posts.clone()
     }
 
     /// Every request, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.lock().unwrap().requests.clone()
+        self.api.requests()
     }
 
     /// Accepted requests of `what` (`create`, `patch`).
     pub fn accepted(&self, what: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.what == what && r.error.is_none())
-            .count()
+        self.api.accepted(what)
     }
 
     /// The most posts and edits accepted in any 60 seconds.
     pub fn max_per_minute(&self) -> usize {
-        let at = self.shared.lock().unwrap().accepted.clone();
-        (0..at.len())
-            .map(|i| {
-                at[i..]
-                    .iter()
-                    .take_while(|t| t.duration_since(at[i]) < Duration::from_secs(60))
-                    .count()
-            })
-            .max()
-            .unwrap_or(0)
+        most_in_a_minute(&self.api.state().accepted)
     }
 
     /// Waits (bounded) until `posts` posts and `edits` edits were accepted.
     pub async fn settle(&self, posts: usize, edits: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.accepted("create") < posts || self.accepted("patch") < edits {
-            assert!(
-                Instant::now() < deadline,
-                "waiting for {posts} posts and {edits} edits: {:#?}",
-                self.requests()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let counts = [("create", posts), ("patch", edits)];
+        self.api.settle(&counts, timeout).await;
     }
 }
 

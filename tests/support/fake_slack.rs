@@ -23,14 +23,13 @@
 //! Accepted posts and edits are counted per minute ([`FakeSlack::max_per_minute`]); every
 //! request is logged with its answer.
 
+use super::fake_api::{most_in_a_minute, FakeApi, Logged};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,46 +109,45 @@ struct Shared {
     hold: usize,
 }
 
-/// The fake server.
-pub struct FakeSlack {
-    addr: SocketAddr,
-    shared: Arc<Mutex<Shared>>,
-    task: tokio::task::JoinHandle<()>,
+impl Logged for Shared {
+    type Request = Request;
+    fn log(&self) -> &[Request] {
+        &self.requests
+    }
+    fn is_accepted(r: &Request, what: &str) -> bool {
+        r.method == what && r.error.is_none()
+    }
 }
 
-impl Drop for FakeSlack {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// The fake server.
+pub struct FakeSlack {
+    api: FakeApi<Shared>,
 }
 
 impl FakeSlack {
     /// Starts on 127.0.0.1, knowing [`CHANNEL`].
     pub async fn start() -> FakeSlack {
-        let shared = Arc::new(Mutex::new(Shared {
-            channels: [CHANNEL.to_string()].into_iter().collect(),
-            next: 100,
-            ..Shared::default()
-        }));
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeSlack { addr, shared, task }
+        FakeSlack {
+            api: FakeApi::start(
+                Shared {
+                    channels: [CHANNEL.to_string()].into_iter().collect(),
+                    next: 100,
+                    ..Shared::default()
+                },
+                handle,
+            )
+            .await,
+        }
     }
 
     /// `http://127.0.0.1:PORT/api`: a channel's `api_url`.
     pub fn api_url(&self) -> String {
-        format!("http://{}/api", self.addr)
+        format!("http://{}/api", self.api.addr())
     }
 
     /// Deletes message `ts`, as a person in the channel would.
     pub fn delete(&self, ts: &str) {
-        let mut s = self.shared.lock().unwrap();
+        let mut s = self.api.state();
         if let Some(m) = s.messages.iter_mut().find(|m| m.ts == ts) {
             m.deleted = true;
         }
@@ -157,57 +155,38 @@ impl FakeSlack {
 
     /// Answers the next `n` requests with 429 and `Retry-After: secs`.
     pub fn throttle(&self, n: usize, secs: u64) {
-        self.shared.lock().unwrap().throttle = (n, secs);
+        self.api.state().throttle = (n, secs);
     }
 
     /// Takes the next `n` posts but never answers them (the connection hangs up to a minute).
     pub fn hold(&self, n: usize) {
-        self.shared.lock().unwrap().hold = n;
+        self.api.state().hold = n;
     }
 
     /// Every message, in the order posted.
     pub fn messages(&self) -> Vec<Message> {
-        self.shared.lock().unwrap().messages.clone()
+        self.api.state().messages.clone()
     }
 
     /// Every request, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.lock().unwrap().requests.clone()
+        self.api.requests()
     }
 
     /// Accepted requests of `method`.
     pub fn accepted(&self, method: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == method && r.error.is_none())
-            .count()
+        self.api.accepted(method)
     }
 
     /// The most posts and edits accepted in any 60 seconds.
     pub fn max_per_minute(&self) -> usize {
-        let at = self.shared.lock().unwrap().accepted.clone();
-        (0..at.len())
-            .map(|i| {
-                at[i..]
-                    .iter()
-                    .take_while(|t| t.duration_since(at[i]) < Duration::from_secs(60))
-                    .count()
-            })
-            .max()
-            .unwrap_or(0)
+        most_in_a_minute(&self.api.state().accepted)
     }
 
     /// Waits (bounded) until `posts` posts and `edits` edits were accepted.
     pub async fn settle(&self, posts: usize, edits: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.accepted("chat.postMessage") < posts || self.accepted("chat.update") < edits {
-            assert!(
-                Instant::now() < deadline,
-                "waiting for {posts} posts and {edits} edits: {:#?}",
-                self.requests()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let counts = [("chat.postMessage", posts), ("chat.update", edits)];
+        self.api.settle(&counts, timeout).await;
     }
 }
 

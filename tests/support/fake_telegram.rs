@@ -23,14 +23,13 @@
 //! Accepted messages are recorded per chat with their `message_id`; every request is logged with
 //! what was wrong with it.
 
+use super::fake_api::{wait, FakeApi};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,46 +105,35 @@ struct Shared {
 
 /// The fake server.
 pub struct FakeTelegram {
-    addr: SocketAddr,
-    shared: Arc<Mutex<Shared>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeTelegram {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    api: FakeApi<Shared>,
 }
 
 impl FakeTelegram {
     /// Starts on 127.0.0.1, knowing the chats `chats` (ids or `@names`).
     pub async fn start(chats: &[&str]) -> FakeTelegram {
-        let shared = Arc::new(Mutex::new(Shared {
-            known: chats.iter().map(|c| c.to_string()).collect(),
-            next_id: 1,
-            ..Shared::default()
-        }));
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeTelegram { addr, shared, task }
+        FakeTelegram {
+            api: FakeApi::start(
+                Shared {
+                    known: chats.iter().map(|c| c.to_string()).collect(),
+                    next_id: 1,
+                    ..Shared::default()
+                },
+                handle,
+            )
+            .await,
+        }
     }
 
     /// Deletes message `id` of `chat`, as a person in the chat would: replies to it and edits of
     /// it are refused from now on (it stays in [`FakeTelegram::messages`]).
     pub fn delete(&self, chat: &str, id: i64) {
-        let mut s = self.shared.lock().unwrap();
+        let mut s = self.api.state();
         s.deleted.insert((chat.to_string(), id));
     }
 
     /// `http://127.0.0.1:PORT`: a channel's `api_url`.
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.api.addr())
     }
 
     /// The `sendMessage` URL with `token` in it.
@@ -155,28 +143,27 @@ impl FakeTelegram {
 
     /// Answers the next `n` posts to `chat` with 429 and `retry_after` seconds.
     pub fn throttle(&self, chat: &str, n: usize, retry_after: u64) {
-        self.shared
-            .lock()
-            .unwrap()
+        self.api
+            .state()
             .throttle
             .insert(chat.to_string(), (n, retry_after));
     }
 
     /// `chat` became the supergroup `to`: posts to `chat` are refused with `migrate_to_chat_id`.
     pub fn migrate(&self, chat: &str, to: &str) {
-        let mut s = self.shared.lock().unwrap();
+        let mut s = self.api.state();
         s.migrated.insert(chat.to_string(), to.to_string());
         s.known.insert(to.to_string());
     }
 
     /// The bot was removed from `chat`: posts are refused with 403.
     pub fn kick(&self, chat: &str) {
-        self.shared.lock().unwrap().kicked.insert(chat.to_string());
+        self.api.state().kicked.insert(chat.to_string());
     }
 
     /// Every accepted message, in order.
     pub fn messages(&self) -> Vec<Message> {
-        self.shared.lock().unwrap().messages.clone()
+        self.api.state().messages.clone()
     }
 
     /// The accepted messages of `chat`.
@@ -189,25 +176,24 @@ impl FakeTelegram {
 
     /// Every request, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.lock().unwrap().requests.clone()
+        self.api.state().requests.clone()
     }
 
     /// Waits (bounded) until `chat` holds at least `n` messages.
     pub async fn wait_for(&self, chat: &str, n: usize, timeout: Duration) -> Vec<Message> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.messages_in(chat);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out with {} of {n} messages in {chat}; requests: {:#?}",
-                got.len(),
-                self.requests()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait(
+            timeout,
+            || self.messages_in(chat).len() >= n,
+            || {
+                format!(
+                    "timed out with {} of {n} messages in {chat}; requests: {:#?}",
+                    self.messages_in(chat).len(),
+                    self.requests()
+                )
+            },
+        )
+        .await;
+        self.messages_in(chat)
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`temp`]: temporary folders unique to the call, removed on drop;
 //! - [`cli`]: the binary under test run as a command in a clean environment, bounded in time;
 //! - [`daemon`]: the binary serving on loopback, its config, and webhooks posted as GitLab does;
+//! - [`fake_api`]: what the fake chat APIs share: their server on loopback, the most requests
+//!   accepted in a minute, the bounded wait for what they saw;
 //! - [`fake_cliq`]: a fake Zoho Cliq endpoint that enforces the contract and can be scripted;
 //! - [`fake_cliq_api`]: a fake Cliq REST API with Zoho's OAuth token endpoint (threads, edits);
 //! - [`fake_gitlab_mrs`]: a fake GitLab with open merge requests (reviewers, drafts, approvals,
@@ -36,6 +38,7 @@ pub mod cli;
 pub mod cliq;
 pub mod conversation;
 pub mod daemon;
+pub mod fake_api;
 pub mod fake_chats;
 pub mod fake_cliq;
 pub mod fake_cliq_api;

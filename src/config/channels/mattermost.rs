@@ -5,7 +5,9 @@
 //! optionally `team` (the team's name in its URLs, for links to a thread), which can thread
 //! and edit. Cards only.
 
-use super::{base_url, webhook, ChannelKind, Format, RawChannel, Reader};
+use super::{
+    api_mode, base_url, refuse_event_format, webhook, ChannelKind, Format, RawChannel, Reader,
+};
 use crate::config::errors::{invalid, ConfigError};
 use crate::deliver::{Auth, Endpoint};
 
@@ -18,31 +20,23 @@ pub(super) fn endpoint(
     c: &mut RawChannel,
     format: Format,
 ) -> Result<(Endpoint, Format), ConfigError> {
-    if let Some(k) = super::chat_keys(c).into_iter().find(|k| !OWN.contains(k)) {
-        return Err(invalid(
-            r.key(k),
-            "is for a telegram or matrix channel, not mattermost",
-        ));
-    }
-    if let Some(k) = super::api_keys(c).into_iter().find(|k| !OWN.contains(k)) {
-        return Err(invalid(
-            r.key(k),
-            "a mattermost channel takes url (or url_file / url_env), and for the API mode token (or token_file / token_env), channel_id and team",
-        ));
-    }
-    let token_given = c.token.is_some() || c.token_file.is_some() || c.token_env.is_some();
-    if !token_given {
-        for (k, set) in [
-            ("channel_id", c.channel_id.is_some()),
-            ("team", c.team.is_some()),
-        ] {
-            if set {
-                return Err(invalid(
-                    r.key(k),
-                    "is for the API mode: give token (or token_file / token_env) too, and the server's url",
-                ));
-            }
-        }
+    super::refuse_other_modes(
+        r,
+        c,
+        "mattermost",
+        &OWN,
+        "url (or url_file / url_env), and for the API mode token (or token_file / token_env), channel_id and team",
+    )?;
+    let mode_keys = [
+        ("channel_id", c.channel_id.is_some()),
+        ("team", c.team.is_some()),
+    ];
+    if !api_mode(
+        r,
+        c,
+        &mode_keys,
+        "is for the API mode: give token (or token_file / token_env) too, and the server's url",
+    )? {
         return webhook::endpoint(r, ChannelKind::Mattermost, c, format);
     }
     if let Some(k) = super::given(c).first() {
@@ -51,12 +45,7 @@ pub(super) fn endpoint(
             "a mattermost channel's credential is its url (or url_file / url_env) or its token",
         ));
     }
-    if format == Format::Event {
-        return Err(invalid(
-            r.key("format"),
-            "a mattermost channel shows cards: \"event\" is for cliq incoming URLs, zoho_function and webhook",
-        ));
-    }
+    refuse_event_format(r, format, "mattermost")?;
     let Some(url) = r.secret("url", c.url.take(), c.url_file.take(), c.url_env.take())? else {
         return Err(invalid(
             r.key("url"),
@@ -70,13 +59,7 @@ pub(super) fn endpoint(
             "is an incoming webhook URL: with token, give the server's base URL (https://chat.example.org)",
         ));
     }
-    let Some(token) = r.secret(
-        "token",
-        c.token.take(),
-        c.token_file.take(),
-        c.token_env.take(),
-    )?
-    else {
+    let Some(token) = r.token(c)? else {
         return Err(invalid(r.key("token"), "required"));
     };
     if !token.expose().bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -135,7 +118,7 @@ pub(super) fn endpoint(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{one_channel, one_channel_error};
+    use crate::config::testing::{one_channel, one_channel_error_no_secret};
     use crate::deliver::conversation::Mode;
     use crate::deliver::Auth;
 
@@ -146,11 +129,7 @@ mod tests {
     fn a_mattermost_channel_takes_a_webhook_url_or_a_server_token_and_channel() {
         let block = |extra: &str| format!("name='m'\nkind='mattermost'\n{extra}");
         let ok = |extra: &str| one_channel(&block(extra), &[("MM_TOKEN", TOKEN)]);
-        let err = |extra: &str| {
-            let e = one_channel_error(&block(extra), &[("MM_TOKEN", TOKEN)]);
-            assert!(!e.contains("SECRET"), "{e}");
-            e
-        };
+        let err = |extra: &str| one_channel_error_no_secret(&block(extra), &[("MM_TOKEN", TOKEN)]);
         let api = format!(
             "url='https://chat.example.org/'\ntoken_env='MM_TOKEN'\nchannel_id='{CHANNEL}'"
         );

@@ -421,6 +421,16 @@ impl Reader<'_> {
         format!("channels[{}].{k}", self.i)
     }
 
+    /// The channel's `token` from at most one of `token`, `token_file` or `token_env`.
+    fn token(&self, c: &mut RawChannel) -> Result<Option<Secret>, ConfigError> {
+        self.secret(
+            "token",
+            c.token.take(),
+            c.token_file.take(),
+            c.token_env.take(),
+        )
+    }
+
     /// The secret `name` of the channel from at most one of its value, file or variable.
     fn secret(
         &self,
@@ -466,6 +476,11 @@ fn refuse_foreign(
             format!("a {kind} channel has no url: {no_url}"),
         ));
     }
+    refuse_event_format(r, format, kind)
+}
+
+/// `format = "event"` refused for a chat `kind` that shows cards only.
+fn refuse_event_format(r: &Reader<'_>, format: Format, kind: &str) -> Result<(), ConfigError> {
     if format == Format::Event {
         return Err(invalid(
             r.key("format"),
@@ -475,6 +490,54 @@ fn refuse_foreign(
         ));
     }
     Ok(())
+}
+
+/// What a chat `kind` with an incoming webhook and an API mode (`slack`, `mattermost`) refuses
+/// first: any of [`chat_keys`] or [`api_keys`] not in `own`, the API mode's keys. `takes` ends
+/// the message of the second.
+fn refuse_other_modes(
+    r: &Reader<'_>,
+    c: &RawChannel,
+    kind: &str,
+    own: &[&str],
+    takes: &str,
+) -> Result<(), ConfigError> {
+    if let Some(k) = chat_keys(c).into_iter().find(|k| !own.contains(k)) {
+        return Err(invalid(
+            r.key(k),
+            format!("is for a telegram or matrix channel, not {kind}"),
+        ));
+    }
+    if let Some(k) = api_keys(c).into_iter().find(|k| !own.contains(k)) {
+        return Err(invalid(r.key(k), format!("a {kind} channel takes {takes}")));
+    }
+    Ok(())
+}
+
+/// Whether the channel is in its kind's API mode: it gives a `token` (or `token_file` /
+/// `token_env`). Without one, the first of the API mode's other `keys` (name, given) is
+/// refused as `why`.
+fn api_mode(
+    r: &Reader<'_>,
+    c: &RawChannel,
+    keys: &[(&str, bool)],
+    why: &str,
+) -> Result<bool, ConfigError> {
+    if c.token.is_some() || c.token_file.is_some() || c.token_env.is_some() {
+        return Ok(true);
+    }
+    match keys.iter().find(|(_, given)| *given) {
+        Some((k, _)) => Err(invalid(r.key(k), why)),
+        None => Ok(false),
+    }
+}
+
+/// The channel's `api_url` (see [`base_url`]), `default` when it gives none.
+fn api_url(r: &Reader<'_>, c: &mut RawChannel, default: &str) -> Result<String, ConfigError> {
+    match c.api_url.take() {
+        Some(u) => base_url(&u).map_err(|m| invalid(r.key("api_url"), m)),
+        None => Ok(default.to_string()),
+    }
 }
 
 /// The Telegram and Matrix keys a channel gives.

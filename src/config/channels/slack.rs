@@ -4,7 +4,9 @@
 //! API by default, plain http only on loopback), which can thread and edit. Exactly one of the
 //! two. Cards only.
 
-use super::{base_url, webhook, ChannelKind, Format, RawChannel, Reader};
+use super::{
+    api_mode, api_url, refuse_event_format, webhook, ChannelKind, Format, RawChannel, Reader,
+};
 use crate::config::errors::{invalid, ConfigError};
 use crate::deliver::{Auth, Endpoint};
 
@@ -20,32 +22,24 @@ pub(super) fn endpoint(
     c: &mut RawChannel,
     format: Format,
 ) -> Result<(Endpoint, Format), ConfigError> {
-    if let Some(k) = super::chat_keys(c).into_iter().find(|k| !OWN.contains(k)) {
-        return Err(invalid(
-            r.key(k),
-            "is for a telegram or matrix channel, not slack",
-        ));
-    }
-    if let Some(k) = super::api_keys(c).into_iter().find(|k| !OWN.contains(k)) {
-        return Err(invalid(
-            r.key(k),
-            "a slack channel takes url (or url_file / url_env), or token (or token_file / token_env), channel and api_url",
-        ));
-    }
-    let token_given = c.token.is_some() || c.token_file.is_some() || c.token_env.is_some();
+    super::refuse_other_modes(
+        r,
+        c,
+        "slack",
+        &OWN,
+        "url (or url_file / url_env), or token (or token_file / token_env), channel and api_url",
+    )?;
     let url_given = c.url.is_some() || c.url_file.is_some() || c.url_env.is_some();
-    if !token_given {
-        for (k, set) in [
-            ("channel", c.channel.is_some()),
-            ("api_url", c.api_url.is_some()),
-        ] {
-            if set {
-                return Err(invalid(
-                    r.key(k),
-                    "is for the bot-token mode: give token (or token_file / token_env) too",
-                ));
-            }
-        }
+    let mode_keys = [
+        ("channel", c.channel.is_some()),
+        ("api_url", c.api_url.is_some()),
+    ];
+    if !api_mode(
+        r,
+        c,
+        &mode_keys,
+        "is for the bot-token mode: give token (or token_file / token_env) too",
+    )? {
         return webhook::endpoint(r, ChannelKind::Slack, c, format);
     }
     if url_given {
@@ -61,19 +55,8 @@ pub(super) fn endpoint(
             "a slack channel's credential is its url (or url_file / url_env) or its token",
         ));
     }
-    if format == Format::Event {
-        return Err(invalid(
-            r.key("format"),
-            "a slack channel shows cards: \"event\" is for cliq incoming URLs, zoho_function and webhook",
-        ));
-    }
-    let Some(token) = r.secret(
-        "token",
-        c.token.take(),
-        c.token_file.take(),
-        c.token_env.take(),
-    )?
-    else {
+    refuse_event_format(r, format, "slack")?;
+    let Some(token) = r.token(c)? else {
         return Err(invalid(r.key("token"), "required"));
     };
     // Never quote the token.
@@ -104,10 +87,7 @@ pub(super) fn endpoint(
             format!("{channel:?} is not a channel id (C…, at the bottom of the channel's details; not its name)"),
         ));
     }
-    let api_url = match c.api_url.take() {
-        Some(u) => base_url(&u).map_err(|m| invalid(r.key("api_url"), m))?,
-        None => DEFAULT_SLACK_API_URL.to_string(),
-    };
+    let api_url = api_url(r, c, DEFAULT_SLACK_API_URL)?;
     Ok((
         Endpoint {
             url: api_url,
@@ -119,7 +99,7 @@ pub(super) fn endpoint(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{one_channel, one_channel_error};
+    use crate::config::testing::{one_channel, one_channel_error_no_secret};
     use crate::config::Format;
     use crate::deliver::conversation::Mode;
     use crate::deliver::Auth;
@@ -130,11 +110,8 @@ mod tests {
     fn a_slack_channel_takes_a_webhook_url_or_a_bot_token_and_a_channel() {
         let block = |extra: &str| format!("name='s'\nkind='slack'\n{extra}");
         let ok = |extra: &str| one_channel(&block(extra), &[("SLACK_TOKEN", TOKEN)]);
-        let err = |extra: &str| {
-            let e = one_channel_error(&block(extra), &[("SLACK_TOKEN", TOKEN)]);
-            assert!(!e.contains("SECRET"), "{e}");
-            e
-        };
+        let err =
+            |extra: &str| one_channel_error_no_secret(&block(extra), &[("SLACK_TOKEN", TOKEN)]);
         let c = ok("token_env='SLACK_TOKEN'\nchannel='C0123456789'\nconversation='thread+edit'");
         assert_eq!(c.endpoint.url, "https://slack.com/api");
         assert!(

@@ -3,7 +3,7 @@
 //! optional forum topic (`message_thread_id`) and `api_url` (Telegram's by default; a local Bot
 //! API server may be given, plain http only on loopback). Cards only.
 
-use super::{base_url, refuse_foreign, Format, RawChannel, Reader};
+use super::{api_url, refuse_foreign, Format, RawChannel, Reader};
 use crate::config::errors::{invalid, ConfigError};
 use crate::deliver::Endpoint;
 
@@ -32,13 +32,7 @@ pub(super) fn endpoint(
         "token (or token_file / token_env), chat_id, message_thread_id and api_url",
         "give chat_id (and api_url for a local Bot API server)",
     )?;
-    let Some(token) = r.secret(
-        "token",
-        c.token.take(),
-        c.token_file.take(),
-        c.token_env.take(),
-    )?
-    else {
+    let Some(token) = r.token(c)? else {
         return Err(invalid(
             r.key("token"),
             "required for a telegram channel (the bot token from @BotFather; or token_file / token_env)",
@@ -88,10 +82,7 @@ pub(super) fn endpoint(
             ));
         }
     }
-    let api_url = match c.api_url.take() {
-        Some(u) => base_url(&u).map_err(|m| invalid(r.key("api_url"), m))?,
-        None => DEFAULT_TELEGRAM_API_URL.to_string(),
-    };
+    let api_url = api_url(r, c, DEFAULT_TELEGRAM_API_URL)?;
     Ok((
         Endpoint::telegram(&api_url, &token, &chat_id, c.message_thread_id),
         format,
@@ -100,7 +91,7 @@ pub(super) fn endpoint(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{one_channel, one_channel_error, parse};
+    use crate::config::testing::{one_channel, one_channel_error_no_secret, parse};
     use crate::config::ChannelKind;
     use crate::deliver::Auth;
 
@@ -110,11 +101,7 @@ mod tests {
     fn a_telegram_channel_takes_a_token_and_a_chat() {
         let block = |extra: &str| format!("name='tg'\nkind='telegram'\n{extra}");
         let ok = |extra: &str| one_channel(&block(extra), &[("TG", TOKEN)]);
-        let err = |extra: &str| {
-            let e = one_channel_error(&block(extra), &[("TG", TOKEN)]);
-            assert!(!e.contains("SECRET"), "{e}");
-            e
-        };
+        let err = |extra: &str| one_channel_error_no_secret(&block(extra), &[("TG", TOKEN)]);
         let c = ok("token_env='TG'\nchat_id=-1001234567890");
         assert_eq!(c.kind, ChannelKind::Telegram);
         assert_eq!(c.rate_per_minute, 20);

@@ -123,13 +123,10 @@ pub(super) async fn converse(
     let Some((method, target)) = discord_url(url.expose(), act, *forum) else {
         // A reference of another chat, or of a text channel's root in a forum: a new root.
         return Posted {
-            attempt: Attempt::Permanent {
-                status: 0,
-                reason: "the conversation's root is not a message this Discord webhook can reach"
-                    .into(),
-            },
-            reference: None,
             root_lost: act != Act::Root,
+            ..Posted::refused(
+                "the conversation's root is not a message this Discord webhook can reach".into(),
+            )
         };
     };
     let body = serde_json::Value::Object(o).to_string();
@@ -138,13 +135,7 @@ pub(super) async fn converse(
         .await
     {
         Ok(a) => a,
-        Err(attempt) => {
-            return Posted {
-                attempt,
-                reference: None,
-                root_lost: false,
-            }
-        }
+        Err(attempt) => return Posted::of(attempt),
     };
     let attempt = classify(answer.status, answer.retry_after.as_deref(), &answer.body);
     let root_lost = act != Act::Root && discord_root_lost(answer.status, &answer.body);

@@ -11,7 +11,7 @@
 //! (`api.post.create_post.root_id.app_error`), an edit of it with 404 or that same 400: the root
 //! is lost ([`Posted::root_lost`]).
 
-use super::{parse_retry_after, short, Attempt, Posted, Sender};
+use super::{answer_str, api_call, parse_retry_after, short, Attempt, Posted, Sender};
 use crate::deliver::conversation::Act;
 use crate::deliver::{path_segment, Auth, Endpoint};
 
@@ -123,32 +123,19 @@ pub(super) async fn converse(
     else {
         return Posted::not_json();
     };
-    let url = match reqwest::Url::parse(&format!("{server}{path}")) {
-        Ok(u) => u,
-        Err(e) => {
-            return Posted {
-                attempt: Attempt::Permanent {
-                    status: 0,
-                    reason: format!("bad Mattermost url: {e}"),
-                },
-                reference: None,
-                root_lost: false,
-            }
-        }
-    };
-    let headers = [("Authorization", format!("Bearer {}", token.expose()))];
-    let answer = match sender
-        .request(method, url, &headers, Some(&request), &endpoint.url)
-        .await
+    let answer = match api_call(
+        sender,
+        method,
+        &format!("{server}{path}"),
+        "Mattermost url",
+        token,
+        &request,
+        &endpoint.url,
+    )
+    .await
     {
         Ok(a) => a,
-        Err(attempt) => {
-            return Posted {
-                attempt,
-                reference: None,
-                root_lost: false,
-            }
-        }
+        Err(posted) => return posted,
     };
     let retry_after = answer
         .retry_after
@@ -156,16 +143,8 @@ pub(super) async fn converse(
         .or(answer.ratelimit_reset.clone());
     let attempt = classify_mattermost(answer.status, retry_after.as_deref(), &answer.body);
     let parsed: Option<serde_json::Value> = serde_json::from_slice(&answer.body).ok();
-    let error_id = parsed
-        .as_ref()
-        .and_then(|v| v.get("id"))
-        .and_then(|i| i.as_str())
-        .unwrap_or_default();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| v.get("message"))
-        .and_then(|m| m.as_str())
-        .unwrap_or_default();
+    let error_id = answer_str(parsed.as_ref(), "id");
+    let message = answer_str(parsed.as_ref(), "message");
     let delivered = matches!(attempt, Attempt::Delivered(_));
     let bad_root = error_id == ROOT_ID_ERROR || message.contains("Invalid RootId");
     let root_lost = !delivered

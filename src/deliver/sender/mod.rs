@@ -125,17 +125,52 @@ struct Answer {
 }
 
 impl Posted {
-    /// A body that is not a JSON object: refused for good, nothing sent.
-    fn not_json() -> Posted {
+    /// `attempt`, with no reference and no root lost.
+    fn of(attempt: Attempt) -> Posted {
         Posted {
-            attempt: Attempt::Permanent {
-                status: 0,
-                reason: "the message is not a JSON object".into(),
-            },
+            attempt,
             reference: None,
             root_lost: false,
         }
     }
+
+    /// Refused for good before anything was sent, for `reason`.
+    fn refused(reason: String) -> Posted {
+        Posted::of(Attempt::Permanent { status: 0, reason })
+    }
+
+    /// A body that is not a JSON object: refused for good, nothing sent.
+    fn not_json() -> Posted {
+        Posted::refused("the message is not a JSON object".into())
+    }
+}
+
+/// One call of a chat's API with `token` as `Authorization: Bearer` and a JSON `body` (see
+/// [`Sender::request`]): its answer, or the [`Posted`] to report: `url` malformed (refused for
+/// good, naming `what`; the parser's message never quotes the URL) or the request failed.
+async fn api_call(
+    sender: &Sender,
+    method: reqwest::Method,
+    url: &str,
+    what: &str,
+    token: &crate::secret::Secret,
+    body: &str,
+    bucket: &str,
+) -> Result<Answer, Posted> {
+    let url = reqwest::Url::parse(url).map_err(|e| Posted::refused(format!("bad {what}: {e}")))?;
+    let headers = [("Authorization", format!("Bearer {}", token.expose()))];
+    sender
+        .request(method, url, &headers, Some(body), bucket)
+        .await
+        .map_err(Posted::of)
+}
+
+/// The string `key` of a parsed JSON answer, `""` when there is none.
+fn answer_str<'a>(parsed: Option<&'a serde_json::Value>, key: &str) -> &'a str {
+    parsed
+        .and_then(|v| v.get(key))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
 }
 
 /// Posts messages over HTTP(S).
@@ -235,11 +270,7 @@ impl Sender {
             Auth::CliqOAuth(oauth) => cliq::converse(self, endpoint, oauth, body, act).await,
             Auth::Slack { .. } => slack::converse(self, endpoint, body, act).await,
             Auth::Mattermost { .. } => mattermost::converse(self, endpoint, body, act).await,
-            _ => Posted {
-                attempt: self.post(endpoint, id, body).await,
-                reference: None,
-                root_lost: false,
-            },
+            _ => Posted::of(self.post(endpoint, id, body).await),
         }
     }
 

@@ -14,7 +14,7 @@
 //! ([`Posted::root_lost`]); the second also gives the reply's own reference, for it is now a
 //! message of the channel. `thread_not_found` / `message_not_found` on a reply say so too.
 
-use super::{parse_retry_after, short, Attempt, Posted, Sender};
+use super::{answer_str, api_call, parse_retry_after, short, Attempt, Posted, Sender};
 use crate::deliver::conversation::Act;
 use crate::deliver::{Auth, Endpoint};
 
@@ -96,46 +96,23 @@ pub(super) async fn converse(
         return Posted::not_json();
     };
     let base = endpoint.url.trim_end_matches('/');
-    let url = match reqwest::Url::parse(&format!("{base}/{method}")) {
-        Ok(u) => u,
-        Err(e) => {
-            return Posted {
-                attempt: Attempt::Permanent {
-                    status: 0,
-                    reason: format!("bad Slack api_url: {e}"),
-                },
-                reference: None,
-                root_lost: false,
-            }
-        }
-    };
-    let headers = [("Authorization", format!("Bearer {}", token.expose()))];
-    let answer = match sender
-        .request(
-            reqwest::Method::POST,
-            url,
-            &headers,
-            Some(&request),
-            &endpoint.url,
-        )
-        .await
+    let answer = match api_call(
+        sender,
+        reqwest::Method::POST,
+        &format!("{base}/{method}"),
+        "Slack api_url",
+        token,
+        &request,
+        &endpoint.url,
+    )
+    .await
     {
         Ok(a) => a,
-        Err(attempt) => {
-            return Posted {
-                attempt,
-                reference: None,
-                root_lost: false,
-            }
-        }
+        Err(posted) => return posted,
     };
     let attempt = classify_slack(answer.status, answer.retry_after.as_deref(), &answer.body);
     let parsed: Option<serde_json::Value> = serde_json::from_slice(&answer.body).ok();
-    let error = parsed
-        .as_ref()
-        .and_then(|v| v.get("error"))
-        .and_then(|e| e.as_str())
-        .unwrap_or_default();
+    let error = answer_str(parsed.as_ref(), "error");
     let posted_ref = || -> Option<String> {
         let v = parsed.as_ref()?;
         let ts = v.get("ts")?.as_str()?;
