@@ -408,6 +408,21 @@ fn instruction(
     }
 }
 
+/// What `make` gives for `renderer`, made once per renderer and kept in `cache`, so routes and
+/// channels that share templates render once.
+fn per_renderer<'r, T: Clone>(
+    cache: &mut Vec<(&'r Arc<Renderer>, T)>,
+    renderer: &'r Arc<Renderer>,
+    make: impl FnOnce() -> T,
+) -> T {
+    if let Some((_, made)) = cache.iter().find(|(x, _)| Arc::ptr_eq(x, renderer)) {
+        return made.clone();
+    }
+    let made = make();
+    cache.push((renderer, made.clone()));
+    made
+}
+
 /// The root card `renderer` makes of `state`: `Some(Some(card))`, `Some(None)` when its root
 /// template chose to show nothing, `None` without a state or a root template for its kind (or
 /// when the template failed: the error is kept in `error`).
@@ -489,29 +504,22 @@ pub fn route_with_state(
                     .get_or_insert_with(|| crate::render::event_json::body(event).to_string())
                     .clone()
             } else {
-                let card = match rendered.iter().find(|(x, _)| Arc::ptr_eq(x, renderer)) {
-                    Some((_, b)) => b.clone(),
-                    None => {
-                        let b = match renderer.render(event) {
-                            Ok(Rendered::Message(m, _)) => Some(m),
-                            Ok(Rendered::Skipped(_)) => {
-                                ignored_render = Some(Ignored::Skipped);
-                                None
-                            }
-                            Ok(Rendered::NoTemplate) => {
-                                ignored_render.get_or_insert(Ignored::NoTemplate);
-                                None
-                            }
-                            Err(e) => {
-                                let fallback = crate::render::cliq::fallback(event, &e);
-                                render_error = Some(e);
-                                Some(fallback)
-                            }
-                        };
-                        rendered.push((renderer, b.clone()));
-                        b
+                let card = per_renderer(&mut rendered, renderer, || match renderer.render(event) {
+                    Ok(Rendered::Message(m, _)) => Some(m),
+                    Ok(Rendered::Skipped(_)) => {
+                        ignored_render = Some(Ignored::Skipped);
+                        None
                     }
-                };
+                    Ok(Rendered::NoTemplate) => {
+                        ignored_render.get_or_insert(Ignored::NoTemplate);
+                        None
+                    }
+                    Err(e) => {
+                        let fallback = crate::render::cliq::fallback(event, &e);
+                        render_error = Some(e);
+                        Some(fallback)
+                    }
+                });
                 let Some(card) = card else { continue };
                 platform
                     .body_for(&card, &ordering_key, renderer.mentions())
@@ -521,14 +529,9 @@ pub fn route_with_state(
                 Mode::Off => body,
                 mode => {
                     let root = if mode == Mode::ThreadEdit && c.format != Format::Event {
-                        let card = match roots.iter().find(|(x, _)| Arc::ptr_eq(x, renderer)) {
-                            Some((_, card)) => card.clone(),
-                            None => {
-                                let card = root_card(renderer, state, &mut render_error);
-                                roots.push((renderer, card.clone()));
-                                card
-                            }
-                        };
+                        let card = per_renderer(&mut roots, renderer, || {
+                            root_card(renderer, state, &mut render_error)
+                        });
                         card.map(|card| {
                             card.map(|m| {
                                 platform
