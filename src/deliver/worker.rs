@@ -573,20 +573,9 @@ impl Ctx<'_> {
                     Some(card) => {
                         // The message is in the channel already: the card alone starts the new
                         // root (as `card`, so `start` posts no first reply: the message again).
-                        tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; starting a new root");
-                        if self.acquire_measured(batch).await {
-                            let root_id = format!("{id}/root");
-                            match self.start(endpoint, &root_id, card, i, batch).await {
-                                (Attempt::Delivered(_), Some(new)) => {
-                                    return (posted.attempt, Some(new))
-                                }
-                                (other, _) => {
-                                    tracing::warn!(channel = %ch, object = %i.key, attempt = ?other, "cannot post the new root")
-                                }
-                            }
-                        }
-                        // The message was delivered: its post stands for the root meanwhile.
-                        return (posted.attempt, Some(orphan_root));
+                        // Until it is posted, the message's post stands for the root.
+                        let new = self.new_root(endpoint, id, card, i, batch).await;
+                        return (posted.attempt, Some(new.unwrap_or(orphan_root)));
                     }
                 }
             }
@@ -622,17 +611,8 @@ impl Ctx<'_> {
                     // of their own), only the edit finds the root gone: the card becomes the new
                     // root, once (a txnId of its own: the reply's is taken).
                     _ if edited.root_lost => {
-                        tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; starting a new root");
-                        if self.acquire_measured(batch).await {
-                            let (root, new) = self
-                                .start(endpoint, &format!("{id}/root"), card, i, batch)
-                                .await;
-                            match (root, new) {
-                                (Attempt::Delivered(_), Some(new)) => change = new,
-                                (other, _) => {
-                                    tracing::warn!(channel = %ch, object = %i.key, attempt = ?other, "cannot post the new root")
-                                }
-                            }
+                        if let Some(new) = self.new_root(endpoint, id, card, i, batch).await {
+                            change = new;
                         }
                     }
                     // The reply is posted; the next event's edit shows the latest card.
@@ -643,6 +623,34 @@ impl Ctx<'_> {
             }
         }
         (posted.attempt, Some(change))
+    }
+
+    /// Posts `card` as the new root of `i.key`, whose root the chat no longer has, once: a
+    /// posting slot of its own, and an id of its own (`{id}/root`: the message's is taken). The
+    /// change to record, or `None` when it could not be posted (logged; the next event tries).
+    async fn new_root(
+        &self,
+        endpoint: &Endpoint,
+        id: &str,
+        card: &str,
+        i: &Instruction,
+        batch: &[Leased],
+    ) -> Option<ConversationWrite> {
+        let ch = &self.target.name;
+        tracing::warn!(channel = %ch, object = %i.key, "the thread's root is gone from the chat; starting a new root");
+        if !self.acquire_measured(batch).await {
+            return None;
+        }
+        match self
+            .start(endpoint, &format!("{id}/root"), card, i, batch)
+            .await
+        {
+            (Attempt::Delivered(_), Some(new)) => Some(new),
+            (other, _) => {
+                tracing::warn!(channel = %ch, object = %i.key, attempt = ?other, "cannot post the new root");
+                None
+            }
+        }
     }
 
     /// Shows a delivered reply (`body`, under `root`) of a broadcast key in the channel too,
