@@ -123,12 +123,6 @@ pub fn run(config: &Path) -> anyhow::Result<i32> {
     for plan in cfg.channels.iter().filter_map(|c| c.conversation_plan()) {
         println!("{plan}");
     }
-    // A conversation the channel's transport cannot carry: posted flat, said once here.
-    for c in &cfg.channels {
-        if let Some(why) = &c.conversation.fallback {
-            println!("channel {:?}: {why}", c.name);
-        }
-    }
     // With [gitlab]: the token works, and which Maintainer projects lack the hook.
     let gitlab_ok = cfg.gitlab.is_none() || check_gitlab(&cfg);
     if !problems.is_empty() || !gitlab_ok {

@@ -25,8 +25,12 @@ pub(super) fn refusal(kind: ChannelKind, mode: Mode) -> Option<&'static str> {
 
 impl ChannelConfig {
     /// What this channel does with its conversations, as `check` says it: `None` when it has
-    /// none (`conversation = "off"`).
+    /// none (`conversation = "off"`, and no conversation asked of a transport that posts flat,
+    /// [`super::ConversationConfig::fallback`]).
     pub fn conversation_plan(&self) -> Option<String> {
+        if let Some(why) = &self.conversation.fallback {
+            return Some(format!("channel {:?}: {why}", self.name));
+        }
         let mode = self.conversation.mode;
         let edits = mode == Mode::ThreadEdit;
         let plan = match (&self.endpoint.auth, self.kind) {
