@@ -414,8 +414,8 @@ impl Store {
 
     /// Starts a transaction (the writer groups many operations in one commit). It takes the
     /// write lock at once (`BEGIN IMMEDIATE`), waiting for it if need be: a transaction that
-    /// read first and then found another connection had written (the checkpointer restarting
-    /// the log, a CLI command) could only fail.
+    /// read first and then found another connection had written (a CLI command) could only
+    /// fail.
     pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
         self.set_syncing(self.full_sync)?;
         Ok(self
@@ -447,6 +447,12 @@ impl Store {
             self.syncing = full;
         }
         Ok(())
+    }
+
+    /// Copies the rest of the log into the database file on the writer's own connection, so
+    /// that its next commit starts the log over ([`super::checkpoint`] says when).
+    pub fn finish_checkpoint(&self) -> Result<i64, StoreError> {
+        passive_checkpoint(&self.conn)
     }
 
     /// Forgets every lease: called at start, when no worker can hold one.
@@ -555,16 +561,6 @@ impl std::fmt::Debug for LogCopier {
     }
 }
 
-/// How far a checkpoint may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckpointMode {
-    /// Copies what it can without waiting for the writer or readers.
-    Passive,
-    /// Waits for readers to move to the newest snapshot (blocking new writes meanwhile), copies
-    /// everything, and lets the next write start the log over.
-    Restart,
-}
-
 impl LogCopier {
     /// Opens the store at `path` (already created and migrated) for checkpoints.
     pub fn open(path: &Path) -> Result<LogCopier, StoreError> {
@@ -574,12 +570,14 @@ impl LogCopier {
         Ok(LogCopier { conn })
     }
 
-    /// Runs one checkpoint; returns the log's length in pages.
-    pub fn checkpoint(&self, mode: CheckpointMode) -> Result<i64, StoreError> {
-        let sql = match mode {
-            CheckpointMode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
-            CheckpointMode::Restart => "PRAGMA wal_checkpoint(RESTART)",
-        };
-        Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(1))?)
+    /// Runs one passive checkpoint; returns the log's length in pages.
+    pub fn checkpoint(&self) -> Result<i64, StoreError> {
+        passive_checkpoint(&self.conn)
     }
+}
+
+/// Copies what it can of the log into the database file without waiting for anyone (another
+/// checkpoint under way makes it a no-op); returns the log's length in pages.
+fn passive_checkpoint(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))?)
 }
