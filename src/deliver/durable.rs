@@ -17,6 +17,7 @@ use super::store::{
 use super::writer::SqliteEngine;
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -37,6 +38,8 @@ pub struct DurableOutbox {
     wake: Wake,
     clock: Clock,
     dedupe_window_ms: i64,
+    /// Webhooks handed to [`DurableOutbox::ingest_at`] so far (what the router stage yields to).
+    received: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for DurableOutbox {
@@ -63,6 +66,7 @@ impl DurableOutbox {
                 wake,
                 clock,
                 dedupe_window_ms: settings.dedupe_window_ms,
+                received: Arc::default(),
             },
             handle,
         ))
@@ -83,6 +87,7 @@ impl DurableOutbox {
             wake: Wake::default(),
             clock,
             dedupe_window_ms: settings.dedupe_window_ms,
+            received: Arc::default(),
         };
         Ok((outbox, thread))
     }
@@ -103,6 +108,7 @@ impl DurableOutbox {
                 wake,
                 clock,
                 dedupe_window_ms,
+                received: Arc::default(),
             },
             migrated,
         ))
@@ -125,10 +131,17 @@ impl DurableOutbox {
 
     /// Stores a received delivery as a new event (committed when this resolves).
     pub async fn ingest_at(&self, ev: RawEvent, now: i64) -> Result<Ingested, OutboxError> {
+        self.received.fetch_add(1, Ordering::Relaxed);
         let ev = ev.encode();
         self.engine
             .ingest(ev, now, now - self.dedupe_window_ms)
             .await
+    }
+
+    /// How many webhooks this process has handed to the store so far: the router stage compares
+    /// two readings to tell whether webhooks are arriving.
+    pub fn webhooks_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// Commits routed events: each is marked routed and its messages inserted, together.

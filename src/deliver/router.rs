@@ -14,7 +14,7 @@ use super::engine::RouterReads;
 use super::store::{ChatRule, RoutedEvent, StoredEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Most events routed (and committed) at once: as many as the SQLite writer commits in one
@@ -29,6 +29,15 @@ pub const RETRY: Duration = Duration::from_millis(500);
 /// value): during a burst that saturates the CPU, acknowledging GitLab comes first and routing
 /// catches up after; on an idle CPU it makes no difference.
 pub const NICENESS: i32 = 10;
+/// While webhooks keep arriving and the stage is behind (its batches full), it rests this many
+/// times as long as its last batch took: routing then takes at most a tenth of its own pace
+/// (thousands of events a second, still more than a steady stream needs) and the rest of the
+/// CPU and of the writer goes to acknowledgements. Caught up, or with no webhook arriving, it
+/// does not rest.
+pub const YIELD_FACTOR: u32 = 9;
+/// Longest rest between two batches: the least pace of routing under a flood of webhooks is a
+/// batch per this.
+pub const MAX_REST: Duration = Duration::from_millis(100);
 
 /// Turns one stored event into its messages and summary. Never fails: an event that cannot be
 /// routed is returned with no deliveries and an outcome that says why, and is marked routed.
@@ -151,6 +160,9 @@ fn run(
             bell.wait(IDLE);
             continue;
         };
+        let started = Instant::now();
+        let received = outbox.webhooks_received();
+        let behind = events.len() >= ROUTE_BATCH;
         let rules = match reader.chat_rules() {
             Ok(r) => r,
             Err(error) => {
@@ -172,10 +184,27 @@ fn run(
             Err(error) => {
                 tracing::error!(%error, "cannot commit routed events; routing them again");
                 bell.wait(RETRY);
+                continue;
             }
+        }
+        if behind && outbox.webhooks_received() != received {
+            rest((started.elapsed() * YIELD_FACTOR).min(MAX_REST), stop);
         }
     }
     tracing::debug!("router stopped");
+}
+
+/// Sleeps for `pause`, or until `stop` is cancelled (checked every few milliseconds).
+fn rest(pause: Duration, stop: &CancellationToken) {
+    const SLICE: Duration = Duration::from_millis(5);
+    let until = Instant::now() + pause;
+    while !stop.is_cancelled() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(SLICE));
+    }
 }
 
 /// Raises this thread's nice value by [`NICENESS`] (Linux nice values are per thread; raising
