@@ -61,19 +61,16 @@ pub(super) fn seen_before(
     now: i64,
     since: i64,
 ) -> Result<bool, StoreError> {
-    let seen: Option<i64> = tx
-        .prepare_cached("SELECT received_at FROM dedupe WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()?;
-    if seen.is_some_and(|t| t >= since) {
-        return Ok(true);
-    }
-    tx.prepare_cached(
-        "INSERT INTO dedupe (key, received_at) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at",
-    )?
-    .execute(params![key, now])?;
-    Ok(false)
+    // One statement: a key seen since `since` is left as it was (no row changed: a duplicate);
+    // a new key, or one seen before `since`, is stamped `now`.
+    let changed = tx
+        .prepare_cached(
+            "INSERT INTO dedupe (key, received_at) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at
+             WHERE dedupe.received_at < ?3",
+        )?
+        .execute(params![key, now, since])?;
+    Ok(changed == 0)
 }
 
 /// Stores a received delivery as a new event, unless its dedupe key was seen after
