@@ -24,7 +24,8 @@
 //! 20 000 stored events (`drain`), and resident memory while 500 000 messages that cannot be
 //! delivered pile up (`backlog`); the bridge's CPU per webhook, by thread, during each load run.
 //! `GCB_BENCH_CASES` picks cases (comma-separated: `load`, `paced`, `postgres`, `busy`, `drain`,
-//! `ready`, `backlog`; all when unset), `GCB_BENCH_BRIDGE` another build of the binary (to
+//! `ready`, `backlog`; all when unset; `soak`, resident memory and acknowledgement latency over
+//! ten minutes at a steady 1 000 requests/s, only when named), `GCB_BENCH_BRIDGE` another build of the binary (to
 //! compare two releases on one machine), `GCB_BENCH_SYNC=normal` `synchronous = "normal"`.
 //!
 //! `cargo bench --bench receive` (needs `wrk`: `apt-get install wrk`; without it the throughput
@@ -181,6 +182,11 @@ fn main() {
         .has("ready")
         .then(|| ready_with_stored_events(&dir.join("full"), &sync));
 
+    // Memory over ten minutes at a steady 1 000 requests/s (only when named: it takes that long).
+    let soak_run = cases
+        .named("soak")
+        .then(|| soak(&dir.join("soak"), &sync, &rt, &body));
+
     // Memory while a backlog of messages that cannot be delivered grows.
     let backlog_run = cases
         .has("backlog")
@@ -290,6 +296,9 @@ fn main() {
         first.as_ref().map_or("-".into(), |f| mib(f.3)),
         busy_run.as_ref().map_or("-".into(), |b| mib(b.3)),
     );
+    if let Some(soak) = &soak_run {
+        soak.print();
+    }
     if let Some(samples) = &backlog_run {
         println!("RSS while messages that cannot be delivered pile up (target < 80 MiB, flat)");
         for s in samples {
@@ -323,6 +332,11 @@ impl Cases {
 
     fn has(&self, case: &str) -> bool {
         self.0.as_ref().is_none_or(|c| c.iter().any(|x| x == case))
+    }
+
+    /// Only when named (a case too long for every run).
+    fn named(&self, case: &str) -> bool {
+        self.0.as_ref().is_some_and(|c| c.iter().any(|x| x == case))
     }
 }
 
@@ -1226,14 +1240,19 @@ struct Paced {
 }
 
 async fn paced(addr: &str, body: &[u8]) -> Paced {
+    paced_for(addr, body, PACED_SECS, "paced").await
+}
+
+/// [`PACED_RATE`] requests a second for `secs` seconds, their dedupe keys starting with `tag`.
+async fn paced_for(addr: &str, body: &[u8], secs: u64, tag: &str) -> Paced {
     let client = reqwest::Client::new();
-    let total = PACED_RATE * PACED_SECS;
+    let total = PACED_RATE * secs;
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / PACED_RATE));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         ticker.tick().await;
-        let req = request(&client, addr, body, format!("paced-{i}"));
+        let req = request(&client, addr, body, format!("{tag}-{i}"));
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
             match req.send().await {
@@ -1311,6 +1330,92 @@ impl RssSampler {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap_or(0)
     }
+}
+
+/// Seconds of the `soak` case (`GCB_BENCH_SOAK_SECS` to shorten it), and between two samples.
+const SOAK_SECS: u64 = 600;
+const SOAK_SAMPLE: Duration = Duration::from_secs(30);
+
+/// The `soak` case's figures: the bridge's RSS every [`SOAK_SAMPLE`] at a steady
+/// [`PACED_RATE`] requests/s, and the acknowledgement latency over the whole run.
+struct Soak {
+    secs: u64,
+    rss: Vec<(Duration, u64)>,
+    paced: Paced,
+}
+
+impl Soak {
+    fn print(&self) {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "RSS at a steady {PACED_RATE} req/s for {} s (target < 80 MiB, flat ± 5 MiB over 10 minutes)",
+            self.secs
+        );
+        let line: Vec<String> = self
+            .rss
+            .iter()
+            .map(|(t, kib)| format!("{}s {:.1}", t.as_secs(), mib(*kib)))
+            .collect();
+        println!("  MiB: {}", line.join(", "));
+        // From the first minute on (allocator pools and caches warm up in the first seconds).
+        let settled: Vec<u64> = self
+            .rss
+            .iter()
+            .filter(|(t, _)| *t >= Duration::from_secs(60))
+            .map(|(_, k)| *k)
+            .collect();
+        if let (Some(lo), Some(hi)) = (settled.iter().min(), settled.iter().max()) {
+            println!(
+                "  from 60 s on: min {:.1}  max {:.1}  spread {:.1} MiB",
+                mib(*lo),
+                mib(*hi),
+                mib(hi - lo)
+            );
+        }
+        println!(
+            "  ack latency: p50 {}  p99 {}  max {}  ({} requests, {} errors)",
+            fmt(self.paced.p50),
+            fmt(self.paced.p99),
+            fmt(self.paced.max),
+            self.paced.sent,
+            self.paced.errors
+        );
+    }
+}
+
+/// The `soak` case: a fresh bridge on the idle config, [`PACED_RATE`] requests/s for
+/// [`SOAK_SECS`], its RSS sampled meanwhile.
+fn soak(dir: &Path, sync: &str, rt: &tokio::runtime::Runtime, body: &[u8]) -> Soak {
+    let secs = std::env::var("GCB_BENCH_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SOAK_SECS);
+    let config = default_config(dir, sync);
+    let (mut bridge, port) = spawn_bridge(&config);
+    let addr = format!("127.0.0.1:{port}");
+    wait_healthz(&addr);
+    let pid = bridge.id();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut samples = Vec::new();
+        while !flag.load(Ordering::Relaxed) {
+            samples.push((started.elapsed(), rss_kib(pid)));
+            let next = started + SOAK_SAMPLE * samples.len() as u32;
+            while Instant::now() < next && !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        samples.push((started.elapsed(), rss_kib(pid)));
+        samples
+    });
+    let paced = rt.block_on(paced_for(&addr, body, secs, "soak"));
+    stop.store(true, Ordering::Relaxed);
+    let rss = sampler.join().unwrap_or_default();
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    Soak { secs, rss, paced }
 }
 
 /// CPU time of each of a process's threads (`/proc/PID/task/*/stat`), by thread id, with the
