@@ -26,6 +26,10 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 }
 
 fn main() -> ExitCode {
+    // mimalloc asks for transparent huge pages (2 MiB) for its segments, so a few small
+    // allocations kept 12 MiB resident: 30 MiB idle instead of 19. Refused (an old kernel, a
+    // seccomp filter): only memory is lost.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     let format = match &cli.command {
         Command::Serve(a) => commands::serve::log_format(&a.config),

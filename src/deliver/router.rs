@@ -217,3 +217,85 @@ fn lower_priority() {
         tracing::debug!(%error, "cannot lower the router stage's CPU priority");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::clock::Clock;
+    use crate::deliver::durable::DurableSettings;
+    use crate::deliver::store::RawEvent;
+
+    /// Routes every event to nothing, with an outcome that names it.
+    struct Nowhere;
+
+    impl EventRouter for Nowhere {
+        fn route(&self, event: &StoredEvent, _: &[ChatRule], _: &Memory<'_>) -> RoutedEvent {
+            RoutedEvent {
+                event_id: event.id,
+                request_id: event.raw.request_id.clone(),
+                outcome: "ignored".into(),
+                ..RoutedEvent::default()
+            }
+        }
+    }
+
+    fn webhook(key: &str) -> RawEvent {
+        RawEvent {
+            request_id: key.into(),
+            dedupe_key: Some(key.into()),
+            headers: vec![],
+            body: b"{}".to_vec(),
+        }
+    }
+
+    /// Resting while webhooks arrive slows routing down, it does not stop it: a backlog of ten
+    /// full batches is routed while webhooks keep arriving all along.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backlog_is_routed_while_webhooks_keep_arriving(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        const BACKLOG: usize = ROUTE_BATCH * 10;
+        let dir = std::env::temp_dir().join(format!("gcb-router-rest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = DurableSettings {
+            dedupe_window_ms: 60_000,
+            full_sync: false,
+        };
+        let (outbox, writer) =
+            DurableOutbox::open(&dir.join("o.sqlite"), settings, &[], Clock::new())?;
+        for i in 0..BACKLOG {
+            outbox.ingest_at(webhook(&format!("old-{i}")), 1).await?;
+        }
+        let stop = CancellationToken::new();
+        let stage = spawn(outbox.clone(), Arc::new(Nowhere), stop.clone())?;
+        // Webhooks all along (one a millisecond), until the backlog is routed or 20 000 of them.
+        let mut arriving = 0;
+        let mut unrouted = outbox.unrouted_count().await?;
+        while arriving < 20_000 {
+            outbox
+                .ingest_at(webhook(&format!("new-{arriving}")), 2)
+                .await?;
+            arriving += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if arriving % 50 == 0 {
+                // Of the backlog: what arrives meanwhile is routed after it, in id order.
+                unrouted = outbox.unrouted_count().await?.saturating_sub(arriving);
+                if unrouted == 0 {
+                    break;
+                }
+            }
+        }
+        stop.cancel();
+        outbox.router_bell().ring();
+        tokio::task::spawn_blocking(move || stage.join())
+            .await?
+            .map_err(|_| "the router stage panicked")?;
+        drop(outbox);
+        let _ = writer.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            unrouted, 0,
+            "{unrouted} of {BACKLOG} backlog events still unrouted after {arriving} webhooks"
+        );
+        Ok(())
+    }
+}
