@@ -53,6 +53,8 @@ pub async fn ingest_group(
     group: &[Queued],
     window_ms: i64,
 ) -> Result<Vec<Ingested>, PgError> {
+    // The sequence is looked up once per statement (a sub-select, run once), not once per row:
+    // `pg_get_serial_sequence` searches the catalog each time it is called.
     let stmt = client
         .prepare_cached(
             "WITH input AS (
@@ -65,7 +67,7 @@ pub async fn ingest_group(
                         RETURNING key),
                   a AS MATERIALIZED (
                         SELECT n, received_at, request_id, dedupe_key, headers, body,
-                               nextval(pg_get_serial_sequence('events', 'id')) AS id
+                               nextval((SELECT pg_get_serial_sequence('events', 'id')::regclass)) AS id
                           FROM input
                          WHERE dedupe_key IS NULL OR dedupe_key IN (SELECT key FROM d)
                          ORDER BY n),
@@ -123,6 +125,7 @@ pub async fn routed(
     notify_on: &str,
 ) -> Result<Vec<String>, PgError> {
     let lock = tx.prepare_cached(LOCK_OBJECTS).await?;
+    // The messages' sequence looked up once per statement, as in `ingest_group`.
     let mark = tx
         .prepare_cached(
             "WITH ev AS (
@@ -142,7 +145,7 @@ pub async fn routed(
                                               channel, ordering_key, body, n)
                    WHERE i.event_id IN (SELECT id FROM marked)),
                   m AS MATERIALIZED (
-                  SELECT input.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id
+                  SELECT input.*, nextval((SELECT pg_get_serial_sequence('messages', 'id')::regclass)) AS id
                     FROM input ORDER BY n),
                   ins AS (
                   INSERT INTO messages (id, request_id, delivery_id, channel, ordering_key, body,
