@@ -188,23 +188,15 @@ fn run(
             }
         }
         if behind && outbox.webhooks_received() != received {
-            rest((started.elapsed() * YIELD_FACTOR).min(MAX_REST), stop);
+            // Over at once when the stage is stopped. The timer is made inside `block_on`,
+            // where the runtime's clock is.
+            let rest = (started.elapsed() * YIELD_FACTOR).min(MAX_REST);
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(rest, stop.cancelled()).await;
+            });
         }
     }
     tracing::debug!("router stopped");
-}
-
-/// Sleeps for `pause`, or until `stop` is cancelled (checked every few milliseconds).
-fn rest(pause: Duration, stop: &CancellationToken) {
-    const SLICE: Duration = Duration::from_millis(5);
-    let until = Instant::now() + pause;
-    while !stop.is_cancelled() {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(SLICE));
-    }
 }
 
 /// Raises this thread's nice value by [`NICENESS`] (Linux nice values are per thread; raising
