@@ -1305,30 +1305,51 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Samples a process's RSS every 50 ms on a thread and keeps the maximum.
+/// Samples a process's RSS on a thread: the peak of a load run, or the course of a soak.
 struct RssSampler {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<u64>,
+    handle: std::thread::JoinHandle<Vec<(Duration, u64)>>,
 }
 
 impl RssSampler {
+    /// Samples every 50 ms (for the peak of a short run).
     fn start(pid: u32) -> RssSampler {
+        Self::every(pid, Duration::from_millis(50))
+    }
+
+    /// Samples at start, every `period`, and when stopped.
+    fn every(pid: u32, period: Duration) -> RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
-            let mut max = 0;
+            let started = Instant::now();
+            let mut samples = Vec::new();
             while !flag.load(Ordering::Relaxed) {
-                max = max.max(rss_kib(pid));
-                std::thread::sleep(Duration::from_millis(50));
+                samples.push((started.elapsed(), rss_kib(pid)));
+                let next = started + period * samples.len() as u32;
+                while Instant::now() < next && !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(period.min(Duration::from_millis(100)));
+                }
             }
-            max
+            samples.push((started.elapsed(), rss_kib(pid)));
+            samples
         });
         RssSampler { stop, handle }
     }
 
-    fn stop(self) -> u64 {
+    /// The samples, each with the time since the start.
+    fn samples(self) -> Vec<(Duration, u64)> {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or(0)
+        self.handle.join().unwrap_or_default()
+    }
+
+    /// The highest sample.
+    fn stop(self) -> u64 {
+        self.samples()
+            .into_iter()
+            .map(|(_, kib)| kib)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -1394,25 +1415,9 @@ fn soak(dir: &Path, sync: &str, rt: &tokio::runtime::Runtime, body: &[u8]) -> So
     let (mut bridge, port) = spawn_bridge(&config);
     let addr = format!("127.0.0.1:{port}");
     wait_healthz(&addr);
-    let pid = bridge.id();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let sampler = std::thread::spawn(move || {
-        let started = Instant::now();
-        let mut samples = Vec::new();
-        while !flag.load(Ordering::Relaxed) {
-            samples.push((started.elapsed(), rss_kib(pid)));
-            let next = started + SOAK_SAMPLE * samples.len() as u32;
-            while Instant::now() < next && !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        samples.push((started.elapsed(), rss_kib(pid)));
-        samples
-    });
+    let sampling = RssSampler::every(bridge.id(), SOAK_SAMPLE);
     let paced = rt.block_on(paced_for(&addr, body, secs, "soak"));
-    stop.store(true, Ordering::Relaxed);
-    let rss = sampler.join().unwrap_or_default();
+    let rss = sampling.samples();
     let _ = bridge.kill();
     let _ = bridge.wait();
     Soak { secs, rss, paced }
