@@ -12,6 +12,7 @@ use crate::deliver::pg::PgOptions;
 use crate::deliver::rate::RateLimiter;
 use crate::deliver::router;
 use crate::deliver::sender::{Attempt, Sender};
+use crate::deliver::store::PruneBefore;
 use crate::deliver::worker::{self, DeadLetter, DeadLetters, Post, Target};
 use crate::deliver::{Auth, Batch, BoxFuture, Delivery, Endpoint};
 use crate::extension::{ChatStarter, Extension};
@@ -795,8 +796,11 @@ const IDLE_NOTIFY: Duration = Duration::from_secs(3600);
 
 /// How long `serve` waits for the outbox writer's last commit at shutdown.
 const WRITER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often old dedupe keys, and events past their retention, are forgotten.
+/// How often old dedupe keys, events past their retention and quiet objects are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How long an object (a merge request, an issue, a pipeline's ref) may stay quiet before its
+/// thread and its remembered state are forgotten: the next event about it starts afresh.
+const QUIET_OBJECTS: Duration = Duration::from_secs(90 * 86_400);
 
 /// Folds the histogram samples every [`crate::metrics::UPKEEP_EVERY`], so memory does not grow with
 /// the webhooks received while nothing scrapes `/metrics`.
@@ -818,10 +822,11 @@ async fn prune(
 ) {
     loop {
         let now = clock.now_ms();
-        outbox.prune(
-            now - window.as_millis() as i64,
-            now - retention.as_millis() as i64,
-        );
+        outbox.prune(PruneBefore {
+            dedupe: now - window.as_millis() as i64,
+            events: now - retention.as_millis() as i64,
+            quiet: now - QUIET_OBJECTS.as_millis() as i64,
+        });
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(PRUNE_EVERY) => {}

@@ -12,7 +12,7 @@ pub use super::engine::{LeaseAnswer, DIGEST_MAX};
 use super::pg::{Migrated, PgEngine, PgError, PgOptions};
 use super::store::{
     self, ChatRule, Conversation, ConversationWrite, EventFilter, EventRow, Ingested, ListedRow,
-    Outcome, RawEvent, RoutedEvent, RuleChange, StoredEvent,
+    Outcome, PruneBefore, RawEvent, RoutedEvent, RuleChange, StoredEvent,
 };
 use super::writer::SqliteEngine;
 use super::{Batch, BoxFuture, Enqueued, Outbox, OutboxError};
@@ -255,10 +255,10 @@ impl DurableOutbox {
             .await
     }
 
-    /// Forgets dedupe keys older than `dedupe_before` and routed events (with their sent
-    /// messages) received before `events_before` (unix ms); fire and forget.
-    pub fn prune(&self, dedupe_before: i64, events_before: i64) {
-        self.engine.prune(dedupe_before, events_before);
+    /// Forgets what is older than `before` says: dedupe keys, routed events (with their sent
+    /// messages), and the conversations and memories of quiet objects; fire and forget.
+    pub fn prune(&self, before: PruneBefore) {
+        self.engine.prune(before);
     }
 
     /// Messages not sent yet, newest first (only dead letters with `dead_only`).

@@ -9,7 +9,8 @@
 use super::bell::Bell;
 use super::store::{
     ChannelStats, ChatRule, Conversation, ConversationWrite, EncodedEvent, EventFilter, EventRow,
-    Ingested, Leased, ListedRow, Outcome, Reader, RoutedEvent, RuleChange, StoreError, StoredEvent,
+    Ingested, Leased, ListedRow, Outcome, PruneBefore, Reader, RoutedEvent, RuleChange, StoreError,
+    StoredEvent,
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
 use std::collections::HashMap;
@@ -199,9 +200,9 @@ pub trait Engine: Send + Sync + 'static {
         key: String,
     ) -> BoxFuture<'_, Result<Option<Conversation>, OutboxError>>;
 
-    /// Forgets dedupe keys older than `dedupe_before` and routed events (with their sent
-    /// messages) received before `events_before` (unix ms); fire and forget, failures logged.
-    fn prune(&self, dedupe_before: i64, events_before: i64);
+    /// Forgets what is older than `before` says (dedupe keys, routed events with their sent
+    /// messages, quiet objects' conversations and memories); fire and forget, failures logged.
+    fn prune(&self, before: PruneBefore);
 
     /// Proves a commit works now (the readiness probe writes a row).
     fn ping(&self, now: i64) -> BoxFuture<'_, Result<(), OutboxError>>;

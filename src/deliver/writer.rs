@@ -17,8 +17,8 @@ use super::checkpoint::{self, Checkpointer};
 use super::engine::{Engine, LeaseAnswer, LeaseRequest, RouterReads, Wake, DIGEST_MAX};
 use super::store::{
     self, ChannelStats, ChatRule, Conversation, ConversationWrite, EncodedEvent, EventFilter,
-    EventRow, Ingested, ListedRow, Outcome, Reader, RoutedEvent, RuleChange, Store, StoreError,
-    StoredEvent,
+    EventRow, Ingested, ListedRow, Outcome, PruneBefore, Reader, RoutedEvent, RuleChange, Store,
+    StoreError, StoredEvent,
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
 use rusqlite::Connection;
@@ -67,10 +67,7 @@ enum Cmd {
         i64,
         oneshot::Sender<Result<(), OutboxError>>,
     ),
-    Prune {
-        dedupe_before: i64,
-        events_before: i64,
-    },
+    Prune(PruneBefore),
     /// Readiness: write the probe row, answer after the commit.
     Ping(i64, oneshot::Sender<Result<(), OutboxError>>),
     /// A change to the chat rules; answered with the rows changed, after the commit.
@@ -276,11 +273,8 @@ impl Engine for SqliteEngine {
         self.read(move |conn| store::conversations::conversation(conn, &channel, &key))
     }
 
-    fn prune(&self, dedupe_before: i64, events_before: i64) {
-        let _ = self.tx.send(Cmd::Prune {
-            dedupe_before,
-            events_before,
-        });
+    fn prune(&self, before: PruneBefore) {
+        let _ = self.tx.send(Cmd::Prune(before));
     }
 
     fn ping(&self, now: i64) -> BoxFuture<'_, Result<(), OutboxError>> {
@@ -681,19 +675,28 @@ fn commit(store: &mut Store, group: &mut Vec<Cmd>, wake: &Wake, relax: bool) {
                         .map_err(store_err);
                     replies.push(Reply::Record(reply, r));
                 }
-                Cmd::Prune {
-                    dedupe_before,
-                    events_before,
-                } => {
-                    if let Err(error) = store::prune_dedupe(&tx, dedupe_before) {
+                Cmd::Prune(before) => {
+                    if let Err(error) = store::prune_dedupe(&tx, before.dedupe) {
                         tracing::warn!(%error, "cannot prune old dedupe keys");
                     }
-                    match store::prune_events(&tx, events_before) {
+                    match store::prune_events(&tx, before.events) {
                         Ok(0) => {}
                         Ok(n) => {
                             tracing::info!(events = n, "pruned events past their retention")
                         }
                         Err(error) => tracing::warn!(%error, "cannot prune old events"),
+                    }
+                    let quiet = store::forget_quiet(&tx, before.quiet).and_then(|m| {
+                        Ok((m, store::conversations::forget_quiet(&tx, before.quiet)?))
+                    });
+                    match quiet {
+                        Ok((0, 0)) => {}
+                        Ok((memories, conversations)) => tracing::info!(
+                            memories,
+                            conversations,
+                            "forgot quiet objects' memories and conversations"
+                        ),
+                        Err(error) => tracing::warn!(%error, "cannot forget quiet objects"),
                     }
                 }
                 Cmd::Ping(now, reply) => {

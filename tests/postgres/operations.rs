@@ -12,7 +12,8 @@ use crate::support::turn;
 use gitlab_chat_bridge::deliver::clock::Clock;
 use gitlab_chat_bridge::deliver::durable::{DurableOutbox, DurableSettings};
 use gitlab_chat_bridge::deliver::store::{
-    ChatRule, ConversationWrite, EventFilter, Ingested, Outcome, RawEvent, RoutedEvent, RuleChange,
+    ChatRule, ConversationWrite, EventFilter, Ingested, Outcome, PruneBefore, RawEvent,
+    RoutedEvent, RuleChange,
 };
 use gitlab_chat_bridge::deliver::{Delivery, Enqueued, Outbox};
 use std::future::Future;
@@ -596,17 +597,38 @@ async fn prune(o: DurableOutbox, e: &'static str) {
     let old = stored(&o, "old", t - 10_000).await;
     let new = stored(&o, "new", t).await;
     let unrouted = stored(&o, "unrouted", t - 10_000).await;
-    o.routed(vec![
-        routing(old, "push", "g/p", &[]),
-        routing(new, "push", "g/p", &[]),
-    ])
+    let mut remembering = routing(new, "push", "g/p", &[]);
+    remembering.memory = vec![("object-state/g/p/mr/9".into(), "{}".into())];
+    o.routed(vec![routing(old, "push", "g/p", &[]), remembering])
+        .await
+        .unwrap();
+    o.enqueue_at(message("q0", "mx", "mr:1", "root"), t)
+        .await
+        .unwrap();
+    let root = o.lease("mx", t, 30_000, 0, 1).await.unwrap().messages;
+    o.record_conversation(
+        root[0].id,
+        Outcome::Sent,
+        conversation_write(Some("ref"), None, false),
+    )
     .await
     .unwrap();
-    o.prune(t - 5_000, t - 5_000);
+    let remembered = || with_reads(&o, |r| r.memory("object-state/g/p/mr/9").unwrap().is_some());
+    o.prune(PruneBefore {
+        dedupe: t - 5_000,
+        events: t - 5_000,
+        quiet: t - 60_000,
+    });
     let deadline = Instant::now() + Duration::from_secs(10);
     while o.event(old).await.unwrap().is_some() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // That pass (it forgot the old event) kept what changed after its quiet horizon.
+    assert!(
+        o.conversation("mx", "mr:1").await.unwrap().is_some(),
+        "{e}: an object that spoke since the horizon keeps its thread"
+    );
+    assert!(remembered().await, "{e}: and its memory");
     assert!(
         o.event(old).await.unwrap().is_none(),
         "{e}: the old routed event stays"
@@ -622,6 +644,26 @@ async fn prune(o: DurableOutbox, e: &'static str) {
         "{e}: old keys forgotten"
     );
     assert_eq!(o.received_at("new").await.unwrap(), Some(t), "{e}");
+    // A horizon after the object last spoke: its thread and its memory are forgotten together.
+    o.prune(PruneBefore {
+        dedupe: t - 5_000,
+        events: t - 5_000,
+        quiet: now() + 60_000,
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while o.conversation("mx", "mr:1").await.unwrap().is_some() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        o.conversation("mx", "mr:1").await.unwrap(),
+        None,
+        "{e}: a quiet object's thread is forgotten"
+    );
+    assert!(!remembered().await, "{e}: and so is its memory");
+    assert!(
+        o.event(new).await.unwrap().is_some(),
+        "{e}: events keep their own retention"
+    );
 }
 
 async fn ping(o: DurableOutbox, e: &'static str) {

@@ -7,6 +7,17 @@ use super::PgError;
 use crate::deliver::store::{Conversation, ConversationWrite};
 use deadpool_postgres::Transaction;
 
+/// Forgets the conversations last changed before `before` (unix ms), in `tx`: the next
+/// message about one of those objects starts a new thread.
+pub async fn forget_quiet(tx: &Transaction<'_>, before: i64) -> Result<u64, PgError> {
+    Ok(tx
+        .execute(
+            "DELETE FROM conversations WHERE updated_at < $1",
+            &[&before],
+        )
+        .await?)
+}
+
 /// The conversation of `key` on `channel`, if one was started.
 pub async fn conversation(
     client: &tokio_postgres::Client,

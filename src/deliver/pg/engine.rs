@@ -16,7 +16,7 @@ use crate::deliver::engine::{
 };
 use crate::deliver::store::{
     ChannelStats, ChatRule, Conversation, ConversationWrite, EncodedEvent, EventFilter, EventRow,
-    Ingested, ListedRow, Outcome, RoutedEvent, RuleChange, StoreError, StoredEvent,
+    Ingested, ListedRow, Outcome, PruneBefore, RoutedEvent, RuleChange, StoreError, StoredEvent,
 };
 use crate::deliver::{Batch, BoxFuture, Enqueued, OutboxError};
 use crate::secret::Secret;
@@ -374,20 +374,24 @@ impl Engine for PgEngine {
         })
     }
 
-    fn prune(&self, dedupe_before: i64, events_before: i64) {
+    fn prune(&self, before: PruneBefore) {
         let me = self.clone();
         tokio::spawn(async move {
-            let pruned: Result<u64, OutboxError> = async {
-                Ok(in_tx!(me, |tx| events::prune(
-                    &tx,
-                    dedupe_before,
-                    events_before
-                )))
-            }
-            .await;
+            let pruned: Result<events::Pruned, OutboxError> =
+                async { Ok(in_tx!(me, |tx| events::prune(&tx, before))) }.await;
             match pruned {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(events = n, "pruned events past their retention"),
+                Ok(p) => {
+                    if p.events > 0 {
+                        tracing::info!(events = p.events, "pruned events past their retention");
+                    }
+                    if p.memories + p.conversations > 0 {
+                        tracing::info!(
+                            memories = p.memories,
+                            conversations = p.conversations,
+                            "forgot quiet objects' memories and conversations"
+                        );
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "cannot prune old events and dedupe keys"),
             }
         });

@@ -5,7 +5,8 @@
 use super::messages::{listed_row, lock_objects, object_keys, LOCK_OBJECTS};
 use super::{PgError, LOCK_SPACE};
 use crate::deliver::store::{
-    self, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, RoutedEvent, StoredEvent,
+    self, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, PruneBefore, RoutedEvent,
+    StoredEvent,
 };
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
@@ -405,8 +406,28 @@ pub async fn replay(
     Ok(id)
 }
 
-/// Forgets old dedupe keys and routed events (with their sent messages).
-pub async fn prune(
+/// What [`prune`] forgot: rows of each kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Routed events.
+    pub events: u64,
+    /// The router's memories of quiet objects.
+    pub memories: u64,
+    /// Conversations of quiet objects.
+    pub conversations: u64,
+}
+
+/// Forgets, in `tx`, what is older than `before` says: dedupe keys, routed events (with their
+/// sent messages), and the memories and conversations of quiet objects.
+pub async fn prune(tx: &Transaction<'_>, before: PruneBefore) -> Result<Pruned, PgError> {
+    Ok(Pruned {
+        events: prune_events(tx, before.dedupe, before.events).await?,
+        memories: super::memory::forget_quiet(tx, before.quiet).await?,
+        conversations: super::conversations::forget_quiet(tx, before.quiet).await?,
+    })
+}
+
+async fn prune_events(
     tx: &Transaction<'_>,
     dedupe_before: i64,
     events_before: i64,

@@ -31,6 +31,12 @@ pub fn conversation(
         .optional()?)
 }
 
+/// Forgets the conversations last changed before `before` (unix ms): the next message about
+/// one of those objects starts a new thread.
+pub fn forget_quiet(tx: &Connection, before: i64) -> Result<usize, StoreError> {
+    Ok(tx.execute("DELETE FROM conversations WHERE updated_at < ?1", [before])?)
+}
+
 /// Applies `w` at `now` (in the transaction that records its message's outcome): a new root
 /// replaces the conversation (open again), otherwise the hash and the end are updated.
 pub fn write(tx: &Connection, w: &ConversationWrite, now: i64) -> Result<(), StoreError> {

@@ -12,6 +12,12 @@ pub fn memory(conn: &Connection, key: &str) -> Result<Option<String>, StoreError
         .optional()?)
 }
 
+/// Forgets the memories last changed before `before` (unix ms): their objects were quiet that
+/// long, and the next event about one starts afresh.
+pub fn forget_quiet(tx: &Connection, before: i64) -> Result<usize, StoreError> {
+    Ok(tx.execute("DELETE FROM router_memory WHERE updated_at < ?1", [before])?)
+}
+
 /// Remembers `value` under `key` at `now` (in the transaction that marks its event routed).
 pub fn remember(tx: &Connection, key: &str, value: &str, now: i64) -> Result<(), StoreError> {
     tx.prepare_cached(

@@ -69,6 +69,17 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// What a pruning pass forgets: what is older than each of these instants (unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneBefore {
+    /// Dedupe keys received before it.
+    pub dedupe: i64,
+    /// Routed events received before it, and messages sent before it.
+    pub events: i64,
+    /// Conversations and the router's memories last changed before it (quiet objects).
+    pub quiet: i64,
+}
+
 /// A conversation: the root message in `channel` of the thread about object `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
