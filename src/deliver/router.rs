@@ -29,15 +29,36 @@ pub const RETRY: Duration = Duration::from_millis(500);
 /// value): during a burst that saturates the CPU, acknowledging GitLab comes first and routing
 /// catches up after; on an idle CPU it makes no difference.
 pub const NICENESS: i32 = 10;
-/// While webhooks keep arriving and the stage is behind (its batches full), it rests this many
-/// times as long as its last batch took: routing then takes at most a tenth of its own pace
-/// (thousands of events a second, still more than a steady stream needs) and the rest of the
-/// CPU and of the writer goes to acknowledgements. Caught up, or with no webhook arriving, it
-/// does not rest.
+/// While webhooks keep arriving (slower than [`FLOOD_RATE`]) and the stage is behind (its
+/// batches full), it rests this many times as long as its last batch took: routing then takes
+/// at most a tenth of its own pace (thousands of events a second, still more than a steady
+/// stream needs) and the rest of the CPU and of the writer goes to acknowledgements. Caught
+/// up, or with no webhook arriving, it does not rest.
 pub const YIELD_FACTOR: u32 = 9;
 /// Longest rest between two batches: the least pace of routing under a flood of webhooks is a
-/// batch per this.
+/// batch per this (640 events a second, more than any chat takes).
 pub const MAX_REST: Duration = Duration::from_millis(100);
+/// Webhooks a second that make a flood: while they arrive this fast (no GitLab sends so many
+/// but for a mass import or a replay storm) and the stage is behind, it rests the longest,
+/// [`MAX_REST`], after each batch, and routes the rest once the flood is over. Below it (a
+/// steady stream of a thousand a second while a backlog drains) it rests [`YIELD_FACTOR`]
+/// times its batch.
+pub const FLOOD_RATE: u64 = 5_000;
+
+/// How long to rest after a batch that took `took` while `arrived` webhooks arrived, when the
+/// stage is behind: not at all when none arrived, [`MAX_REST`] in a flood ([`FLOOD_RATE`]),
+/// else [`YIELD_FACTOR`] times the batch, at most [`MAX_REST`].
+pub fn rest_after(took: Duration, arrived: u64) -> Option<Duration> {
+    if arrived == 0 {
+        return None;
+    }
+    let flood = arrived as f64 >= FLOOD_RATE as f64 * took.as_secs_f64();
+    Some(if flood {
+        MAX_REST
+    } else {
+        (took * YIELD_FACTOR).min(MAX_REST)
+    })
+}
 
 /// Turns one stored event into its messages and summary. Never fails: an event that cannot be
 /// routed is returned with no deliveries and an outcome that says why, and is marked routed.
@@ -187,10 +208,13 @@ fn run(
                 continue;
             }
         }
-        if behind && outbox.webhooks_received() != received {
+        let arrived = outbox.webhooks_received().wrapping_sub(received);
+        if let Some(rest) = behind
+            .then(|| rest_after(started.elapsed(), arrived))
+            .flatten()
+        {
             // Over at once when the stage is stopped. The timer is made inside `block_on`,
             // where the runtime's clock is.
-            let rest = (started.elapsed() * YIELD_FACTOR).min(MAX_REST);
             runtime.block_on(async {
                 let _ = tokio::time::timeout(rest, stop.cancelled()).await;
             });
@@ -238,6 +262,28 @@ mod tests {
             headers: vec![],
             body: b"{}".to_vec(),
         }
+    }
+
+    /// The rest after a batch: none when no webhook arrived, a tenth of the pace under a steady
+    /// stream, the longest in a flood, never longer than that.
+    #[test]
+    fn the_rest_follows_the_pace_of_arrivals() {
+        let batch = Duration::from_millis(4);
+        assert_eq!(rest_after(batch, 0), None, "no webhook: no rest");
+        // A thousand a second: 4 in the 4 ms batch.
+        assert_eq!(rest_after(batch, 4), Some(batch * YIELD_FACTOR));
+        // Thirty thousand a second: 120 in it.
+        assert_eq!(rest_after(batch, 120), Some(MAX_REST), "a flood");
+        assert_eq!(
+            rest_after(Duration::from_millis(40), 4),
+            Some(MAX_REST),
+            "a slow batch rests at most the longest"
+        );
+        assert_eq!(
+            rest_after(Duration::from_secs(2), 9_000),
+            Some(MAX_REST),
+            "4 500 a second over a long batch is no flood, and rests at most the longest"
+        );
     }
 
     /// Resting while webhooks arrive slows routing down, it does not stop it: a backlog of ten
