@@ -139,6 +139,7 @@ fn catch_up(copier: &LogCopier, mut log: i64) {
 mod tests {
     use super::*;
     use crate::deliver::store::{self, RawEvent, Store};
+    use crate::deliver::test_support::incompressible;
     use std::time::Instant;
 
     #[test]
@@ -156,12 +157,7 @@ mod tests {
         // Bodies that do not compress: about 2 000 pages of log in all.
         let mut seed: u64 = 7;
         for i in 0..2_000 {
-            let pad: String = (0..4_000)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    char::from(b'a' + (seed >> 59) as u8)
-                })
-                .collect();
+            let pad = String::from_utf8_lossy(&incompressible(4_000, &mut seed)).into_owned();
             let ev = RawEvent {
                 request_id: format!("r{i}"),
                 dedupe_key: Some(format!("k{i}")),

@@ -301,6 +301,21 @@ impl RetryPolicy {
     }
 }
 
+/// What the deliver modules' unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// `len` lowercase letters that lz4 cannot shrink: a linear congruential sequence that
+    /// goes on from `seed` (so consecutive calls give different bodies).
+    pub fn incompressible(len: usize, seed: &mut u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                b'a' + (*seed >> 59) as u8
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -806,6 +806,7 @@ fn commit(store: &mut Store, group: &mut Vec<Cmd>, wake: &Wake, relax: bool) {
 mod tests {
     use super::*;
     use crate::deliver::store::RawEvent;
+    use crate::deliver::test_support::incompressible;
     use crate::deliver::Delivery;
 
     /// Events stored before the engine starts, not routed yet.
@@ -831,17 +832,11 @@ mod tests {
         while sent < 8_000 {
             let round: Vec<_> = (0..64)
                 .map(|i| {
-                    let pad: Vec<u8> = (0..6_000)
-                        .map(|_| {
-                            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                            b'a' + (seed >> 59) as u8
-                        })
-                        .collect();
                     let ev = RawEvent {
                         request_id: format!("r{sent}-{i}"),
                         dedupe_key: Some(format!("k{sent}-{i}")),
                         headers: vec![],
-                        body: pad,
+                        body: incompressible(6_000, &mut seed),
                     };
                     engine.ingest(ev.encode(), 1, 0)
                 })

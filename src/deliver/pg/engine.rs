@@ -392,7 +392,9 @@ impl Engine for PgEngine {
                         );
                     }
                 }
-                Err(error) => tracing::warn!(%error, "cannot prune old events and dedupe keys"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot prune old events, dedupe keys and quiet objects")
+                }
             }
         });
     }
