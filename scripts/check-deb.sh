@@ -135,7 +135,11 @@ if as_nobody cat /etc/gitlab-chat-bridge/privkey.pem >/dev/null 2>&1; then
 fi
 as_nobody /usr/bin/gitlab-chat-bridge check --config "$creds/config.toml" >/dev/null ||
   fail "check with TLS from the credentials failed"
-as_nobody /usr/bin/gitlab-chat-bridge serve --config "$creds/config.toml" 2>"$state/serve.log" &
+# Not through the `as_nobody` function: a function run in the background is a subshell, `$!`
+# would be that subshell, and killing it would leave the daemon running. setpriv execs the binary,
+# so `$!` is the daemon itself.
+setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all \
+  /usr/bin/gitlab-chat-bridge serve --config "$creds/config.toml" 2>"$state/serve.log" &
 serve_pid=$!
 healthz=$(python3 - "$port" /etc/gitlab-chat-bridge/fullchain.pem <<'PY'
 import ssl, sys, time, urllib.request
@@ -152,6 +156,9 @@ PY
 )
 kill "$serve_pid" 2>/dev/null || true
 wait "$serve_pid" 2>/dev/null || true
+if pgrep -f "gitlab-chat-bridge serve --config $creds/config.toml" >/dev/null; then
+  fail "serve was still running after SIGTERM"
+fi
 [[ "$healthz" == "200 ok" ]] || { cat "$state/serve.log" >&2; fail "serve over TLS from the credentials: '$healthz'"; }
 echo "serve as nobody with TLS from the credentials: GET https://localhost:$port/healthz -> $healthz"
 rm -rf "$creds" "$state" "$dropin_dir" /etc/gitlab-chat-bridge/fullchain.pem /etc/gitlab-chat-bridge/privkey.pem
