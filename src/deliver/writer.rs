@@ -17,8 +17,8 @@ use super::checkpoint::{self, Checkpointer};
 use super::engine::{Engine, LeaseAnswer, LeaseRequest, RouterReads, Wake, DIGEST_MAX};
 use super::store::{
     self, ChannelStats, ChatRule, Conversation, ConversationWrite, EncodedEvent, EventFilter,
-    EventRow, Ingested, ListedRow, Outcome, PruneBefore, Reader, RoutedEvent, RuleChange, Store,
-    StoreError, StoredEvent,
+    EventRow, Ingested, ListedRow, Outcome, PruneBefore, Pruned, Reader, RoutedEvent, RuleChange,
+    Store, StoreError, StoredEvent,
 };
 use super::{Batch, BoxFuture, Enqueued, OutboxError};
 use rusqlite::Connection;
@@ -679,25 +679,22 @@ fn commit(store: &mut Store, group: &mut Vec<Cmd>, wake: &Wake, relax: bool) {
                     if let Err(error) = store::prune_dedupe(&tx, before.dedupe) {
                         tracing::warn!(%error, "cannot prune old dedupe keys");
                     }
+                    let mut pruned = Pruned::default();
                     match store::prune_events(&tx, before.events) {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::info!(events = n, "pruned events past their retention")
-                        }
+                        Ok(n) => pruned.events = n as u64,
                         Err(error) => tracing::warn!(%error, "cannot prune old events"),
                     }
                     let quiet = store::forget_quiet(&tx, before.quiet).and_then(|m| {
                         Ok((m, store::conversations::forget_quiet(&tx, before.quiet)?))
                     });
                     match quiet {
-                        Ok((0, 0)) => {}
-                        Ok((memories, conversations)) => tracing::info!(
-                            memories,
-                            conversations,
-                            "forgot quiet objects' memories and conversations"
-                        ),
+                        Ok((memories, conversations)) => {
+                            pruned.memories = memories as u64;
+                            pruned.conversations = conversations as u64;
+                        }
                         Err(error) => tracing::warn!(%error, "cannot forget quiet objects"),
                     }
+                    pruned.log();
                 }
                 Cmd::Ping(now, reply) => {
                     let r = store::touch(&tx, now).map_err(store_err);

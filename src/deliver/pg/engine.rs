@@ -16,7 +16,8 @@ use crate::deliver::engine::{
 };
 use crate::deliver::store::{
     ChannelStats, ChatRule, Conversation, ConversationWrite, EncodedEvent, EventFilter, EventRow,
-    Ingested, ListedRow, Outcome, PruneBefore, RoutedEvent, RuleChange, StoreError, StoredEvent,
+    Ingested, ListedRow, Outcome, PruneBefore, Pruned, RoutedEvent, RuleChange, StoreError,
+    StoredEvent,
 };
 use crate::deliver::{Batch, BoxFuture, Enqueued, OutboxError};
 use crate::secret::Secret;
@@ -377,21 +378,10 @@ impl Engine for PgEngine {
     fn prune(&self, before: PruneBefore) {
         let me = self.clone();
         tokio::spawn(async move {
-            let pruned: Result<events::Pruned, OutboxError> =
+            let pruned: Result<Pruned, OutboxError> =
                 async { Ok(in_tx!(me, |tx| events::prune(&tx, before))) }.await;
             match pruned {
-                Ok(p) => {
-                    if p.events > 0 {
-                        tracing::info!(events = p.events, "pruned events past their retention");
-                    }
-                    if p.memories + p.conversations > 0 {
-                        tracing::info!(
-                            memories = p.memories,
-                            conversations = p.conversations,
-                            "forgot quiet objects' memories and conversations"
-                        );
-                    }
-                }
+                Ok(p) => p.log(),
                 Err(error) => {
                     tracing::warn!(%error, "cannot prune old events, dedupe keys and quiet objects")
                 }

@@ -5,8 +5,8 @@
 use super::messages::{listed_row, lock_objects, object_keys, LOCK_OBJECTS};
 use super::{PgError, LOCK_SPACE};
 use crate::deliver::store::{
-    self, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, PruneBefore, RoutedEvent,
-    StoredEvent,
+    self, EncodedEvent, EventFilter, EventRow, Ingested, ListedRow, PruneBefore, Pruned,
+    RoutedEvent, StoredEvent,
 };
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
@@ -404,17 +404,6 @@ pub async fn replay(
     };
     routed(tx, std::slice::from_ref(&routed_as), now, notify_on).await?;
     Ok(id)
-}
-
-/// What [`prune`] forgot: rows of each kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pruned {
-    /// Routed events.
-    pub events: u64,
-    /// The router's memories of quiet objects.
-    pub memories: u64,
-    /// Conversations of quiet objects.
-    pub conversations: u64,
 }
 
 /// Forgets, in `tx`, what is older than `before` says: dedupe keys, routed events (with their

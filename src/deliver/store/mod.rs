@@ -80,6 +80,33 @@ pub struct PruneBefore {
     pub quiet: i64,
 }
 
+/// What a pruning pass forgot: rows of each kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Routed events.
+    pub events: u64,
+    /// The router's memories of quiet objects.
+    pub memories: u64,
+    /// Conversations of quiet objects.
+    pub conversations: u64,
+}
+
+impl Pruned {
+    /// Logs what the pass forgot, if anything (the same lines on every engine).
+    pub fn log(&self) {
+        if self.events > 0 {
+            tracing::info!(events = self.events, "pruned events past their retention");
+        }
+        if self.memories + self.conversations > 0 {
+            tracing::info!(
+                memories = self.memories,
+                conversations = self.conversations,
+                "forgot quiet objects' memories and conversations"
+            );
+        }
+    }
+}
+
 /// A conversation: the root message in `channel` of the thread about object `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
