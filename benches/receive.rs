@@ -93,7 +93,7 @@ fn main() {
     let reference_log = dir.join("durable-reference.log");
     // One load run against `addr`: wrk when installed, else the in-process client.
     let load = |addr: &str| {
-        settle(&reference_log);
+        settle(Some(&reference_log));
         if have_wrk {
             wrk(addr, &script, LOAD_SECS)
         } else {
@@ -435,11 +435,13 @@ fn median(rounds: &[Round]) -> &Round {
     order[order.len() / 2]
 }
 
-/// Before a measured run: the durable reference's log emptied (it would grow by gigabytes over
-/// the bench) and every dirty page written back, so that no run pays for the writeback of the
-/// one before it.
-fn settle(reference_log: &Path) {
-    if let Ok(log) = std::fs::OpenOptions::new().write(true).open(reference_log) {
+/// Before a measured run: the durable reference's log, if there is one, emptied (it would grow
+/// by gigabytes over the bench) and every dirty page written back, so that no run pays for the
+/// writeback of the one before it.
+fn settle(reference_log: Option<&Path>) {
+    if let Some(Ok(log)) =
+        reference_log.map(|path| std::fs::OpenOptions::new().write(true).open(path))
+    {
         // The reference writes in append mode: its next write lands at the new end.
         let _ = log.set_len(0);
     }
@@ -540,7 +542,7 @@ fn postgres_only(dir: &Path, body: &[u8]) {
     std::fs::write(&script, lua_script(&body_file)).expect("lua");
     let have_wrk = Command::new("wrk").arg("--version").output().is_ok();
     let load = |addr: &str| {
-        settle(&dir.join("no-reference.log"));
+        settle(None);
         if have_wrk {
             wrk(addr, &script, LOAD_SECS)
         } else {
