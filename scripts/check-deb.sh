@@ -128,7 +128,8 @@ printf '%s' 'a-webhook-secret' >"$creds/secret-token"
 printf '%s' 'a-zapikey' >"$creds/cliq-zapikey"
 chown nobody "$creds" "$creds/config.toml" "$creds/secret-token" "$creds/cliq-zapikey" "$state"
 chmod 0700 "$creds" "$state"
-as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all "$@"; }
+nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all)
+as_nobody() { "${nobody[@]}" "$@"; }
 # The key where the README once pointed the config (root-only in /etc): unreadable to the service.
 if as_nobody cat /etc/gitlab-chat-bridge/privkey.pem >/dev/null 2>&1; then
   fail "the service's user can read /etc/gitlab-chat-bridge/privkey.pem: the test proves nothing"
@@ -138,8 +139,7 @@ as_nobody /usr/bin/gitlab-chat-bridge check --config "$creds/config.toml" >/dev/
 # Not through the `as_nobody` function: a function run in the background is a subshell, `$!`
 # would be that subshell, and killing it would leave the daemon running. setpriv execs the binary,
 # so `$!` is the daemon itself.
-setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all \
-  /usr/bin/gitlab-chat-bridge serve --config "$creds/config.toml" 2>"$state/serve.log" &
+"${nobody[@]}" /usr/bin/gitlab-chat-bridge serve --config "$creds/config.toml" 2>"$state/serve.log" &
 serve_pid=$!
 healthz=$(python3 - "$port" /etc/gitlab-chat-bridge/fullchain.pem <<'PY'
 import ssl, sys, time, urllib.request
